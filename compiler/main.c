@@ -1,0 +1,399 @@
+/* compiler/main.c — the `mlc` command line.
+ *
+ *   mlc MODEL.mdl -o model.c        compile to C (model.c + model.h)
+ *   mlc check MODEL.mdl             parse and type-check
+ *   mlc run MODEL.mdl --input x=x.npy [--weights W] [--out DIR]
+ *   mlc train ...                   (not implemented yet)
+ *
+ * Exit status: 0 success, 1 an error in the model or its files, 2 usage.
+ */
+#include "mlcc.h"
+#include "mlcrt.h"
+#include <errno.h>
+#include <limits.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define MLC_VERSION "0.1.0"
+
+static const char *usage_main =
+    "usage: mlc MODEL.mdl -o OUT.c [options]    compile a model to C (OUT.c and OUT.h)\n"
+    "       mlc check MODEL.mdl [options]        parse and type-check only\n"
+    "       mlc run MODEL.mdl --input NAME=FILE.npy ... [options]\n"
+    "                                            compile, build, run; writes DIR/<output>.npy\n"
+    "       mlc train MODEL.mdl ...              train (not implemented yet)\n"
+    "       mlc COMMAND --help                   help on one command\n"
+    "\n"
+    "common options:\n"
+    "  --model NAME       the model to compile when the file defines several\n"
+    "  -O0, -O2           optimisation level (default -O2; -O0 turns off buffer reuse)\n"
+    "  --emit-ir          print the typed IR to standard output\n"
+    "  --seed N           seed for the initialisers (mlc run without --weights)\n"
+    "  --version          print the version\n"
+    "\n"
+    "Errors in a model are reported as FILE:LINE:COL: error: MESSAGE.\n"
+    "Exit status: 0 on success, 1 on an error in the model or a file, 2 on a usage error.\n";
+
+static const char *usage_compile =
+    "usage: mlc MODEL.mdl -o OUT.c [--model NAME] [-O0|-O2] [--emit-ir]\n"
+    "\n"
+    "Compiles the model to a C translation unit OUT.c and its header OUT.h, with\n"
+    "the API NAME_create / _load / _save / _init / _run / _last_error / _destroy.\n"
+    "Build the result with any C11 compiler and link libmlcrt and libm:\n"
+    "  cc -O2 -c OUT.c -I<mlc>/runtime && cc app.c OUT.o -lmlcrt -lm\n"
+    "An output name ending in .cu (CUDA) is not implemented yet.\n";
+
+static const char *usage_check =
+    "usage: mlc check MODEL.mdl [--model NAME] [--emit-ir]\n"
+    "\n"
+    "Parses and type-checks the model and reports every error found.\n"
+    "With --emit-ir, prints the typed IR of the model.\n";
+
+static const char *usage_run =
+    "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
+    "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu]\n"
+    "\n"
+    "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
+    "cache ($MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc) keyed by a\n"
+    "hash of the generated code, runs it on the .npy inputs and writes each output to\n"
+    "DIR/<output>.npy (DIR defaults to the current directory).  Without --weights the\n"
+    "parameters come from the model's initialisers seeded with --seed (default 0).\n";
+
+static const char *usage_train =
+    "usage: mlc train MODEL.mdl --data x=train_x.npy --data y=train_y.npy --epochs N\n"
+    "                 --batch B --save W.safetensors [...]\n"
+    "\n"
+    "Training is not implemented yet in this version of mlc: the train section is\n"
+    "parsed and checked, but no training step is generated.\n";
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg) {
+  fprintf(stderr, "mlc%s%s: error: ", cmd ? " " : "", cmd ? cmd : "");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(see 'mlc %s--help')\n", cmd ? arena_printf(arena_new(), "%s ", cmd) : "");
+  return 2;
+}
+
+typedef struct Args {
+  const char *cmd; /* NULL = compile */
+  const char *model_path, *out, *weights, *out_dir, *device;
+  const char *inputs[64];
+  int ninputs;
+  bool emit_ir, help, jit;
+  Options o;
+} Args;
+
+static bool streq(const char *a, const char *b) { return strcmp(a, b) == 0; }
+
+/* Parses options common to the commands.  Returns -1 when parsing may go on,
+ * else the exit status. */
+static int parse_args(int argc, char **argv, int start, Args *a) {
+  for (int i = start; i < argc; i++) {
+    const char *s = argv[i];
+    const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED()                                                                                     \
+  do {                                                                                             \
+    if (!next) return usage_error(a->cmd, "option %s needs a value", s);                          \
+    i++;                                                                                           \
+  } while (0)
+    if (streq(s, "--help") || streq(s, "-h")) a->help = true;
+    else if (streq(s, "-o")) { NEED(); a->out = next; }
+    else if (streq(s, "--model")) { NEED(); a->o.model = next; }
+    else if (streq(s, "--weights")) { NEED(); a->weights = next; }
+    else if (streq(s, "--out")) { NEED(); a->out_dir = next; }
+    else if (streq(s, "--device")) { NEED(); a->device = next; }
+    else if (streq(s, "--input")) {
+      NEED();
+      if (a->ninputs == 64) return usage_error(a->cmd, "too many --input options%s", "");
+      if (!strchr(next, '=')) return usage_error(a->cmd, "--input needs NAME=FILE.npy, got '%s'", next);
+      a->inputs[a->ninputs++] = next;
+    } else if (streq(s, "--seed")) {
+      NEED();
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(next, &end, 10);
+      if (errno || *end || !*next || next[0] == '-') return usage_error(a->cmd, "--seed needs a non-negative integer, got '%s'", next);
+      a->o.seed = v;
+    } else if (streq(s, "-O0")) a->o.opt_level = 0;
+    else if (streq(s, "-O2") || streq(s, "-O")) a->o.opt_level = 2;
+    else if (streq(s, "--emit-ir")) a->emit_ir = true;
+    else if (streq(s, "--jit")) a->jit = true;
+    else if (streq(s, "--report") || streq(s, "--dot") || streq(s, "--embed-weights") || streq(s, "--target")) {
+      fprintf(stderr, "mlc: error: option %s is not implemented yet\n", s);
+      return 1;
+    } else if (s[0] == '-' && s[1]) return usage_error(a->cmd, "unknown option '%s'", s);
+    else if (!a->model_path) a->model_path = s;
+    else return usage_error(a->cmd, "unexpected argument '%s' (one model file at a time)", s);
+#undef NEED
+  }
+  return -1;
+}
+
+static bool write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "wb");
+  if (!f) {
+    fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
+    return false;
+  }
+  size_t n = strlen(text);
+  bool ok = fwrite(text, 1, n, f) == n;
+  ok &= fclose(f) == 0;
+  if (!ok) fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
+  return ok;
+}
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+  const unsigned char *s = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+static bool exists(const char *p) { return access(p, F_OK) == 0; }
+
+/* Where the runtime header and library are: the build tree mlc was built
+ * in, $MLC_RUNTIME_INCLUDE / $MLC_RUNTIME_LIB, or the install prefix. */
+static void runtime_paths(Arena *A, const char **inc, const char **lib) {
+  *inc = getenv("MLC_RUNTIME_INCLUDE");
+  *lib = getenv("MLC_RUNTIME_LIB");
+  if (*inc && *lib) return;
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[n > 0 ? n : 0] = 0;
+  char *slash = strrchr(exe, '/');
+  if (slash) *slash = 0;
+  const char *cand_inc = arena_printf(A, "%s/../include", exe), *cand_lib = arena_printf(A, "%s/../lib/libmlcrt.a", exe);
+  if (!*inc) *inc = exists(MLC_BUILD_RUNTIME_INCLUDE "/mlcrt.h") ? MLC_BUILD_RUNTIME_INCLUDE : cand_inc;
+  if (!*lib) *lib = exists(MLC_BUILD_RUNTIME_LIB) ? MLC_BUILD_RUNTIME_LIB : cand_lib;
+}
+
+static char *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  size_t cap = 0, n = 0;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 1 << 16;
+      char *nb = realloc(buf, cap);
+      if (!nb) { free(buf); fclose(f); return NULL; }
+      buf = nb;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0) break;
+  }
+  fclose(f);
+  *len = n;
+  return buf;
+}
+
+static int mkdirs(const char *path) {
+  char tmp[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      mkdir(tmp, 0755);
+      *p = '/';
+    }
+  return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+static int spawn_wait(char **argv, bool quiet_stdout) {
+  pid_t pid;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (quiet_stdout) posix_spawn_file_actions_adddup2(&fa, 2, 1);
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    fprintf(stderr, "mlc: error: cannot run %s: %s\n", argv[0], strerror(rc));
+    return -1;
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return -1;
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  fprintf(stderr, "mlc: error: %s was killed by signal %d\n", argv[0], WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+/* Builds the generated model + harness in the cache (unless there already)
+ * and returns the path of the executable. */
+static const char *build_cached(Arena *A, EmitC *e) {
+  const char *inc, *lib;
+  runtime_paths(A, &inc, &lib);
+  if (!exists(lib) || !exists(arena_printf(A, "%s/mlcrt.h", inc))) {
+    fprintf(stderr, "mlc: error: cannot find the runtime library (tried %s and %s/mlcrt.h); set MLC_RUNTIME_LIB and MLC_RUNTIME_INCLUDE\n", lib, inc);
+    return NULL;
+  }
+  const char *cc = getenv("CC");
+  if (!cc || !*cc) cc = "cc";
+  size_t liblen = 0;
+  char *libbytes = read_all(lib, &liblen);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  h = fnv1a(h, e->c, strlen(e->c));
+  h = fnv1a(h, e->h, strlen(e->h));
+  h = fnv1a(h, e->harness, strlen(e->harness));
+  h = fnv1a(h, cc, strlen(cc));
+  h = fnv1a(h, inc, strlen(inc));
+  if (libbytes) h = fnv1a(h, libbytes, liblen);
+  free(libbytes);
+  const char *base = getenv("MLC_CACHE_DIR");
+  if (!base || !*base) {
+    const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    base = x && *x ? arena_printf(A, "%s/mlc", x) : home && *home ? arena_printf(A, "%s/.cache/mlc", home) : "/tmp/mlc-cache";
+  }
+  const char *dir = arena_printf(A, "%s/%016llx", base, (unsigned long long)h);
+  const char *exe = arena_printf(A, "%s/run", dir);
+  if (exists(exe)) return exe;
+  if (mkdirs(base) != 0) {
+    fprintf(stderr, "mlc: error: cannot create the cache directory %s: %s\n", base, strerror(errno));
+    return NULL;
+  }
+  char *tmp = arena_printf(A, "%s/tmp.XXXXXX", base);
+  if (!mkdtemp(tmp)) {
+    fprintf(stderr, "mlc: error: cannot create a directory in %s: %s\n", base, strerror(errno));
+    return NULL;
+  }
+  const char *mc = arena_printf(A, "%s/model.c", tmp), *mh = arena_printf(A, "%s/model.h", tmp),
+             *hc = arena_printf(A, "%s/main.c", tmp), *out = arena_printf(A, "%s/run", tmp);
+  if (!write_file(mc, e->c) || !write_file(mh, e->h) || !write_file(hc, e->harness)) return NULL;
+  char *argv[] = {(char *)cc, "-std=c11", "-O2", "-I", (char *)inc, (char *)mc, (char *)hc, (char *)lib, "-lm", "-o", (char *)out, NULL};
+  int rc = spawn_wait(argv, true);
+  if (rc != 0) {
+    fprintf(stderr, "mlc: internal error: the generated C did not compile (%s exited with %d); sources kept in %s\n", cc, rc, tmp);
+    return NULL;
+  }
+  if (rename(tmp, dir) != 0) { /* another process won the race: use theirs */
+    if (exists(exe)) return exe;
+    return out;
+  }
+  return exe;
+}
+
+static int cmd_run(Arena *A, Args *a, Compiled *c) {
+  if (a->device && !streq(a->device, "cpu")) {
+    if (streq(a->device, "cuda")) {
+      fprintf(stderr, "mlc run: error: --device cuda is not implemented yet (CPU only in this version)\n");
+      return 1;
+    }
+    return usage_error("run", "--device must be cpu or cuda, got '%s'", a->device);
+  }
+  if (a->jit) {
+    fprintf(stderr, "mlc run: error: --jit is not implemented yet\n");
+    return 1;
+  }
+  EmitC e = emitc_model(c->g, c->plan, "model.h");
+  const char *exe = build_cached(A, &e);
+  if (!exe) return 1;
+  const char *out_dir = a->out_dir ? a->out_dir : ".";
+  if (mkdirs(out_dir) != 0) {
+    fprintf(stderr, "mlc run: error: cannot create output directory %s: %s\n", out_dir, strerror(errno));
+    return 1;
+  }
+  char *argv[2 * 64 + 16];
+  int n = 0;
+  argv[n++] = (char *)exe;
+  argv[n++] = "--out";
+  argv[n++] = (char *)out_dir;
+  if (a->weights) argv[n++] = "--weights", argv[n++] = (char *)a->weights;
+  argv[n++] = "--seed";
+  argv[n++] = arena_printf(A, "%llu", (unsigned long long)a->o.seed);
+  for (int i = 0; i < a->ninputs; i++) argv[n++] = "--input", argv[n++] = (char *)a->inputs[i];
+  argv[n] = NULL;
+  int rc = spawn_wait(argv, false);
+  return rc < 0 ? 1 : rc;
+}
+
+/* docs/operators.md, generated from the op table */
+static void list_ops(void) {
+  printf("# Operators\n\nGenerated from `compiler/ops.def` by `mlc --list-ops`; do not edit.\n\n");
+  printf("| operator | signature | CPU forward | gradient | CUDA | tested |\n|---|---|---|---|---|---|\n");
+  for (int i = 0; i < OP_COUNT; i++) {
+    if (op_info[i].flags & F_INTERNAL) continue;
+    bool cpu = op_info[i].flags & F_CPU;
+    printf("| `%s` | `%s` | %s | %s | no | %s |\n", op_info[i].name, op_info[i].sig, cpu ? "yes" : "no",
+           op_info[i].flags & F_DIFF ? "pending" : "n/a", cpu ? "e2e vs PyTorch" : "no");
+  }
+}
+
+int main(int argc, char **argv) {
+  Args a = {0};
+  a.o.opt_level = 2;
+  if (argc < 2) {
+    fputs(usage_main, stderr);
+    return 2;
+  }
+  int start = 1;
+  const char *c1 = argv[1];
+  if (streq(c1, "--help") || streq(c1, "-h") || streq(c1, "help")) {
+    fputs(usage_main, stdout);
+    return 0;
+  }
+  if (streq(c1, "--version")) {
+    printf("mlc %s\n", MLC_VERSION);
+    return 0;
+  }
+  if (streq(c1, "--list-ops")) {
+    list_ops();
+    return 0;
+  }
+  if (streq(c1, "check") || streq(c1, "run") || streq(c1, "train") || streq(c1, "compile")) {
+    a.cmd = c1;
+    start = 2;
+  }
+  int rc = parse_args(argc, argv, start, &a);
+  if (rc >= 0) return rc;
+  const char *cmd = a.cmd && !streq(a.cmd, "compile") ? a.cmd : NULL;
+  if (a.help) {
+    fputs(!cmd ? usage_compile : streq(cmd, "check") ? usage_check : streq(cmd, "run") ? usage_run : usage_train, stdout);
+    return 0;
+  }
+  if (!a.model_path) return usage_error(a.cmd, "no model file given%s", "");
+  bool is_train = cmd && streq(cmd, "train");
+  bool check_only = (cmd && streq(cmd, "check")) || is_train;
+  if (!cmd && !a.out && !a.emit_ir) return usage_error(NULL, "no output file given (use -o OUT.c)%s", "");
+  if (!cmd && a.out) {
+    size_t n = strlen(a.out);
+    if (n > 3 && streq(a.out + n - 3, ".cu")) {
+      fprintf(stderr, "mlc: error: CUDA output (%s) is not implemented yet; use a .c output name\n", a.out);
+      return 1;
+    }
+    if (n < 3 || !streq(a.out + n - 2, ".c")) return usage_error(NULL, "the output name must end in .c, got '%s'", a.out);
+  }
+  Arena *A = arena_new();
+  Diag d = {0};
+  d.echo = stderr;
+  Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir, &d);
+  if (!c) {
+    if (d.nerrors > 1) fprintf(stderr, "%d errors\n", d.nerrors);
+    diag_free(&d);
+    arena_free(A);
+    return 1;
+  }
+  if (a.emit_ir) ir_print(stdout, c->g);
+  rc = 0;
+  if (is_train) {
+    fprintf(stderr, "mlc train: error: training is not implemented yet in this version of mlc "
+                    "(the model and its train section parse and type-check)\n");
+    rc = 1;
+  } else if (cmd && streq(cmd, "run")) {
+    rc = cmd_run(A, &a, c);
+  } else if (!cmd && a.out) {
+    /* OUT.c and OUT.h */
+    char *h = arena_strdup(A, a.out);
+    h[strlen(h) - 1] = 'h';
+    const char *slash = strrchr(h, '/');
+    EmitC e = emitc_model(c->g, c->plan, slash ? slash + 1 : h);
+    rc = write_file(a.out, e.c) && write_file(h, e.h) ? 0 : 1;
+  }
+  diag_free(&d);
+  arena_free(A);
+  return rc;
+}

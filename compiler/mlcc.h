@@ -1,0 +1,228 @@
+/* compiler/mlcc.h — the map of the compiler: the IR and one section per pass.
+ *
+ * Pipeline (driver.c calls these in this order):
+ *     parse_source     grammar/      MDL text -> AST
+ *     lower_model      lower.c       AST -> IR: blocks inlined, repeats
+ *                                    unrolled, names resolved; each node is
+ *                                    typed by infer_node as it is made
+ *     infer_graph      infer.c       re-checks every node's type (shape rules)
+ *     plan_graph       plan.c        storage classes, liveness, arena items
+ *     emitc_model      codegen/      IR -> model.c + model.h (+ run harness)
+ * Later passes (autodiff, fusion, CUDA) read and extend the same Graph.
+ *
+ * The IR is a flat array of typed nodes in topological (creation) order;
+ * node ids are indices.  Shapes are lists of Dim: integer polynomials over
+ * the model's symbolic dims (B, T, ...), so `flatten([B,1,28,28])` is
+ * `[B, 784*B/B]` = `[B, 784]` and sizes print as C expressions.
+ */
+#ifndef MLCC_H
+#define MLCC_H
+
+#include "ast.h"
+#include <stdbool.h>
+
+#define MAX_RANK 8 /* = MLCRT_MAX_RANK */
+#define MAX_SYMS 16
+
+/* ---- dim.c: integer polynomials over symbolic dims ----------------------- */
+#define DIM_TERMS 6
+#define DIM_VARS 4
+typedef struct DimTerm {
+  int64_t c;               /* coefficient, never 0 */
+  uint8_t v[DIM_VARS];     /* symbol ids (1-based), ascending, 0-padded */
+} DimTerm;
+typedef struct Dim {
+  int n; /* number of terms; 0 = the constant 0 */
+  DimTerm t[DIM_TERMS];
+  bool bad; /* overflowed the representation (too many terms / vars) */
+} Dim;
+
+Dim dim_const(int64_t c);
+Dim dim_sym(int id);
+Dim dim_add(Dim a, Dim b);
+Dim dim_sub(Dim a, Dim b);
+Dim dim_mul(Dim a, Dim b);
+bool dim_div(Dim a, Dim b, Dim *out); /* exact division only */
+bool dim_eq(Dim a, Dim b);
+bool dim_is_const(Dim a, int64_t *c);
+bool dim_is_sym(Dim a, int *id);
+int64_t dim_eval(Dim a, const int64_t *symvals); /* symvals[id] */
+/* Writes a C expression ("784", "B", "(3*B*T + 1)"), names[id] naming symbols. */
+char *dim_str(Arena *A, Dim a, const char *const *names);
+
+/* ---- the IR -------------------------------------------------------------- */
+enum {
+  F_INTERNAL = 1 << 0, /* not callable from MDL */
+  F_CPU = 1 << 1,      /* CPU forward implemented */
+  F_ELEM = 1 << 2,     /* elementwise (with broadcasting) */
+  F_CMP = 1 << 3,      /* comparison: bool result */
+  F_FLOATOUT = 1 << 4, /* integer inputs give f32 */
+  F_KEEP = 1 << 5,     /* result keeps the input dtype */
+  F_CAST = 1 << 6,
+  F_REDUCE = 1 << 7,
+  F_VIEW = 1 << 8, /* result aliases the input's storage */
+  F_MOVE = 1 << 9, /* data movement (copy) */
+  F_DIFF = 1 << 10 /* differentiable (autodiff rule pending) */
+};
+
+typedef enum Op {
+#define OP(e, name, flags, sig, rule, cexpr) OP_##e,
+#include "ops.def"
+#undef OP
+  OP_COUNT
+} Op;
+
+typedef struct OpInfo {
+  const char *name, *sig, *cexpr, *enum_name;
+  int flags;
+} OpInfo;
+extern const OpInfo op_info[OP_COUNT];
+int op_lookup(const char *name); /* -1 if unknown */
+
+typedef enum DType { DT_F32, DT_F16, DT_BF16, DT_I32, DT_I64, DT_U8, DT_BOOL, DT_COUNT } DType;
+const char *dtype_name(DType t); /* "f32" ... */
+int dtype_lookup(const char *name);
+size_t dtype_size(DType t);
+bool dtype_is_float(DType t);
+
+typedef struct Type {
+  DType dt;
+  int rank;
+  Dim dim[MAX_RANK];
+} Type;
+
+/* Initialisers for params/buffers (values match MLCRT_INIT_*). */
+typedef enum InitKind { INIT_ZEROS, INIT_ONES, INIT_NORMAL, INIT_UNIFORM, INIT_KAIMING, INIT_XAVIER } InitKind;
+
+typedef struct Node {
+  Op op;
+  Loc loc;
+  Type ty;
+  int nin;
+  int *in;           /* input node ids */
+  int64_t ia[16];    /* integer attributes, op-specific (see infer.c) */
+  int nia;
+  double fa[4];      /* float attributes; OP_CONST value in fa[0] */
+  const char *sa;    /* string attribute */
+  Dim *da;           /* dim-list attribute (reshape target), nda entries */
+  int nda;
+  const char *name;  /* input name, param/buffer path */
+  const char *hint;  /* the MDL variable this value was bound to, for readable code */
+  bool weak;         /* OP_CONST from a Python-style scalar literal */
+  InitKind init;
+  double init_a, init_b;
+  int group; /* fused group id (fusion pass); -1 = none */
+} Node;
+
+typedef struct Output {
+  const char *name;
+  int node;
+} Output;
+
+/* A runtime check that two dims are equal (symbolic where it could not be
+ * proven at compile time). */
+typedef struct DimCheck {
+  Dim a, b;
+  Loc loc;
+  const char *what;
+} DimCheck;
+
+typedef struct Graph {
+  Arena *A;
+  const char *name; /* model name */
+  const char *source_path;
+  Node *nodes;
+  int n, cap;
+  const char *sym[MAX_SYMS + 1]; /* symbol names, 1-based */
+  int nsym;
+  int *inputs, ninputs; /* OP_INPUT node ids in declaration order */
+  int *tensors, ntensors; /* OP_PARAM / OP_BUFFER node ids in declaration order */
+  Output *outputs;
+  int noutputs;
+  DimCheck *checks;
+  int nchecks;
+  bool has_train; /* a train section exists (lowered by the training pass) */
+} Graph;
+
+/* ir.c */
+Graph *ir_new(Arena *A, const char *name);
+int ir_add(Graph *g, Op op, Loc loc, int nin, const int *in); /* returns the id */
+void ir_add_check(Graph *g, Dim a, Dim b, Loc loc, const char *what);
+int64_t type_numel_const(const Type *t, bool *is_const);
+Dim type_numel(const Type *t);
+char *type_str(Arena *A, const Graph *g, const Type *t); /* "f32[B, 784]" */
+void ir_print(FILE *out, const Graph *g);                /* --emit-ir */
+
+/* ---- lower.c: AST -> IR ---------------------------------------------------- */
+/* Lowers the model `model_name` (NULL: the only one) of file.  Returns NULL
+ * after reporting errors through d. */
+Graph *lower_model(Arena *A, const Ast *file, const char *model_name, Diag *d);
+
+/* ---- infer.c: shape and dtype inference ---------------------------------- */
+/* Computes g->nodes[id].ty from its inputs and attributes; reports errors
+ * (naming both shapes) and returns false on a mismatch. */
+bool infer_node(Graph *g, int id, Diag *d);
+bool infer_graph(Graph *g, Diag *d);
+/* Broadcasts a and b (NumPy rules); false if incompatible. */
+bool infer_broadcast(Graph *g, const Type *a, const Type *b, Type *out, Loc loc, Diag *d);
+DType infer_promote(const Node *a, const Node *b);
+
+/* ---- plan.c: storage and liveness ----------------------------------------- */
+typedef enum Storage {
+  ST_NONE,   /* needs no storage (inlined constant) */
+  ST_INPUT,  /* the caller's input pointer */
+  ST_WEIGHT, /* a param or buffer in the weights region */
+  ST_ARENA,  /* a planned activation buffer */
+  ST_ALIAS   /* a view of another node's storage */
+} Storage;
+
+typedef struct PlanBuf {
+  int node;          /* the node that defines it (or owns the scratch) */
+  bool scratch;      /* kernel scratch space rather than a value */
+  int first, last;   /* live range in schedule steps (node ids) */
+} PlanBuf;
+
+typedef struct Plan {
+  Storage *storage;   /* per node */
+  int *alias_of;      /* per node: the root node whose storage it shares */
+  int *buf;           /* per node: index into bufs, or -1 */
+  int *scratch;       /* per node: scratch buffer index, or -1 */
+  PlanBuf *bufs;
+  int nbufs;
+  size_t *weight_off; /* per node: byte offset in the weights region */
+  size_t weight_bytes;
+  bool reuse;         /* -O0 turns buffer reuse off */
+} Plan;
+
+Plan *plan_graph(Graph *g, int opt_level);
+/* Arena bytes for given symbol values (uses the runtime planner). */
+size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals);
+/* Bytes of a node's value (or a conv scratch) as a Dim, for emitters. */
+Dim plan_buf_bytes(const Graph *g, const Plan *p, int b);
+
+/* ---- codegen/emit_c.c: the C backend --------------------------------------- */
+/* Emits model.c (including "<header_name>"), the header, and a main() for
+ * `mlc run` that reads .npy inputs and writes .npy outputs.  All three are
+ * NUL-terminated, allocated in g->A, and byte-identical for the same graph. */
+typedef struct EmitC {
+  char *c, *h, *harness;
+} EmitC;
+EmitC emitc_model(Graph *g, const Plan *p, const char *header_name);
+
+/* ---- driver.c: the pipeline --------------------------------------------------- */
+typedef struct Options {
+  const char *model; /* --model */
+  int opt_level;     /* 0 or 2 */
+  uint64_t seed;
+} Options;
+
+typedef struct Compiled {
+  Graph *g;
+  Plan *plan;
+  char *c_src, *h_src, *harness_src; /* NUL-terminated */
+} Compiled;
+
+/* Parses, checks and (unless check_only) emits.  Returns NULL on errors. */
+Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d);
+
+#endif

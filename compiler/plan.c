@@ -1,0 +1,133 @@
+/* compiler/plan.c — storage classes and liveness for the one arena.
+ *
+ * Every live node gets a storage class: the caller's input pointer, a slot
+ * in the weights region (params and buffers, laid out here at compile time),
+ * an alias of another node (views such as reshape), nothing (constants that
+ * elementwise loops inline), or a planned activation buffer.  Activation
+ * buffers get a live range [definition, last use] in schedule order; the
+ * generated create() hands the ranges and the sizes for the maximum dims to
+ * mlcrt_plan (runtime/plan.c), which assigns offsets so that buffers whose
+ * ranges overlap never share bytes.  -O0 makes every range span the whole run,
+ * so nothing is reused.
+ */
+#include "mlcc.h"
+#include "mlcrt.h"
+#include <stdlib.h>
+#include <string.h>
+
+static int new_buf(Arena *A, Plan *p, int node, bool scratch, int *cap) {
+  if (p->nbufs == *cap) {
+    int nc = *cap ? *cap * 2 : 16;
+    PlanBuf *nb = arena_alloc(A, sizeof(PlanBuf) * (size_t)nc);
+    if (p->nbufs) memcpy(nb, p->bufs, sizeof(PlanBuf) * (size_t)p->nbufs);
+    p->bufs = nb;
+    *cap = nc;
+  }
+  p->bufs[p->nbufs] = (PlanBuf){node, scratch, node, node};
+  return p->nbufs++;
+}
+
+Plan *plan_graph(Graph *g, int opt_level) {
+  Arena *A = g->A;
+  Plan *p = arena_alloc(A, sizeof *p);
+  int n = g->n, cap = 0;
+  p->storage = arena_alloc(A, sizeof(Storage) * (size_t)(n + 1));
+  p->alias_of = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  p->buf = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  p->scratch = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  p->weight_off = arena_alloc(A, sizeof(size_t) * (size_t)(n + 1));
+  p->reuse = opt_level > 0;
+
+  /* liveness: which nodes do the outputs need? */
+  bool *live = arena_alloc(A, (size_t)(n + 1));
+  bool *inline_only = arena_alloc(A, (size_t)(n + 1)); /* used only by elementwise ops */
+  for (int i = 0; i < g->noutputs; i++) live[g->outputs[i].node] = true;
+  for (int i = n - 1; i >= 0; i--)
+    if (live[i])
+      for (int j = 0; j < g->nodes[i].nin; j++) live[g->nodes[i].in[j]] = true;
+  for (int i = 0; i < n; i++) inline_only[i] = true;
+  for (int i = 0; i < n; i++) {
+    if (!live[i]) continue;
+    bool elem = op_info[g->nodes[i].op].flags & F_ELEM;
+    for (int j = 0; j < g->nodes[i].nin; j++)
+      if (!elem) inline_only[g->nodes[i].in[j]] = false;
+  }
+  for (int i = 0; i < g->noutputs; i++) inline_only[g->outputs[i].node] = false;
+
+  /* the weights region holds every param and buffer, live or not: the
+   * weights file and checkpoints name them all */
+  size_t off = 0;
+  for (int t = 0; t < g->ntensors; t++) {
+    int id = g->tensors[t];
+    bool k;
+    int64_t numel = type_numel_const(&g->nodes[id].ty, &k);
+    p->weight_off[id] = off;
+    off += ((size_t)numel * dtype_size(g->nodes[id].ty.dt) + 63) & ~(size_t)63;
+  }
+  p->weight_bytes = off;
+
+  for (int i = 0; i < n; i++) {
+    Node *nd = &g->nodes[i];
+    p->buf[i] = p->scratch[i] = -1;
+    p->alias_of[i] = i;
+    if (nd->op == OP_PARAM || nd->op == OP_BUFFER) { p->storage[i] = ST_WEIGHT; continue; }
+    if (!live[i]) { p->storage[i] = ST_NONE; continue; }
+    if (nd->op == OP_INPUT) p->storage[i] = ST_INPUT;
+    else if (nd->op == OP_CONST && inline_only[i]) p->storage[i] = ST_NONE;
+    else if (op_info[nd->op].flags & F_VIEW) {
+      p->storage[i] = ST_ALIAS;
+      p->alias_of[i] = p->alias_of[nd->in[0]];
+    } else {
+      p->storage[i] = ST_ARENA;
+      p->buf[i] = new_buf(A, p, i, false, &cap);
+    }
+    if (nd->op == OP_CONV2D) p->scratch[i] = new_buf(A, p, i, true, &cap);
+  }
+  /* extend each buffer's range to the last use of it or any view of it */
+  for (int i = 0; i < n; i++) {
+    if (!live[i]) continue;
+    for (int j = 0; j < g->nodes[i].nin; j++) {
+      int root = p->alias_of[g->nodes[i].in[j]];
+      if (p->buf[root] >= 0 && p->bufs[p->buf[root]].last < i) p->bufs[p->buf[root]].last = i;
+    }
+  }
+  for (int i = 0; i < g->noutputs; i++) {
+    int root = p->alias_of[g->outputs[i].node];
+    if (p->buf[root] >= 0) p->bufs[p->buf[root]].last = n;
+  }
+  if (!p->reuse)
+    for (int b = 0; b < p->nbufs; b++) p->bufs[b].first = 0, p->bufs[b].last = n;
+  return p;
+}
+
+Dim plan_buf_bytes(const Graph *g, const Plan *p, int b) {
+  const Node *nd = &g->nodes[p->bufs[b].node];
+  return dim_mul(type_numel(&nd->ty), dim_const((int64_t)dtype_size(nd->ty.dt)));
+}
+
+size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals) {
+  if (p->nbufs == 0) return 0;
+  mlcrt_plan_item *items = calloc((size_t)p->nbufs, sizeof *items);
+  if (!items) return 0;
+  for (int b = 0; b < p->nbufs; b++) {
+    const Node *nd = &g->nodes[p->bufs[b].node];
+    size_t size;
+    if (p->bufs[b].scratch) {
+      const Type *x = &g->nodes[nd->in[0]].ty, *w = &g->nodes[nd->in[1]].ty;
+      mlcrt_conv2d_params cp = {
+          .N = dim_eval(x->dim[0], symvals), .C = dim_eval(x->dim[1], symvals),
+          .H = dim_eval(x->dim[2], symvals), .W = dim_eval(x->dim[3], symvals),
+          .OC = dim_eval(w->dim[0], symvals), .KH = dim_eval(w->dim[2], symvals),
+          .KW = dim_eval(w->dim[3], symvals), .OH = dim_eval(nd->ty.dim[2], symvals),
+          .OW = dim_eval(nd->ty.dim[3], symvals), .sh = nd->ia[0], .sw = nd->ia[1],
+          .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5], .groups = nd->ia[6]};
+      size = mlcrt_conv2d_scratch(&cp);
+    } else {
+      size = (size_t)dim_eval(plan_buf_bytes(g, p, b), symvals);
+    }
+    items[b] = (mlcrt_plan_item){size, p->bufs[b].first, p->bufs[b].last, 0};
+  }
+  size_t total = mlcrt_plan(items, p->nbufs, 64);
+  free(items);
+  return total;
+}

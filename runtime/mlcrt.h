@@ -1,0 +1,182 @@
+/* mlcrt.h — the mlc runtime library (libmlcrt).
+ *
+ * Generated models link this library and nothing else of mlc.  It holds:
+ *   - options, status codes and error text,
+ *   - dtype helpers (f16 / bf16 conversion, as PyTorch rounds: nearest-even),
+ *   - the weights format (safetensors read/write against a descriptor table),
+ *   - NumPy .npy read/write (for tools and the `mlc run` harness),
+ *   - the seeded initialisers of the spec,
+ *   - the arena planner used at create time,
+ *   - the CPU kernels that generated code calls (GEMM, conv, pools, softmax).
+ * Nothing here allocates except the functions that say so (file readers,
+ * create-time helpers).  No global mutable state except the thread-local text
+ * behind mlcrt_last_error().
+ *
+ * Example (what generated code does):
+ *     char err[MLCRT_ERRLEN];
+ *     if (mlcrt_load_safetensors("w.safetensors", descs, ndescs, base, err))
+ *         fprintf(stderr, "%s\n", err);
+ */
+#ifndef MLCRT_H
+#define MLCRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- options and status ------------------------------------------------ */
+enum { MLCRT_CPU = 0, MLCRT_CUDA = 1 };
+
+typedef struct mlcrt_options {
+  int device;       /* MLCRT_CPU or MLCRT_CUDA */
+  int num_threads;  /* 0 = default */
+  int device_index; /* CUDA device ordinal */
+} mlcrt_options;
+
+enum {
+  MLCRT_OK = 0,
+  MLCRT_EINVAL = 1,      /* bad argument, e.g. a dim above its maximum */
+  MLCRT_EIO = 2,         /* a file could not be opened, read or written */
+  MLCRT_EFORMAT = 3,     /* a file is malformed (bad header, truncated, ...) */
+  MLCRT_ESHAPE = 4,      /* a tensor has the wrong dtype or shape, or is missing/extra */
+  MLCRT_ENOMEM = 5,      /* out of memory */
+  MLCRT_ENUMERIC = 6,    /* a non-finite loss */
+  MLCRT_EUNSUPPORTED = 7 /* not available in this build / on this device */
+};
+const char *mlcrt_status_name(int status); /* "invalid argument", ... */
+
+#define MLCRT_ERRLEN 512
+/* Formats a message into err (MLCRT_ERRLEN bytes) and returns status. */
+int mlcrt_seterr(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Thread-local: why the last create (or other instance-less call) failed. */
+const char *mlcrt_last_error(void);
+void mlcrt_set_last_error(const char *msg);
+
+/* ---- dtypes -------------------------------------------------------------- */
+typedef enum mlcrt_dtype {
+  MLCRT_F32,
+  MLCRT_F16,
+  MLCRT_BF16,
+  MLCRT_I32,
+  MLCRT_I64,
+  MLCRT_U8,
+  MLCRT_BOOL
+} mlcrt_dtype;
+#define MLCRT_NDTYPES 7
+size_t mlcrt_dtype_size(mlcrt_dtype t);
+const char *mlcrt_dtype_name(mlcrt_dtype t); /* "f32", "f16", ..., "bool" */
+
+float mlcrt_f16_to_f32(uint16_t h);
+uint16_t mlcrt_f32_to_f16(float f);
+float mlcrt_bf16_to_f32(uint16_t h);
+uint16_t mlcrt_f32_to_bf16(float f);
+
+#define MLCRT_MAX_RANK 8
+
+/* ---- parameters, buffers and the weights file ---------------------------- */
+enum {
+  MLCRT_INIT_ZEROS,
+  MLCRT_INIT_ONES,
+  MLCRT_INIT_NORMAL,          /* a = mean, b = std */
+  MLCRT_INIT_UNIFORM,         /* a = lo, b = hi */
+  MLCRT_INIT_KAIMING_UNIFORM, /* PyTorch's default for Linear/Conv weights */
+  MLCRT_INIT_XAVIER_UNIFORM
+};
+
+/* One named tensor stored in an instance's weights region.  Generated code
+ * holds a static const table of these. */
+typedef struct mlcrt_tensor_desc {
+  const char *name; /* parameter path, e.g. "layer1.0.conv1.weight" */
+  mlcrt_dtype dtype;
+  int rank;
+  int64_t shape[MLCRT_MAX_RANK];
+  size_t offset; /* byte offset from the weights base pointer (aligned to 64) */
+  int init;      /* MLCRT_INIT_* */
+  double init_a, init_b;
+} mlcrt_tensor_desc;
+
+/* Reads a safetensors file into base + desc[i].offset for each descriptor.
+ * Validates everything: header length, JSON syntax, dtype names, shapes,
+ * data_offsets inside the file and matching dtype*shape bytes, no overlap.
+ * A missing tensor, an extra tensor, a wrong dtype or a wrong shape is an
+ * error naming the tensor and both shapes/dtypes.  On error the destination
+ * may be partly written.  Returns MLCRT_OK or a status (message in err). */
+int mlcrt_load_safetensors(const char *path, const mlcrt_tensor_desc *desc, int n, void *base,
+                           char *err);
+/* Writes all descriptors to path (via path.tmp + rename, so a crash never
+ * leaves a torn file).  Tensors in descriptor order; header keys sorted. */
+int mlcrt_save_safetensors(const char *path, const mlcrt_tensor_desc *desc, int n,
+                           const void *base, char *err);
+/* Fills every tensor by its initialiser from a counter-based generator keyed
+ * by (seed, tensor index): same seed, same values on every machine. */
+int mlcrt_init_tensors(const mlcrt_tensor_desc *desc, int n, void *base, uint64_t seed);
+
+/* ---- .npy files (tools and the `mlc run` harness; these allocate) --------- */
+typedef struct mlcrt_array {
+  mlcrt_dtype dtype;
+  int rank;
+  int64_t shape[MLCRT_MAX_RANK];
+  void *data; /* malloc'd, C order, little-endian */
+  size_t nbytes;
+} mlcrt_array;
+/* Accepts versions 1.0/2.0/3.0, descr '<f4' '<f2' '<i4' '<i8' '|u1' '|b1'
+ * (and '<u2' read as bf16 bits is NOT accepted: bf16 has no numpy dtype).
+ * Rejects big-endian, fortran_order True, truncated data, bad headers. */
+int mlcrt_npy_read(const char *path, mlcrt_array *out, char *err);
+int mlcrt_npy_write(const char *path, const mlcrt_array *a, char *err);
+void mlcrt_array_free(mlcrt_array *a);
+
+/* ---- arena planning (create time) --------------------------------------- */
+/* Each item is live from step `first` to step `last` inclusive.  Assigns
+ * offsets (multiples of align) so that no two items whose live ranges
+ * intersect share a byte; returns the total size.  Deterministic. */
+typedef struct mlcrt_plan_item {
+  size_t size;
+  int first, last;
+  size_t offset; /* out */
+} mlcrt_plan_item;
+size_t mlcrt_plan(mlcrt_plan_item *items, int n, size_t align);
+
+/* ---- CPU kernels (float32) ------------------------------------------------- */
+/* Row-major C = alpha * op(A) op(B) + beta * C; op(A) is M x K, op(B) is K x N. */
+void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                 int64_t ldc);
+/* torch.matmul: 1-D operands promoted and squeezed back, batch dims broadcast.
+ * yshape is the result shape computed by the compiler (rank yr). */
+void mlcrt_matmul_f32(const float *a, int ra, const int64_t *ashape, const float *b, int rb,
+                      const int64_t *bshape, float *y, int yr, const int64_t *yshape);
+/* y[M,N] = x[M,K] * w[N,K]^T + b[N] (b may be NULL). */
+void mlcrt_linear_f32(const float *x, int64_t M, int64_t K, const float *w, int64_t N,
+                      const float *b, float *y);
+
+typedef struct mlcrt_conv2d_params {
+  int64_t N, C, H, W;      /* input */
+  int64_t OC, KH, KW;      /* weight [OC, C/groups, KH, KW] */
+  int64_t OH, OW;          /* output */
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+} mlcrt_conv2d_params;
+/* Scratch bytes mlcrt_conv2d_f32 needs (im2col buffer); may be 0. */
+size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p);
+void mlcrt_conv2d_f32(const mlcrt_conv2d_params *p, const float *x, const float *w,
+                      const float *b, float *y, void *scratch);
+
+typedef struct mlcrt_pool2d_params {
+  int64_t N, C, H, W, OH, OW;
+  int64_t kh, kw, sh, sw, ph, pw;
+  int count_include_pad; /* avg only */
+} mlcrt_pool2d_params;
+void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y);
+void mlcrt_avg_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y);
+void mlcrt_adaptive_avg_pool2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
+                                   int64_t OW, const float *x, float *y);
+/* Softmax (or log-softmax when log != 0) over the middle dim of [outer, n, inner]. */
+void mlcrt_softmax_f32(const float *x, int64_t outer, int64_t n, int64_t inner, int log, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

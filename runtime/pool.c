@@ -1,0 +1,93 @@
+/* pool.c — 2-D pooling (NCHW): max_pool2d, avg_pool2d, adaptive_avg_pool2d.
+ *
+ * Window arithmetic follows PyTorch's CPU kernels exactly, including the
+ * corners that ceil_mode and padding create:
+ *   - max: padding counts as -inf, so only real input elements are compared;
+ *     a NaN in the window wins (PyTorch: `val > max || isnan(val)`).
+ *   - avg: the divisor with count_include_pad is the window clipped to the
+ *     *padded* input (hend = min(hstart + kh, H + ph), computed before the
+ *     clip to the real input), so a ceil_mode window hanging past the padding
+ *     is not divided by the full kh*kw; without count_include_pad it is the
+ *     number of real input elements in the window.
+ *   - adaptive avg: window i covers [floor(i*H/OH), ceil((i+1)*H/OH)).
+ * The compiler computes OH/OW (including PyTorch's rule that the last
+ * ceil_mode window must start inside the input or its left padding).
+ */
+#include "mlcrt.h"
+
+#include <math.h>
+
+static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y) {
+  const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
+  for (int64_t nc = 0; nc < p->N * p->C; nc++) {
+    const float *xp = x + nc * H * W;
+    float *yp = y + nc * OH * OW;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      const int64_t h0 = imax(oh * p->sh - p->ph, 0), h1 = imin(oh * p->sh - p->ph + p->kh, H);
+      for (int64_t ow = 0; ow < OW; ow++) {
+        const int64_t w0 = imax(ow * p->sw - p->pw, 0), w1 = imin(ow * p->sw - p->pw + p->kw, W);
+        float m = -INFINITY;
+        for (int64_t h = h0; h < h1; h++)
+          for (int64_t w = w0; w < w1; w++) {
+            const float v = xp[h * W + w];
+            if (v > m || isnan(v)) m = v;
+          }
+        yp[oh * OW + ow] = m;
+      }
+    }
+  }
+}
+
+void mlcrt_avg_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y) {
+  const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
+  for (int64_t nc = 0; nc < p->N * p->C; nc++) {
+    const float *xp = x + nc * H * W;
+    float *yp = y + nc * OH * OW;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      int64_t h0 = oh * p->sh - p->ph;
+      int64_t h1 = imin(h0 + p->kh, H + p->ph);
+      const int64_t ph_size = h1 - h0;
+      h0 = imax(h0, 0);
+      h1 = imin(h1, H);
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t w0 = ow * p->sw - p->pw;
+        int64_t w1 = imin(w0 + p->kw, W + p->pw);
+        const int64_t pool_size = ph_size * (w1 - w0);
+        w0 = imax(w0, 0);
+        w1 = imin(w1, W);
+        if (h0 >= h1 || w0 >= w1) { /* window entirely in padding */
+          yp[oh * OW + ow] = 0.0f;
+          continue;
+        }
+        float s = 0.0f; /* float accumulation in window order, as PyTorch */
+        for (int64_t h = h0; h < h1; h++)
+          for (int64_t w = w0; w < w1; w++) s += xp[h * W + w];
+        const int64_t div = p->count_include_pad ? pool_size : (h1 - h0) * (w1 - w0);
+        yp[oh * OW + ow] = s / (float)div;
+      }
+    }
+  }
+}
+
+void mlcrt_adaptive_avg_pool2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
+                                   int64_t OW, const float *x, float *y) {
+  if (OH <= 0 || OW <= 0) return;
+  for (int64_t nc = 0; nc < N * C; nc++) {
+    const float *xp = x + nc * H * W;
+    float *yp = y + nc * OH * OW;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      const int64_t h0 = oh * H / OH, h1 = ((oh + 1) * H + OH - 1) / OH;
+      for (int64_t ow = 0; ow < OW; ow++) {
+        const int64_t w0 = ow * W / OW, w1 = ((ow + 1) * W + OW - 1) / OW;
+        float s = 0.0f;
+        for (int64_t h = h0; h < h1; h++)
+          for (int64_t w = w0; w < w1; w++) s += xp[h * W + w];
+        const int64_t cnt = (h1 - h0) * (w1 - w0);
+        yp[oh * OW + ow] = cnt > 0 ? s / (float)cnt : 0.0f;
+      }
+    }
+  }
+}

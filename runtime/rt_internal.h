@@ -1,0 +1,36 @@
+/* rt_internal.h — helpers shared by the runtime's file readers and writers.
+ * Not installed; generated code never sees these.  Names start with mlcrt__
+ * so they cannot clash with user symbols. */
+#ifndef MLCRT_RT_INTERNAL_H
+#define MLCRT_RT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mlcrt.h"
+
+/* The file formats are little-endian and the runtime copies tensor bytes
+ * straight to memory, so the host must be little-endian too (x86, ARM). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#error "libmlcrt assumes a little-endian host"
+#endif
+
+/* Reads exactly n bytes at offset off; retries short reads and EINTR.
+ * Returns 0, or -1 with errno set (errno 0 means end of file came first). */
+int mlcrt__pread_full(int fd, void *buf, size_t n, uint64_t off);
+/* Writes exactly n bytes; returns 0 or -1 with errno set. */
+int mlcrt__write_full(int fd, const void *buf, size_t n);
+/* Copies s into buf (cap >= 8) for use inside an error message: printable
+ * ASCII as is, anything else as \xHH, cut with "..." when too long.  File
+ * contents are hostile: a name must not smuggle escape sequences into a
+ * terminal.  Returns buf. */
+const char *mlcrt__quote(const char *s, char *buf, size_t cap);
+/* Number of elements of a shape, or -1 if a dim is negative or the product
+ * (times elem_size, when that is nonzero) does not fit in int64/size_t. */
+int64_t mlcrt__numel(const int64_t *shape, int rank, size_t elem_size);
+/* Tied parameters: descriptors with the same offset, dtype and non-empty
+ * shape are one tensor under several names.  Sets orig[i] to the index of
+ * the first descriptor of desc[i]'s group (i itself when it is first). */
+void mlcrt__tie_origins(const mlcrt_tensor_desc *desc, int n, int *orig);
+
+#endif

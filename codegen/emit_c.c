@@ -52,7 +52,7 @@ static bool is_reserved(const char *s) {
       "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
       "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch",
       "typedef", "union", "unsigned", "void", "volatile", "while", "m", "o", "k", "acc", "best",
-      "cp", "pp", "main", "argc", "argv", NULL};
+      "cp", "pp", "main", "argc", "argv", "i", "v", "as", "bs", "ys", NULL};
   for (int i = 0; kw[i]; i++)
     if (strcmp(s, kw[i]) == 0) return true;
   if ((s[0] == 'i' || s[0] == 'j') && isdigit((unsigned char)s[1]) && !s[2]) return true;
@@ -411,6 +411,16 @@ static const char *describe(E *e, const Node *n) {
 }
 
 /* ---- the files --------------------------------------------------------------- */
+/* The C parameter name of output i: its MDL name, unless an input has it. */
+static const char *outname(E *e, int i) {
+  const char *n = cident(e->A, "", e->g->outputs[i].name);
+  for (int j = 0; j < e->g->ninputs; j++)
+    if (strcmp(e->var[e->g->inputs[j]], n) == 0) return arena_printf(e->A, "%s_out", n);
+  for (int s = 1; s <= e->g->nsym; s++)
+    if (strcmp(e->g->sym[s], n) == 0) return arena_printf(e->A, "%s_out", n);
+  return n;
+}
+
 static void emit_signature_run(E *e, Buf *b, bool decl_names) {
   Graph *g = e->g;
   out(b, "int %s_run(%s *m", e->M, e->M);
@@ -421,7 +431,7 @@ static void emit_signature_run(E *e, Buf *b, bool decl_names) {
   }
   for (int i = 0; i < g->noutputs; i++) {
     Node *n = &g->nodes[g->outputs[i].node];
-    out(b, ", %s *%s", ctype(n->ty.dt), cident(e->A, "", g->outputs[i].name));
+    out(b, ", %s *%s", ctype(n->ty.dt), outname(e, i));
   }
   out(b, ")");
 }
@@ -474,7 +484,7 @@ static char *emit_header(E *e) {
     out(&b, "     %s: %s\n", e->var[g->inputs[i]], type_str(e->A, g, &n->ty));
   }
   for (int i = 0; i < g->noutputs; i++)
-    out(&b, "     %s: %s (written)\n", cident(e->A, "", g->outputs[i].name), type_str(e->A, g, &g->nodes[g->outputs[i].node].ty));
+    out(&b, "     %s: %s (written)\n", outname(e, i), type_str(e->A, g, &g->nodes[g->outputs[i].node].ty));
   out(&b, "   Returns 0, or a status with the reason in %s_last_error(). */\n", e->M);
   emit_signature_run(e, &b, true);
   out(&b, ";\n\n/* The message of the last failed call on m. */\n");
@@ -596,7 +606,7 @@ static char *emit_source(E *e, const char *header_name) {
   for (int i = 0; i < g->ninputs; i++)
     out(&b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: input '%s' is NULL\");\n", e->var[g->inputs[i]], M, g->nodes[g->inputs[i]].name);
   for (int i = 0; i < g->noutputs; i++) {
-    const char *on = cident(e->A, "", g->outputs[i].name);
+    const char *on = outname(e, i);
     out(&b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: output '%s' is NULL\");\n", on, M, g->outputs[i].name);
   }
   for (int c = 0; c < g->nchecks; c++) {
@@ -639,7 +649,7 @@ static char *emit_source(E *e, const char *header_name) {
   for (int i = 0; i < g->noutputs; i++) {
     int id = g->outputs[i].node;
     Node *n = &g->nodes[id];
-    out(&b, "  memcpy(%s, %s, (size_t)%s * sizeof(%s));\n", cident(e->A, "", g->outputs[i].name), e->var[id],
+    out(&b, "  memcpy(%s, %s, (size_t)%s * sizeof(%s));\n", outname(e, i), e->var[id],
         dimc(e, type_numel(&n->ty)), ctype(n->ty.dt));
   }
   out(&b, "  return MLCRT_OK;\n}\n");
@@ -654,10 +664,15 @@ static char *emit_harness(E *e, const char *header_name) {
   out(&b, "/* mlc run harness for model %s — generated, do not edit.\n", M);
   out(&b, " * usage: run [--weights W.safetensors | --seed N] --input NAME=FILE.npy ... [--out DIR] */\n");
   out(&b, "#include \"%s\"\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n", header_name);
+  out(&b, "/* Prints a runtime message \"PATH: text\" as \"PATH: error: text\". */\n");
+  out(&b, "static void report(const char *path, const char *err) {\n  size_t n = path ? strlen(path) : 0;\n");
+  out(&b, "  if (n && !strncmp(err, path, n) && !strncmp(err + n, \": \", 2))\n    fprintf(stderr, \"%%s: error: %%s\\n\", path, err + n + 2);\n");
+  out(&b, "  else if (path)\n    fprintf(stderr, \"%%s: error: %%s\\n\", path, err);\n  else\n    fprintf(stderr, \"mlc run: error: %%s\\n\", err);\n}\n\n");
   out(&b, "static int usage(const char *msg) {\n  fprintf(stderr, \"mlc run: error: %%s\\n\", msg);\n  return 2;\n}\n\n");
   out(&b, "int main(int argc, char **argv) {\n  const char *out_dir = \".\", *weights = NULL;\n  unsigned long long seed = 0;\n");
   out(&b, "  const char *paths[%d] = {0};\n  mlcrt_array in[%d];\n  char err[MLCRT_ERRLEN], msg[1024];\n", g->ninputs ? g->ninputs : 1, g->ninputs ? g->ninputs : 1);
-  out(&b, "  memset(in, 0, sizeof in);\n");
+  out(&b, "  mlcrt_array outs[%d];\n", g->noutputs ? g->noutputs : 1);
+  out(&b, "  memset(in, 0, sizeof in);\n  memset(outs, 0, sizeof outs);\n");
   out(&b, "  for (int i = 1; i < argc; i++) {\n");
   out(&b, "    if (!strcmp(argv[i], \"--out\") && i + 1 < argc) out_dir = argv[++i];\n");
   out(&b, "    else if (!strcmp(argv[i], \"--weights\") && i + 1 < argc) weights = argv[++i];\n");
@@ -675,8 +690,8 @@ static char *emit_harness(E *e, const char *header_name) {
     const char *ts = type_str(e->A, g, &n->ty);
     out(&b, "  /* input %s: %s */\n", n->name, ts);
     out(&b, "  if (!paths[%d]) return usage(\"missing --input %s=FILE.npy (input %s: %s)\");\n", i, n->name, n->name, ts);
-    out(&b, "  if (mlcrt_npy_read(paths[%d], &in[%d], err)) {\n    fprintf(stderr, \"mlc run: error: %%s\\n\", err);\n    goto done;\n  }\n", i, i);
-    out(&b, "  if (in[%d].dtype != %s || in[%d].rank != %d) {\n    fprintf(stderr, \"mlc run: error: %%s: input '%s' must be %s, the file holds %%s with %%d dims\\n\", paths[%d], mlcrt_dtype_name(in[%d].dtype), in[%d].rank);\n    goto done;\n  }\n",
+    out(&b, "  if (mlcrt_npy_read(paths[%d], &in[%d], err)) {\n    report(paths[%d], err);\n    goto done;\n  }\n", i, i, i);
+    out(&b, "  if (in[%d].dtype != %s || in[%d].rank != %d) {\n    fprintf(stderr, \"%%s: error: input '%s' must be %s, the file holds %%s with %%d dims\\n\", paths[%d], mlcrt_dtype_name(in[%d].dtype), in[%d].rank);\n    goto done;\n  }\n",
         i, mlcrt_dtype_c(n->ty.dt), i, n->ty.rank, n->name, ts, i, i, i);
     for (int k = 0; k < n->ty.rank; k++) {
       int sid;
@@ -684,19 +699,18 @@ static char *emit_harness(E *e, const char *header_name) {
       Dim d = n->ty.dim[k];
       if (dim_is_sym(d, &sid)) {
         out(&b, "  if (!dim[%d]) dim[%d] = in[%d].shape[%d];\n", sid, sid, i, k);
-        out(&b, "  if (in[%d].shape[%d] != dim[%d] || dim[%d] < 1) {\n    fprintf(stderr, \"mlc run: error: %%s: dim %d of input '%s' is %%lld, but %s = %%lld (%s)\\n\", paths[%d], (long long)in[%d].shape[%d], (long long)dim[%d]);\n    goto done;\n  }\n",
+        out(&b, "  if (in[%d].shape[%d] != dim[%d] || dim[%d] < 1) {\n    fprintf(stderr, \"%%s: error: dim %d of input '%s' is %%lld, but %s = %%lld (%s)\\n\", paths[%d], (long long)in[%d].shape[%d], (long long)dim[%d]);\n    goto done;\n  }\n",
             i, k, sid, sid, k, n->name, g->sym[sid], ts, i, i, k, sid);
       } else {
         const char **vn = arena_alloc(e->A, sizeof(char *) * (MAX_SYMS + 1));
         for (int s = 1; s <= g->nsym; s++) vn[s] = arena_printf(e->A, "dim[%d]", s);
         const char *want = dim_is_const(d, &c) ? arena_printf(e->A, "%lld", (long long)c) : dim_str(e->A, d, vn);
-        out(&b, "  if (in[%d].shape[%d] != %s) {\n    fprintf(stderr, \"mlc run: error: %%s: dim %d of input '%s' is %%lld, expected %%lld (%s)\\n\", paths[%d], (long long)in[%d].shape[%d], (long long)(%s));\n    goto done;\n  }\n",
+        out(&b, "  if (in[%d].shape[%d] != %s) {\n    fprintf(stderr, \"%%s: error: dim %d of input '%s' is %%lld, expected %%lld (%s)\\n\", paths[%d], (long long)in[%d].shape[%d], (long long)(%s));\n    goto done;\n  }\n",
             i, k, want, k, n->name, ts, i, i, k, want);
       }
     }
   }
   /* outputs */
-  out(&b, "  mlcrt_array outs[%d];\n  memset(outs, 0, sizeof outs);\n", g->noutputs ? g->noutputs : 1);
   const char **vn = arena_alloc(e->A, sizeof(char *) * (MAX_SYMS + 1));
   for (int s = 1; s <= g->nsym; s++) vn[s] = arena_printf(e->A, "dim[%d]", s);
   for (int i = 0; i < g->noutputs; i++) {
@@ -715,10 +729,10 @@ static char *emit_harness(E *e, const char *header_name) {
   for (int s = 1; s <= g->nsym; s++) out(&b, ", dim[%d]", s);
   for (int i = 0; i < g->ninputs; i++) out(&b, ", in[%d].data", i);
   for (int i = 0; i < g->noutputs; i++) out(&b, ", outs[%d].data", i);
-  out(&b, ");\n  if (rc) {\n    fprintf(stderr, \"mlc run: error: %%s\\n\", %s_last_error(m));\n    %s_destroy(m);\n    goto done;\n  }\n  %s_destroy(m);\n", M, M, M);
+  out(&b, ");\n  if (rc) {\n    report(rc == MLCRT_EINVAL || rc == MLCRT_ESHAPE ? NULL : weights, %s_last_error(m));\n    %s_destroy(m);\n    goto done;\n  }\n  %s_destroy(m);\n", M, M, M);
   for (int i = 0; i < g->noutputs; i++) {
     out(&b, "  snprintf(msg, sizeof msg, \"%%s/%s.npy\", out_dir);\n", g->outputs[i].name);
-    out(&b, "  if (mlcrt_npy_write(msg, &outs[%d], err)) {\n    fprintf(stderr, \"mlc run: error: %%s\\n\", err);\n    goto done;\n  }\n", i);
+    out(&b, "  if (mlcrt_npy_write(msg, &outs[%d], err)) {\n    report(msg, err);\n    goto done;\n  }\n", i);
   }
   out(&b, "  status = 0;\ndone:\n");
   out(&b, "  for (int i = 0; i < %d; i++) mlcrt_array_free(&in[i]);\n", g->ninputs);

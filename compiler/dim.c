@@ -199,3 +199,14 @@ char *dim_str(Arena *A, Dim a, const char *const *names) {
   if (a.n > 1) return arena_printf(A, "(%s)", buf);
   return arena_strdup(A, buf);
 }
+
+/* True when a != b for every value of the symbols (all >= 1): their
+ * difference is non-zero with all coefficients of one sign. */
+bool dim_never_eq(Dim a, Dim b) {
+  Dim d = dim_sub(a, b);
+  if (d.bad || d.n == 0) return false;
+  int sign = d.t[0].c > 0 ? 1 : -1;
+  for (int i = 1; i < d.n; i++)
+    if ((d.t[i].c > 0 ? 1 : -1) != sign) return false;
+  return true;
+}

@@ -61,6 +61,10 @@ bool infer_broadcast(Graph *g, const Type *a, const Type *b, Type *out, Loc loc,
       diag_error(d, loc, "cannot broadcast %s with %s: dim %d is %lld vs %lld", ts(g, a), ts(g, b),
                  i - r, (long long)cx, (long long)cy);
       return false;
+    } else if (dim_never_eq(x, y) && !kx && !ky) {
+      diag_error(d, loc, "cannot broadcast %s with %s: dim %d is %s vs %s", ts(g, a), ts(g, b), i - r,
+                 dim_str(g->A, x, g->sym), dim_str(g->A, y, g->sym));
+      return false;
     } else {
       ir_add_check(g, x, y, loc, "broadcast operands must agree");
       t.dim[i] = kx ? y : x;
@@ -74,7 +78,7 @@ bool infer_broadcast(Graph *g, const Type *a, const Type *b, Type *out, Loc loc,
 static bool need_eq(Graph *g, Dim a, Dim b, Loc loc, Diag *d, const char *fmt, const Type *ta,
                     const Type *tb) {
   if (dim_eq(a, b)) return true;
-  if (dim_is_const(a, NULL) && dim_is_const(b, NULL)) {
+  if (dim_never_eq(a, b)) {
     diag_error(d, loc, fmt, ts(g, ta), ts(g, tb));
     return false;
   }
@@ -415,7 +419,7 @@ static bool rule_reshape(Graph *g, Node *n, Diag *d) {
     }
     t.dim[infer_at] = q;
   } else if (!dim_eq(numel, known)) {
-    if (dim_is_const(numel, NULL) && dim_is_const(known, NULL)) {
+    if (dim_never_eq(numel, known)) {
       char *want = type_str(g->A, g, &t);
       diag_error(d, n->loc, "reshape: cannot reshape %s (%s elements) to %s (%s elements)", ts(g, x),
                  dim_str(g->A, numel, g->sym), want, dim_str(g->A, known, g->sym));

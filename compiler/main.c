@@ -61,7 +61,8 @@ static const char *usage_run =
     "\n"
     "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
     "cache ($MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc) keyed by a\n"
-    "hash of the generated code, runs it on the .npy inputs and writes each output to\n"
+    "hash of the generated code and the compiler and flags ($MLC_CFLAGS adds flags),\n"
+    "runs it on the .npy inputs and writes each output to\n"
     "DIR/<output>.npy (DIR defaults to the current directory).  Without --weights the\n"
     "parameters come from the model's initialisers seeded with --seed (default 0).\n";
 
@@ -234,6 +235,8 @@ static const char *build_cached(Arena *A, EmitC *e) {
   }
   const char *cc = getenv("CC");
   if (!cc || !*cc) cc = "cc";
+  const char *flags = getenv("MLC_CFLAGS");
+  if (!flags) flags = "";
   size_t liblen = 0;
   char *libbytes = read_all(lib, &liblen);
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -241,6 +244,7 @@ static const char *build_cached(Arena *A, EmitC *e) {
   h = fnv1a(h, e->h, strlen(e->h));
   h = fnv1a(h, e->harness, strlen(e->harness));
   h = fnv1a(h, cc, strlen(cc));
+  h = fnv1a(h, flags, strlen(flags) + 1);
   h = fnv1a(h, inc, strlen(inc));
   if (libbytes) h = fnv1a(h, libbytes, liblen);
   free(libbytes);
@@ -264,7 +268,17 @@ static const char *build_cached(Arena *A, EmitC *e) {
   const char *mc = arena_printf(A, "%s/model.c", tmp), *mh = arena_printf(A, "%s/model.h", tmp),
              *hc = arena_printf(A, "%s/main.c", tmp), *out = arena_printf(A, "%s/run", tmp);
   if (!write_file(mc, e->c) || !write_file(mh, e->h) || !write_file(hc, e->harness)) return NULL;
-  char *argv[] = {(char *)cc, "-std=c11", "-O2", "-I", (char *)inc, (char *)mc, (char *)hc, (char *)lib, "-lm", "-o", (char *)out, NULL};
+  /* $MLC_CFLAGS adds flags (space-separated), e.g. sanitizers in the test suite */
+  char *argv[64];
+  int n = 0;
+  argv[n++] = (char *)cc;
+  argv[n++] = "-std=c11";
+  argv[n++] = "-O2";
+  char *extra = arena_strdup(A, flags);
+  for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;
+  const char *rest[] = {"-I", inc, mc, hc, lib, "-lm", "-o", out};
+  for (int i = 0; i < 8; i++) argv[n++] = (char *)rest[i];
+  argv[n] = NULL;
   int rc = spawn_wait(argv, true);
   if (rc != 0) {
     fprintf(stderr, "mlc: internal error: the generated C did not compile (%s exited with %d); sources kept in %s\n", cc, rc, tmp);
@@ -347,6 +361,8 @@ int main(int argc, char **argv) {
   if (streq(c1, "check") || streq(c1, "run") || streq(c1, "train") || streq(c1, "compile")) {
     a.cmd = c1;
     start = 2;
+  } else if (c1[0] != '-' && !strchr(c1, '.') && !strchr(c1, '/') && !exists(c1)) {
+    return usage_error(NULL, "unknown command '%s' (commands: check, run, train; or give a MODEL.mdl)", c1);
   }
   int rc = parse_args(argc, argv, start, &a);
   if (rc >= 0) return rc;

@@ -44,6 +44,7 @@ Dim dim_sub(Dim a, Dim b);
 Dim dim_mul(Dim a, Dim b);
 bool dim_div(Dim a, Dim b, Dim *out); /* exact division only */
 bool dim_eq(Dim a, Dim b);
+bool dim_never_eq(Dim a, Dim b); /* provably different for all symbol values >= 1 */
 bool dim_is_const(Dim a, int64_t *c);
 bool dim_is_sym(Dim a, int *id);
 int64_t dim_eval(Dim a, const int64_t *symvals); /* symvals[id] */

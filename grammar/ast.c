@@ -4,16 +4,20 @@
  * the contract: change it only together with the tests.  Expressions print on
  * one line, statements one per line, indented two spaces per level, the
  * closing parenthesis on the last line of its node.  Source locations are not
- * printed.  For the fashion_mlp example of the spec it gives:
+ * printed; floats print as Python's repr would, without a trailing ".0".
+ * For the fashion_mlp example of the spec it gives (some lines left out):
  *
  *     (file
  *       (model fashion_mlp
  *         (input x (type u8 (dims (name B) (int 1) (int 28) (int 28))))
  *         (param fc1.weight (type f32 (dims (int 256) (int 784))) (name kaiming_uniform))
+ *         ...
  *         (assign h (binary / (call to_f32 (name x)) (float 255)))
+ *         ...
  *         (output logits (call linear (name h) (name fc2.weight) (name fc2.bias))))
  *       (train fashion_mlp
  *         (input y (type u8 (dims (name B))))
+ *         ...
  *         (assign optimizer (call sgd (kwarg lr (float 0.05)) (kwarg momentum (float 0.9))))))
  *
  * Per kind (brackets = printed only when present):
@@ -53,39 +57,31 @@ void ast_list_push(Arena *A, AstList *l, Ast *item) {
 }
 
 static const char *const kind_names[] = {
-    [AST_INT] = "int",         [AST_FLOAT] = "float",   [AST_STRING] = "string",
-    [AST_BOOL] = "bool",       [AST_NAME] = "name",     [AST_UNARY] = "unary",
-    [AST_BINARY] = "binary",   [AST_CALL] = "call",     [AST_KWARG] = "kwarg",
-    [AST_LIST] = "list",       [AST_ELLIPSIS] = "ellipsis", [AST_TYPE] = "type",
-    [AST_INPUT] = "input",     [AST_PARAM] = "param",   [AST_BUFFER] = "buffer",
-    [AST_TIE] = "tie",         [AST_CONST] = "const",   [AST_ASSIGN] = "assign",
-    [AST_OUTPUT] = "output",   [AST_REPEAT] = "repeat", [AST_ARGDECL] = "arg",
-    [AST_MODEL] = "model",     [AST_BLOCK] = "block",   [AST_TRAIN] = "train",
+    [AST_INT] = "int",       [AST_FLOAT] = "float",       [AST_STRING] = "string",
+    [AST_BOOL] = "bool",     [AST_NAME] = "name",         [AST_UNARY] = "unary",
+    [AST_BINARY] = "binary", [AST_CALL] = "call",         [AST_KWARG] = "kwarg",
+    [AST_LIST] = "list",     [AST_ELLIPSIS] = "ellipsis", [AST_TYPE] = "type",
+    [AST_INPUT] = "input",   [AST_PARAM] = "param",       [AST_BUFFER] = "buffer",
+    [AST_TIE] = "tie",       [AST_CONST] = "const",       [AST_ASSIGN] = "assign",
+    [AST_OUTPUT] = "output", [AST_REPEAT] = "repeat",     [AST_ARGDECL] = "arg",
+    [AST_MODEL] = "model",   [AST_BLOCK] = "block",       [AST_TRAIN] = "train",
     [AST_FILE] = "file",
 };
 
 const char *ast_kind_name(AstKind k) {
-  if ((unsigned)k < sizeof kind_names / sizeof kind_names[0] && kind_names[k])
-    return kind_names[k];
+  if ((unsigned)k < sizeof kind_names / sizeof kind_names[0] && kind_names[k]) return kind_names[k];
   return "?";
 }
 
-/* Spelling of a binary operator: a character or one of AOP_*. */
-static const char *op_name(int op) {
-  static char one[2];
-  switch (op) {
-  case AOP_EQ: return "==";
-  case AOP_NE: return "!=";
-  case AOP_LT: return "<";
-  case AOP_LE: return "<=";
-  case AOP_GT: return ">";
-  case AOP_GE: return ">=";
-  }
-  if (op > 0 && op < 128) {
-    one[0] = (char)op;
-    return one;
-  }
-  return "?";
+/* Writes a binary or unary operator: a character or one of AOP_*. */
+static void dump_op(FILE *out, int op) {
+  static const char *const cmp[] = {"==", "!=", "<", "<=", ">", ">="};
+  if (op >= AOP_EQ && op <= AOP_GE)
+    fprintf(out, " %s ", cmp[op - AOP_EQ]);
+  else if (op > 0x20 && op < 0x7f)
+    fprintf(out, " %c ", op);
+  else
+    fputs(" ? ", out);
 }
 
 /* The shortest digits that read back as the same double, laid out as Python's
@@ -118,19 +114,31 @@ static void dump_string(FILE *out, const char *s) {
   fputc('"', out);
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
     switch (*p) {
-    case '"': fputs("\\\"", out); break;
-    case '\\': fputs("\\\\", out); break;
-    case '\n': fputs("\\n", out); break;
-    case '\t': fputs("\\t", out); break;
+    case '"':
+      fputs("\\\"", out);
+      break;
+    case '\\':
+      fputs("\\\\", out);
+      break;
+    case '\n':
+      fputs("\\n", out);
+      break;
+    case '\t':
+      fputs("\\t", out);
+      break;
     default:
-      if (*p < 0x20 || *p == 0x7f) fprintf(out, "\\x%02x", *p);
-      else fputc(*p, out);
+      if (*p < 0x20 || *p == 0x7f)
+        fprintf(out, "\\x%02x", *p);
+      else
+        fputc(*p, out);
     }
   }
   fputc('"', out);
 }
 
-static const char *str_or_nil(const char *s) { return s ? s : "nil"; }
+static const char *str_or_nil(const char *s) {
+  return s ? s : "nil";
+}
 
 static void dump_expr(FILE *out, const Ast *n);
 static void dump_node(FILE *out, const Ast *n, int depth);
@@ -150,7 +158,9 @@ static void dump_expr(FILE *out, const Ast *n) {
   }
   fprintf(out, "(%s", ast_kind_name(n->kind));
   switch (n->kind) {
-  case AST_INT: fprintf(out, " %lld", (long long)n->ival); break;
+  case AST_INT:
+    fprintf(out, " %lld", (long long)n->ival);
+    break;
   case AST_FLOAT:
     fputc(' ', out);
     dump_double(out, n->fval);
@@ -159,15 +169,20 @@ static void dump_expr(FILE *out, const Ast *n) {
     fputc(' ', out);
     dump_string(out, n->sval);
     break;
-  case AST_BOOL: fputs(n->ival ? " true" : " false", out); break;
-  case AST_NAME: fprintf(out, " %s", str_or_nil(n->name)); break;
-  case AST_ELLIPSIS: break;
+  case AST_BOOL:
+    fputs(n->ival ? " true" : " false", out);
+    break;
+  case AST_NAME:
+    fprintf(out, " %s", str_or_nil(n->name));
+    break;
+  case AST_ELLIPSIS:
+    break;
   case AST_UNARY:
-    fprintf(out, " %s ", op_name(n->op));
+    dump_op(out, n->op);
     dump_expr(out, n->a);
     break;
   case AST_BINARY:
-    fprintf(out, " %s ", op_name(n->op));
+    dump_op(out, n->op);
     dump_expr(out, n->a);
     fputc(' ', out);
     dump_expr(out, n->b);
@@ -182,7 +197,9 @@ static void dump_expr(FILE *out, const Ast *n) {
     fprintf(out, " %s ", str_or_nil(n->name));
     dump_expr(out, n->a);
     break;
-  case AST_LIST: dump_exprs(out, &n->list); break;
+  case AST_LIST:
+    dump_exprs(out, &n->list);
+    break;
   case AST_TYPE:
     fprintf(out, " %s", str_or_nil(n->name));
     if (n->ival) {
@@ -202,7 +219,9 @@ static void dump_expr(FILE *out, const Ast *n) {
       dump_expr(out, n->b);
     }
     break;
-  case AST_TIE: fprintf(out, " %s %s", str_or_nil(n->name), str_or_nil(n->sval)); break;
+  case AST_TIE:
+    fprintf(out, " %s %s", str_or_nil(n->name), str_or_nil(n->sval));
+    break;
   case AST_CONST:
     fprintf(out, " %s ", str_or_nil(n->name));
     dump_expr(out, n->a);
@@ -256,7 +275,9 @@ static void dump_node(FILE *out, const Ast *n, int depth) {
     dump_expr(out, n->b);
     break;
   case AST_MODEL:
-  case AST_TRAIN: fprintf(out, "(%s %s", ast_kind_name(n->kind), str_or_nil(n->name)); break;
+  case AST_TRAIN:
+    fprintf(out, "(%s %s", ast_kind_name(n->kind), str_or_nil(n->name));
+    break;
   case AST_BLOCK:
     fprintf(out, "(block %s (args", str_or_nil(n->name));
     dump_exprs(out, &n->list2);
@@ -265,8 +286,12 @@ static void dump_node(FILE *out, const Ast *n, int depth) {
       fprintf(out, " %s", n->list3.items[i] ? str_or_nil(n->list3.items[i]->name) : "nil");
     fputc(')', out);
     break;
-  case AST_FILE: fputs("(file", out); break;
-  default: dump_expr(out, n); return;
+  case AST_FILE:
+    fputs("(file", out);
+    break;
+  default:
+    dump_expr(out, n);
+    return;
   }
   dump_body(out, &n->list, depth + 1);
   fputc(')', out);

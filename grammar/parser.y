@@ -47,9 +47,13 @@ typedef struct ParseCtx {
 
 static void yyerror(YYLTYPE *loc, void *scanner, ParseCtx *ctx, const char *msg);
 
-static Loc mkloc(ParseCtx *ctx, YYLTYPE l) { return (Loc){ctx->src, l.first_line, l.first_column}; }
+static Loc mkloc(ParseCtx *ctx, YYLTYPE l) {
+  return (Loc){ctx->src, l.first_line, l.first_column};
+}
 
-static Ast *node(ParseCtx *ctx, AstKind kind, YYLTYPE l) { return ast_new(ctx->A, kind, mkloc(ctx, l)); }
+static Ast *node(ParseCtx *ctx, AstKind kind, YYLTYPE l) {
+  return ast_new(ctx->A, kind, mkloc(ctx, l));
+}
 
 static Ast *binary(ParseCtx *ctx, int op, YYLTYPE l, Ast *a, Ast *b) {
   Ast *n = node(ctx, AST_BINARY, l);
@@ -688,7 +692,8 @@ Ast *parse_source(Arena *A, const Source *src, Diag *d) {
     diag_error(d, (Loc){src, 0, 0}, "file too large");
     return NULL;
   }
-  ParseCtx ctx = {.A = A, .src = src, .d = d, .line = 1, .col = 1, .at_sep = 1, .newline_seen = 1};
+  ParseCtx ctx = {.A = A, .src = src, .d = d, .line = 1, .col = 1};
+  ctx.at_sep = ctx.newline_seen = 1; /* the start of the file is a line start */
   yyscan_t scanner;
   if (mlc_yylex_init_extra(&ctx, &scanner) != 0) {
     diag_error(d, (Loc){0}, "cannot start the scanner: %s", strerror(errno));

@@ -1,0 +1,21 @@
+#!/bin/sh
+# .ci/test.sh — the whole test suite: a normal build and an ASan+UBSan build,
+# each running every test (cmocka unit tests, golden diagnostics, end-to-end
+# comparisons with PyTorch, the example classifiers).
+set -e
+cd "$(dirname "$0")/.."
+sh .ci/deps.sh
+J=${JOBS:-2}
+
+echo "== build (RelWithDebInfo) =="
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$J"
+ctest --test-dir build --output-on-failure -j"$J"
+
+echo "== build (AddressSanitizer + UndefinedBehaviorSanitizer) =="
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMLC_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$J"
+# code that `mlc run` builds links the sanitized runtime: build it sanitized too
+MLC_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -g" \
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$J"

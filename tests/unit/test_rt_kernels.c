@@ -1,0 +1,623 @@
+/* test_rt_kernels.c — unit tests of the runtime's CPU kernels and dtype
+ * conversions: sgemm (every transpose combination, odd sizes, strides,
+ * alpha/beta, beta == 0 ignoring NaN garbage in C), matmul broadcasting and
+ * 1-D promotion, linear, conv2d against a direct loop (groups, stride,
+ * padding, dilation, bias or none), the pools against values computed by
+ * PyTorch (ceil_mode and padding corners) and against a direct loop, softmax
+ * and log_softmax, and f16/bf16 conversions of known bit patterns. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mlcrt.h"
+
+/* Deterministic test data: a small LCG, values in [-1, 1). */
+static uint32_t rng_state = 12345;
+static float frand(void) {
+  rng_state = rng_state * 1664525u + 1013904223u;
+  return (float)(rng_state >> 8) / 8388608.0f - 1.0f;
+}
+static float *rand_buf(size_t n) {
+  float *p = malloc((n ? n : 1) * sizeof *p);
+  assert_non_null(p);
+  for (size_t i = 0; i < n; i++) p[i] = frand();
+  return p;
+}
+
+/* |got - want| <= atol + rtol * |want| elementwise, with a useful message. */
+static void assert_close(const float *got, const double *want, size_t n, double rtol, double atol) {
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)got[i] - want[i]);
+    if (!(d <= atol + rtol * fabs(want[i])))
+      fail_msg("element %zu: got %.9g, want %.9g", i, (double)got[i], want[i]);
+  }
+}
+static void assert_closef(const float *got, const float *want, size_t n, double rtol, double atol) {
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)got[i] - (double)want[i]);
+    if (!(d <= atol + rtol * fabs((double)want[i])))
+      fail_msg("element %zu: got %.9g, want %.9g", i, (double)got[i], (double)want[i]);
+  }
+}
+
+/* ---- sgemm ------------------------------------------------------------------ */
+
+static void check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
+                       int64_t pad) {
+  /* Stored shapes: A is M x K (or K x M if ta), B is K x N (or N x K if tb);
+   * leading dims padded by `pad` to exercise the strides. */
+  const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+  const int64_t lda = ac + pad, ldb = bc + pad, ldc = N + pad;
+  float *A = rand_buf((size_t)(ar * lda)), *B = rand_buf((size_t)(br * ldb));
+  float *C = rand_buf((size_t)(M * ldc));
+  double *want = malloc((size_t)(M * ldc) * sizeof *want);
+  if (beta == 0.0f)
+    for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN; /* must not be read */
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < ldc; j++) {
+      if (j >= N) { /* padding columns must stay untouched */
+        want[i * ldc + j] = C[i * ldc + j];
+        continue;
+      }
+      double s = 0;
+      for (int64_t k = 0; k < K; k++) {
+        double a = ta ? A[k * lda + i] : A[i * lda + k];
+        double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+        s += a * b;
+      }
+      want[i * ldc + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C[i * ldc + j]);
+    }
+  mlcrt_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = N; j < ldc; j++)
+      if (beta == 0.0f) assert_true(isnan(C[i * ldc + j]));
+  for (int64_t i = 0; i < M; i++) assert_close(C + i * ldc, want + i * ldc, (size_t)N, 1e-5, 1e-5);
+  free(A);
+  free(B);
+  free(C);
+  free(want);
+}
+
+static void test_sgemm_odd_sizes(void **state) {
+  (void)state;
+  const int64_t sizes[] = {1, 3, 17, 33};
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      for (int m = 0; m < 4; m++)
+        for (int n = 0; n < 4; n++)
+          for (int k = 0; k < 4; k++) {
+            check_gemm(ta, tb, sizes[m], sizes[n], sizes[k], 1.0f, 0.0f, 0);
+            check_gemm(ta, tb, sizes[m], sizes[n], sizes[k], 0.5f, 1.5f, 3);
+          }
+}
+
+static void test_sgemm_blocking(void **state) {
+  (void)state;
+  /* Larger than one K block (128) and one N block (128), ragged in all. */
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      check_gemm(ta, tb, 70, 301, 259, 1.0f, 0.0f, 1);
+      check_gemm(ta, tb, 5, 130, 300, -2.0f, 1.0f, 0);
+    }
+}
+
+static void test_sgemm_degenerate(void **state) {
+  (void)state;
+  /* K == 0: C = beta * C; beta == 0 clears NaN garbage. */
+  float C[6] = {NAN, NAN, NAN, NAN, NAN, NAN};
+  float A[1] = {0}, B[1] = {0};
+  mlcrt_sgemm(0, 0, 2, 3, 0, 1.0f, A, 1, B, 3, 0.0f, C, 3);
+  for (int i = 0; i < 6; i++) assert_true(C[i] == 0.0f);
+  float D[4] = {1, 2, 3, 4};
+  mlcrt_sgemm(0, 0, 2, 2, 0, 1.0f, A, 1, B, 2, 2.0f, D, 2);
+  assert_true(D[0] == 2 && D[1] == 4 && D[2] == 6 && D[3] == 8);
+  /* alpha == 0: C = beta * C even if A holds NaN. */
+  float An[4] = {NAN, NAN, NAN, NAN}, Bn[4] = {1, 1, 1, 1};
+  mlcrt_sgemm(0, 0, 2, 2, 2, 0.0f, An, 2, Bn, 2, 1.0f, D, 2);
+  assert_true(D[0] == 2 && D[3] == 8);
+  /* NaN in A propagates (no skipping of zero coefficients). */
+  float Z[4] = {0, 0, 0, 0}, E[4];
+  An[0] = NAN;
+  An[1] = An[2] = An[3] = 0;
+  mlcrt_sgemm(0, 0, 2, 2, 2, 1.0f, An, 2, Z, 2, 0.0f, E, 2);
+  assert_true(isnan(E[0]) && isnan(E[1]) && E[2] == 0 && E[3] == 0);
+}
+
+/* ---- matmul, linear ------------------------------------------------------------- */
+
+/* Reference torch.matmul by brute force over the result's indices. */
+static void ref_matmul(const float *a, int ra, const int64_t *as, const float *b, int rb,
+                       const int64_t *bs, double *y, int yr, const int64_t *ys) {
+  const int64_t K = as[ra - 1];
+  int64_t ny = 1;
+  for (int d = 0; d < yr; d++) ny *= ys[d];
+  for (int64_t t = 0; t < ny; t++) {
+    int64_t idx[MLCRT_MAX_RANK], r = t;
+    for (int d = yr - 1; d >= 0; d--) {
+      idx[d] = r % ys[d];
+      r /= ys[d];
+    }
+    /* Split the result index into batch, m, n. */
+    int nb = yr - (ra >= 2) - (rb >= 2);
+    int64_t m = ra >= 2 ? idx[nb] : 0;
+    int64_t n = rb >= 2 ? idx[yr - 1] : 0;
+    double s = 0;
+    for (int64_t k = 0; k < K; k++) {
+      /* offset into a */
+      int64_t ao = 0, bo = 0;
+      int abr = ra > 2 ? ra - 2 : 0, bbr = rb > 2 ? rb - 2 : 0;
+      for (int d = 0; d < abr; d++) {
+        int yd = nb - abr + d;
+        ao = ao * as[d] + (as[d] == 1 ? 0 : idx[yd]);
+      }
+      if (ra >= 2) ao = (ao * as[ra - 2] + m) * K + k;
+      else ao = k;
+      for (int d = 0; d < bbr; d++) {
+        int yd = nb - bbr + d;
+        bo = bo * bs[d] + (bs[d] == 1 ? 0 : idx[yd]);
+      }
+      if (rb >= 2) bo = (bo * K + k) * bs[rb - 1] + n;
+      else bo = k;
+      s += (double)a[ao] * b[bo];
+    }
+    y[t] = s;
+  }
+}
+
+static void check_matmul(int ra, const int64_t *as, int rb, const int64_t *bs, int yr,
+                         const int64_t *ys) {
+  int64_t na = 1, nb = 1, ny = 1;
+  for (int d = 0; d < ra; d++) na *= as[d];
+  for (int d = 0; d < rb; d++) nb *= bs[d];
+  for (int d = 0; d < yr; d++) ny *= ys[d];
+  float *a = rand_buf((size_t)na), *b = rand_buf((size_t)nb), *y = rand_buf((size_t)ny);
+  double *want = malloc((size_t)(ny ? ny : 1) * sizeof *want);
+  ref_matmul(a, ra, as, b, rb, bs, want, yr, ys);
+  mlcrt_matmul_f32(a, ra, as, b, rb, bs, y, yr, ys);
+  assert_close(y, want, (size_t)ny, 1e-5, 1e-5);
+  free(a);
+  free(b);
+  free(y);
+  free(want);
+}
+
+static void test_matmul(void **state) {
+  (void)state;
+  { /* 1-D . 1-D -> scalar */
+    int64_t a[] = {7}, b[] = {7};
+    check_matmul(1, a, 1, b, 0, NULL);
+    float x[3] = {1, 2, 3}, w[3] = {4, 5, 6}, y = 0;
+    int64_t s3[] = {3};
+    mlcrt_matmul_f32(x, 1, s3, w, 1, s3, &y, 0, NULL);
+    assert_true(y == 32.0f);
+  }
+  { int64_t a[] = {5}, b[] = {5, 3}, y[] = {3}; check_matmul(1, a, 2, b, 1, y); }
+  { int64_t a[] = {4, 5}, b[] = {5}, y[] = {4}; check_matmul(2, a, 1, b, 1, y); }
+  { int64_t a[] = {5}, b[] = {2, 5, 3}, y[] = {2, 3}; check_matmul(1, a, 3, b, 2, y); }
+  { int64_t a[] = {2, 4, 5}, b[] = {5}, y[] = {2, 4}; check_matmul(3, a, 1, b, 2, y); }
+  { int64_t a[] = {3, 4}, b[] = {4, 5}, y[] = {3, 5}; check_matmul(2, a, 2, b, 2, y); }
+  /* batch folding: [2,3,4] @ [4,5] */
+  { int64_t a[] = {2, 3, 4}, b[] = {4, 5}, y[] = {2, 3, 5}; check_matmul(3, a, 2, b, 3, y); }
+  /* 2-D a broadcast against batched b */
+  { int64_t a[] = {3, 4}, b[] = {2, 4, 5}, y[] = {2, 3, 5}; check_matmul(2, a, 3, b, 3, y); }
+  /* both batched, broadcasting 1s on both sides */
+  { int64_t a[] = {2, 1, 3, 4}, b[] = {5, 4, 6}, y[] = {2, 5, 3, 6}; check_matmul(4, a, 3, b, 4, y); }
+  { int64_t a[] = {1, 3, 3, 4}, b[] = {2, 1, 4, 2}, y[] = {2, 3, 3, 2}; check_matmul(4, a, 4, b, 4, y); }
+  /* K == 0 gives zeros */
+  {
+    int64_t as[] = {2, 0}, bs[] = {0, 3}, ys[] = {2, 3};
+    float y[6] = {NAN, NAN, NAN, NAN, NAN, NAN}, dummy = 0;
+    mlcrt_matmul_f32(&dummy, 2, as, &dummy, 2, bs, y, 2, ys);
+    for (int i = 0; i < 6; i++) assert_true(y[i] == 0.0f);
+  }
+}
+
+static void test_linear(void **state) {
+  (void)state;
+  const int64_t M = 5, K = 19, N = 7;
+  float *x = rand_buf((size_t)(M * K)), *w = rand_buf((size_t)(N * K)), *b = rand_buf((size_t)N);
+  float y[35], y0[35];
+  double want[35], want0[35];
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      double s = 0;
+      for (int64_t k = 0; k < K; k++) s += (double)x[i * K + k] * w[j * K + k];
+      want0[i * N + j] = s;
+      want[i * N + j] = s + b[j];
+    }
+  mlcrt_linear_f32(x, M, K, w, N, b, y);
+  mlcrt_linear_f32(x, M, K, w, N, NULL, y0);
+  assert_close(y, want, 35, 1e-5, 1e-5);
+  assert_close(y0, want0, 35, 1e-5, 1e-5);
+  free(x);
+  free(w);
+  free(b);
+}
+
+/* ---- conv2d ------------------------------------------------------------------- */
+
+static void ref_conv(const mlcrt_conv2d_params *p, const float *x, const float *w, const float *b,
+                     double *y) {
+  const int64_t cg = p->C / p->groups, ocg = p->OC / p->groups;
+  for (int64_t n = 0; n < p->N; n++)
+    for (int64_t oc = 0; oc < p->OC; oc++)
+      for (int64_t oh = 0; oh < p->OH; oh++)
+        for (int64_t ow = 0; ow < p->OW; ow++) {
+          const int64_t g = oc / ocg;
+          double s = b ? b[oc] : 0.0;
+          for (int64_t c = 0; c < cg; c++)
+            for (int64_t kh = 0; kh < p->KH; kh++)
+              for (int64_t kw = 0; kw < p->KW; kw++) {
+                int64_t ih = oh * p->sh - p->ph + kh * p->dh, iw = ow * p->sw - p->pw + kw * p->dw;
+                if (ih < 0 || ih >= p->H || iw < 0 || iw >= p->W) continue;
+                s += (double)x[((n * p->C + g * cg + c) * p->H + ih) * p->W + iw] *
+                     w[((oc * cg + c) * p->KH + kh) * p->KW + kw];
+              }
+          y[((n * p->OC + oc) * p->OH + oh) * p->OW + ow] = s;
+        }
+}
+
+static void check_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, int64_t KH,
+                       int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                       int64_t dw, int64_t groups, int bias) {
+  mlcrt_conv2d_params p = {N, C, H, W, OC, KH, KW, 0, 0, sh, sw, ph, pw, dh, dw, groups};
+  p.OH = (H + 2 * ph - dh * (KH - 1) - 1) / sh + 1;
+  p.OW = (W + 2 * pw - dw * (KW - 1) - 1) / sw + 1;
+  const size_t nx = (size_t)(N * C * H * W), nw = (size_t)(OC * (C / groups) * KH * KW);
+  const size_t ny = (size_t)(N * OC * p.OH * p.OW);
+  float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf((size_t)OC), *y = rand_buf(ny);
+  double *want = malloc(ny * sizeof *want);
+  size_t ss = mlcrt_conv2d_scratch(&p);
+  void *scratch = ss ? malloc(ss) : NULL;
+  ref_conv(&p, x, w, bias ? b : NULL, want);
+  mlcrt_conv2d_f32(&p, x, w, bias ? b : NULL, y, scratch);
+  assert_close(y, want, ny, 1e-5, 1e-5);
+  free(x);
+  free(w);
+  free(b);
+  free(y);
+  free(want);
+  free(scratch);
+}
+
+static void test_conv2d(void **state) {
+  (void)state;
+  /*          N  C  H   W  OC KH KW sh sw ph pw dh dw  g bias */
+  check_conv(2, 3, 9, 11, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+  check_conv(1, 3, 9, 11, 5, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0);
+  check_conv(2, 4, 10, 9, 6, 3, 2, 2, 3, 1, 2, 1, 1, 2, 1);   /* groups, stride, padding */
+  check_conv(1, 4, 12, 13, 4, 3, 3, 1, 2, 2, 3, 2, 3, 4, 1);  /* depthwise, dilation */
+  check_conv(2, 6, 7, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 3, 1);    /* pointwise: no scratch */
+  check_conv(1, 3, 8, 8, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0);    /* 1x1 strided */
+  check_conv(1, 2, 5, 5, 3, 5, 5, 1, 1, 4, 4, 1, 1, 1, 1);    /* padding >= kernel-1 */
+  check_conv(1, 1, 4, 4, 2, 3, 3, 3, 3, 1, 1, 2, 2, 1, 1);    /* taps outside on both sides */
+  check_conv(1, 2, 28, 28, 8, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1);
+  mlcrt_conv2d_params pw = {1, 6, 7, 7, 6, 1, 1, 7, 7, 1, 1, 0, 0, 1, 1, 3};
+  assert_int_equal(mlcrt_conv2d_scratch(&pw), 0);
+}
+
+/* ---- pools -------------------------------------------------------------------- */
+
+typedef struct pool_case {
+  int is_max;
+  int64_t N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw;
+  int cip;
+  int n;
+  float want[32];
+} pool_case;
+
+/* Inputs x[i] = ((7 i) mod 11) - 5; expected values computed by PyTorch 2.x
+ * (torch.nn.functional, float32). */
+static const pool_case pool_cases[] = {
+    /* avg_pool2d(1, 2, 5, 5) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True, 'count_include_pad': True} */
+    {0, 1, 2, 5, 5, 3, 3, 3, 3, 2, 2, 1, 1, 1, 18, {-0.222222224f, 0.555555582f, 0.555555582f, -0.777777791f, -0.444444448f, -0.222222224f, 0.0f, -0.333333343f, -0.444444448f, 0.555555582f, -0.111111112f, 0.111111112f, -0.222222224f, -0.222222224f, -0.888888896f, -0.444444448f, 0.222222224f, -0.888888896f}},
+    /* avg_pool2d(1, 2, 5, 5) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True, 'count_include_pad': False} */
+    {0, 1, 2, 5, 5, 3, 3, 3, 3, 2, 2, 1, 1, 0, 18, {-0.5f, 0.833333313f, 1.25f, -1.16666663f, -0.444444448f, -0.333333343f, 0.0f, -0.5f, -1.0f, 1.25f, -0.166666672f, 0.25f, -0.333333343f, -0.222222224f, -1.33333337f, -1.0f, 0.333333343f, -2.0f}},
+    /* avg_pool2d(1, 1, 5, 5) {'kernel_size': 2, 'stride': 2, 'padding': 0, 'ceil_mode': True, 'count_include_pad': True} */
+    {0, 1, 1, 5, 5, 3, 3, 2, 2, 2, 2, 0, 0, 1, 9, {-0.5f, -0.25f, 2.0f, -2.0f, 1.0f, 0.5f, 1.0f, -1.5f, -2.0f}},
+    /* avg_pool2d(2, 1, 6, 7) {'kernel_size': (3, 2), 'stride': (2, 3), 'padding': (1, 1), 'ceil_mode': True, 'count_include_pad': True} */
+    {0, 2, 1, 6, 7, 4, 3, 3, 2, 2, 3, 1, 1, 1, 24, {-0.833333313f, 0.833333313f, 0.166666672f, 0.666666687f, 0.5f, -0.5f, 0.166666672f, -0.5f, -1.5f, -0.5f, -0.5f, -1.0f, 0.0f, -1.16666663f, 0.0f, -0.833333313f, -0.666666687f, 0.166666672f, -1.33333337f, 0.166666672f, 1.0f, -1.25f, 0.75f, 0.25f}},
+    /* max_pool2d(1, 2, 6, 7) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True} */
+    {1, 1, 2, 6, 7, 4, 4, 3, 3, 2, 2, 1, 1, 1, 32, {2.0f, 5.0f, 5.0f, 4.0f, 5.0f, 4.0f, 5.0f, 3.0f, 5.0f, 5.0f, 5.0f, 2.0f, 5.0f, 5.0f, 4.0f, 0.0f, 4.0f, 4.0f, 5.0f, 5.0f, 4.0f, 5.0f, 4.0f, 5.0f, 3.0f, 5.0f, 5.0f, 5.0f, 2.0f, 5.0f, 5.0f, 4.0f}},
+    /* max_pool2d(1, 1, 5, 5) {'kernel_size': 2, 'stride': 2, 'padding': 1, 'ceil_mode': False} */
+    {1, 1, 1, 5, 5, 3, 3, 2, 2, 2, 2, 1, 1, 1, 9, {-5.0f, 2.0f, 5.0f, -1.0f, 4.0f, 5.0f, 3.0f, 4.0f, 2.0f}},
+};
+
+static float *pool_input(size_t n) {
+  float *x = malloc(n * sizeof *x);
+  for (size_t i = 0; i < n; i++) x[i] = (float)((int)((i * 7) % 11) - 5);
+  return x;
+}
+
+static void test_pools_vs_pytorch(void **state) {
+  (void)state;
+  for (size_t c = 0; c < sizeof pool_cases / sizeof pool_cases[0]; c++) {
+    const pool_case *pc = &pool_cases[c];
+    mlcrt_pool2d_params p = {pc->N, pc->C, pc->H, pc->W, pc->OH, pc->OW, pc->kh, pc->kw,
+                             pc->sh, pc->sw, pc->ph, pc->pw, pc->cip};
+    float *x = pool_input((size_t)(pc->N * pc->C * pc->H * pc->W));
+    float y[32];
+    assert_int_equal(pc->n, pc->N * pc->C * pc->OH * pc->OW);
+    if (pc->is_max) mlcrt_max_pool2d_f32(&p, x, y);
+    else mlcrt_avg_pool2d_f32(&p, x, y);
+    assert_closef(y, pc->want, (size_t)pc->n, 1e-6, 1e-7);
+    free(x);
+  }
+  static const float a1[] = {-0.888888896f, 0.888888896f, -0.555555522f, 0.0f, -0.222222224f, -0.888888896f, 0.888888896f, 0.222222224f, 0.0f, 0.555555522f, -0.888888896f, 0.888888896f};
+  static const float a2[] = {0.25f, -1.0f, 2.0f, -2.0f, 1.0f, -0.25f, 0.0f, -1.25f, -1.0f, 0.5f, -2.0f, -0.5f, -0.25f, 1.25f, -1.25f, 0.25f};
+  float y[16];
+  float *x = pool_input(70);
+  mlcrt_adaptive_avg_pool2d_f32(1, 2, 7, 5, 3, 2, x, y);
+  assert_closef(y, a1, 12, 1e-6, 1e-7);
+  mlcrt_adaptive_avg_pool2d_f32(1, 1, 5, 6, 4, 4, x, y);
+  assert_closef(y, a2, 16, 1e-6, 1e-7);
+  free(x);
+}
+
+/* Direct reference of PyTorch's pooling semantics, written independently of
+ * the kernel's clipping arithmetic: iterate the full window over padded
+ * coordinates. */
+static void ref_pool(const mlcrt_pool2d_params *p, int is_max, const float *x, double *y) {
+  for (int64_t nc = 0; nc < p->N * p->C; nc++)
+    for (int64_t oh = 0; oh < p->OH; oh++)
+      for (int64_t ow = 0; ow < p->OW; ow++) {
+        double m = -INFINITY, s = 0;
+        int64_t real = 0, padded = 0;
+        for (int64_t i = 0; i < p->kh; i++)
+          for (int64_t j = 0; j < p->kw; j++) {
+            int64_t h = oh * p->sh - p->ph + i, w = ow * p->sw - p->pw + j;
+            if (h < p->H + p->ph && w < p->W + p->pw) padded++; /* inside the padded input */
+            if (h < 0 || h >= p->H || w < 0 || w >= p->W) continue;
+            double v = x[(nc * p->H + h) * p->W + w];
+            real++;
+            s += v;
+            if (v > m) m = v;
+          }
+        y[(nc * p->OH + oh) * p->OW + ow] =
+            is_max ? m : real == 0 ? 0.0 : s / (double)(p->count_include_pad ? padded : real);
+      }
+}
+
+static int64_t pool_out(int64_t H, int64_t k, int64_t s, int64_t pad, int ceil_mode) {
+  int64_t num = H + 2 * pad - k;
+  int64_t o = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
+  if (ceil_mode && (o - 1) * s >= H + pad) o--; /* last window must start inside */
+  return o;
+}
+
+static void test_pools_vs_naive(void **state) {
+  (void)state;
+  for (int it = 0; it < 300; it++) {
+    mlcrt_pool2d_params p;
+    p.N = 1 + it % 2;
+    p.C = 1 + it % 3;
+    p.H = 1 + (it * 7) % 9;
+    p.W = 1 + (it * 5) % 11;
+    p.kh = 1 + it % 4;
+    p.kw = 1 + (it / 4) % 3;
+    if (p.kh > p.H + 0) p.kh = p.H;
+    if (p.kw > p.W) p.kw = p.W;
+    p.sh = 1 + (it / 3) % 3;
+    p.sw = 1 + (it / 5) % 3;
+    p.ph = (it / 7) % (p.kh / 2 + 1);
+    p.pw = (it / 11) % (p.kw / 2 + 1);
+    int ceil_mode = it % 2;
+    p.count_include_pad = (it / 2) % 2;
+    p.OH = pool_out(p.H, p.kh, p.sh, p.ph, ceil_mode);
+    p.OW = pool_out(p.W, p.kw, p.sw, p.pw, ceil_mode);
+    size_t nx = (size_t)(p.N * p.C * p.H * p.W), ny = (size_t)(p.N * p.C * p.OH * p.OW);
+    float *x = rand_buf(nx), *y = rand_buf(ny);
+    double *want = malloc(ny * sizeof *want);
+    ref_pool(&p, 1, x, want);
+    mlcrt_max_pool2d_f32(&p, x, y);
+    assert_close(y, want, ny, 0, 0);
+    ref_pool(&p, 0, x, want);
+    mlcrt_avg_pool2d_f32(&p, x, y);
+    assert_close(y, want, ny, 1e-5, 1e-6);
+    free(x);
+    free(y);
+    free(want);
+  }
+}
+
+static void test_max_pool_nan(void **state) {
+  (void)state;
+  float x[4] = {1, NAN, 3, 2}, y[1];
+  mlcrt_pool2d_params p = {1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0, 1};
+  mlcrt_max_pool2d_f32(&p, x, y);
+  assert_true(isnan(y[0]));
+}
+
+/* ---- softmax ---------------------------------------------------------------------- */
+
+static void test_softmax(void **state) {
+  (void)state;
+  const int64_t shapes[][3] = {{3, 10, 1}, {2, 5, 70}, {1, 1, 4}, {4, 300, 3}, {1, 2, 1}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    const int64_t O = shapes[s][0], n = shapes[s][1], I = shapes[s][2];
+    const size_t tot = (size_t)(O * n * I);
+    float *x = rand_buf(tot), *y = malloc(tot * sizeof *y), *ly = malloc(tot * sizeof *ly);
+    for (size_t i = 0; i < tot; i++) x[i] *= 20.0f;
+    if (s == 3)
+      for (size_t i = 0; i < tot; i++) x[i] += 1000.0f; /* stability: exp(1000) overflows */
+    mlcrt_softmax_f32(x, O, n, I, 0, y);
+    mlcrt_softmax_f32(x, O, n, I, 1, ly);
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t j = 0; j < I; j++) {
+        double sum = 0, mx = -INFINITY;
+        for (int64_t k = 0; k < n; k++) mx = fmax(mx, x[(o * n + k) * I + j]);
+        for (int64_t k = 0; k < n; k++) sum += exp((double)x[(o * n + k) * I + j] - mx);
+        double ssum = 0;
+        for (int64_t k = 0; k < n; k++) {
+          size_t i = (size_t)((o * n + k) * I + j);
+          double want = exp((double)x[i] - mx) / sum;
+          double wantlog = (double)x[i] - mx - log(sum);
+          assert_true(y[i] >= 0.0f && isfinite(y[i]) && isfinite(ly[i]));
+          assert_true(fabs(y[i] - want) <= 1e-6 + 1e-5 * want);
+          assert_true(fabs(ly[i] - wantlog) <= 1e-5 + 1e-5 * fabs(wantlog));
+          if (y[i] > 1e-30f) /* log_softmax matches the log of softmax */
+            assert_true(fabs(ly[i] - log((double)y[i])) <= 1e-4 + 1e-5 * fabs(ly[i]));
+          ssum += y[i];
+        }
+        assert_true(fabs(ssum - 1.0) < 1e-5);
+      }
+    /* in place */
+    memcpy(y, x, tot * sizeof *y);
+    mlcrt_softmax_f32(y, O, n, I, 1, y);
+    for (size_t i = 0; i < tot; i++) assert_true(y[i] == ly[i]);
+    free(x);
+    free(y);
+    free(ly);
+  }
+  /* -inf logits get probability 0; very negative log-probs stay finite. */
+  float x[3] = {0.0f, -INFINITY, -200.0f}, y[3];
+  mlcrt_softmax_f32(x, 1, 3, 1, 0, y);
+  assert_true(y[0] == 1.0f && y[1] == 0.0f && y[2] == 0.0f);
+  mlcrt_softmax_f32(x, 1, 3, 1, 1, y);
+  assert_true(y[0] == 0.0f && isinf(y[1]) && y[1] < 0 && fabsf(y[2] + 200.0f) < 1e-4f);
+  float xn[3] = {1.0f, NAN, 2.0f};
+  mlcrt_softmax_f32(xn, 1, 3, 1, 0, y);
+  assert_true(isnan(y[0]) && isnan(y[1]) && isnan(y[2]));
+}
+
+/* ---- half precision -------------------------------------------------------------- */
+
+static float bits_to_f(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static uint32_t f_to_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+static void test_f16(void **state) {
+  (void)state;
+  assert_int_equal(mlcrt_f32_to_f16(1.0f), 0x3C00);
+  assert_int_equal(mlcrt_f32_to_f16(-2.0f), 0xC000);
+  assert_int_equal(mlcrt_f32_to_f16(0.0f), 0x0000);
+  assert_int_equal(mlcrt_f32_to_f16(-0.0f), 0x8000);
+  assert_int_equal(mlcrt_f32_to_f16(65504.0f), 0x7BFF);
+  assert_int_equal(mlcrt_f32_to_f16(65519.0f), 0x7BFF);  /* below the halfway point */
+  assert_int_equal(mlcrt_f32_to_f16(65520.0f), 0x7C00);  /* halfway to 65536: to even = inf */
+  assert_int_equal(mlcrt_f32_to_f16(1e10f), 0x7C00);
+  assert_int_equal(mlcrt_f32_to_f16(INFINITY), 0x7C00);
+  assert_int_equal(mlcrt_f32_to_f16(-INFINITY), 0xFC00);
+  uint16_t h = mlcrt_f32_to_f16(NAN);
+  assert_true((h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0);
+  h = mlcrt_f32_to_f16(bits_to_f(0x7F800001)); /* signalling NaN with a low payload stays NaN */
+  assert_true((h & 0x7C00) == 0x7C00 && (h & 0x3FF) != 0);
+  /* Ties to even: 1 + 2^-11 is halfway between 1 and 1 + 2^-10. */
+  assert_int_equal(mlcrt_f32_to_f16(1.0f + 0x1p-11f), 0x3C00);
+  assert_int_equal(mlcrt_f32_to_f16(1.0f + 3 * 0x1p-11f), 0x3C02);
+  assert_int_equal(mlcrt_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3C01);
+  assert_int_equal(mlcrt_f32_to_f16(0.1f), 0x2E66);
+  assert_int_equal(mlcrt_f32_to_f16(0.333333343f), 0x3555);
+  /* Subnormals. */
+  assert_int_equal(mlcrt_f32_to_f16(0x1p-24f), 0x0001);
+  assert_int_equal(mlcrt_f32_to_f16(0x1p-25f), 0x0000);          /* tie -> even (0) */
+  assert_int_equal(mlcrt_f32_to_f16(0x1.000002p-25f), 0x0001);   /* just above the tie */
+  assert_int_equal(mlcrt_f32_to_f16(3 * 0x1p-25f), 0x0002);      /* tie -> even (2) */
+  assert_int_equal(mlcrt_f32_to_f16(0x1p-14f), 0x0400);          /* smallest normal */
+  assert_int_equal(mlcrt_f32_to_f16(0x1p-14f - 0x1p-25f), 0x0400); /* rounds up into normal */
+  assert_int_equal(mlcrt_f32_to_f16(1e-10f), 0x0000);
+  assert_true(mlcrt_f16_to_f32(0x3C00) == 1.0f);
+  assert_true(mlcrt_f16_to_f32(0x7BFF) == 65504.0f);
+  assert_true(mlcrt_f16_to_f32(0x0001) == 0x1p-24f);
+  assert_true(mlcrt_f16_to_f32(0x03FF) == 1023 * 0x1p-24f);
+  assert_true(isinf(mlcrt_f16_to_f32(0x7C00)) && mlcrt_f16_to_f32(0xFC00) < 0);
+  assert_true(isnan(mlcrt_f16_to_f32(0x7E00)));
+  assert_true(f_to_bits(mlcrt_f16_to_f32(0x8000)) == 0x80000000u);
+  /* Every non-NaN f16 survives f16 -> f32 -> f16. */
+  for (uint32_t b = 0; b < 0x10000; b++) {
+    float f = mlcrt_f16_to_f32((uint16_t)b);
+    if ((b & 0x7C00) == 0x7C00 && (b & 0x3FF)) {
+      assert_true(isnan(f));
+      continue;
+    }
+    assert_int_equal(mlcrt_f32_to_f16(f), b);
+  }
+  /* Between consecutive positive f16 values the f32 midpoints round to even. */
+  for (uint32_t b = 0; b < 0x7BFF; b++) {
+    float lo = mlcrt_f16_to_f32((uint16_t)b), hi = mlcrt_f16_to_f32((uint16_t)(b + 1));
+    float mid = (float)(((double)lo + (double)hi) / 2);
+    uint16_t want = (b & 1) ? (uint16_t)(b + 1) : (uint16_t)b;
+    assert_int_equal(mlcrt_f32_to_f16(mid), want);
+    assert_int_equal(mlcrt_f32_to_f16(nextafterf(mid, 0)), b);
+    assert_int_equal(mlcrt_f32_to_f16(nextafterf(mid, INFINITY)), b + 1);
+  }
+}
+
+static void test_bf16(void **state) {
+  (void)state;
+  assert_int_equal(mlcrt_f32_to_bf16(1.0f), 0x3F80);
+  assert_true(mlcrt_bf16_to_f32(0x3F80) == 1.0f);
+  assert_int_equal(mlcrt_f32_to_bf16(-2.0f), 0xC000);
+  assert_int_equal(mlcrt_f32_to_bf16(INFINITY), 0x7F80);
+  assert_int_equal(mlcrt_f32_to_bf16(-INFINITY), 0xFF80);
+  assert_int_equal(mlcrt_f32_to_bf16(NAN), 0x7FC0);
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x7F800001)), 0x7FC0); /* NaN not rounded to inf */
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x3F808000)), 0x3F80); /* tie -> even */
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x3F818000)), 0x3F82); /* tie -> even */
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x3F808001)), 0x3F81);
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x3F807FFF)), 0x3F80);
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x7F7FFFFF)), 0x7F80); /* FLT_MAX rounds to inf */
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x00000001)), 0x0000); /* subnormal rounds */
+  assert_int_equal(mlcrt_f32_to_bf16(bits_to_f(0x00018000)), 0x0002);
+  assert_int_equal(mlcrt_f32_to_bf16(0.1f), 0x3DCD);
+  for (uint32_t b = 0; b < 0x10000; b++) {
+    float f = mlcrt_bf16_to_f32((uint16_t)b);
+    assert_true(f_to_bits(f) == b << 16);
+    if (!isnan(f)) assert_int_equal(mlcrt_f32_to_bf16(f), b);
+  }
+}
+
+static void test_dtype_names(void **state) {
+  (void)state;
+  static const char *names[] = {"f32", "f16", "bf16", "i32", "i64", "u8", "bool"};
+  static const size_t sizes[] = {4, 2, 2, 4, 8, 1, 1};
+  for (int t = 0; t < MLCRT_NDTYPES; t++) {
+    assert_string_equal(mlcrt_dtype_name((mlcrt_dtype)t), names[t]);
+    assert_int_equal(mlcrt_dtype_size((mlcrt_dtype)t), sizes[t]);
+  }
+  assert_string_equal(mlcrt_status_name(MLCRT_ESHAPE), "wrong dtype or shape");
+  assert_string_equal(mlcrt_status_name(MLCRT_OK), "ok");
+  assert_string_equal(mlcrt_status_name(999), "unknown status");
+  char err[MLCRT_ERRLEN];
+  assert_int_equal(mlcrt_seterr(err, MLCRT_EIO, "x %d %s", 42, "y"), MLCRT_EIO);
+  assert_string_equal(err, "x 42 y");
+  char longs[2000];
+  memset(longs, 'a', sizeof longs - 1);
+  longs[sizeof longs - 1] = 0;
+  mlcrt_seterr(err, MLCRT_EIO, "%s", longs);
+  assert_int_equal(strlen(err), MLCRT_ERRLEN - 1);
+  mlcrt_set_last_error("boom");
+  assert_string_equal(mlcrt_last_error(), "boom");
+  mlcrt_seterr(NULL, MLCRT_EINVAL, "via %s", "null"); /* NULL err: goes to the last error */
+  assert_string_equal(mlcrt_last_error(), "via null");
+  mlcrt_set_last_error(longs);
+  assert_int_equal(strlen(mlcrt_last_error()), MLCRT_ERRLEN - 1);
+  mlcrt_set_last_error(NULL);
+  assert_string_equal(mlcrt_last_error(), "");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sgemm_odd_sizes), cmocka_unit_test(test_sgemm_blocking),
+      cmocka_unit_test(test_sgemm_degenerate), cmocka_unit_test(test_matmul),
+      cmocka_unit_test(test_linear),          cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_pools_vs_pytorch), cmocka_unit_test(test_pools_vs_naive),
+      cmocka_unit_test(test_max_pool_nan),    cmocka_unit_test(test_softmax),
+      cmocka_unit_test(test_f16),             cmocka_unit_test(test_bf16),
+      cmocka_unit_test(test_dtype_names),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

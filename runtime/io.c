@@ -1,5 +1,8 @@
 /* io.c — small, careful POSIX I/O and message helpers used by the file
  * readers and writers (safetensors.c, npy.c).  See rt_internal.h. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* pread, fsync, O_CLOEXEC under -std=c11 */
+#endif
 #include "rt_internal.h"
 
 #include <errno.h>

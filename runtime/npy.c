@@ -16,6 +16,9 @@
  * The writer emits version 1.0 with the header padded so that the data
  * starts at a multiple of 64 bytes, byte for byte what numpy.save writes.
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* pread, fsync, O_CLOEXEC under -std=c11 */
+#endif
 #include "rt_internal.h"
 
 #include <errno.h>

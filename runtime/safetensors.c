@@ -26,6 +26,9 @@
  * is saved under the first descriptor's name only.  init.c skips the later
  * names too, so that the first name's initialiser is the one that counts.
  */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* pread, fsync, O_CLOEXEC under -std=c11 */
+#endif
 #include "rt_internal.h"
 
 #include <errno.h>

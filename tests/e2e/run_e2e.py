@@ -22,7 +22,7 @@ Two kinds of cases (see tests/e2e/README.md for how to add one):
       Mutations are listed in MUTATIONS below.
 
 A crash (killed by a signal, exit status >= 128, a sanitizer report) is always
-a failure.  Work directories go to tests/e2e/out/NAME (gitignored); they are
+a failure.  Work directories go to tests/e2e/out/NAME (gitignored; --workdir moves them); they are
 removed after a pass unless --keep, and kept after a failure.
 """
 
@@ -250,13 +250,16 @@ def save_npy(path, t):
 # Running mlc
 # ---------------------------------------------------------------------------
 
-SANITIZER = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
+EXTRA_ARGS = []   # --mlc-args: appended to every `mlc run`
+ENV = dict(os.environ)
+
+SANITIZER = re.compile(r"ERROR: AddressSanitizer|runtime error:")
 
 
 def run_mlc(argv, cwd):
     try:
         p = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=RUN_TIMEOUT)
+                           timeout=RUN_TIMEOUT, env=ENV)
     except subprocess.TimeoutExpired:
         raise CaseError("timed out after %ds: %s" % (RUN_TIMEOUT, " ".join(argv)))
     out = p.stdout.decode(errors="replace")
@@ -389,7 +392,7 @@ def run_model_case(name, mlc, workdir):
         for n, t in inputs.items():
             save_npy(os.path.join(run_dir, "in", n + ".npy"), t)
             run_argv += ["--input", "%s=in/%s.npy" % (n, n)]
-        run_argv += ["--out", "out"]
+        run_argv += ["--out", "out"] + EXTRA_ARGS
         if mlc is None:  # --references-only: exercise the case's Python side
             with torch.no_grad():
                 want = mod.reference(dict(params), dict(inputs)) if has_ref else {}
@@ -739,8 +742,8 @@ def discover(filt):
     return [(k, n, label(k, n)) for k, n in cases if not filt or filt in label(k, n)]
 
 
-def run_one(kind, name, label, mlc, keep):
-    workdir = os.path.join(OUT, label.replace("/", "_"))
+def run_one(kind, name, label, mlc, keep, out):
+    workdir = os.path.join(out, label.replace("/", "_"))
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
     try:
@@ -767,8 +770,21 @@ def main():
     ap.add_argument("--filter", default="", help="run only cases whose name contains this")
     ap.add_argument("--keep", action="store_true", help="keep work dirs of passing cases")
     ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--mlc-args", default="",
+                    help="extra arguments for every model case's `mlc run`, e.g. -O0")
+    ap.add_argument("--sanitize", action="store_true",
+                    help="build the generated programs with ASan+UBSan (via MLC_CFLAGS)")
+    ap.add_argument("--workdir", default=OUT,
+                    help="where the cases' work dirs go (default tests/e2e/out; give runs "
+                         "that may overlap, like CTest's, their own)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the workers and mlc share the cores
+    EXTRA_ARGS.extend(args.mlc_args.split())
+    if args.sanitize:
+        ENV["MLC_CFLAGS"] = (ENV.get("MLC_CFLAGS", "") +
+                             " -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+                             " -fno-omit-frame-pointer -g").strip()
+        ENV.setdefault("ASAN_OPTIONS", "detect_leaks=0")  # leaks at exit are not crashes
     if args.references_only:
         mlc = None
     elif not args.mlc:
@@ -784,7 +800,7 @@ def main():
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     lock = threading.Lock()
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futs = [pool.submit(run_one, k, n, l, mlc, args.keep) for k, n, l in cases]
+        futs = [pool.submit(run_one, k, n, l, mlc, args.keep, os.path.abspath(args.workdir)) for k, n, l in cases]
         for fut in concurrent.futures.as_completed(futs):
             status, line, detail = fut.result()
             with lock:

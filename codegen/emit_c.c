@@ -601,7 +601,7 @@ static char *emit_source(E *e, const char *header_name) {
   emit_signature_run(e, &b, true);
   out(&b, " {\n  if (!m) return MLCRT_EINVAL;\n");
   for (int s = 1; s <= g->nsym; s++)
-    out(&b, "  if (%s < 1 || %s > m->max_%s)\n    return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: %s = %%lld is outside 1..%%lld (the maximum given to create)\", (long long)%s, (long long)m->max_%s);\n",
+    out(&b, "  if (%s < 0 || %s > m->max_%s)\n    return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: %s = %%lld is outside 0..%%lld (the maximum given to create)\", (long long)%s, (long long)m->max_%s);\n",
         g->sym[s], g->sym[s], g->sym[s], M, g->sym[s], g->sym[s], g->sym[s]);
   for (int i = 0; i < g->ninputs; i++)
     out(&b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: input '%s' is NULL\");\n", e->var[g->inputs[i]], M, g->nodes[g->inputs[i]].name);
@@ -622,7 +622,12 @@ static char *emit_source(E *e, const char *header_name) {
     Node *n = &g->nodes[id];
     out(&b, "  const %s *%s = (const %s *)(m->weights + %zu); /* %s %s */\n", ctype(n->ty.dt), e->var[id],
         ctype(n->ty.dt), p->weight_off[id], n->name, type_str(e->A, g, &n->ty));
-    out(&b, "  (void)%s;\n", e->var[id]);
+    bool used = false; /* by a node that runs */
+    for (int j = 0; j < g->n && !used; j++)
+      if (p->storage[j] == ST_ARENA || p->storage[j] == ST_ALIAS)
+        for (int k = 0; k < g->nodes[j].nin; k++) used |= g->nodes[j].in[k] == id;
+    for (int j = 0; j < g->noutputs; j++) used |= g->outputs[j].node == id;
+    if (!used) out(&b, "  (void)%s; /* not used by the outputs */\n", e->var[id]);
   }
   out(&b, "\n  /* activations */\n");
   for (int i = 0; i < g->n; i++) {
@@ -684,7 +689,7 @@ static char *emit_harness(E *e, const char *header_name) {
   out(&b, "      if (k < 0) {\n        snprintf(msg, sizeof msg, \"model %s has no input named '%%.*s'\", (int)(eq - a), a);\n        return usage(msg);\n      }\n      paths[k] = eq + 1;\n", M);
   out(&b, "    } else {\n      snprintf(msg, sizeof msg, \"unknown argument '%%s'\", argv[i]);\n      return usage(msg);\n    }\n  }\n");
   /* read and check inputs, bind dims */
-  out(&b, "  int64_t dim[%d] = {0}; /* symbolic dims, 1-based */\n  (void)dim;\n  int status = 1;\n", g->nsym + 1);
+  out(&b, "  int64_t dim[%d] = {0}; /* symbolic dims, 1-based */\n  int bound[%d] = {0};\n  (void)dim, (void)bound;\n  int status = 1;\n", g->nsym + 1, g->nsym + 1);
   for (int i = 0; i < g->ninputs; i++) {
     Node *n = &g->nodes[g->inputs[i]];
     const char *ts = type_str(e->A, g, &n->ty);
@@ -698,8 +703,8 @@ static char *emit_harness(E *e, const char *header_name) {
       int64_t c;
       Dim d = n->ty.dim[k];
       if (dim_is_sym(d, &sid)) {
-        out(&b, "  if (!dim[%d]) dim[%d] = in[%d].shape[%d];\n", sid, sid, i, k);
-        out(&b, "  if (in[%d].shape[%d] != dim[%d] || dim[%d] < 1) {\n    fprintf(stderr, \"%%s: error: dim %d of input '%s' is %%lld, but %s = %%lld (%s)\\n\", paths[%d], (long long)in[%d].shape[%d], (long long)dim[%d]);\n    goto done;\n  }\n",
+        out(&b, "  if (!bound[%d]) dim[%d] = in[%d].shape[%d], bound[%d] = 1;\n", sid, sid, i, k, sid);
+        out(&b, "  if (in[%d].shape[%d] != dim[%d] || dim[%d] < 0) {\n    fprintf(stderr, \"%%s: error: dim %d of input '%s' is %%lld, but %s = %%lld (%s)\\n\", paths[%d], (long long)in[%d].shape[%d], (long long)dim[%d]);\n    goto done;\n  }\n",
             i, k, sid, sid, k, n->name, g->sym[sid], ts, i, i, k, sid);
       } else {
         const char **vn = arena_alloc(e->A, sizeof(char *) * (MAX_SYMS + 1));
@@ -722,7 +727,7 @@ static char *emit_harness(E *e, const char *header_name) {
     out(&b, "  if (!outs[%d].data) {\n    fprintf(stderr, \"mlc run: error: out of memory\\n\");\n    goto done;\n  }\n", i);
   }
   out(&b, "  %s *m = %s_create(", M, M);
-  for (int s = 1; s <= g->nsym; s++) out(&b, "dim[%d], ", s);
+  for (int s = 1; s <= g->nsym; s++) out(&b, "dim[%d] > 0 ? dim[%d] : 1, ", s, s);
   out(&b, "NULL);\n  if (!m) {\n    fprintf(stderr, \"mlc run: error: %%s\\n\", mlcrt_last_error());\n    goto done;\n  }\n");
   out(&b, "  int rc = weights ? %s_load(m, weights) : %s_init(m, seed);\n", M, M);
   out(&b, "  if (!rc) rc = %s_run(m", M);

@@ -44,6 +44,7 @@ typedef struct E {
   const Plan *p;
   Arena *A;
   const char **var;  /* C name of each node's value */
+  const char **outnames; /* C parameter name of each output */
   const char *M;     /* model name */
 } E;
 
@@ -56,6 +57,19 @@ static bool is_reserved(const char *s) {
   for (int i = 0; kw[i]; i++)
     if (strcmp(s, kw[i]) == 0) return true;
   if ((s[0] == 'i' || s[0] == 'j') && isdigit((unsigned char)s[1]) && !s[2]) return true;
+  /* names the C library may define: typedefs (*_t), macros (all capitals),
+   * and the functions generated code calls */
+  size_t len = strlen(s);
+  if (len > 2 && strcmp(s + len - 2, "_t") == 0) return true;
+  bool upper = true;
+  for (const char *q = s; *q; q++) upper &= !islower((unsigned char)*q);
+  if (upper && len > 1) return true;
+  static const char *lib[] = {"expf", "logf", "sqrtf", "tanhf", "erff", "fabsf", "floorf", "ceilf",
+      "roundf", "sinf", "cosf", "powf", "fmaxf", "fminf", "exp", "log", "sqrt", "tanh", "erf",
+      "memcpy", "memset", "malloc", "calloc", "free", "aligned_alloc", "snprintf", "fprintf",
+      "stderr", "printf", "strcmp", "errno", "isnan", "isinf", "abs", "offsetof", "assert", NULL};
+  for (int i = 0; lib[i]; i++)
+    if (strcmp(s, lib[i]) == 0) return true;
   return strncmp(s, "mlc", 3) == 0 || strncmp(s, "_", 1) == 0;
 }
 
@@ -412,13 +426,28 @@ static const char *describe(E *e, const Node *n) {
 
 /* ---- the files --------------------------------------------------------------- */
 /* The C parameter name of output i: its MDL name, unless an input has it. */
-static const char *outname(E *e, int i) {
-  const char *n = cident(e->A, "", e->g->outputs[i].name);
-  for (int j = 0; j < e->g->ninputs; j++)
-    if (strcmp(e->var[e->g->inputs[j]], n) == 0) return arena_printf(e->A, "%s_out", n);
+static bool name_taken(E *e, const char *n, int upto_output) {
+  for (int j = 0; j < e->g->n; j++)
+    if (e->var[j] && strcmp(e->var[j], n) == 0) return true;
   for (int s = 1; s <= e->g->nsym; s++)
-    if (strcmp(e->g->sym[s], n) == 0) return arena_printf(e->A, "%s_out", n);
-  return n;
+    if (strcmp(e->g->sym[s], n) == 0 || strcmp(arena_printf(e->A, "max_%s", e->g->sym[s]), n) == 0) return true;
+  for (int j = 0; j < upto_output; j++)
+    if (strcmp(e->outnames[j], n) == 0) return true;
+  return false;
+}
+
+/* The C parameter name of output i: its MDL name, made unique against every
+ * other name in the run function. */
+static const char *outname(E *e, int i) { return e->outnames[i]; }
+
+static void name_outputs(E *e) {
+  e->outnames = arena_alloc(e->A, sizeof(char *) * (size_t)(e->g->noutputs + 1));
+  for (int i = 0; i < e->g->noutputs; i++) {
+    const char *n = cident(e->A, "", e->g->outputs[i].name);
+    for (int k = 1; name_taken(e, n, i); k++)
+      n = arena_printf(e->A, "%s_out%s", cident(e->A, "", e->g->outputs[i].name), k > 1 ? arena_printf(e->A, "%d", k) : "");
+    e->outnames[i] = n;
+  }
 }
 
 static void emit_signature_run(E *e, Buf *b, bool decl_names) {
@@ -523,8 +552,7 @@ static char *emit_source(E *e, const char *header_name) {
   out(&b, " * One instance owns a weights region (params and buffers) and one arena of\n");
   out(&b, " * activations planned at create time; %s_run allocates nothing. */\n", M);
   out(&b, "#include \"%s\"\n\n#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n", header_name);
-  out(&b, "/* float -> integer as C casts do, but defined for NaN and out-of-range values */\n");
-  out(&b, "static inline int64_t mlc_f2i(float v) {\n  if (v != v) return 0;\n  if (v >= 9.2233720e18f) return INT64_MAX;\n  if (v <= -9.2233720e18f) return INT64_MIN;\n  return (int64_t)v;\n}\n\n");
+  out(&b, "@MLC_F2I@"); /* replaced below by the helper, or nothing when unused */
 
   /* descriptor table */
   out(&b, "/* Params and buffers: name, dtype, shape, offset in the weights region, initialiser. */\n");
@@ -658,7 +686,17 @@ static char *emit_source(E *e, const char *header_name) {
         dimc(e, type_numel(&n->ty)), ctype(n->ty.dt));
   }
   out(&b, "  return MLCRT_OK;\n}\n");
-  return b.s;
+  /* emit the float -> integer helper only where a cast needs it (clang warns
+   * about unused static functions) */
+  char *mark = strstr(b.s, "@MLC_F2I@");
+  const char *f2i = strstr(mark + 9, "mlc_f2i(")
+      ? "/* float -> integer as C casts do, but defined for NaN and out-of-range values */\n"
+        "static inline int64_t mlc_f2i(float v) {\n  if (v != v) return 0;\n"
+        "  if (v >= 9.2233720e18f) return INT64_MAX;\n  if (v <= -9.2233720e18f) return INT64_MIN;\n"
+        "  return (int64_t)v;\n}\n\n"
+      : "";
+  *mark = 0;
+  return arena_printf(e->A, "%s%s%s", b.s, f2i, mark + 9);
 }
 
 /* ---- the `mlc run` harness ---------------------------------------------------- */
@@ -694,7 +732,7 @@ static char *emit_harness(E *e, const char *header_name) {
     Node *n = &g->nodes[g->inputs[i]];
     const char *ts = type_str(e->A, g, &n->ty);
     out(&b, "  /* input %s: %s */\n", n->name, ts);
-    out(&b, "  if (!paths[%d]) return usage(\"missing --input %s=FILE.npy (input %s: %s)\");\n", i, n->name, n->name, ts);
+    out(&b, "  if (!paths[%d]) {\n    status = usage(\"missing --input %s=FILE.npy (input %s: %s)\");\n    goto done;\n  }\n", i, n->name, n->name, ts);
     out(&b, "  if (mlcrt_npy_read(paths[%d], &in[%d], err)) {\n    report(paths[%d], err);\n    goto done;\n  }\n", i, i, i);
     out(&b, "  if (in[%d].dtype != %s || in[%d].rank != %d) {\n    fprintf(stderr, \"%%s: error: input '%s' must be %s, the file holds %%s with %%d dims\\n\", paths[%d], mlcrt_dtype_name(in[%d].dtype), in[%d].rank);\n    goto done;\n  }\n",
         i, mlcrt_dtype_c(n->ty.dt), i, n->ty.rank, n->name, ts, i, i, i);
@@ -759,6 +797,7 @@ EmitC emitc_model(Graph *g, const Plan *p, const char *header_name) {
   for (int i = 0; i < g->n; i++)
     for (int j = 0; j < i; j++)
       if (strcmp(e.var[i], e.var[j]) == 0) e.var[i] = arena_printf(g->A, "%s_%d", e.var[i], i);
+  name_outputs(&e);
   EmitC r;
   r.h = emit_header(&e);
   r.c = emit_source(&e, header_name);

@@ -71,6 +71,7 @@ Dim dim_sub(Dim a, Dim b) {
 /* Product of two monomials; false if it has too many variables. */
 static bool mono_mul(const uint8_t *a, const uint8_t *b, uint8_t *out) {
   uint8_t all[2 * DIM_VARS];
+  memset(out, 0, DIM_VARS);
   int n = 0;
   for (int i = 0; i < DIM_VARS && a[i]; i++) all[n++] = a[i];
   for (int i = 0; i < DIM_VARS && b[i]; i++) all[n++] = b[i];
@@ -127,6 +128,7 @@ bool dim_div(Dim a, Dim b, Dim *out) {
     Dim d = {0};
     for (int i = 0; i < a.n; i++) {
       DimTerm t;
+      if (b.t[0].c == -1 && a.t[i].c == INT64_MIN) return false; /* overflows */
       if (a.t[i].c % b.t[0].c != 0) return false;
       t.c = a.t[i].c / b.t[0].c;
       if (!mono_div(a.t[i].v, b.t[0].v, t.v)) return false;
@@ -136,7 +138,7 @@ bool dim_div(Dim a, Dim b, Dim *out) {
     return true;
   }
   /* a == k * b ? */
-  if (a.n != b.n || a.t[0].c % b.t[0].c != 0) return false;
+  if (a.n != b.n || (b.t[0].c == -1 && a.t[0].c == INT64_MIN) || a.t[0].c % b.t[0].c != 0) return false;
   int64_t k = a.t[0].c / b.t[0].c;
   Dim kb = dim_mul(b, dim_const(k));
   if (!dim_eq(kb, a)) return false;

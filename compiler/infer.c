@@ -226,10 +226,14 @@ static bool rule_linear(Graph *g, Node *n, Diag *d) {
   return true;
 }
 
+/* PyTorch's pooling_output_shape: floor (or ceil) division rounding toward
+ * -infinity, and with ceil_mode the last window must start inside the input
+ * or its left padding. */
 static int64_t conv_out(int64_t H, int64_t k, int64_t s, int64_t p, int64_t dl, bool ceil_mode) {
-  int64_t num = H + 2 * p - dl * (k - 1) - 1;
-  if (num < 0) return 0;
-  int64_t o = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
+  int64_t num = H + 2 * p - dl * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
+  int64_t q = num / s;
+  if (num % s != 0 && num < 0) q--; /* floor */
+  int64_t o = q + 1;
   if (ceil_mode && (o - 1) * s >= H + p) o--; /* last window must start inside */
   return o;
 }
@@ -243,8 +247,9 @@ static bool rule_conv2d(Graph *g, Node *n, Diag *d) {
   if (!static_dim(g, n, x, 1, &C, d) || !static_dim(g, n, x, 2, &H, d) ||
       !static_dim(g, n, x, 3, &W, d))
     return false;
-  dim_is_const(w->dim[0], &OC), dim_is_const(w->dim[1], &IC);
-  dim_is_const(w->dim[2], &KH), dim_is_const(w->dim[3], &KW);
+  if (!static_dim(g, n, w, 0, &OC, d) || !static_dim(g, n, w, 1, &IC, d) ||
+      !static_dim(g, n, w, 2, &KH, d) || !static_dim(g, n, w, 3, &KW, d))
+    return false;
   for (int i = 0; i < 7; i++)
     if (a[i] < (i >= 2 && i < 4 ? 0 : 1)) {
       static const char *names[] = {"stride", "stride", "padding", "padding", "dilation", "dilation", "groups"};
@@ -510,11 +515,13 @@ bool infer_node(Graph *g, int id, Diag *d) {
   if (op_info[n->op].flags & F_INTERNAL) return true; /* typed when made */
   if (!(op_info[n->op].flags & F_CPU)) return rule_none(g, n, d);
   if (!rules[n->op](g, n, d)) return false;
-  for (int i = 0; i < n->ty.rank; i++)
-    if (n->ty.dim[i].bad) {
-      diag_error(d, n->loc, "shape expression too complex for the symbolic dim representation");
-      return false;
-    }
+  bool bad = type_numel(&n->ty).bad;
+  for (int i = 0; i < n->ty.rank; i++) bad |= n->ty.dim[i].bad;
+  if (bad) {
+    diag_error(d, n->loc, "shape expression too complex for the symbolic dim representation (at most %d symbols in a product, %d terms)",
+               DIM_VARS, DIM_TERMS);
+    return false;
+  }
   return true;
 }
 

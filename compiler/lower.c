@@ -679,6 +679,7 @@ static Value lower_expr(L *l, const Ast *e, const char *inst) {
       diag_error(l->d, e->loc, "undefined name '%s'", name);
       return none;
     }
+    if (b->v.k == V_NONE) return none; /* its definition failed: already reported */
     v = b->v;
     v.loc = e->loc;
     return v;
@@ -833,6 +834,13 @@ static void lower_stmt(L *l, const Ast *s) {
       }
     Type t;
     if (!lower_type(l, s->a, false, true, &t)) return;
+    bool k;
+    int64_t numel = type_numel_const(&t, &k);
+    Dim nd = type_numel(&t);
+    if (nd.bad || numel < 0 || numel > ((int64_t)1 << 36)) {
+      diag_error(l->d, s->loc, "'%s' is too large (more than 2^36 elements)", path);
+      return;
+    }
     int id = ir_add(g, s->kind == AST_PARAM ? OP_PARAM : OP_BUFFER, s->loc, 0, NULL);
     Node *n = &g->nodes[id];
     n->ty = t;
@@ -860,7 +868,10 @@ static void lower_stmt(L *l, const Ast *s) {
   case AST_ASSIGN: {
     const char *first = s->list2.items[0]->name;
     Value v = lower_expr(l, s->a, s->a->kind == AST_CALL ? interpolate(l, first, s->loc) : NULL);
-    if (v.k == V_NONE) return;
+    if (v.k == V_NONE) { /* bind the names anyway so later uses do not cascade */
+      for (int i = 0; i < s->list2.n; i++) bind(l, s->list2.items[i]->name, none);
+      return;
+    }
     int nt = s->list2.n;
     if (nt == 1) {
       if (v.k == V_TUPLE) { diag_error(l->d, s->loc, "cannot assign %d values to one name", v.n); return; }
@@ -883,12 +894,13 @@ static void lower_stmt(L *l, const Ast *s) {
     Value v;
     if (s->a) {
       v = lower_expr(l, s->a, s->a->kind == AST_CALL ? s->name : NULL);
-      if (v.k == V_NONE) return;
+      if (v.k == V_NONE) { bind(l, s->name, none); return; }
       set_hint(l, from, v, s->name);
       bind(l, s->name, v);
     } else {
       Bind *b = lookup(l, s->name);
       if (!b) { diag_error(l->d, s->loc, "undefined name '%s'", s->name); return; }
+      if (b->v.k == V_NONE) return;
       v = b->v;
     }
     if (v.k != V_TENSOR) { diag_error(l->d, s->loc, "output '%s' must be a tensor, found %s", s->name, vkind_name(v.k)); return; }

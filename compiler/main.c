@@ -285,7 +285,12 @@ static const char *build_cached(Arena *A, EmitC *e) {
     return NULL;
   }
   if (rename(tmp, dir) != 0) { /* another process won the race: use theirs */
-    if (exists(exe)) return exe;
+    if (exists(exe)) {
+      const char *files[] = {mc, mh, hc, out};
+      for (int i = 0; i < 4; i++) unlink(files[i]);
+      rmdir(tmp);
+      return exe;
+    }
     return out;
   }
   return exe;

@@ -36,8 +36,10 @@ static void im2col(const mlcrt_conv2d_params *p, const float *x, int64_t cg, flo
         /* Output columns whose tap lands inside the input: ow in [ow0, ow1). */
         int64_t ow0 = 0, ow1 = OW;
         if (dx < 0) ow0 = (-dx + p->sw - 1) / p->sw;
-        if (W - dx <= 0) ow1 = 0;
-        else if ((W - dx + p->sw - 1) / p->sw < ow1) ow1 = (W - dx + p->sw - 1) / p->sw;
+        if (W - dx <= 0)
+          ow1 = 0;
+        else if ((W - dx + p->sw - 1) / p->sw < ow1)
+          ow1 = (W - dx + p->sw - 1) / p->sw;
         if (ow0 > ow1) ow0 = ow1;
         for (int64_t oh = 0; oh < OH; oh++) {
           float *r = row + oh * OW;
@@ -60,8 +62,8 @@ static void im2col(const mlcrt_conv2d_params *p, const float *x, int64_t cg, flo
   }
 }
 
-void mlcrt_conv2d_f32(const mlcrt_conv2d_params *p, const float *x, const float *w,
-                      const float *b, float *y, void *scratch) {
+void mlcrt_conv2d_f32(const mlcrt_conv2d_params *p, const float *x, const float *w, const float *b,
+                      float *y, void *scratch) {
   const int64_t G = p->groups, cg = p->C / G, ocg = p->OC / G;
   const int64_t L = p->OH * p->OW, kdim = cg * p->KH * p->KW;
   const int pointwise = is_pointwise(p);

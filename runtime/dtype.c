@@ -12,26 +12,40 @@
 
 size_t mlcrt_dtype_size(mlcrt_dtype t) {
   switch (t) {
-  case MLCRT_F32: return 4;
-  case MLCRT_F16: return 2;
-  case MLCRT_BF16: return 2;
-  case MLCRT_I32: return 4;
-  case MLCRT_I64: return 8;
-  case MLCRT_U8: return 1;
-  case MLCRT_BOOL: return 1;
+  case MLCRT_F32:
+    return 4;
+  case MLCRT_F16:
+    return 2;
+  case MLCRT_BF16:
+    return 2;
+  case MLCRT_I32:
+    return 4;
+  case MLCRT_I64:
+    return 8;
+  case MLCRT_U8:
+    return 1;
+  case MLCRT_BOOL:
+    return 1;
   }
   return 0;
 }
 
 const char *mlcrt_dtype_name(mlcrt_dtype t) {
   switch (t) {
-  case MLCRT_F32: return "f32";
-  case MLCRT_F16: return "f16";
-  case MLCRT_BF16: return "bf16";
-  case MLCRT_I32: return "i32";
-  case MLCRT_I64: return "i64";
-  case MLCRT_U8: return "u8";
-  case MLCRT_BOOL: return "bool";
+  case MLCRT_F32:
+    return "f32";
+  case MLCRT_F16:
+    return "f16";
+  case MLCRT_BF16:
+    return "bf16";
+  case MLCRT_I32:
+    return "i32";
+  case MLCRT_I64:
+    return "i64";
+  case MLCRT_U8:
+    return "u8";
+  case MLCRT_BOOL:
+    return "bool";
   }
   return "?";
 }
@@ -101,4 +115,6 @@ uint16_t mlcrt_f32_to_bf16(float f) {
   return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
 }
 
-float mlcrt_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float mlcrt_bf16_to_f32(uint16_t h) {
+  return bits_f32((uint32_t)h << 16);
+}

@@ -17,15 +17,24 @@ static _Thread_local char last_error[MLCRT_ERRLEN];
 
 const char *mlcrt_status_name(int status) {
   switch (status) {
-  case MLCRT_OK: return "ok";
-  case MLCRT_EINVAL: return "invalid argument";
-  case MLCRT_EIO: return "I/O error";
-  case MLCRT_EFORMAT: return "malformed file";
-  case MLCRT_ESHAPE: return "wrong dtype or shape";
-  case MLCRT_ENOMEM: return "out of memory";
-  case MLCRT_ENUMERIC: return "non-finite value";
-  case MLCRT_EUNSUPPORTED: return "unsupported";
-  default: return "unknown status";
+  case MLCRT_OK:
+    return "ok";
+  case MLCRT_EINVAL:
+    return "invalid argument";
+  case MLCRT_EIO:
+    return "I/O error";
+  case MLCRT_EFORMAT:
+    return "malformed file";
+  case MLCRT_ESHAPE:
+    return "wrong dtype or shape";
+  case MLCRT_ENOMEM:
+    return "out of memory";
+  case MLCRT_ENUMERIC:
+    return "non-finite value";
+  case MLCRT_EUNSUPPORTED:
+    return "unsupported";
+  default:
+    return "unknown status";
   }
 }
 
@@ -42,7 +51,9 @@ int mlcrt_seterr(char *err, int status, const char *fmt, ...) {
   return status;
 }
 
-const char *mlcrt_last_error(void) { return last_error; }
+const char *mlcrt_last_error(void) {
+  return last_error;
+}
 
 void mlcrt_set_last_error(const char *msg) {
   if (!msg) {

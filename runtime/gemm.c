@@ -137,6 +137,8 @@ void mlcrt_matmul_f32(const float *a, int ra, const int64_t *ashape, const float
   const int abr = ra > 2 ? ra - 2 : 0, bbr = rb > 2 ? rb - 2 : 0;
   int ybr = yr - (ra >= 2) - (rb >= 2); /* batch rank of the result */
   if (ybr < 0) ybr = 0;
+  if (ybr > MLCRT_MAX_RANK || ra > MLCRT_MAX_RANK + 2 || rb > MLCRT_MAX_RANK + 2)
+    return; /* the compiler never emits these ranks; refuse rather than overrun */
   const int64_t lda = K, ldb = rb >= 2 ? N : 1, ldc = N;
 
   /* Batch dims of the result, and element strides of a's and b's matrices

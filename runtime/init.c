@@ -68,14 +68,28 @@ static int64_t to_int(double v, double lo, double hi) {
 
 static void store(void *base, mlcrt_dtype t, int64_t k, double v) {
   switch (t) {
-  case MLCRT_F32: ((float *)base)[k] = (float)v; break;
-  case MLCRT_F16: ((uint16_t *)base)[k] = mlcrt_f32_to_f16((float)v); break;
-  case MLCRT_BF16: ((uint16_t *)base)[k] = mlcrt_f32_to_bf16((float)v); break;
-  case MLCRT_I32: ((int32_t *)base)[k] = (int32_t)to_int(v, -2147483648.0, 2147483647.0); break;
+  case MLCRT_F32:
+    ((float *)base)[k] = (float)v;
+    break;
+  case MLCRT_F16:
+    ((uint16_t *)base)[k] = mlcrt_f32_to_f16((float)v);
+    break;
+  case MLCRT_BF16:
+    ((uint16_t *)base)[k] = mlcrt_f32_to_bf16((float)v);
+    break;
+  case MLCRT_I32:
+    ((int32_t *)base)[k] = (int32_t)to_int(v, -2147483648.0, 2147483647.0);
+    break;
   /* 2^63 is not an int64: clamp just below it */
-  case MLCRT_I64: ((int64_t *)base)[k] = to_int(v, -9223372036854775808.0, 9223372036854774784.0); break;
-  case MLCRT_U8: ((uint8_t *)base)[k] = (uint8_t)to_int(v, 0, 255); break;
-  case MLCRT_BOOL: ((uint8_t *)base)[k] = to_int(v, -1, 1) != 0; break;
+  case MLCRT_I64:
+    ((int64_t *)base)[k] = to_int(v, -9223372036854775808.0, 9223372036854774784.0);
+    break;
+  case MLCRT_U8:
+    ((uint8_t *)base)[k] = (uint8_t)to_int(v, 0, 255);
+    break;
+  case MLCRT_BOOL:
+    ((uint8_t *)base)[k] = to_int(v, -1, 1) != 0;
+    break;
   }
 }
 
@@ -155,8 +169,12 @@ int mlcrt_init_tensors(const mlcrt_tensor_desc *desc, int n, void *base, uint64_
     case MLCRT_INIT_ONES:
       for (int64_t k = 0; k < numel; k++) store(p, d->dtype, k, d->init == MLCRT_INIT_ONES);
       break;
-    case MLCRT_INIT_NORMAL: fill_normal(p, d->dtype, numel, seed, ti, d->init_a, d->init_b); break;
-    case MLCRT_INIT_UNIFORM: fill_uniform(p, d->dtype, numel, seed, ti, d->init_a, d->init_b); break;
+    case MLCRT_INIT_NORMAL:
+      fill_normal(p, d->dtype, numel, seed, ti, d->init_a, d->init_b);
+      break;
+    case MLCRT_INIT_UNIFORM:
+      fill_uniform(p, d->dtype, numel, seed, ti, d->init_a, d->init_b);
+      break;
     case MLCRT_INIT_KAIMING_UNIFORM:
       fans(d, &fi, &fo);
       bound = fi > 0 ? 1.0 / sqrt(fi) : 0.0;

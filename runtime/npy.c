@@ -55,8 +55,7 @@ static int pfail(npy_parser *h, const char *what) {
 }
 
 static void pws(npy_parser *h) {
-  while (h->p < h->end && (*h->p == ' ' || *h->p == '\t' || *h->p == '\n' || *h->p == '\r'))
-    h->p++;
+  while (h->p < h->end && (*h->p == ' ' || *h->p == '\t' || *h->p == '\n' || *h->p == '\r')) h->p++;
 }
 
 static int ppeek(npy_parser *h, char c) {
@@ -110,7 +109,8 @@ static int pshape(npy_parser *h, int64_t *shape, int *rank) {
   for (;;) {
     pws(h);
     if (h->p < h->end && *h->p == '-') return pfail(h, "negative dimension in 'shape'");
-    if (h->p >= h->end || *h->p < '0' || *h->p > '9') return pfail(h, "expected an integer in 'shape'");
+    if (h->p >= h->end || *h->p < '0' || *h->p > '9')
+      return pfail(h, "expected an integer in 'shape'");
     int64_t v = 0;
     while (h->p < h->end && *h->p >= '0' && *h->p <= '9') {
       int d = *h->p++ - '0';
@@ -119,8 +119,8 @@ static int pshape(npy_parser *h, int64_t *shape, int *rank) {
     }
     if (h->p < h->end && *h->p == 'L') h->p++;
     if (*rank == MLCRT_MAX_RANK)
-      return mlcrt_seterr(h->err, MLCRT_EUNSUPPORTED, "%s: arrays of rank above %d are not supported",
-                          h->path, MLCRT_MAX_RANK);
+      return mlcrt_seterr(h->err, MLCRT_EUNSUPPORTED,
+                          "%s: arrays of rank above %d are not supported", h->path, MLCRT_MAX_RANK);
     shape[(*rank)++] = v;
     int comma = ppeek(h, ',');
     if (ppeek(h, ')')) {
@@ -152,15 +152,18 @@ static int parse_dict(npy_parser *h, npy_header *out) {
       have |= D;
       pws(h);
       if (h->p < h->end && (*h->p == '[' || *h->p == '{'))
-        return mlcrt_seterr(h->err, MLCRT_EUNSUPPORTED,
-                            "%s: structured arrays are not supported", h->path);
+        return mlcrt_seterr(h->err, MLCRT_EUNSUPPORTED, "%s: structured arrays are not supported",
+                            h->path);
       if ((rc = pstring(h, out->descr, sizeof out->descr))) return rc;
     } else if (!strcmp(key, "fortran_order")) {
       if (have & F) return pfail(h, "duplicate key 'fortran_order'");
       have |= F;
-      if (pword(h, "True")) out->fortran = 1;
-      else if (pword(h, "False")) out->fortran = 0;
-      else return pfail(h, "'fortran_order' must be True or False");
+      if (pword(h, "True"))
+        out->fortran = 1;
+      else if (pword(h, "False"))
+        out->fortran = 0;
+      else
+        return pfail(h, "'fortran_order' must be True or False");
     } else if (!strcmp(key, "shape")) {
       if (have & S) return pfail(h, "duplicate key 'shape'");
       have |= S;
@@ -174,8 +177,9 @@ static int parse_dict(npy_parser *h, npy_header *out) {
     }
   }
   if (have != (D | F | S))
-    return pfail(h, !(have & D) ? "missing 'descr'" : !(have & F) ? "missing 'fortran_order'"
-                                                                  : "missing 'shape'");
+    return pfail(h, !(have & D)   ? "missing 'descr'"
+                    : !(have & F) ? "missing 'fortran_order'"
+                                  : "missing 'shape'");
   pws(h);
   if (h->p != h->end) return pfail(h, "unexpected text after the dict");
   return 0;
@@ -244,8 +248,9 @@ int mlcrt_npy_read(const char *path, mlcrt_array *out, char *err) {
     goto out;
   }
   if (hlen > fsize - hstart) {
-    rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: truncated: header says %" PRIu64
-                      " header bytes, file has %" PRIu64, path, hlen, fsize - hstart);
+    rc = mlcrt_seterr(err, MLCRT_EFORMAT,
+                      "%s: truncated: header says %" PRIu64 " header bytes, file has %" PRIu64,
+                      path, hlen, fsize - hstart);
     goto out;
   }
   hdr = malloc(hlen ? (size_t)hlen : 1);
@@ -268,12 +273,13 @@ int mlcrt_npy_read(const char *path, mlcrt_array *out, char *err) {
   if (!strcmp(h.descr, "<b1") || !strcmp(h.descr, ">b1") || !strcmp(h.descr, "=b1")) ti = 5;
   if (ti < 0) {
     if (h.descr[0] == '>') {
-      rc = mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "%s: big-endian data ('%s') is not supported", path,
-                        h.descr);
-    } else {
-      rc = mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
-                        "%s: unsupported dtype '%s' (supported: '<f4' '<f2' '<i4' '<i8' '|u1' '|b1')",
+      rc = mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "%s: big-endian data ('%s') is not supported",
                         path, h.descr);
+    } else {
+      rc = mlcrt_seterr(
+          err, MLCRT_EUNSUPPORTED,
+          "%s: unsupported dtype '%s' (supported: '<f4' '<f2' '<i4' '<i8' '|u1' '|b1')", path,
+          h.descr);
     }
     goto out;
   }
@@ -294,13 +300,15 @@ int mlcrt_npy_read(const char *path, mlcrt_array *out, char *err) {
   }
   uint64_t nbytes = (uint64_t)numel * es, avail = fsize - hstart - hlen;
   if (avail < nbytes) {
-    rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: truncated: header says %s %s (%" PRIu64
-                      " bytes), file has %" PRIu64, path, dims, npy_types[ti].numpy_name, nbytes, avail);
+    rc = mlcrt_seterr(err, MLCRT_EFORMAT,
+                      "%s: truncated: header says %s %s (%" PRIu64 " bytes), file has %" PRIu64,
+                      path, dims, npy_types[ti].numpy_name, nbytes, avail);
     goto out;
   }
   if (avail > nbytes) {
-    rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: %" PRIu64 " bytes of unexpected data after the %s %s array",
-                      path, avail - nbytes, dims, npy_types[ti].numpy_name);
+    rc = mlcrt_seterr(err, MLCRT_EFORMAT,
+                      "%s: %" PRIu64 " bytes of unexpected data after the %s %s array", path,
+                      avail - nbytes, dims, npy_types[ti].numpy_name);
     goto out;
   }
   data = malloc(nbytes ? (size_t)nbytes : 1);
@@ -340,7 +348,8 @@ int mlcrt_npy_write(const char *path, const mlcrt_array *a, char *err) {
   if (a->dtype == MLCRT_BF16)
     return mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
                         "%s: bf16 arrays cannot be written to .npy (numpy has no bfloat16); "
-                        "convert to f32 first", path);
+                        "convert to f32 first",
+                        path);
   int ti = -1;
   for (int i = 0; i < NPY_NTYPES; i++)
     if ((unsigned)a->dtype < MLCRT_NDTYPES && npy_types[i].dtype == a->dtype) ti = i;
@@ -375,7 +384,8 @@ int mlcrt_npy_write(const char *path, const mlcrt_array *a, char *err) {
     close(fd);
     return mlcrt_seterr(err, MLCRT_EIO, "%s: write error: %s", path, strerror(e));
   }
-  if (close(fd) != 0) return mlcrt_seterr(err, MLCRT_EIO, "%s: write error: %s", path, strerror(errno));
+  if (close(fd) != 0)
+    return mlcrt_seterr(err, MLCRT_EIO, "%s: write error: %s", path, strerror(errno));
   return MLCRT_OK;
 }
 

@@ -17,7 +17,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static size_t align_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+static size_t align_up(size_t x, size_t a) {
+  return (x + a - 1) / a * a;
+}
 
 static int live_overlap(const mlcrt_plan_item *a, const mlcrt_plan_item *b) {
   return a->first <= b->last && b->first <= a->last;

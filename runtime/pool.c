@@ -17,8 +17,12 @@
 
 #include <math.h>
 
-static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+static int64_t imin(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+static int64_t imax(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
 
 void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y) {
   const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;

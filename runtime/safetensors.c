@@ -52,10 +52,10 @@ static const struct {
   int mlcrt;
   unsigned size;
 } st_dtypes[] = {
-    {"F32", MLCRT_F32, 4},  {"F16", MLCRT_F16, 2},  {"BF16", MLCRT_BF16, 2}, {"I32", MLCRT_I32, 4},
-    {"I64", MLCRT_I64, 8},  {"U8", MLCRT_U8, 1},    {"BOOL", MLCRT_BOOL, 1}, {"I8", -1, 1},
-    {"I16", -1, 2},         {"U16", -1, 2},         {"U32", -1, 4},          {"U64", -1, 8},
-    {"F64", -1, 8},         {"F8_E5M2", -1, 1},     {"F8_E4M3", -1, 1},
+    {"F32", MLCRT_F32, 4}, {"F16", MLCRT_F16, 2}, {"BF16", MLCRT_BF16, 2}, {"I32", MLCRT_I32, 4},
+    {"I64", MLCRT_I64, 8}, {"U8", MLCRT_U8, 1},   {"BOOL", MLCRT_BOOL, 1}, {"I8", -1, 1},
+    {"I16", -1, 2},        {"U16", -1, 2},        {"U32", -1, 4},          {"U64", -1, 8},
+    {"F64", -1, 8},        {"F8_E5M2", -1, 1},    {"F8_E4M3", -1, 1},
 };
 #define ST_NDTYPES ((int)(sizeof st_dtypes / sizeof st_dtypes[0]))
 
@@ -92,8 +92,7 @@ static int jfail(st_parser *j, const char *what) {
 }
 
 static void jws(st_parser *j) {
-  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
-    j->p++;
+  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
 }
 
 /* Consumes character c (after whitespace) or fails. */
@@ -134,10 +133,14 @@ static int utf8_len(const unsigned char *p, const unsigned char *end) {
   unsigned c = p[0];
   int n;
   unsigned cp;
-  if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
-  else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
-  else return 0;
+  if (c >= 0xc2 && c <= 0xdf)
+    n = 2, cp = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    n = 3, cp = c & 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4)
+    n = 4, cp = c & 0x07;
+  else
+    return 0;
   if (end - p < n) return 0;
   for (int i = 1; i < n; i++) {
     if ((p[i] & 0xc0) != 0x80) return 0;
@@ -187,14 +190,31 @@ static int jstring(st_parser *j, const char **out) {
     c = (unsigned char)*j->p++;
     unsigned cp;
     switch (c) {
-    case '"': case '\\': case '/': *dst++ = (char)c; continue;
-    case 'b': *dst++ = '\b'; continue;
-    case 'f': *dst++ = '\f'; continue;
-    case 'n': *dst++ = '\n'; continue;
-    case 'r': *dst++ = '\r'; continue;
-    case 't': *dst++ = '\t'; continue;
-    case 'u': break;
-    default: j->p--; return jfail(j, "invalid escape in string");
+    case '"':
+    case '\\':
+    case '/':
+      *dst++ = (char)c;
+      continue;
+    case 'b':
+      *dst++ = '\b';
+      continue;
+    case 'f':
+      *dst++ = '\f';
+      continue;
+    case 'n':
+      *dst++ = '\n';
+      continue;
+    case 'r':
+      *dst++ = '\r';
+      continue;
+    case 't':
+      *dst++ = '\t';
+      continue;
+    case 'u':
+      break;
+    default:
+      j->p--;
+      return jfail(j, "invalid escape in string");
     }
     if (j4hex(j, &cp)) return jfail(j, "invalid \\u escape");
     if (cp >= 0xd800 && cp <= 0xdbff) { /* high surrogate: a low one must follow */
@@ -345,7 +365,7 @@ check:
   if (have != (HAVE_DTYPE | HAVE_SHAPE | HAVE_OFFSETS))
     return mlcrt_seterr(j->err, MLCRT_EFORMAT, "%s: tensor '%s': entry lacks %s", j->path,
                         mlcrt__quote(e->name, q, sizeof q),
-                        !(have & HAVE_DTYPE) ? "\"dtype\""
+                        !(have & HAVE_DTYPE)   ? "\"dtype\""
                         : !(have & HAVE_SHAPE) ? "\"shape\""
                                                : "\"data_offsets\"");
   return 0;
@@ -440,8 +460,10 @@ static st_entry *find_entry(st_entry **sorted, int n, const char *name) {
     int mid = lo + (hi - lo) / 2;
     int c = strcmp(sorted[mid]->name, name);
     if (!c) return sorted[mid];
-    if (c < 0) lo = mid + 1;
-    else hi = mid - 1;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
   }
   return NULL;
 }
@@ -497,7 +519,8 @@ int mlcrt_load_safetensors(const char *path, const mlcrt_tensor_desc *desc, int 
   unsigned char lenb[8];
   if (fsize < 8) {
     rc = mlcrt_seterr(err, MLCRT_EFORMAT,
-                      "%s: truncated: file has %" PRIu64 " bytes, less than the 8-byte header length",
+                      "%s: truncated: file has %" PRIu64
+                      " bytes, less than the 8-byte header length",
                       path, fsize);
     goto out;
   }
@@ -506,13 +529,15 @@ int mlcrt_load_safetensors(const char *path, const mlcrt_tensor_desc *desc, int 
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | lenb[i];
   if (hlen > ST_MAX_HEADER) {
     rc = mlcrt_seterr(err, MLCRT_EFORMAT,
-                      "%s: header length %" PRIu64 " is absurd (over 100 MB): not a safetensors file",
+                      "%s: header length %" PRIu64
+                      " is absurd (over 100 MB): not a safetensors file",
                       path, hlen);
     goto out;
   }
   if (hlen > fsize - 8) {
-    rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: truncated: header says %" PRIu64
-                      " bytes, file has %" PRIu64, path, hlen, fsize);
+    rc = mlcrt_seterr(err, MLCRT_EFORMAT,
+                      "%s: truncated: header says %" PRIu64 " bytes, file has %" PRIu64, path, hlen,
+                      fsize);
     goto out;
   }
   if (hlen < 2) {
@@ -560,7 +585,8 @@ int mlcrt_load_safetensors(const char *path, const mlcrt_tensor_desc *desc, int 
     if (e->end - e->begin != nbytes) {
       fmt_shape(s1, sizeof s1, e->shape, e->rank);
       rc = mlcrt_seterr(err, MLCRT_EFORMAT,
-                        "%s: tensor '%s': data_offsets span %" PRIu64 " bytes but %s %s needs %" PRIu64,
+                        "%s: tensor '%s': data_offsets span %" PRIu64
+                        " bytes but %s %s needs %" PRIu64,
                         path, qn, e->end - e->begin, st_dtypes[e->dtype].name, s1, nbytes);
       goto out;
     }
@@ -588,8 +614,8 @@ int mlcrt_load_safetensors(const char *path, const mlcrt_tensor_desc *desc, int 
       const st_entry *e = bybegin[i];
       if (e->begin == e->end) continue; /* empty tensors overlap nothing */
       if (prev && e->begin < prev->end) {
-        rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: tensors '%s' and '%s' have overlapping data", path,
-                          mlcrt__quote(prev->name, q1, sizeof q1),
+        rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: tensors '%s' and '%s' have overlapping data",
+                          path, mlcrt__quote(prev->name, q1, sizeof q1),
                           mlcrt__quote(e->name, q2, sizeof q2));
         goto out;
       }
@@ -658,9 +684,9 @@ int mlcrt_load_safetensors(const char *path, const mlcrt_tensor_desc *desc, int 
       size_t c = nb - off < CHUNK ? nb - off : CHUNK;
       if (mlcrt__pread_full(fd, cmpbuf, c, data0 + e->begin + off)) goto readerr;
       if (memcmp(cmpbuf, dst + off, c)) {
-        rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: tied tensors '%s' and '%s' hold different values",
-                          path, mlcrt__quote(desc[o].name, q1, sizeof q1),
-                          mlcrt__quote(desc[i].name, q2, sizeof q2));
+        rc = mlcrt_seterr(
+            err, MLCRT_EFORMAT, "%s: tied tensors '%s' and '%s' hold different values", path,
+            mlcrt__quote(desc[o].name, q1, sizeof q1), mlcrt__quote(desc[i].name, q2, sizeof q2));
         goto out;
       }
     }
@@ -711,7 +737,9 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
   b->p[b->len] = '\0';
 }
 
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(sbuf *b, const char *s) {
+  sb_put(b, s, strlen(s));
+}
 
 /* A JSON string literal: quotes, backslashes and control bytes escaped;
  * other bytes (UTF-8) as is. */
@@ -743,8 +771,8 @@ static int cmp_save_name(const void *a, const void *b) {
   return strcmp(((const save_item *)a)->d->name, ((const save_item *)b)->d->name);
 }
 
-int mlcrt_save_safetensors(const char *path, const mlcrt_tensor_desc *desc, int n,
-                           const void *base, char *err) {
+int mlcrt_save_safetensors(const char *path, const mlcrt_tensor_desc *desc, int n, const void *base,
+                           char *err) {
   char q1[96];
   if (!path || n < 0 || (n > 0 && (!desc || !base)))
     return mlcrt_seterr(err, MLCRT_EINVAL, "mlcrt_save_safetensors: invalid arguments");

@@ -15,8 +15,8 @@
 
 #define TILE 64
 
-void mlcrt_softmax_f32(const float *x, int64_t outer, int64_t n, int64_t inner,
-                       int take_log, float *y) {
+void mlcrt_softmax_f32(const float *x, int64_t outer, int64_t n, int64_t inner, int take_log,
+                       float *y) {
   if (n <= 0 || inner <= 0) return;
   for (int64_t o = 0; o < outer; o++) {
     const float *xo = x + o * n * inner;
@@ -45,7 +45,8 @@ void mlcrt_softmax_f32(const float *x, int64_t outer, int64_t n, int64_t inner,
       /* softmax: y = e * (1/sum).  log_softmax: y = (x - max) - log(sum),
        * in that order, so large maxima do not cost precision. */
       float ls[TILE];
-      for (int64_t t = 0; t < nt; t++) ls[t] = take_log ? (float)log(sum[t]) : (float)(1.0 / sum[t]);
+      for (int64_t t = 0; t < nt; t++)
+        ls[t] = take_log ? (float)log(sum[t]) : (float)(1.0 / sum[t]);
       for (int64_t k = 0; k < n; k++) {
         const float *xr = xo + k * inner + j0;
         float *yr = yo + k * inner + j0;

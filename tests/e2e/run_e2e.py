@@ -3,8 +3,10 @@
 and compare every output with a PyTorch reference.
 
 Usage:  /usr/bin/python3 tests/e2e/run_e2e.py --mlc build/mlc [--filter SUBSTR] [--keep]
+            [--sanitize] [--mlc-args=-O0] [--workdir DIR] [--cc gcc,clang] [-j N]
+        /usr/bin/python3 tests/e2e/run_e2e.py --references-only   (no mlc needed)
 
-Two kinds of cases (see tests/e2e/README.md for how to add one):
+Three kinds of cases (see tests/e2e/README.md for how to add one):
 
   cases/NAME.mdl + cases/NAME.py   a model and its PyTorch reference.  The runner
       makes random weights (a safetensors file written by hand below) and inputs
@@ -12,18 +14,25 @@ Two kinds of cases (see tests/e2e/README.md for how to add one):
       reference(params, inputs) returns: same dtype, same shape, values within
       TOL (floats) or exactly equal (integers, bool).
 
-  errors/NAME.mdl + errors/NAME.expect   a model or a file that must be
-      rejected.  The .expect file:
-          line 1            expected exit status (1 = model/file error, 2 = usage)
-          cmd check         optional: run `mlc check MODEL` instead of `mlc run`
-          mutate KIND ARGS  optional, any number: damage the weights/inputs
+  errors/NAME.expect (+ NAME.mdl)   a model, a file or a command line that must
+      be rejected.  The .expect file:
+          line 1            expected exit status (1 = model/file error, 2 = usage; 1|2)
+          mdl FILE          optional: the model (default NAME.mdl), relative to errors/
+          cmd check         optional: `mlc check MODEL` instead of `mlc run`;
+                            `cmd raw ARGS...` runs `mlc ARGS` ({mdl} = the model)
+          mutate KIND ARGS  optional, any number: damage the weights/inputs/argv
           anything else     regexes (Python re, MULTILINE), each must match stderr
           # ...             comments
       Mutations are listed in MUTATIONS below.
 
-A crash (killed by a signal, exit status >= 128, a sanitizer report) is always
-a failure.  Work directories go to tests/e2e/out/NAME (gitignored; --workdir moves them); they are
-removed after a pass unless --keep, and kept after a failure.
+  api/NAME.mdl + api/NAME.c   a C program using the generated API (spec section
+      7), built with -Wall -Wextra -Werror against `mlc NAME.mdl -o` output and
+      libmlcrt; it must print "N checks passed" and exit 0.
+
+A crash (killed by a signal, exit status >= 128, an ASan or UBSan report) is
+always a failure.  --sanitize builds the generated programs with ASan+UBSan.
+Work directories go to tests/e2e/out/NAME (gitignored; --workdir moves them);
+they are removed after a pass unless --keep, and kept after a failure.
 """
 
 import argparse
@@ -47,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CASES = os.path.join(HERE, "cases")
 ERRORS = os.path.join(HERE, "errors")
+API = os.path.join(HERE, "api")
 OUT = os.path.join(HERE, "out")
 
 DEFAULT_TOL = (1e-4, 1e-5)  # spec section 3: rtol 1e-4, atol 1e-5
@@ -725,6 +735,47 @@ def run_error_case(name, mlc, workdir):
 
 
 # ---------------------------------------------------------------------------
+# C API cases: api/NAME.mdl compiled with `mlc -o`, api/NAME.c linked against
+# it and libmlcrt, with each C compiler found; the program prints
+# "N checks passed" and exits 0.
+# ---------------------------------------------------------------------------
+
+MLCRT_LIB = None  # --mlcrt, default: libmlcrt.a next to the mlc binary
+COMPILERS = ["gcc", "clang"]  # --cc; those not installed are left out
+
+
+def run_api_case(name, mlc, workdir):
+    gen = os.path.join(workdir, "gen")
+    os.makedirs(gen)
+    rc, _, err = run_mlc([mlc, os.path.join(API, name + ".mdl"), "-o", os.path.join(gen, name + ".c")], workdir)
+    if rc != 0:
+        raise CaseError("mlc -o exited with %d" % rc, err)
+    for ext in (".c", ".h"):
+        if not os.path.isfile(os.path.join(gen, name + ext)):
+            raise CaseError("mlc -o did not write %s%s" % (name, ext))
+    lib = MLCRT_LIB or os.path.join(os.path.dirname(mlc), "libmlcrt.a")
+    compilers = [c for c in COMPILERS if shutil.which(c)] or ["cc"]
+    flags = ["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror"]
+    if "MLC_CFLAGS" in ENV:
+        flags += ENV["MLC_CFLAGS"].split()
+    done = []
+    for cc in compilers:
+        exe = os.path.join(workdir, "test_" + cc)
+        p = subprocess.run([cc, *flags, "-I", gen, "-I", os.path.join(REPO, "runtime"),
+                            os.path.join(gen, name + ".c"), os.path.join(API, name + ".c"),
+                            lib, "-lm", "-lpthread", "-o", exe],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=RUN_TIMEOUT)
+        if p.returncode:
+            raise CaseError("%s could not build the generated code with %s" % (cc, " ".join(flags)),
+                            p.stdout.decode(errors="replace"))
+        rc, out, err = run_mlc([exe], workdir)
+        if rc != 0 or not re.search(r"^\d+ checks passed$", out, re.M):
+            raise CaseError("%s: exit status %d" % (cc, rc), out + err)
+        done.append("%s: %s" % (cc, out.strip().splitlines()[-1]))
+    return "[%s]" % "; ".join(done)
+
+
+# ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
 
@@ -738,7 +789,10 @@ def discover(filt):
     for f in sorted(os.listdir(ERRORS)):
         if f.endswith(".expect"):
             cases.append(("error", f[:-7]))
-    label = lambda kind, n: "errors/" + n if kind == "error" else n
+    for f in sorted(os.listdir(API)):
+        if f.endswith(".c"):
+            cases.append(("api", f[:-2]))
+    label = lambda kind, n: {"error": "errors/", "api": "api/"}.get(kind, "") + n
     return [(k, n, label(k, n)) for k, n in cases if not filt or filt in label(k, n)]
 
 
@@ -749,7 +803,8 @@ def run_one(kind, name, label, mlc, keep, out):
     try:
         if kind == "orphan":
             raise CaseError("%s.mdl has no %s.py reference" % (name, name))
-        info = (run_error_case if kind == "error" else run_model_case)(name, mlc, workdir)
+        run = {"error": run_error_case, "api": run_api_case}.get(kind, run_model_case)
+        info = run(name, mlc, workdir)
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
         return "PASS", "PASS %s %s" % (label, info), ""
@@ -774,12 +829,18 @@ def main():
                     help="extra arguments for every model case's `mlc run`, e.g. -O0")
     ap.add_argument("--sanitize", action="store_true",
                     help="build the generated programs with ASan+UBSan (via MLC_CFLAGS)")
+    ap.add_argument("--cc", default="gcc,clang",
+                    help="C compilers for the api/ cases, comma-separated (default gcc,clang)")
+    ap.add_argument("--mlcrt", help="libmlcrt.a for the api/ cases (default: next to --mlc)")
     ap.add_argument("--workdir", default=OUT,
                     help="where the cases' work dirs go (default tests/e2e/out; give runs "
                          "that may overlap, like CTest's, their own)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the workers and mlc share the cores
     EXTRA_ARGS.extend(args.mlc_args.split())
+    global MLCRT_LIB
+    MLCRT_LIB = args.mlcrt and os.path.abspath(args.mlcrt)
+    COMPILERS[:] = args.cc.split(",")
     if args.sanitize:
         ENV["MLC_CFLAGS"] = (ENV.get("MLC_CFLAGS", "") +
                              " -fsanitize=address,undefined -fno-sanitize-recover=undefined"
@@ -796,7 +857,7 @@ def main():
             return 2
     cases = discover(args.filter)
     if mlc is None:
-        cases = [c for c in cases if c[0] != "error"]
+        cases = [c for c in cases if c[0] == "case"]
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     lock = threading.Lock()
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -238,11 +241,21 @@ static const char *const spec_tiny =
     "  output x\n"
     "}\n";
 
-/* The spec's tiny example uses gelu, which has no CPU forward yet: lowering
- * must say so (the same model with relu is checked below). */
-static void test_spec_tiny_gelu_not_implemented(void **state) {
+/* The spec's tiny example verbatim: it uses gelu, which may not have a CPU
+ * forward yet; then lowering must say so at the call, else it must type. */
+static void test_spec_tiny(void **state) {
   (void)state;
-  expect_errors(spec_tiny, 1, "6:14: error: operator 'gelu' is not implemented yet", NULL);
+  Low *l = lower_src(spec_tiny, NULL);
+  if (op_info[OP_GELU].flags & F_CPU) {
+    assert_non_null(l->g);
+    assert_int_equal(l->g->ntensors, 8);
+    expect_type(l, output_node(l, "x"), "f32[B, T, 64]");
+  } else {
+    assert_null(l->g);
+    assert_int_equal(l->d.nerrors, 1);
+    expect_in(diag_text(l), "test.mdl:6:14: error: operator 'gelu' is not implemented yet");
+  }
+  done(l);
 }
 
 static void test_block_repeat_paths(void **state) {
@@ -733,24 +746,81 @@ static void test_conv2d_sizes_match_pytorch(void **state) {
 }
 
 /* A conv2d weight with a symbolic dim (not a param) must be rejected or typed
- * correctly; KNOWN BUG (reported): rule_conv2d reads OC/KH uninitialised
- * (dim_is_const fails and leaves them unset) and gives e.g. f32[B, 0, 6, 6].
- * Skipped with a message while the bug is present. */
+ * correctly.  KNOWN BUG (reported): rule_conv2d reads OC/IC/KH/KW
+ * uninitialised when the weight's dims are not constants (dim_is_const fails
+ * and leaves them unset) and gives e.g. f32[B, 0, 6, 6].  The lowering runs
+ * in a child process (garbage sizes may trip UBSan); the test is skipped with
+ * a message while the bug is present. */
 static void test_conv2d_symbolic_weight(void **state) {
   (void)state;
-  Low *l = lower_src("model m {\n  input x: f32[B, 1, 8, 8]\n  input w: f32[K, 1, 3, 3]\n"
-                     "  output y = conv2d(x, w)\n}\n", NULL);
+  int fd[2];
+  assert_int_equal(pipe(fd), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    signal(SIGFPE, SIG_DFL);
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGABRT, SIG_DFL);
+    close(fd[0]);
+    Low *l = lower_src("model m {\n  input x: f32[B, 1, 8, 8]\n  input w: f32[K, 1, 3, 3]\n"
+                       "  output y = conv2d(x, w)\n}\n", NULL);
+    char msg[512];
+    if (l->g) snprintf(msg, sizeof msg, "type %s", tys(l, output_node(l, "y")));
+    else snprintf(msg, sizeof msg, "error %.400s", diag_text(l));
+    ssize_t w = write(fd[1], msg, strlen(msg) + 1);
+    _exit(w > 0 ? 0 : 1);
+  }
+  close(fd[1]);
+  char got[512] = "";
+  ssize_t n = read(fd[0], got, sizeof got - 1);
+  close(fd[0]);
+  got[n > 0 ? n : 0] = 0;
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+            (strcmp(got, "type f32[B, K, 6, 6]") == 0 || (strncmp(got, "error ", 6) == 0 && strstr(got, "conv2d")));
+  if (!ok) {
+    print_message("KNOWN BUG: conv2d with weight f32[K, 1, 3, 3]: %s (uninitialised OC)\n", got[0] ? got : "crashed");
+    skip();
+  }
+}
+
+/* Shapes beyond the Dim representation (DIM_VARS symbols per monomial,
+ * int64 coefficients) must be rejected, never silently truncated.
+ * KNOWN BUGS (reported), each skipped with a message while present:
+ *  - x: f32[B, T, S, H, C]; y = x + 1.0 is accepted although its element
+ *    count B*T*S*H*C has 5 symbols: type_numel is `bad`, and the emitted loop
+ *    and output memcpy run over B*T*S*H elements only (wrong results);
+ *  - param w: f32[4611686018427387904, 4] is accepted: its element count
+ *    wraps to 0 (type_numel_const ignores `bad`), so WEIGHT_BYTES = 0. */
+static void test_numel_overflow(void **state) {
+  (void)state;
+  /* a single value whose dim overflows: reported */
+  expect_errors("model m {\n  input x: f32[B, T, S, H, C]\n  output y = flatten(x, 0)\n}\n", 1,
+                "3:14: error: shape expression too complex for the symbolic dim representation", NULL);
+  char known[512] = "";
+  Low *l = lower_src("model m {\n  input x: f32[B, T, S, H, C]\n  output y = x + 1.0\n}\n", NULL);
   if (l->g) {
-    const char *got = tys(l, output_node(l, "y"));
-    if (strcmp(got, "f32[B, K, 6, 6]") != 0) {
-      print_message("KNOWN BUG: conv2d with weight f32[K, 1, 3, 3] is typed %s (uninitialised OC)\n", got);
-      done(l);
-      skip();
-    }
-  } else {
-    expect_in(diag_text(l), "conv2d");
+    Dim n = type_numel(&l->g->nodes[output_node(l, "y")].ty);
+    if (n.bad) snprintf(known + strlen(known), sizeof known - strlen(known), " [B, T, S, H, C] + 1.0 is accepted;");
   }
   done(l);
+  l = lower_src("model m {\n  input x: f32[B]\n  param w: f32[4611686018427387904, 4]\n  output x\n}\n", NULL);
+  if (l->g) {
+    bool k;
+    int64_t n = type_numel_const(&l->g->nodes[l->g->tensors[0]].ty, &k);
+    if (!k || n != 0) { /* n == 0 can only come from wrapping */
+      print_error("unexpected element count %lld\n", (long long)n);
+      fail();
+    }
+    snprintf(known + strlen(known), sizeof known - strlen(known), " f32[2^62, 4] param is accepted with 0 elements;");
+  }
+  done(l);
+  if (known[0]) {
+    print_message("KNOWN BUG: element counts beyond the Dim representation:%s\n", known);
+    skip();
+  }
 }
 
 /* ---- runtime dim checks ------------------------------------------------------------------------- */
@@ -820,9 +890,14 @@ static void test_error_unknown_op(void **state) {
   (void)state;
   expect_errors("model m {\n  input x: f32[B, 4]\n  y = frobnicate(x)\n  output x\n}\n", 1,
                 "3:7: error: unknown operator or block 'frobnicate'", NULL);
-  /* an operator of the spec without a CPU forward yet */
-  expect_errors("model m {\n  input x: f32[B, 4]\n  y = cumsum(x, 1)\n  output x\n}\n", 1,
-                "3:7: error: operator 'cumsum' is not implemented yet", NULL);
+  /* an operator of the spec without a CPU forward yet (if any is left) */
+  for (int op = 0; op < OP_COUNT; op++) {
+    if (op_info[op].flags & (F_INTERNAL | F_CPU)) continue;
+    char text[256], want[128];
+    snprintf(text, sizeof text, "model m {\n  input x: f32[B, 4]\n  y = %s(x)\n  output x\n}\n", op_info[op].name);
+    snprintf(want, sizeof want, "3:7: error: operator '%s' is not implemented yet", op_info[op].name);
+    expect_errors(text, 1, want, NULL);
+  }
 }
 
 static void test_error_argument_count(void **state) {
@@ -978,7 +1053,7 @@ static void test_error_other(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spec_fashion_mlp),
-      cmocka_unit_test(test_spec_tiny_gelu_not_implemented),
+      cmocka_unit_test(test_spec_tiny),
       cmocka_unit_test(test_block_repeat_paths),
       cmocka_unit_test(test_block_instances_nested_and_tuples),
       cmocka_unit_test(test_shadowing),
@@ -995,6 +1070,7 @@ int main(void) {
       cmocka_unit_test(test_pool_sizes_match_pytorch),
       cmocka_unit_test(test_conv2d_sizes_match_pytorch),
       cmocka_unit_test(test_conv2d_symbolic_weight),
+      cmocka_unit_test(test_numel_overflow),
       cmocka_unit_test(test_dim_checks),
       cmocka_unit_test(test_error_undefined_name),
       cmocka_unit_test(test_error_unknown_op),

@@ -138,7 +138,8 @@ static void test_npy_roundtrip(void **state) {
   npy_roundtrip(MLCRT_F32, 2, s23, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }");
   npy_roundtrip(MLCRT_F16, 1, s5, "{'descr': '<f2', 'fortran_order': False, 'shape': (5,), }");
   npy_roundtrip(MLCRT_I32, 0, NULL, "{'descr': '<i4', 'fortran_order': False, 'shape': (), }");
-  npy_roundtrip(MLCRT_I64, 4, s4, "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 1, 3, 2), }");
+  npy_roundtrip(MLCRT_I64, 4, s4,
+                "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 1, 3, 2), }");
   npy_roundtrip(MLCRT_U8, 2, s23, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }");
   npy_roundtrip(MLCRT_BOOL, 1, s5, "{'descr': '|b1', 'fortran_order': False, 'shape': (5,), }");
   npy_roundtrip(MLCRT_F32, 2, s0, NULL);
@@ -194,7 +195,8 @@ static void test_npy_rejects(void **state) {
   assert_int_equal(a.nbytes, 48);
   mlcrt_array_free(&a);
   /* double quotes and no trailing comma are valid Python too */
-  write_npy_raw(tpath("ok.npy"), "{\"descr\": \"|u1\", \"shape\": (2,), \"fortran_order\": False}", 2);
+  write_npy_raw(tpath("ok.npy"), "{\"descr\": \"|u1\", \"shape\": (2,), \"fortran_order\": False}",
+                2);
   assert_int_equal(mlcrt_npy_read(tpath("ok.npy"), &a, err), MLCRT_OK);
   assert_int_equal(a.dtype, MLCRT_U8);
   mlcrt_array_free(&a);
@@ -208,10 +210,12 @@ static void test_npy_rejects(void **state) {
                   "unsupported dtype '<f8'");
   npy_expect_fail("{'descr': '<u2', 'fortran_order': False, 'shape': (3,), }", 6,
                   "unsupported dtype '<u2'");
-  assert_int_equal(npy_expect_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", 20,
-                                   "x.npy: truncated: header says 3x4 float32 (48 bytes), file has 20"),
-                   MLCRT_EFORMAT);
-  npy_expect_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", 52, "unexpected data");
+  assert_int_equal(
+      npy_expect_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", 20,
+                      "x.npy: truncated: header says 3x4 float32 (48 bytes), file has 20"),
+      MLCRT_EFORMAT);
+  npy_expect_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }", 52,
+                  "unexpected data");
   npy_expect_fail("{'descr': '<f4', 'fortran_order': False}", 4, "missing 'shape'");
   npy_expect_fail("{'descr': '<f4', 'shape': (1,)}", 4, "missing 'fortran_order'");
   npy_expect_fail("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}", 4,
@@ -342,12 +346,14 @@ static void test_st_roundtrip(void **state) {
   hdr[hl] = 0;
   assert_true(hdr[0] == '{');
   assert_contains(hdr, "\"__metadata__\":{\"format\":\"pt\"}");
-  assert_contains(hdr, "\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,48]}");
+  assert_contains(hdr,
+                  "\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[4,3],\"data_offsets\":[0,48]}");
   assert_contains(hdr, "\"fc1.bias\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[48,64]}");
   assert_contains(hdr, "\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],");
   assert_contains(hdr, "\"mask\":{\"dtype\":\"BOOL\"");
   assert_contains(hdr, "\"h\":{\"dtype\":\"BF16\"");
-  assert_true(strstr(hdr, "\"bn.") < strstr(hdr, "\"emb.") && strstr(hdr, "\"emb.") < strstr(hdr, "\"fc1.bias"));
+  assert_true(strstr(hdr, "\"bn.") < strstr(hdr, "\"emb.") &&
+              strstr(hdr, "\"emb.") < strstr(hdr, "\"fc1.bias"));
   assert_memory_equal(f + 8 + hl, a, 48); /* fc1.weight's bytes come first */
   free(hdr);
   free(f);
@@ -409,7 +415,8 @@ static void test_st_mismatch(void **state) {
   d[0].shape[1] = 4;
   st_save_ok("w.safetensors", d, NDESC, a);
   assert_int_equal(st_load("w.safetensors", descs, NDESC, b, err), MLCRT_ESHAPE);
-  assert_contains(err, "w.safetensors: tensor 'fc1.weight': shape [4, 3] expected, file has [3, 4]");
+  assert_contains(err,
+                  "w.safetensors: tensor 'fc1.weight': shape [4, 3] expected, file has [3, 4]");
 
   /* wrong rank: scalar vs [1] */
   memcpy(d, descs, sizeof d);
@@ -475,9 +482,11 @@ static void test_st_malformed(void **state) {
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[4,16]}}", 20,
               "overlapping");
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[8,"
-              "18446744073709551615]}}", 20, "past the end");
+              "18446744073709551615]}}",
+              20, "past the end");
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[8,"
-              "18446744073709551616]}}", 20, "too large");
+              "18446744073709551616]}}",
+              20, "too large");
   /* dims */
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[-1,3],\"data_offsets\":[8,20]}}", 20,
               "negative");
@@ -486,9 +495,11 @@ static void test_st_malformed(void **state) {
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[01,3],\"data_offsets\":[8,20]}}", 20,
               "leading zero");
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
-              "\"data_offsets\":[8,20]}}", 20, "too large");
+              "\"data_offsets\":[8,20]}}",
+              20, "too large");
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1,3],"
-              "\"data_offsets\":[8,20]}}", 20, "rank");
+              "\"data_offsets\":[8,20]}}",
+              20, "rank");
   /* dtype */
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F128\",\"shape\":[1,3],\"data_offsets\":[8,20]}}", 20,
               "unknown dtype 'F128'");
@@ -500,17 +511,33 @@ static void test_st_malformed(void **state) {
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[8,20],\"x\":1}}",
               20, "unknown key");
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1,3],"
-              "\"data_offsets\":[8,20]}}", 20, "duplicate");
+              "\"data_offsets\":[8,20]}}",
+              20, "duplicate");
   st_raw_fail("{" TA ",\"b\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[8,20,20]}}", 20,
               "exactly two");
   st_raw_fail("{\"__metadata__\":{\"k\":1}," TA "," TB "}", 20, "expected a string");
   st_raw_fail("{\"__metadata__\":{},\"__metadata__\":{}," TA "," TB "}", 20, "duplicate");
   /* JSON syntax */
   const char *garbage[] = {
-      "",  "{", "}", "[]", "nul", "{\"a\"}", "{\"a\":}", "{" TA "," TB ",}", "{" TA " " TB "}",
-      "{" TA "," TB "}x", "{\"a\\q\":{}}", "{\"a\x01\":{}}", "{\"\\ud800\":{}}", "{\"\\u0000\":{}}",
-      "{\"a\xff\":{}}", "{\"a\xc0\x80\":{}}", "{\"\\u12\":{}}",
-      "{'a':{}}", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}" /* no } */,
+      "",
+      "{",
+      "}",
+      "[]",
+      "nul",
+      "{\"a\"}",
+      "{\"a\":}",
+      "{" TA "," TB ",}",
+      "{" TA " " TB "}",
+      "{" TA "," TB "}x",
+      "{\"a\\q\":{}}",
+      "{\"a\x01\":{}}",
+      "{\"\\ud800\":{}}",
+      "{\"\\u0000\":{}}",
+      "{\"a\xff\":{}}",
+      "{\"a\xc0\x80\":{}}",
+      "{\"\\u12\":{}}",
+      "{'a':{}}",
+      "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}" /* no } */,
   };
   for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
     int rc = st_raw_fail(garbage[i], 20, NULL);
@@ -650,10 +677,11 @@ static void test_st_names(void **state) {
   st_save_ok("n.safetensors", d, 2, a);
   assert_int_equal(st_load("n.safetensors", d, 2, b, err), MLCRT_OK);
   assert_true(b[0] == 1.5f && b[16] == 2.5f);
-  write_st_raw("n2.safetensors",
-               "{\"caf\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-               "\"we\\\"ird\\\\name\\u0001\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
-               8);
+  write_st_raw(
+      "n2.safetensors",
+      "{\"caf\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+      "\"we\\\"ird\\\\name\\u0001\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+      8);
   assert_int_equal(st_load("n2.safetensors", d, 2, b, err), MLCRT_OK);
   /* hostile bytes in a name are escaped in messages */
   write_st_raw("n3.safetensors",
@@ -671,10 +699,14 @@ static void test_st_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_npy_roundtrip),   cmocka_unit_test(test_npy_rejects),
-      cmocka_unit_test(test_npy_v2_and_truncation), cmocka_unit_test(test_st_roundtrip),
-      cmocka_unit_test(test_st_mismatch),     cmocka_unit_test(test_st_malformed),
-      cmocka_unit_test(test_st_truncation_and_fuzz), cmocka_unit_test(test_st_tied),
+      cmocka_unit_test(test_npy_roundtrip),
+      cmocka_unit_test(test_npy_rejects),
+      cmocka_unit_test(test_npy_v2_and_truncation),
+      cmocka_unit_test(test_st_roundtrip),
+      cmocka_unit_test(test_st_mismatch),
+      cmocka_unit_test(test_st_malformed),
+      cmocka_unit_test(test_st_truncation_and_fuzz),
+      cmocka_unit_test(test_st_tied),
       cmocka_unit_test(test_st_names),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

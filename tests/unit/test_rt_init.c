@@ -134,7 +134,6 @@ static void test_init_bounds(void **state) {
   check_uniform_spread(w + n1 + n2 + n3, n4, -b4, b4);
   check_uniform_spread(w + n1 + n2 + n3 + n4, n3, -3, 5);
   free(w);
-
 }
 
 static void test_init_normal(void **state) {
@@ -177,9 +176,15 @@ static void test_init_dtypes(void **state) {
     for (int i = 0; i < 300; i++) {
       const float r = ref[i];
       switch (t) {
-      case MLCRT_F32: assert_true(((float *)buf)[i] == r); break;
-      case MLCRT_F16: assert_int_equal(((uint16_t *)buf)[i], mlcrt_f32_to_f16(r)); break;
-      case MLCRT_BF16: assert_int_equal(((uint16_t *)buf)[i], mlcrt_f32_to_bf16(r)); break;
+      case MLCRT_F32:
+        assert_true(((float *)buf)[i] == r);
+        break;
+      case MLCRT_F16:
+        assert_int_equal(((uint16_t *)buf)[i], mlcrt_f32_to_f16(r));
+        break;
+      case MLCRT_BF16:
+        assert_int_equal(((uint16_t *)buf)[i], mlcrt_f32_to_bf16(r));
+        break;
       case MLCRT_I32: {
         int32_t v = ((int32_t *)buf)[i];
         assert_true(fabs((double)v) <= fabs(r) + 1e-3 && fabs((double)v - r) < 1.0 + 1e-3);
@@ -192,11 +197,15 @@ static void test_init_dtypes(void **state) {
       }
       case MLCRT_U8: { /* saturates at 0 for negative draws */
         uint8_t v = buf[i];
-        if (r <= 0) assert_int_equal(v, 0);
-        else assert_true(v <= r + 1e-3 && r - v < 1.0 + 1e-3);
+        if (r <= 0)
+          assert_int_equal(v, 0);
+        else
+          assert_true(v <= r + 1e-3 && r - v < 1.0 + 1e-3);
         break;
       }
-      case MLCRT_BOOL: assert_int_equal(buf[i], fabsf(r) >= 1.0f ? 1 : buf[i]); break;
+      case MLCRT_BOOL:
+        assert_int_equal(buf[i], fabsf(r) >= 1.0f ? 1 : buf[i]);
+        break;
       }
     }
     for (int i = 0; i < 300 && t == MLCRT_BOOL; i++) assert_true(buf[i] <= 1);
@@ -206,12 +215,24 @@ static void test_init_dtypes(void **state) {
     for (int i = 0; i < 300; i++) {
       double v = 0;
       switch (t) {
-      case MLCRT_F32: v = ((float *)buf)[i]; break;
-      case MLCRT_F16: v = mlcrt_f16_to_f32(((uint16_t *)buf)[i]); break;
-      case MLCRT_BF16: v = mlcrt_bf16_to_f32(((uint16_t *)buf)[i]); break;
-      case MLCRT_I32: v = ((int32_t *)buf)[i]; break;
-      case MLCRT_I64: v = (double)((int64_t *)buf)[i]; break;
-      default: v = buf[i]; break;
+      case MLCRT_F32:
+        v = ((float *)buf)[i];
+        break;
+      case MLCRT_F16:
+        v = mlcrt_f16_to_f32(((uint16_t *)buf)[i]);
+        break;
+      case MLCRT_BF16:
+        v = mlcrt_bf16_to_f32(((uint16_t *)buf)[i]);
+        break;
+      case MLCRT_I32:
+        v = ((int32_t *)buf)[i];
+        break;
+      case MLCRT_I64:
+        v = (double)((int64_t *)buf)[i];
+        break;
+      default:
+        v = buf[i];
+        break;
       }
       assert_true(v == 1.0);
     }
@@ -263,10 +284,10 @@ static void test_plan_cases(void **state) {
   assert_int_equal(b[1].offset, 128);
   /* Best fit: a small item fills the lowest hole that fits. */
   mlcrt_plan_item c[4] = {
-      {64, 0, 9, 1},  /* A: [0, 64)      live all along */
-      {64, 0, 1, 1},  /* B: [64, 128)    dies early */
-      {64, 0, 9, 1},  /* C: [128, 192)   live all along */
-      {32, 5, 6, 1},  /* D: fits in B's old place */
+      {64, 0, 9, 1}, /* A: [0, 64)      live all along */
+      {64, 0, 1, 1}, /* B: [64, 128)    dies early */
+      {64, 0, 9, 1}, /* C: [128, 192)   live all along */
+      {32, 5, 6, 1}, /* D: fits in B's old place */
   };
   assert_int_equal(mlcrt_plan(c, 4, 32), 192);
   assert_int_equal(c[0].offset, 0);
@@ -332,8 +353,8 @@ static void test_plan_random(void **state) {
       for (int j = i + 1; j < n; j++) {
         if (!it[i].size || !it[j].size) continue;
         if (it[i].first > it[j].last || it[j].first > it[i].last) continue;
-        int disjoint = it[i].offset + it[i].size <= it[j].offset ||
-                       it[j].offset + it[j].size <= it[i].offset;
+        int disjoint =
+            it[i].offset + it[i].size <= it[j].offset || it[j].offset + it[j].size <= it[i].offset;
         if (!disjoint)
           fail_msg("case %d: items %d [%zu,+%zu) and %d [%zu,+%zu) overlap while both live", t, i,
                    it[i].offset, it[i].size, j, it[j].offset, it[j].size);

@@ -156,14 +156,18 @@ static void ref_matmul(const float *a, int ra, const int64_t *as, const float *b
         int yd = nb - abr + d;
         ao = ao * as[d] + (as[d] == 1 ? 0 : idx[yd]);
       }
-      if (ra >= 2) ao = (ao * as[ra - 2] + m) * K + k;
-      else ao = k;
+      if (ra >= 2)
+        ao = (ao * as[ra - 2] + m) * K + k;
+      else
+        ao = k;
       for (int d = 0; d < bbr; d++) {
         int yd = nb - bbr + d;
         bo = bo * bs[d] + (bs[d] == 1 ? 0 : idx[yd]);
       }
-      if (rb >= 2) bo = (bo * K + k) * bs[rb - 1] + n;
-      else bo = k;
+      if (rb >= 2)
+        bo = (bo * K + k) * bs[rb - 1] + n;
+      else
+        bo = k;
       s += (double)a[ao] * b[bo];
     }
     y[t] = s;
@@ -197,18 +201,45 @@ static void test_matmul(void **state) {
     mlcrt_matmul_f32(x, 1, s3, w, 1, s3, &y, 0, NULL);
     assert_true(y == 32.0f);
   }
-  { int64_t a[] = {5}, b[] = {5, 3}, y[] = {3}; check_matmul(1, a, 2, b, 1, y); }
-  { int64_t a[] = {4, 5}, b[] = {5}, y[] = {4}; check_matmul(2, a, 1, b, 1, y); }
-  { int64_t a[] = {5}, b[] = {2, 5, 3}, y[] = {2, 3}; check_matmul(1, a, 3, b, 2, y); }
-  { int64_t a[] = {2, 4, 5}, b[] = {5}, y[] = {2, 4}; check_matmul(3, a, 1, b, 2, y); }
-  { int64_t a[] = {3, 4}, b[] = {4, 5}, y[] = {3, 5}; check_matmul(2, a, 2, b, 2, y); }
+  {
+    int64_t a[] = {5}, b[] = {5, 3}, y[] = {3};
+    check_matmul(1, a, 2, b, 1, y);
+  }
+  {
+    int64_t a[] = {4, 5}, b[] = {5}, y[] = {4};
+    check_matmul(2, a, 1, b, 1, y);
+  }
+  {
+    int64_t a[] = {5}, b[] = {2, 5, 3}, y[] = {2, 3};
+    check_matmul(1, a, 3, b, 2, y);
+  }
+  {
+    int64_t a[] = {2, 4, 5}, b[] = {5}, y[] = {2, 4};
+    check_matmul(3, a, 1, b, 2, y);
+  }
+  {
+    int64_t a[] = {3, 4}, b[] = {4, 5}, y[] = {3, 5};
+    check_matmul(2, a, 2, b, 2, y);
+  }
   /* batch folding: [2,3,4] @ [4,5] */
-  { int64_t a[] = {2, 3, 4}, b[] = {4, 5}, y[] = {2, 3, 5}; check_matmul(3, a, 2, b, 3, y); }
+  {
+    int64_t a[] = {2, 3, 4}, b[] = {4, 5}, y[] = {2, 3, 5};
+    check_matmul(3, a, 2, b, 3, y);
+  }
   /* 2-D a broadcast against batched b */
-  { int64_t a[] = {3, 4}, b[] = {2, 4, 5}, y[] = {2, 3, 5}; check_matmul(2, a, 3, b, 3, y); }
+  {
+    int64_t a[] = {3, 4}, b[] = {2, 4, 5}, y[] = {2, 3, 5};
+    check_matmul(2, a, 3, b, 3, y);
+  }
   /* both batched, broadcasting 1s on both sides */
-  { int64_t a[] = {2, 1, 3, 4}, b[] = {5, 4, 6}, y[] = {2, 5, 3, 6}; check_matmul(4, a, 3, b, 4, y); }
-  { int64_t a[] = {1, 3, 3, 4}, b[] = {2, 1, 4, 2}, y[] = {2, 3, 3, 2}; check_matmul(4, a, 4, b, 4, y); }
+  {
+    int64_t a[] = {2, 1, 3, 4}, b[] = {5, 4, 6}, y[] = {2, 5, 3, 6};
+    check_matmul(4, a, 3, b, 4, y);
+  }
+  {
+    int64_t a[] = {1, 3, 3, 4}, b[] = {2, 1, 4, 2}, y[] = {2, 3, 3, 2};
+    check_matmul(4, a, 4, b, 4, y);
+  }
   /* K == 0 gives zeros */
   {
     int64_t as[] = {2, 0}, bs[] = {0, 3}, ys[] = {2, 3};
@@ -291,12 +322,12 @@ static void test_conv2d(void **state) {
   /*          N  C  H   W  OC KH KW sh sw ph pw dh dw  g bias */
   check_conv(2, 3, 9, 11, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
   check_conv(1, 3, 9, 11, 5, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0);
-  check_conv(2, 4, 10, 9, 6, 3, 2, 2, 3, 1, 2, 1, 1, 2, 1);   /* groups, stride, padding */
-  check_conv(1, 4, 12, 13, 4, 3, 3, 1, 2, 2, 3, 2, 3, 4, 1);  /* depthwise, dilation */
-  check_conv(2, 6, 7, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 3, 1);    /* pointwise: no scratch */
-  check_conv(1, 3, 8, 8, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0);    /* 1x1 strided */
-  check_conv(1, 2, 5, 5, 3, 5, 5, 1, 1, 4, 4, 1, 1, 1, 1);    /* padding >= kernel-1 */
-  check_conv(1, 1, 4, 4, 2, 3, 3, 3, 3, 1, 1, 2, 2, 1, 1);    /* taps outside on both sides */
+  check_conv(2, 4, 10, 9, 6, 3, 2, 2, 3, 1, 2, 1, 1, 2, 1);  /* groups, stride, padding */
+  check_conv(1, 4, 12, 13, 4, 3, 3, 1, 2, 2, 3, 2, 3, 4, 1); /* depthwise, dilation */
+  check_conv(2, 6, 7, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 3, 1);   /* pointwise: no scratch */
+  check_conv(1, 3, 8, 8, 2, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0);   /* 1x1 strided */
+  check_conv(1, 2, 5, 5, 3, 5, 5, 1, 1, 4, 4, 1, 1, 1, 1);   /* padding >= kernel-1 */
+  check_conv(1, 1, 4, 4, 2, 3, 3, 3, 3, 1, 1, 2, 2, 1, 1);   /* taps outside on both sides */
   check_conv(1, 2, 28, 28, 8, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1);
   mlcrt_conv2d_params pw = {1, 6, 7, 7, 6, 1, 1, 7, 7, 1, 1, 0, 0, 1, 1, 3};
   assert_int_equal(mlcrt_conv2d_scratch(&pw), 0);
@@ -315,18 +346,97 @@ typedef struct pool_case {
 /* Inputs x[i] = ((7 i) mod 11) - 5; expected values computed by PyTorch 2.x
  * (torch.nn.functional, float32). */
 static const pool_case pool_cases[] = {
-    /* avg_pool2d(1, 2, 5, 5) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True, 'count_include_pad': True} */
-    {0, 1, 2, 5, 5, 3, 3, 3, 3, 2, 2, 1, 1, 1, 18, {-0.222222224f, 0.555555582f, 0.555555582f, -0.777777791f, -0.444444448f, -0.222222224f, 0.0f, -0.333333343f, -0.444444448f, 0.555555582f, -0.111111112f, 0.111111112f, -0.222222224f, -0.222222224f, -0.888888896f, -0.444444448f, 0.222222224f, -0.888888896f}},
-    /* avg_pool2d(1, 2, 5, 5) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True, 'count_include_pad': False} */
-    {0, 1, 2, 5, 5, 3, 3, 3, 3, 2, 2, 1, 1, 0, 18, {-0.5f, 0.833333313f, 1.25f, -1.16666663f, -0.444444448f, -0.333333343f, 0.0f, -0.5f, -1.0f, 1.25f, -0.166666672f, 0.25f, -0.333333343f, -0.222222224f, -1.33333337f, -1.0f, 0.333333343f, -2.0f}},
-    /* avg_pool2d(1, 1, 5, 5) {'kernel_size': 2, 'stride': 2, 'padding': 0, 'ceil_mode': True, 'count_include_pad': True} */
-    {0, 1, 1, 5, 5, 3, 3, 2, 2, 2, 2, 0, 0, 1, 9, {-0.5f, -0.25f, 2.0f, -2.0f, 1.0f, 0.5f, 1.0f, -1.5f, -2.0f}},
-    /* avg_pool2d(2, 1, 6, 7) {'kernel_size': (3, 2), 'stride': (2, 3), 'padding': (1, 1), 'ceil_mode': True, 'count_include_pad': True} */
-    {0, 2, 1, 6, 7, 4, 3, 3, 2, 2, 3, 1, 1, 1, 24, {-0.833333313f, 0.833333313f, 0.166666672f, 0.666666687f, 0.5f, -0.5f, 0.166666672f, -0.5f, -1.5f, -0.5f, -0.5f, -1.0f, 0.0f, -1.16666663f, 0.0f, -0.833333313f, -0.666666687f, 0.166666672f, -1.33333337f, 0.166666672f, 1.0f, -1.25f, 0.75f, 0.25f}},
+    /* avg_pool2d(1, 2, 5, 5) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True,
+       'count_include_pad': True} */
+    {0,
+     1,
+     2,
+     5,
+     5,
+     3,
+     3,
+     3,
+     3,
+     2,
+     2,
+     1,
+     1,
+     1,
+     18,
+     {-0.222222224f, 0.555555582f, 0.555555582f, -0.777777791f, -0.444444448f, -0.222222224f, 0.0f,
+      -0.333333343f, -0.444444448f, 0.555555582f, -0.111111112f, 0.111111112f, -0.222222224f,
+      -0.222222224f, -0.888888896f, -0.444444448f, 0.222222224f, -0.888888896f}},
+    /* avg_pool2d(1, 2, 5, 5) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True,
+       'count_include_pad': False} */
+    {0,
+     1,
+     2,
+     5,
+     5,
+     3,
+     3,
+     3,
+     3,
+     2,
+     2,
+     1,
+     1,
+     0,
+     18,
+     {-0.5f, 0.833333313f, 1.25f, -1.16666663f, -0.444444448f, -0.333333343f, 0.0f, -0.5f, -1.0f,
+      1.25f, -0.166666672f, 0.25f, -0.333333343f, -0.222222224f, -1.33333337f, -1.0f, 0.333333343f,
+      -2.0f}},
+    /* avg_pool2d(1, 1, 5, 5) {'kernel_size': 2, 'stride': 2, 'padding': 0, 'ceil_mode': True,
+       'count_include_pad': True} */
+    {0,
+     1,
+     1,
+     5,
+     5,
+     3,
+     3,
+     2,
+     2,
+     2,
+     2,
+     0,
+     0,
+     1,
+     9,
+     {-0.5f, -0.25f, 2.0f, -2.0f, 1.0f, 0.5f, 1.0f, -1.5f, -2.0f}},
+    /* avg_pool2d(2, 1, 6, 7) {'kernel_size': (3, 2), 'stride': (2, 3), 'padding': (1, 1),
+       'ceil_mode': True, 'count_include_pad': True} */
+    {0, 2, 1, 6, 7, 4, 3, 3, 2, 2, 3, 1, 1, 1, 24, {-0.833333313f, 0.833333313f,  0.166666672f,
+                                                    0.666666687f,  0.5f,          -0.5f,
+                                                    0.166666672f,  -0.5f,         -1.5f,
+                                                    -0.5f,         -0.5f,         -1.0f,
+                                                    0.0f,          -1.16666663f,  0.0f,
+                                                    -0.833333313f, -0.666666687f, 0.166666672f,
+                                                    -1.33333337f,  0.166666672f,  1.0f,
+                                                    -1.25f,        0.75f,         0.25f}},
     /* max_pool2d(1, 2, 6, 7) {'kernel_size': 3, 'stride': 2, 'padding': 1, 'ceil_mode': True} */
-    {1, 1, 2, 6, 7, 4, 4, 3, 3, 2, 2, 1, 1, 1, 32, {2.0f, 5.0f, 5.0f, 4.0f, 5.0f, 4.0f, 5.0f, 3.0f, 5.0f, 5.0f, 5.0f, 2.0f, 5.0f, 5.0f, 4.0f, 0.0f, 4.0f, 4.0f, 5.0f, 5.0f, 4.0f, 5.0f, 4.0f, 5.0f, 3.0f, 5.0f, 5.0f, 5.0f, 2.0f, 5.0f, 5.0f, 4.0f}},
+    {1, 1, 2, 6, 7, 4, 4, 3, 3, 2, 2, 1, 1, 1, 32, {2.0f, 5.0f, 5.0f, 4.0f, 5.0f, 4.0f, 5.0f,
+                                                    3.0f, 5.0f, 5.0f, 5.0f, 2.0f, 5.0f, 5.0f,
+                                                    4.0f, 0.0f, 4.0f, 4.0f, 5.0f, 5.0f, 4.0f,
+                                                    5.0f, 4.0f, 5.0f, 3.0f, 5.0f, 5.0f, 5.0f,
+                                                    2.0f, 5.0f, 5.0f, 4.0f}},
     /* max_pool2d(1, 1, 5, 5) {'kernel_size': 2, 'stride': 2, 'padding': 1, 'ceil_mode': False} */
-    {1, 1, 1, 5, 5, 3, 3, 2, 2, 2, 2, 1, 1, 1, 9, {-5.0f, 2.0f, 5.0f, -1.0f, 4.0f, 5.0f, 3.0f, 4.0f, 2.0f}},
+    {1,
+     1,
+     1,
+     5,
+     5,
+     3,
+     3,
+     2,
+     2,
+     2,
+     2,
+     1,
+     1,
+     1,
+     9,
+     {-5.0f, 2.0f, 5.0f, -1.0f, 4.0f, 5.0f, 3.0f, 4.0f, 2.0f}},
 };
 
 static float *pool_input(size_t n) {
@@ -339,18 +449,23 @@ static void test_pools_vs_pytorch(void **state) {
   (void)state;
   for (size_t c = 0; c < sizeof pool_cases / sizeof pool_cases[0]; c++) {
     const pool_case *pc = &pool_cases[c];
-    mlcrt_pool2d_params p = {pc->N, pc->C, pc->H, pc->W, pc->OH, pc->OW, pc->kh, pc->kw,
-                             pc->sh, pc->sw, pc->ph, pc->pw, pc->cip};
+    mlcrt_pool2d_params p = {pc->N,  pc->C,  pc->H,  pc->W,  pc->OH, pc->OW, pc->kh,
+                             pc->kw, pc->sh, pc->sw, pc->ph, pc->pw, pc->cip};
     float *x = pool_input((size_t)(pc->N * pc->C * pc->H * pc->W));
     float y[32];
     assert_int_equal(pc->n, pc->N * pc->C * pc->OH * pc->OW);
-    if (pc->is_max) mlcrt_max_pool2d_f32(&p, x, y);
-    else mlcrt_avg_pool2d_f32(&p, x, y);
+    if (pc->is_max)
+      mlcrt_max_pool2d_f32(&p, x, y);
+    else
+      mlcrt_avg_pool2d_f32(&p, x, y);
     assert_closef(y, pc->want, (size_t)pc->n, 1e-6, 1e-7);
     free(x);
   }
-  static const float a1[] = {-0.888888896f, 0.888888896f, -0.555555522f, 0.0f, -0.222222224f, -0.888888896f, 0.888888896f, 0.222222224f, 0.0f, 0.555555522f, -0.888888896f, 0.888888896f};
-  static const float a2[] = {0.25f, -1.0f, 2.0f, -2.0f, 1.0f, -0.25f, 0.0f, -1.25f, -1.0f, 0.5f, -2.0f, -0.5f, -0.25f, 1.25f, -1.25f, 0.25f};
+  static const float a1[] = {-0.888888896f, 0.888888896f,  -0.555555522f, 0.0f,
+                             -0.222222224f, -0.888888896f, 0.888888896f,  0.222222224f,
+                             0.0f,          0.555555522f,  -0.888888896f, 0.888888896f};
+  static const float a2[] = {0.25f, -1.0f, 2.0f,  -2.0f, 1.0f,   -0.25f, 0.0f,   -1.25f,
+                             -1.0f, 0.5f,  -2.0f, -0.5f, -0.25f, 1.25f,  -1.25f, 0.25f};
   float y[16];
   float *x = pool_input(70);
   mlcrt_adaptive_avg_pool2d_f32(1, 2, 7, 5, 3, 2, x, y);
@@ -380,7 +495,9 @@ static void ref_pool(const mlcrt_pool2d_params *p, int is_max, const float *x, d
             if (v > m) m = v;
           }
         y[(nc * p->OH + oh) * p->OW + ow] =
-            is_max ? m : real == 0 ? 0.0 : s / (double)(p->count_include_pad ? padded : real);
+            is_max      ? m
+            : real == 0 ? 0.0
+                        : s / (double)(p->count_include_pad ? padded : real);
       }
 }
 
@@ -506,8 +623,8 @@ static void test_f16(void **state) {
   assert_int_equal(mlcrt_f32_to_f16(0.0f), 0x0000);
   assert_int_equal(mlcrt_f32_to_f16(-0.0f), 0x8000);
   assert_int_equal(mlcrt_f32_to_f16(65504.0f), 0x7BFF);
-  assert_int_equal(mlcrt_f32_to_f16(65519.0f), 0x7BFF);  /* below the halfway point */
-  assert_int_equal(mlcrt_f32_to_f16(65520.0f), 0x7C00);  /* halfway to 65536: to even = inf */
+  assert_int_equal(mlcrt_f32_to_f16(65519.0f), 0x7BFF); /* below the halfway point */
+  assert_int_equal(mlcrt_f32_to_f16(65520.0f), 0x7C00); /* halfway to 65536: to even = inf */
   assert_int_equal(mlcrt_f32_to_f16(1e10f), 0x7C00);
   assert_int_equal(mlcrt_f32_to_f16(INFINITY), 0x7C00);
   assert_int_equal(mlcrt_f32_to_f16(-INFINITY), 0xFC00);
@@ -523,10 +640,10 @@ static void test_f16(void **state) {
   assert_int_equal(mlcrt_f32_to_f16(0.333333343f), 0x3555);
   /* Subnormals. */
   assert_int_equal(mlcrt_f32_to_f16(0x1p-24f), 0x0001);
-  assert_int_equal(mlcrt_f32_to_f16(0x1p-25f), 0x0000);          /* tie -> even (0) */
-  assert_int_equal(mlcrt_f32_to_f16(0x1.000002p-25f), 0x0001);   /* just above the tie */
-  assert_int_equal(mlcrt_f32_to_f16(3 * 0x1p-25f), 0x0002);      /* tie -> even (2) */
-  assert_int_equal(mlcrt_f32_to_f16(0x1p-14f), 0x0400);          /* smallest normal */
+  assert_int_equal(mlcrt_f32_to_f16(0x1p-25f), 0x0000);            /* tie -> even (0) */
+  assert_int_equal(mlcrt_f32_to_f16(0x1.000002p-25f), 0x0001);     /* just above the tie */
+  assert_int_equal(mlcrt_f32_to_f16(3 * 0x1p-25f), 0x0002);        /* tie -> even (2) */
+  assert_int_equal(mlcrt_f32_to_f16(0x1p-14f), 0x0400);            /* smallest normal */
   assert_int_equal(mlcrt_f32_to_f16(0x1p-14f - 0x1p-25f), 0x0400); /* rounds up into normal */
   assert_int_equal(mlcrt_f32_to_f16(1e-10f), 0x0000);
   assert_true(mlcrt_f16_to_f32(0x3C00) == 1.0f);
@@ -611,12 +728,18 @@ static void test_dtype_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sgemm_odd_sizes), cmocka_unit_test(test_sgemm_blocking),
-      cmocka_unit_test(test_sgemm_degenerate), cmocka_unit_test(test_matmul),
-      cmocka_unit_test(test_linear),          cmocka_unit_test(test_conv2d),
-      cmocka_unit_test(test_pools_vs_pytorch), cmocka_unit_test(test_pools_vs_naive),
-      cmocka_unit_test(test_max_pool_nan),    cmocka_unit_test(test_softmax),
-      cmocka_unit_test(test_f16),             cmocka_unit_test(test_bf16),
+      cmocka_unit_test(test_sgemm_odd_sizes),
+      cmocka_unit_test(test_sgemm_blocking),
+      cmocka_unit_test(test_sgemm_degenerate),
+      cmocka_unit_test(test_matmul),
+      cmocka_unit_test(test_linear),
+      cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_pools_vs_pytorch),
+      cmocka_unit_test(test_pools_vs_naive),
+      cmocka_unit_test(test_max_pool_nan),
+      cmocka_unit_test(test_softmax),
+      cmocka_unit_test(test_f16),
+      cmocka_unit_test(test_bf16),
       cmocka_unit_test(test_dtype_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,7 +76,7 @@ static const char *usage_train =
 static int usage_error(const char *cmd, const char *fmt, const char *arg) {
   fprintf(stderr, "mlc%s%s: error: ", cmd ? " " : "", cmd ? cmd : "");
   fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n(see 'mlc %s--help')\n", cmd ? arena_printf(arena_new(), "%s ", cmd) : "");
+  fprintf(stderr, "\n(see 'mlc %s%s--help')\n", cmd ? cmd : "", cmd ? " " : "");
   return 2;
 }
 

@@ -49,7 +49,8 @@ enum {
 const char *mlcrt_status_name(int status); /* "invalid argument", ... */
 
 #define MLCRT_ERRLEN 512
-/* Formats a message into err (MLCRT_ERRLEN bytes) and returns status. */
+/* Formats a message into err (MLCRT_ERRLEN bytes) and returns status.  With
+ * err == NULL the message goes to the thread-local mlcrt_last_error(). */
 int mlcrt_seterr(char *err, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Thread-local: why the last create (or other instance-less call) failed. */
 const char *mlcrt_last_error(void);
@@ -87,7 +88,11 @@ enum {
 };
 
 /* One named tensor stored in an instance's weights region.  Generated code
- * holds a static const table of these. */
+ * holds a static const table of these.  Tied names (`tie`): give the alias
+ * its own descriptor with the same offset, dtype and shape as the original
+ * (listed after it).  Load then accepts a file holding either name or both
+ * (then their bytes must be equal), save writes the first name only, and
+ * init leaves the alias to the original's initialiser. */
 typedef struct mlcrt_tensor_desc {
   const char *name; /* parameter path, e.g. "layer1.0.conv1.weight" */
   mlcrt_dtype dtype;

@@ -807,6 +807,11 @@ int mlcrt_save_safetensors(const char *path, const mlcrt_tensor_desc *desc, int 
     m++;
   }
   qsort(items, (size_t)m, sizeof *items, cmp_save_name);
+  for (int i = 0; i < m; i++)
+    if (!strcmp(items[i].d->name, "__metadata__")) {
+      rc = mlcrt_seterr(err, MLCRT_EINVAL, "%s: a tensor cannot be named __metadata__", path);
+      goto out;
+    }
   for (int i = 1; i < m; i++)
     if (!strcmp(items[i - 1].d->name, items[i].d->name)) {
       rc = mlcrt_seterr(err, MLCRT_EINVAL, "%s: two descriptors are named '%s'", path,

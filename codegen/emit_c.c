@@ -45,6 +45,14 @@ typedef struct E {
   Arena *A;
   const char **var;  /* C name of each node's value */
   const char **outnames; /* C parameter name of each output */
+  const char *off;   /* "off" (run) or "toff" (train step): the arena offsets in use */
+  const Plan *train; /* plan of the train step, or NULL */
+  const Plan *eval;  /* plan of evaluate (loss and outputs), with train */
+  int nslots;        /* optimizer slots per param: 0, 1 (sgd momentum) or 2 (adam) */
+  size_t *slot_off;  /* per tensor index: byte offset of its first slot (-1: none) */
+  size_t *slot2_gap; /* per tensor: bytes from its first slot to its second */
+  size_t step_off, weight_bytes;
+  int nckpt;
   const char *M;     /* model name */
 } E;
 
@@ -65,7 +73,7 @@ static bool is_reserved(const char *s) {
   for (const char *q = s; *q; q++) upper &= !islower((unsigned char)*q);
   if (upper && len > 1) return true;
   static const char *lib[] = {"expf", "logf", "sqrtf", "tanhf", "erff", "fabsf", "floorf", "ceilf",
-      "roundf", "sinf", "cosf", "powf", "fmaxf", "fminf", "exp", "log", "sqrt", "tanh", "erf",
+      "roundf", "sinf", "cosf", "powf", "fmaxf", "fminf", "nearbyintf", "log1pf", "expm1f", "exp", "log", "sqrt", "tanh", "erf",
       "memcpy", "memset", "malloc", "calloc", "free", "aligned_alloc", "snprintf", "fprintf",
       "stderr", "printf", "strcmp", "errno", "isnan", "isinf", "abs", "offsetof", "assert", NULL};
   for (int i = 0; lib[i]; i++)
@@ -169,13 +177,25 @@ static bool same_shape(const Type *a, const Type *b) {
 
 static void indent(Buf *b, int n) { out(b, "%*s", 2 * n, ""); }
 
+/* The node's alternative of its op's CEXPR (alternatives are separated by
+ * ';', see ops.def): ia[0] where lower.c set attributes, else 1 for an
+ * integer compute type. */
+static const char *elem_template(E *e, const Node *n, DType ct) {
+  const char *t = op_info[n->op].cexpr;
+  if (!strchr(t, ';')) return t;
+  int v = n->nia ? (int)n->ia[0] : !dtype_is_float(ct);
+  for (; v > 0 && strchr(t, ';'); v--) t = strchr(t, ';') + 1;
+  return arena_strndup(e->A, t, strcspn(t, ";"));
+}
+
 /* Elementwise node: y[...] = CEXPR(operands...) over the output shape. */
 static void emit_elementwise(E *e, Buf *b, int id) {
   Node *n = &e->g->nodes[id];
   const Type *o = &n->ty;
   int flags = op_info[n->op].flags;
   DType ct = compute_dt(o->dt);
-  if (flags & F_CMP) ct = compute_dt(infer_promote(&e->g->nodes[n->in[0]], &e->g->nodes[n->in[1]]));
+  if ((flags & F_CMP) && n->nin == 1) ct = compute_dt(e->g->nodes[n->in[0]].ty.dt); /* logical_not */
+  else if (flags & F_CMP) ct = compute_dt(infer_promote(&e->g->nodes[n->in[0]], &e->g->nodes[n->in[1]]));
   else if (flags & F_CAST) ct = compute_dt(o->dt);
   bool flat = true;
   for (int j = 0; j < n->nin; j++) {
@@ -186,7 +206,7 @@ static void emit_elementwise(E *e, Buf *b, int id) {
   for (int j = 0; j < n->nin && j < 4; j++) {
     Node *x = &e->g->nodes[n->in[j]];
     if (e->p->storage[n->in[j]] == ST_NONE) { /* inlined scalar constant */
-      ops[j] = literal(e, x->fa[0], ct);
+      ops[j] = literal(e, x->fa[0], n->op == OP_WHERE && j == 0 ? DT_BOOL : ct);
       continue;
     }
     const char *idx;
@@ -196,16 +216,20 @@ static void emit_elementwise(E *e, Buf *b, int id) {
       bcast_strides(&x->ty, o, st);
       idx = index_expr(e, st, o->rank);
     }
-    ops[j] = convert(e, arena_printf(e->A, "%s[%s]", e->var[n->in[j]], idx), x->ty.dt, ct);
+    DType want = n->op == OP_WHERE && j == 0 ? DT_BOOL : ct; /* where's condition stays bool */
+    ops[j] = convert(e, arena_printf(e->A, "%s[%s]", e->var[n->in[j]], idx), x->ty.dt, want);
   }
   /* substitute $0.. into the op's C expression */
-  const char *tpl = op_info[n->op].cexpr;
+  const char *tpl = elem_template(e, n, ct);
   char body[2048];
   size_t len = 0;
   for (const char *q = tpl; *q && len < sizeof body - 300; q++) {
     if (*q == '$' && q[1] >= '0' && q[1] <= '3') {
       len += (size_t)snprintf(body + len, sizeof body - len, "%s", ops[q[1] - '0']);
       q++;
+    } else if (*q == '$' && q[1] == 'a' && q[2] >= '0' && q[2] <= '3') { /* a float attribute */
+      len += (size_t)snprintf(body + len, sizeof body - len, "%s", literal(e, n->fa[q[2] - '0'], ct));
+      q += 2;
     } else if (ct == DT_F32 || !(q[0] == 'f' && q[1] == '(')) {
       body[len++] = *q;
     } else {
@@ -264,7 +288,7 @@ static void emit_reduce(E *e, Buf *b, int id) {
     if (mask & (1 << k)) order[no++] = k;
   bool fl = dtype_is_float(x->dt);
   DType ct = compute_dt(x->dt);
-  const char *acc_t = fl ? (n->op == OP_SUM || n->op == OP_MEAN ? "double" : "float") : "int64_t";
+  const char *acc_t = fl ? (n->op == OP_SUM || n->op == OP_MEAN || n->op == OP_PROD ? "double" : "float") : "int64_t";
   char idx[1024] = "";
   size_t len = 0;
   for (int k = 0; k < x->rank && len < sizeof idx - 64; k++)
@@ -279,6 +303,8 @@ static void emit_reduce(E *e, Buf *b, int id) {
   switch (n->op) {
   case OP_SUM: init = "0"; step = "acc += v;"; fin = "acc"; break;
   case OP_MEAN: init = "0"; step = "acc += v;"; fin = arena_printf(e->A, "acc / (double)%s", dimc(e, count)); break;
+  case OP_PROD: /* integers wrap around, as in PyTorch */
+    init = "1"; step = fl ? "acc *= v;" : "acc = (int64_t)((uint64_t)acc * (uint64_t)v);"; fin = "acc"; break;
   default:
     if (fl) {
       init = n->op == OP_MAX || n->op == OP_ARGMAX ? "-INFINITY" : "INFINITY";
@@ -335,11 +361,308 @@ static void emit_shape_array(E *e, Buf *b, const char *name, const Type *t) {
 
 static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
   const Type *x = &e->g->nodes[n->in[0]].ty, *w = &e->g->nodes[n->in[1]].ty;
+  int h = n->op == OP_CONV1D ? 1 : 2; /* conv1d [N, C, L] runs as conv2d with H = KH = OH = 1 */
   out(b, "%s{.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s, .OH = %s, .OW = %s,\n%s .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = %lld}",
-      "", dimc(e, x->dim[0]), dimc(e, x->dim[1]), dimc(e, x->dim[2]), dimc(e, x->dim[3]),
-      dimc(e, w->dim[0]), dimc(e, w->dim[2]), dimc(e, w->dim[3]), dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), pre,
+      "", dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]), dimc(e, x->dim[h + 1]),
+      dimc(e, w->dim[0]), h < 2 ? "1" : dimc(e, w->dim[2]), dimc(e, w->dim[h + 1]), h < 2 ? "1" : dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[h + 1]), pre,
       (long long)n->ia[0], (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4],
       (long long)n->ia[5], (long long)n->ia[6]);
+}
+
+/* batch_norm, layer_norm, group_norm, rms_norm (runtime/norm.c). */
+static void emit_norm(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *xt = &e->g->nodes[n->in[0]].ty;
+  int k = n->op == OP_BATCH_NORM ? 3 : n->op == OP_GROUP_NORM ? 1 : 2; /* first optional input */
+  const char *w = "NULL", *bias = "NULL";
+  if (n->op == OP_LAYER_NORM || n->op == OP_RMS_NORM) w = e->var[n->in[1]];
+  else if (n->ia[0]) w = e->var[n->in[k++]];
+  if (n->ia[1]) bias = e->var[n->in[k]];
+  const char *eps = literal(e, n->fa[0], DT_F32), *x = e->var[n->in[0]], *y = e->var[id];
+  if (n->op == OP_LAYER_NORM || n->op == OP_RMS_NORM) {
+    int wr = e->g->nodes[n->in[1]].ty.rank;
+    Dim rows = dim_const(1), M = dim_const(1);
+    for (int i = 0; i < xt->rank; i++) {
+      if (i < xt->rank - wr) rows = dim_mul(rows, xt->dim[i]);
+      else M = dim_mul(M, xt->dim[i]);
+    }
+    out(b, "  mlcrt_layer_norm_f32(%s, %s, %s, %s, %s, %s, %d, %s);\n", x, dimc(e, rows), dimc(e, M), w, bias, eps,
+        n->op == OP_RMS_NORM, y);
+    return;
+  }
+  Dim inner = dim_const(1);
+  for (int i = 2; i < xt->rank; i++) inner = dim_mul(inner, xt->dim[i]);
+  if (n->op == OP_BATCH_NORM)
+    out(b, "  mlcrt_batch_norm_f32(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);\n", x, dimc(e, xt->dim[0]),
+        dimc(e, xt->dim[1]), dimc(e, inner), e->var[n->in[1]], e->var[n->in[2]], w, bias, eps, y);
+  else
+    out(b, "  mlcrt_group_norm_f32(%s, %s, %s, %s, %lld, %s, %s, %s, %s);\n", x, dimc(e, xt->dim[0]),
+        dimc(e, xt->dim[1]), dimc(e, inner), (long long)n->ia[2], w, bias, eps, y);
+}
+
+/* scaled_dot_product_attention (runtime/attention.c). */
+static void emit_sdpa(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *q = &e->g->nodes[n->in[0]].ty, *k = &e->g->nodes[n->in[1]].ty, *v = &e->g->nodes[n->in[2]].ty;
+  int r = q->rank;
+  out(b, "  {\n    const mlcrt_sdpa_params sp = {.nbatch = %d, .batch = {", r - 2);
+  for (int i = 0; i < r - 2; i++) out(b, "%s%s", i ? ", " : "", dimc(e, q->dim[i]));
+  out(b, "%s},\n        .Tq = %s, .Tk = %s, .D = %s, .Dv = %s,\n", r == 2 ? "0" : "", dimc(e, q->dim[r - 2]),
+      dimc(e, k->dim[r - 2]), dimc(e, q->dim[r - 1]), dimc(e, v->dim[r - 1]));
+  if (n->ia[2]) out(b, "        .scale = %s,", literal(e, n->fa[0], DT_F32));
+  else out(b, "        .scale = (float)(1.0 / sqrt((double)(%s))),", dimc(e, q->dim[r - 1]));
+  out(b, " .causal = %d", (int)n->ia[1]);
+  const char *mask = "NULL";
+  if (n->ia[0]) {
+    const Node *mn = &e->g->nodes[n->in[3]];
+    Type s = *q; /* the scores [..., Tq, Tk] */
+    s.dim[r - 1] = k->dim[r - 2];
+    Dim st[MAX_RANK];
+    bcast_strides(&mn->ty, &s, st);
+    out(b, ", .mask = %d,\n        .mask_stride = {", mn->ty.dt == DT_BOOL ? 1 : 2);
+    for (int i = 0; i < r; i++) out(b, "%s%s", i ? ", " : "", dimc(e, st[i]));
+    out(b, "}");
+    mask = e->var[n->in[3]];
+  }
+  out(b, "};\n    mlcrt_sdpa_f32(&sp, %s, %s, %s, %s, %s);\n  }\n", e->var[n->in[0]], e->var[n->in[1]],
+      e->var[n->in[2]], mask, e->var[id]);
+}
+
+/* conv_transpose2d (runtime/conv_transpose.c). */
+static void emit_conv_transpose2d(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &e->g->nodes[n->in[0]].ty, *w = &e->g->nodes[n->in[1]].ty;
+  const int64_t *a = n->ia;
+  out(b, "  {\n    const mlcrt_conv_transpose2d_params tp = {.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s,\n"
+         "        .OH = %s, .OW = %s, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = %lld};\n"
+         "    mlcrt_conv_transpose2d_f32(&tp, %s, %s, %s, %s);\n  }\n",
+      dimc(e, x->dim[0]), dimc(e, x->dim[1]), dimc(e, x->dim[2]), dimc(e, x->dim[3]), dimc(e, n->ty.dim[1]),
+      dimc(e, w->dim[2]), dimc(e, w->dim[3]), dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), (long long)a[0],
+      (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[7], (long long)a[8], (long long)a[6],
+      e->var[n->in[0]], e->var[n->in[1]], n->nin == 3 ? e->var[n->in[2]] : "NULL", e->var[id]);
+}
+
+/* ---- shape and indexing ops: loops in the generated code -------------------- */
+static Dim dims_prod(const Type *t, int from, int to) {
+  Dim p = dim_const(1);
+  for (int k = from; k < to; k++) p = dim_mul(p, t->dim[k]);
+  return p;
+}
+
+static void dense_strides(const Type *t, Dim *st) {
+  Dim s = dim_const(1);
+  for (int k = t->rank - 1; k >= 0; k--) st[k] = s, s = dim_mul(s, t->dim[k]);
+}
+
+/* for (i0 ...) for (i1 ...) ... over t's dims, from indentation depth `at`. */
+static void emit_loops(E *e, Buf *b, const Type *t, int at) {
+  for (int k = 0; k < t->rank; k++) {
+    indent(b, at + k);
+    out(b, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", k, k, dimc(e, t->dim[k]), k);
+  }
+}
+
+/* "FILE:LINE:COL" of a node, for run-time error messages. */
+static const char *node_where(E *e, const Node *n) {
+  return arena_printf(e->A, "%s:%d:%d", n->loc.src ? n->loc.src->path : e->g->source_path, n->loc.line, n->loc.col);
+}
+
+/* concat / stack: each outer block of y is the inputs' blocks one after another. */
+static void emit_concat(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *o = &n->ty;
+  int k = (int)n->ia[1];
+  DType ct = compute_dt(o->dt);
+  Dim row = dims_prod(o, k, o->rank), off = dim_const(0);
+  out(b, "  for (int64_t i0 = 0; i0 < %s; i0++) {\n", dimc(e, dims_prod(o, 0, k)));
+  for (int j = 0; j < n->nin; j++) {
+    const Node *x = &e->g->nodes[n->in[j]];
+    Dim xrow = dims_prod(&x->ty, k, x->ty.rank);
+    const char *src = convert(e, arena_printf(e->A, "%s[i0*%s + i1]", e->var[n->in[j]], dimc(e, xrow)), x->ty.dt, ct);
+    out(b, "    for (int64_t i1 = 0; i1 < %s; i1++)\n      %s[i0*%s + %s + i1] = %s;\n", dimc(e, xrow), e->var[id],
+        dimc(e, row), dimc(e, off), store(e, src, ct, o->dt));
+    off = dim_add(off, xrow);
+  }
+  out(b, "  }\n");
+}
+
+/* slice: a contiguous run of each outer block; symbolic bounds checked first. */
+static void emit_slice(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &e->g->nodes[n->in[0]].ty;
+  int k = (int)n->ia[1];
+  Dim inner = dims_prod(x, k + 1, x->rank);
+  const char *s = dimc(e, n->da[2]), *en = dimc(e, n->da[3]), *size = dimc(e, x->dim[k]);
+  /* 0 <= start <= end <= size, leaving out what holds for all dims >= 0 */
+  Dim lo[3] = {dim_const(0), n->da[2], n->da[3]}, hi[3] = {n->da[2], n->da[3], x->dim[k]};
+  Buf cond = {.A = e->A};
+  for (int c = 0; c < 3 && n->ia[2]; c++) {
+    Dim diff = dim_sub(hi[c], lo[c]);
+    bool proven = true;
+    for (int t = 0; t < diff.n; t++) proven &= diff.t[t].c >= 0;
+    if (!proven) out(&cond, "%s%s <= %s", cond.len ? " && " : "", dimc(e, lo[c]), dimc(e, hi[c]));
+  }
+  if (cond.len)
+    out(b, "  if (!(%s))\n    return mlcrt_seterr(m->err, MLCRT_ESHAPE, \"%s: slice: "
+           "start %%lld and end %%lld must satisfy 0 <= start <= end <= %%lld (the size of dim %d of %s)\", (long long)(%s), "
+           "(long long)(%s), (long long)(%s));\n",
+        cond.s, node_where(e, n), k, type_str(e->A, e->g, x), s, en, size);
+  const char *run = dimc(e, dim_mul(n->ty.dim[k], inner));
+  out(b, "  for (int64_t i0 = 0; i0 < %s; i0++)\n    memcpy(%s + i0*%s, %s + (i0*%s + %s)*%s, (size_t)(%s) * sizeof(%s));\n",
+      dimc(e, dims_prod(x, 0, k)), e->var[id], run, e->var[n->in[0]], size, s, dimc(e, inner), run, ctype(x->dt));
+}
+
+/* expand: a broadcasting copy (size-1 dims read with stride 0). */
+static void emit_expand(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  Dim st[MAX_RANK];
+  bcast_strides(&e->g->nodes[n->in[0]].ty, &n->ty, st);
+  out(b, "  {\n    int64_t o = 0;\n");
+  emit_loops(e, b, &n->ty, 2);
+  indent(b, 2 + n->ty.rank);
+  out(b, "%s[o++] = %s[%s];\n  }\n", e->var[id], e->var[n->in[0]], index_expr(e, st, n->ty.rank));
+}
+
+/* gather: y[i] = x[i with dim k replaced by index[i]], each index checked. */
+static void emit_gather(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &e->g->nodes[n->in[0]].ty, *o = &n->ty;
+  int k = (int)n->ia[1], r = o->rank;
+  Dim xs[MAX_RANK];
+  dense_strides(x, xs);
+  Buf idx = {.A = e->A};
+  for (int d = 0; d < r; d++) {
+    int64_t c;
+    const char *v = d == k ? "v" : arena_printf(e->A, "i%d", d);
+    if (dim_is_const(xs[d], &c) && c == 1) out(&idx, "%s%s", d ? " + " : "", v);
+    else out(&idx, "%s%s*%s", d ? " + " : "", v, dimc(e, xs[d]));
+  }
+  const char *size = dimc(e, x->dim[k]);
+  out(b, "  {\n    int64_t o = 0;\n");
+  emit_loops(e, b, o, 2);
+  indent(b, 2 + r);
+  out(b, "{\n");
+  indent(b, 3 + r);
+  out(b, "int64_t v = %s[o];\n", e->var[n->in[1]]);
+  indent(b, 3 + r);
+  out(b, "if (v < 0 || v >= %s)\n", size);
+  indent(b, 4 + r);
+  out(b, "return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s: gather: index %%lld is out of range for dim %d of %s (valid 0..%%lld)\", (long long)v, (long long)(%s) - 1);\n",
+      node_where(e, n), k, type_str(e->A, e->g, x), size);
+  indent(b, 3 + r);
+  out(b, "%s[o++] = %s[%s];\n", e->var[id], e->var[n->in[0]], idx.len ? idx.s : "0");
+  indent(b, 2 + r);
+  out(b, "}\n  }\n");
+}
+
+/* index_select and embedding (index_select of the table's rows) in libmlcrt. */
+static void emit_index_select(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  bool emb = n->op == OP_EMBEDDING;
+  const Node *x = &e->g->nodes[n->in[emb ? 1 : 0]], *ix = &e->g->nodes[n->in[emb ? 0 : 1]];
+  int k = emb ? 0 : (int)n->ia[1];
+  const char *size = dimc(e, x->ty.dim[k]), *xts = type_str(e->A, e->g, &x->ty);
+  const char *what = emb ? arena_printf(e->A, "embedding: id %%lld is out of range for the table %s (valid 0..%%lld)", xts)
+                         : arena_printf(e->A, "index_select: index %%lld is out of range for dim %d of %s (valid 0..%%lld)", k, xts);
+  out(b, "  {\n    int64_t v;\n    if (mlcrt_index_select(%s, sizeof(%s), %s, %s, %s, %s, %d, %s, %s, &v))\n"
+         "      return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s: %s\", (long long)v, (long long)(%s) - 1);\n  }\n",
+      e->var[n->in[emb ? 1 : 0]], ctype(x->ty.dt), dimc(e, dims_prod(&x->ty, 0, k)), size,
+      dimc(e, dims_prod(&x->ty, k + 1, x->ty.rank)), e->var[n->in[emb ? 0 : 1]], ix->ty.dt == DT_I64,
+      dimc(e, type_numel(&ix->ty)), e->var[id], node_where(e, n), what, size);
+}
+
+/* pad (constant mode): each output element reads x where it lies inside. */
+static void emit_pad(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &e->g->nodes[n->in[0]].ty, *o = &n->ty;
+  int r = o->rank, np = n->nda / 2;
+  Dim xs[MAX_RANK];
+  dense_strides(x, xs);
+  Buf idx = {.A = e->A}, cond = {.A = e->A};
+  for (int d = 0; d < r; d++) {
+    int64_t l = 0, rr = 0, c;
+    if (d >= r - np) {
+      dim_is_const(n->da[2 * (r - 1 - d)], &l);
+      dim_is_const(n->da[2 * (r - 1 - d) + 1], &rr);
+    }
+    const char *src = l == 0 ? arena_printf(e->A, "i%d", d)
+                             : arena_printf(e->A, "(i%d %c %lld)", d, l > 0 ? '-' : '+', (long long)(l > 0 ? l : -l));
+    if (dim_is_const(xs[d], &c) && c == 1) out(&idx, "%s%s", idx.len ? " + " : "", src);
+    else out(&idx, "%s%s*%s", idx.len ? " + " : "", src, dimc(e, xs[d]));
+    if (l > 0) out(&cond, "%si%d >= %lld", cond.len ? " && " : "", d, (long long)l);
+    if (rr > 0) out(&cond, "%si%d < %s", cond.len ? " && " : "", d, dimc(e, dim_add(x->dim[d], dim_const(l))));
+  }
+  DType ct = compute_dt(o->dt);
+  const char *src = arena_printf(e->A, "%s[%s]", e->var[n->in[0]], idx.len ? idx.s : "0");
+  out(b, "  {\n    int64_t o = 0;\n");
+  emit_loops(e, b, o, 2);
+  indent(b, 2 + r);
+  if (cond.len)
+    out(b, "%s[o++] = (%s) ? %s : %s;\n  }\n", e->var[id], cond.s, src, store(e, literal(e, n->fa[0], ct), ct, o->dt));
+  else
+    out(b, "%s[o++] = %s;\n  }\n", e->var[id], src);
+}
+
+/* interpolate(mode="nearest"), integer scale s: source index floor(i * (float)(1/s))
+ * clamped, computed as PyTorch does (i / 2 when s = 2). */
+static void emit_interpolate(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &e->g->nodes[n->in[0]].ty, *o = &n->ty;
+  int r = o->rank;
+  int64_t s = n->ia[0];
+  Dim xs[MAX_RANK];
+  dense_strides(x, xs);
+  Buf idx = {.A = e->A};
+  for (int d = 0; d < r; d++) out(&idx, "%s%c%d*%s", d ? " + " : "", d < 2 || s == 1 ? 'i' : 'j', d, dimc(e, xs[d]));
+  out(b, "  {\n    int64_t o = 0;\n");
+  emit_loops(e, b, o, 2);
+  indent(b, 2 + r);
+  out(b, "{\n");
+  for (int d = 2; d < r && s > 1; d++) {
+    indent(b, 3 + r);
+    if (s == 2) {
+      out(b, "int64_t j%d = i%d / 2;\n", d, d);
+      continue;
+    }
+    const char *size = dimc(e, x->dim[d]);
+    out(b, "int64_t j%d = (int64_t)floorf((float)i%d * %s);\n", d, d, literal(e, (double)(float)(1.0 / (double)s), DT_F32));
+    indent(b, 3 + r);
+    out(b, "if (j%d > %s - 1) j%d = %s - 1;\n", d, size, d, size);
+  }
+  indent(b, 3 + r);
+  out(b, "%s[o++] = %s[%s];\n", e->var[id], e->var[n->in[0]], idx.s);
+  indent(b, 2 + r);
+  out(b, "}\n  }\n");
+}
+
+/* cumsum: running sums along dim k, in double (floats, as PyTorch's CPU
+ * kernel) or int64. */
+static void emit_cumsum(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &e->g->nodes[n->in[0]].ty;
+  int k = (int)n->ia[1];
+  bool fl = dtype_is_float(x->dt);
+  const char *len = x->rank ? dimc(e, x->dim[k]) : "1", *inner = dimc(e, dims_prod(x, k + 1, x->rank));
+  const char *at = arena_printf(e->A, "(i0*%s + i1)*%s + i2", len, inner);
+  const char *v = convert(e, arena_printf(e->A, "%s[%s]", e->var[n->in[0]], at), x->dt, fl ? DT_F32 : DT_I64);
+  out(b, "  for (int64_t i0 = 0; i0 < %s; i0++)\n    for (int64_t i2 = 0; i2 < %s; i2++) {\n", dimc(e, dims_prod(x, 0, x->rank ? k : 0)), inner);
+  out(b, "      %s acc = 0;\n      for (int64_t i1 = 0; i1 < %s; i1++) {\n        acc += %s;\n        %s[%s] = %s;\n      }\n    }\n",
+      fl ? "double" : "int64_t", len, v, e->var[id], at, fl ? store(e, "(float)acc", DT_F32, n->ty.dt) : "acc");
+}
+
+/* The shape and indexing ops above; false for other ops. */
+static bool emit_index_op(E *e, Buf *b, int id) {
+  switch (e->g->nodes[id].op) {
+  case OP_CONCAT: case OP_STACK: emit_concat(e, b, id); return true;
+  case OP_SLICE: emit_slice(e, b, id); return true;
+  case OP_EXPAND: emit_expand(e, b, id); return true;
+  case OP_GATHER: emit_gather(e, b, id); return true;
+  case OP_INDEX_SELECT: case OP_EMBEDDING: emit_index_select(e, b, id); return true;
+  case OP_PAD: emit_pad(e, b, id); return true;
+  case OP_INTERPOLATE: emit_interpolate(e, b, id); return true;
+  case OP_CUMSUM: emit_cumsum(e, b, id); return true;
+  default: return false;
+  }
 }
 
 static void emit_node(E *e, Buf *b, int id) {
@@ -354,6 +677,7 @@ static void emit_node(E *e, Buf *b, int id) {
   }
   if (flags & F_ELEM) { emit_elementwise(e, b, id); return; }
   if (flags & F_REDUCE) { emit_reduce(e, b, id); return; }
+  if (emit_index_op(e, b, id)) return;
   switch (n->op) {
   case OP_RESHAPE:
   case OP_FLATTEN: return; /* a view: declared as an alias */
@@ -382,11 +706,12 @@ static void emit_node(E *e, Buf *b, int id) {
         e->var[n->in[1]], dimc(e, wt->dim[0]), n->nin == 3 ? e->var[n->in[2]] : "NULL", y);
     return;
   }
+  case OP_CONV1D:
   case OP_CONV2D: {
     out(b, "  {\n    const mlcrt_conv2d_params cp = ");
     conv_params(e, b, n, "       ");
-    out(b, ";\n    mlcrt_conv2d_f32(&cp, %s, %s, %s, %s, m->arena + m->off[%d]);\n  }\n", x,
-        e->var[n->in[1]], n->nin == 3 ? e->var[n->in[2]] : "NULL", y, e->p->scratch[id]);
+    out(b, ";\n    mlcrt_conv2d_f32(&cp, %s, %s, %s, %s, m->arena + m->%s[%d]);\n  }\n", x,
+        e->var[n->in[1]], n->nin == 3 ? e->var[n->in[2]] : "NULL", y, e->off, e->p->scratch[id]);
     return;
   }
   case OP_MAX_POOL2D:
@@ -414,6 +739,73 @@ static void emit_node(E *e, Buf *b, int id) {
         xt->rank ? dimc(e, xt->dim[d]) : "1", dimc(e, inner), n->op == OP_LOG_SOFTMAX, y);
     return;
   }
+  case OP_CROSS_ENTROPY:
+  case OP_CROSS_ENTROPY_DX: {
+    bool bwd = n->op == OP_CROSS_ENTROPY_DX;
+    int lg = n->in[bwd ? 1 : 0], lb = n->in[bwd ? 2 : 1];
+    const Type *lt = &e->g->nodes[lg].ty;
+    const char *args = arena_printf(e->A, "%s, %s, %s, %s, %s, %.17g", e->var[lg], e->var[lb],
+        mlcrt_dtype_c(e->g->nodes[lb].ty.dt), dimc(e, lt->dim[0]), dimc(e, lt->dim[1]), n->fa[0]);
+    if (bwd)
+      out(b, "  {\n    int rc = mlcrt_cross_entropy_dx_f32(%s, %s, %s, m->err);\n    if (rc) return rc;\n  }\n", x, args, y);
+    else
+      out(b, "  {\n    int rc = mlcrt_cross_entropy_f32(%s, %s, m->err);\n    if (rc) return rc;\n  }\n", args, y);
+    return;
+  }
+  case OP_LINEAR_DW: { /* dW[N, K] = dy^T x over all leading rows */
+    const Type *dt = &e->g->nodes[n->in[0]].ty;
+    Dim Nd = n->ty.dim[0], K = n->ty.dim[1], M;
+    if (!dim_div(type_numel(dt), Nd, &M)) M = dim_const(0);
+    out(b, "  mlcrt_linear_dw_f32(%s, %s, %s, %s, %s, %s);\n", x, e->var[n->in[1]], dimc(e, M), dimc(e, Nd), dimc(e, K), y);
+    return;
+  }
+  case OP_CONV2D_DX:
+  case OP_CONV2D_DW: { /* the forward conv's shapes: x, w, y */
+    bool dx = n->op == OP_CONV2D_DX;
+    const Type *xs = dx ? &n->ty : &e->g->nodes[n->in[1]].ty, *ws = dx ? &e->g->nodes[n->in[1]].ty : &n->ty;
+    const Type *ys = xt;
+    out(b, "  {\n    const mlcrt_conv2d_params cp = {.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s, .OH = %s, .OW = %s,\n"
+           "        .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = %lld};\n"
+           "    mlcrt_conv2d_%s_f32(&cp, %s, %s, %s);\n  }\n",
+        dimc(e, xs->dim[0]), dimc(e, xs->dim[1]), dimc(e, xs->dim[2]), dimc(e, xs->dim[3]), dimc(e, ws->dim[0]),
+        dimc(e, ws->dim[2]), dimc(e, ws->dim[3]), dimc(e, ys->dim[2]), dimc(e, ys->dim[3]), (long long)n->ia[0],
+        (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
+        (long long)n->ia[6], dx ? "dx" : "dw", x, e->var[n->in[1]], y);
+    return;
+  }
+  case OP_MAX_POOL2D_DX:
+  case OP_AVG_POOL2D_DX: { /* x = the forward input (n->ty), dy = the forward output's gradient */
+    const Type *xs = &n->ty;
+    out(b, "  {\n    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, .OW = %s,\n"
+           "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .count_include_pad = %d};\n",
+        dimc(e, xs->dim[0]), dimc(e, xs->dim[1]), dimc(e, xs->dim[2]), dimc(e, xs->dim[3]), dimc(e, xt->dim[2]),
+        dimc(e, xt->dim[3]), (long long)n->ia[0], (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3],
+        (long long)n->ia[4], (long long)n->ia[5], (int)n->ia[9]);
+    if (n->op == OP_MAX_POOL2D_DX) out(b, "    mlcrt_max_pool2d_dx_f32(&pp, %s, %s, %s);\n  }\n", x, e->var[n->in[1]], y);
+    else out(b, "    mlcrt_avg_pool2d_dx_f32(&pp, %s, %s);\n  }\n", x, y);
+    return;
+  }
+  case OP_ADAPTIVE_AVG_POOL2D_DX:
+    out(b, "  mlcrt_adaptive_avg_pool2d_dx_f32(%s, %s, %s, %s, %s, %s, %s, %s);\n", dimc(e, n->ty.dim[0]),
+        dimc(e, n->ty.dim[1]), dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), dimc(e, xt->dim[2]), dimc(e, xt->dim[3]), x, y);
+    return;
+  case OP_SOFTMAX_DX:
+  case OP_LOG_SOFTMAX_DX: {
+    int d = (int)n->ia[1];
+    const Type *t = &n->ty;
+    Dim outer = dim_const(1), inner = dim_const(1);
+    for (int k = 0; k < d; k++) outer = dim_mul(outer, t->dim[k]);
+    for (int k = d + 1; k < t->rank; k++) inner = dim_mul(inner, t->dim[k]);
+    out(b, "  mlcrt_softmax_dx_f32(%s, %s, %s, %s, %s, %d, %s);\n", x, e->var[n->in[1]], dimc(e, outer),
+        t->rank ? dimc(e, t->dim[d]) : "1", dimc(e, inner), n->op == OP_LOG_SOFTMAX_DX, y);
+    return;
+  }
+  case OP_BATCH_NORM:
+  case OP_LAYER_NORM:
+  case OP_GROUP_NORM:
+  case OP_RMS_NORM: emit_norm(e, b, id); return;
+  case OP_SDPA: emit_sdpa(e, b, id); return;
+  case OP_CONV_TRANSPOSE2D: emit_conv_transpose2d(e, b, id); return;
   default:
     out(b, "#error \"mlc internal error: no C emitter for operator %s\"\n", op_info[n->op].name);
   }
@@ -464,6 +856,9 @@ static void emit_signature_run(E *e, Buf *b, bool decl_names) {
   }
   out(b, ")");
 }
+
+static void emit_train_signature(E *e, Buf *b);
+static void emit_eval_signature(E *e, Buf *b);
 
 static void emit_create_signature(E *e, Buf *b) {
   out(b, "%s *%s_create(", e->M, e->M);
@@ -516,6 +911,20 @@ static char *emit_header(E *e) {
     out(&b, "     %s: %s (written)\n", outname(e, i), type_str(e->A, g, &g->nodes[g->outputs[i].node].ty));
   out(&b, "   Returns 0, or a status with the reason in %s_last_error(). */\n", e->M);
   emit_signature_run(e, &b, true);
+  if (e->train) {
+    out(&b, ";\n\n/* One training step on a batch (the train section): forward, backward,\n");
+    out(&b, "   optimizer update.  Writes the loss (before the update).  A non-finite loss\n");
+    out(&b, "   returns MLCRT_ENUMERIC and leaves the weights and optimizer state unchanged. */\n");
+    emit_train_signature(e, &b);
+    out(&b, ";\n\n/* Checkpoints: params, buffers, optimizer state and step count, written\n");
+    out(&b, "   atomically (temporary file + rename). */\n");
+    out(&b, "int %s_save_checkpoint(const %s *m, const char *path);\n", e->M, e->M);
+    out(&b, "int %s_load_checkpoint(%s *m, const char *path);\n\n", e->M, e->M);
+    out(&b, "/* Train steps taken so far (restored by _load_checkpoint). */\n");
+    out(&b, "int64_t %s_step(const %s *m);\n\n", e->M, e->M);
+    out(&b, "/* The loss and the outputs for a batch, without training; an output pointer\n   may be NULL. */\n");
+    emit_eval_signature(e, &b);
+  }
   out(&b, ";\n\n/* The message of the last failed call on m. */\n");
   out(&b, "const char *%s_last_error(const %s *m);\n\n", e->M, e->M);
   out(&b, "/* Frees the instance (NULL is allowed). */\nvoid %s_destroy(%s *m);\n\n", e->M, e->M);
@@ -543,35 +952,208 @@ static const char *src_line(E *e, Loc loc) {
   return s;
 }
 
+/* A float constant written so that appending 'f' gives a C float literal. */
+static const char *literal_plain(E *e, double v) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.9g", v);
+  if (!strpbrk(buf, ".en")) strcat(buf, ".0");
+  return arena_strdup(e->A, buf);
+}
+
+static void emit_eval_signature(E *e, Buf *b) {
+  Graph *g = e->g;
+  out(b, "int %s_evaluate(%s *m", e->M, e->M);
+  for (int s = 1; s <= g->nsym; s++) out(b, ", int64_t %s", g->sym[s]);
+  for (int i = 0; i < g->ninputs; i++)
+    out(b, ", const %s *%s", ctype(g->nodes[g->inputs[i]].ty.dt), e->var[g->inputs[i]]);
+  for (int i = 0; i < g->ntrain_inputs; i++)
+    out(b, ", const %s *%s", ctype(g->nodes[g->train_inputs[i]].ty.dt), e->var[g->train_inputs[i]]);
+  out(b, ", float *loss");
+  for (int i = 0; i < g->noutputs; i++)
+    out(b, ", %s *%s", ctype(g->nodes[g->outputs[i].node].ty.dt), outname(e, i));
+  out(b, ")");
+}
+
+static void emit_train_signature(E *e, Buf *b) {
+  Graph *g = e->g;
+  out(b, "int %s_train_step(%s *m", e->M, e->M);
+  for (int s = 1; s <= g->nsym; s++) out(b, ", int64_t %s", g->sym[s]);
+  for (int i = 0; i < g->ninputs; i++)
+    out(b, ", const %s *%s", ctype(g->nodes[g->inputs[i]].ty.dt), e->var[g->inputs[i]]);
+  for (int i = 0; i < g->ntrain_inputs; i++)
+    out(b, ", const %s *%s", ctype(g->nodes[g->train_inputs[i]].ty.dt), e->var[g->train_inputs[i]]);
+  out(b, ", float *loss)");
+}
+
+/* Named pointers and one commented step per node that plan p runs. */
+static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
+  Graph *g = e->g;
+  e->p = p;
+  out(b, "\n  /* params and buffers */\n");
+  for (int t = 0; t < g->ntensors; t++) {
+    int id = g->tensors[t];
+    Node *n = &g->nodes[id];
+    out(b, "  const %s *%s = (const %s *)(m->weights + %zu); /* %s %s */\n", ctype(n->ty.dt), e->var[id],
+        ctype(n->ty.dt), p->weight_off[id], n->name, type_str(e->A, g, &n->ty));
+    bool used = false; /* by a node that runs */
+    for (int j = 0; j < g->n && !used; j++)
+      if (p->storage[j] == ST_ARENA || p->storage[j] == ST_ALIAS)
+        for (int k = 0; k < g->nodes[j].nin; k++) used |= g->nodes[j].in[k] == id;
+    for (int j = 0; j < g->noutputs; j++) used |= g->outputs[j].node == id;
+    if (!used) out(b, "  (void)%s; /* not used by %s */\n", e->var[id], fn);
+  }
+  out(b, "\n  /* activations%s */\n", p == e->train ? " and gradients" : "");
+  for (int i = 0; i < g->n; i++) {
+    Node *n = &g->nodes[i];
+    if (p->storage[i] == ST_ARENA)
+      out(b, "  %s *%s = (%s *)(m->arena + m->%s[%d]); /* %s */\n", ctype(n->ty.dt), e->var[i], ctype(n->ty.dt),
+          e->off, p->buf[i], type_str(e->A, g, &n->ty));
+    else if (p->storage[i] == ST_ALIAS) {
+      Storage rs = p->storage[p->alias_of[i]];
+      bool ro = rs == ST_INPUT || rs == ST_WEIGHT;
+      out(b, "  %s%s *%s = %s; /* %s, a view of %s */\n", ro ? "const " : "", ctype(n->ty.dt), e->var[i],
+          e->var[n->in[0]], type_str(e->A, g, &n->ty), e->var[n->in[0]]);
+    }
+  }
+  out(b, "\n");
+  for (int i = 0; i < g->n; i++) {
+    Node *n = &g->nodes[i];
+    if (p->storage[i] != ST_ARENA && p->storage[i] != ST_ALIAS) continue;
+    if (op_info[n->op].flags & F_VIEW) continue;
+    out(b, "  /* line %d: %s   -> %s %s */\n", n->loc.line, src_line(e, n->loc), describe(e, n), type_str(e->A, g, &n->ty));
+    emit_node(e, b, i);
+  }
+}
+
+/* Checks of the dims, the pointers and the run-time shape constraints. */
+static void emit_checks(E *e, Buf *b, const char *fn, bool train) {
+  Graph *g = e->g;
+  const char *M = e->M;
+  out(b, " {\n  if (!m) return MLCRT_EINVAL;\n");
+  for (int s = 1; s <= g->nsym; s++)
+    out(b, "  if (%s < 0 || %s > m->max_%s)\n    return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_%s: %s = %%lld is outside 0..%%lld (the maximum given to create)\", (long long)%s, (long long)m->max_%s);\n",
+        g->sym[s], g->sym[s], g->sym[s], M, fn, g->sym[s], g->sym[s], g->sym[s]);
+  for (int i = 0; i < g->ninputs; i++)
+    out(b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_%s: input '%s' is NULL\");\n", e->var[g->inputs[i]], M, fn, g->nodes[g->inputs[i]].name);
+  if (train) {
+    for (int i = 0; i < g->ntrain_inputs; i++)
+      out(b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_%s: input '%s' is NULL\");\n", e->var[g->train_inputs[i]], M, fn, g->nodes[g->train_inputs[i]].name);
+    out(b, "  if (!loss) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_%s: loss is NULL\");\n", M, fn);
+  } else
+    for (int i = 0; i < g->noutputs; i++)
+      out(b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_%s: output '%s' is NULL\");\n", outname(e, i), M, fn, g->outputs[i].name);
+  for (int c = 0; c < g->nchecks; c++) {
+    DimCheck *ck = &g->checks[c];
+    const char *a = dimc(e, ck->a), *bb = dimc(e, ck->b);
+    out(b, "  if (%s != %s)\n    return mlcrt_seterr(m->err, MLCRT_ESHAPE, \"%s:%d:%d: shape mismatch at run time: %s (= %%lld) must equal %s (= %%lld): %s\", (long long)(%s), (long long)(%s));\n",
+        a, bb, ck->loc.src ? ck->loc.src->path : g->source_path, ck->loc.line, ck->loc.col, a, bb, ck->what, a, bb);
+  }
+}
+
+static void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, const char **dnames) {
+  Graph *g = e->g;
+  out(b, "  mlcrt_plan_item %s[%d] = {\n", name, p->nbufs ? p->nbufs : 1);
+  for (int i = 0; i < p->nbufs; i++) {
+    const PlanBuf *pb = &p->bufs[i];
+    Node *n = &g->nodes[pb->node];
+    if (pb->scratch) {
+      out(b, "      {mlcrt_conv2d_scratch(&(mlcrt_conv2d_params)");
+      conv_params(e, b, n, "          ");
+      out(b, "), %d, %d, 0}, /* scratch of %%%d */\n", pb->first, pb->last, pb->node);
+    } else {
+      Dim bytes = plan_buf_bytes(g, p, i);
+      out(b, "      {(size_t)%s, %d, %d, 0}, /* %%%d %s: %s */\n", dimc(e, bytes), pb->first, pb->last,
+          pb->node, n->hint ? n->hint : describe(e, n), type_str(e->A, g, &n->ty));
+      out(dbl, "%s%s", dbl->len ? " + " : "", dim_str(e->A, bytes, dnames));
+    }
+  }
+  if (!p->nbufs) out(b, "      {0, 0, 0, 0},\n");
+  out(b, "  };\n");
+}
+
+static void emit_desc(E *e, Buf *b, const char *name, DType dt, const Type *t, size_t off, InitKind init, double ia, double ib) {
+  out(b, "    {\"%s\", %s, %d, {", name, mlcrt_dtype_c(dt), t ? t->rank : 0);
+  for (int i = 0; t && i < t->rank; i++) out(b, "%s%s", i ? ", " : "", dimc(e, t->dim[i]));
+  out(b, "}, %zu, %s, %.17g, %.17g},\n", off, init_name(init), ia, ib);
+}
+
+/* The optimizer update of one param, after its gradient is known. */
+static void emit_update(E *e, Buf *b, int t) {
+  Graph *g = e->g;
+  int id = g->tensors[t];
+  Node *n = &g->nodes[id];
+  const Optimizer *o = &g->opt;
+  const char *numel = dimc(e, type_numel(&n->ty));
+  out(b, "  { /* %s %s */\n", n->name, type_str(e->A, g, &n->ty));
+  out(b, "    float *w = (float *)(m->weights + %zu);\n    const float *grad = %s;\n", e->p->weight_off[id], e->var[g->grads[t]]);
+  if (o->kind == OPT_SGD) {
+    if (o->momentum > 0) out(b, "    float *buf = (float *)(m->weights + %zu); /* momentum_buffer */\n", e->slot_off[t]);
+    out(b, "    for (int64_t i = 0; i < %s; i++) {\n      float d = grad[i]%s;\n", numel,
+        o->weight_decay > 0 ? arena_printf(e->A, " + %sf * w[i]", literal_plain(e, o->weight_decay)) : "");
+    if (o->momentum > 0) {
+      const char *mu = literal_plain(e, o->momentum);
+      out(b, "      buf[i] = step == 1 ? d : %sf * buf[i] + d;\n", mu);
+      out(b, o->nesterov ? "      d = d + %sf * buf[i];\n" : "      d = buf[i];%s\n", o->nesterov ? mu : "");
+    }
+    out(b, "      w[i] -= %sf * d;\n    }\n  }\n", literal_plain(e, o->lr));
+    return;
+  }
+  out(b, "    float *exp_avg = (float *)(m->weights + %zu), *exp_avg_sq = (float *)(m->weights + %zu);\n",
+      e->slot_off[t], e->slot_off[t] + e->slot2_gap[t]);
+  out(b, "    for (int64_t i = 0; i < %s; i++) {\n      float d = grad[i];\n", numel);
+  if (o->kind == OPT_ADAMW && o->weight_decay > 0) out(b, "      w[i] *= 1.0f - %sf * %sf;\n", literal_plain(e, o->lr), literal_plain(e, o->weight_decay));
+  if (o->kind == OPT_ADAM && o->weight_decay > 0) out(b, "      d += %sf * w[i];\n", literal_plain(e, o->weight_decay));
+  out(b, "      exp_avg[i] += %sf * (d - exp_avg[i]);\n", literal_plain(e, 1 - o->beta1));
+  out(b, "      exp_avg_sq[i] = exp_avg_sq[i] * %sf + %sf * d * d;\n", literal_plain(e, o->beta2), literal_plain(e, 1 - o->beta2));
+  out(b, "      w[i] -= step_size * exp_avg[i] / (sqrtf(exp_avg_sq[i]) / bc2_sqrt + %sf);\n    }\n  }\n", literal_plain(e, o->eps));
+}
+
 static char *emit_source(E *e, const char *header_name) {
   Graph *g = e->g;
-  const Plan *p = e->p;
+  const Plan *p = e->p, *tp = e->train;
   Buf b = {.A = e->A};
   const char *M = e->M;
   out(&b, "/* %s.c — generated by mlc from %s.  Do not edit.\n", M, g->source_path);
-  out(&b, " * One instance owns a weights region (params and buffers) and one arena of\n");
-  out(&b, " * activations planned at create time; %s_run allocates nothing. */\n", M);
+  out(&b, " * One instance owns a weights region (params, buffers%s) and one arena of\n", tp ? ", optimizer state" : "");
+  out(&b, " * activations planned at create time; %s_run%s allocates nothing. */\n", M, tp ? " and _train_step" : "");
   out(&b, "#include \"%s\"\n\n#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n", header_name);
   out(&b, "@MLC_F2I@"); /* replaced below by the helper, or nothing when unused */
 
-  /* descriptor table */
+  /* descriptor tables */
   out(&b, "/* Params and buffers: name, dtype, shape, offset in the weights region, initialiser. */\n");
-  out(&b, "enum { NTENSORS = %d, WEIGHT_BYTES = %zu, NBUFS = %d };\n", g->ntensors, p->weight_bytes, p->nbufs);
+  out(&b, "enum { NTENSORS = %d, NCKPT = %d, WEIGHT_BYTES = %zu, NBUFS = %d, NTBUFS = %d, NEBUFS = %d };\n", g->ntensors,
+      tp ? e->nckpt : g->ntensors, e->weight_bytes, p->nbufs, tp ? tp->nbufs : 0, tp ? e->eval->nbufs : 0);
   out(&b, "static const mlcrt_tensor_desc %s_tensors[%d] = {\n", M, g->ntensors ? g->ntensors : 1);
   for (int t = 0; t < g->ntensors; t++) {
     Node *n = &g->nodes[g->tensors[t]];
-    out(&b, "    {\"%s\", %s, %d, {", n->name, mlcrt_dtype_c(n->ty.dt), n->ty.rank);
-    for (int i = 0; i < n->ty.rank; i++) out(&b, "%s%s", i ? ", " : "", dimc(e, n->ty.dim[i]));
-    out(&b, "}, %zu, %s, %.17g, %.17g},\n", p->weight_off[g->tensors[t]], init_name(n->init), n->init_a, n->init_b);
+    emit_desc(e, &b, n->name, n->ty.dt, &n->ty, p->weight_off[g->tensors[t]], n->init, n->init_a, n->init_b);
   }
   if (!g->ntensors) out(&b, "    {0},\n");
   out(&b, "};\n\n");
+  if (tp) {
+    out(&b, "/* Checkpoints: the tensors above, the optimizer state (PyTorch's slot names) and the step. */\n");
+    out(&b, "static const mlcrt_tensor_desc %s_checkpoint[NCKPT] = {\n", M);
+    for (int t = 0; t < g->ntensors; t++) {
+      Node *n = &g->nodes[g->tensors[t]];
+      emit_desc(e, &b, n->name, n->ty.dt, &n->ty, p->weight_off[g->tensors[t]], n->init, n->init_a, n->init_b);
+    }
+    static const char *slot_names[2][2] = {{"momentum_buffer", ""}, {"exp_avg", "exp_avg_sq"}};
+    for (int t = 0; t < g->ntensors; t++) {
+      Node *n = &g->nodes[g->tensors[t]];
+      for (int k = 0; k < e->nslots && g->grads[t] >= 0; k++)
+        emit_desc(e, &b, arena_printf(e->A, "optimizer.%s.%s", n->name, slot_names[g->opt.kind != OPT_SGD][k]), DT_F32,
+                  &n->ty, e->slot_off[t] + (k ? e->slot2_gap[t] : 0), INIT_ZEROS, 0, 0);
+    }
+    emit_desc(e, &b, "optimizer.step", DT_I64, NULL, e->step_off, INIT_ZEROS, 0, 0);
+    out(&b, "};\n\n");
+  }
 
   out(&b, "struct %s {\n", M);
   for (int s = 1; s <= g->nsym; s++) out(&b, "  int64_t max_%s;\n", g->sym[s]);
-  out(&b, "  unsigned char *weights; /* WEIGHT_BYTES: params and buffers */\n");
+  out(&b, "  unsigned char *weights; /* WEIGHT_BYTES: params and buffers%s */\n", tp ? ", then optimizer state" : "");
   out(&b, "  unsigned char *arena;   /* activations and scratch, planned at create */\n");
-  out(&b, "  size_t arena_bytes;\n  size_t off[NBUFS ? NBUFS : 1]; /* offset of each arena buffer */\n");
+  out(&b, "  size_t arena_bytes;\n  size_t off[NBUFS ? NBUFS : 1]; /* offset of each arena buffer of run */\n");
+  if (tp) out(&b, "  size_t toff[NTBUFS ? NTBUFS : 1]; /* ... of the train step */\n  size_t eoff[NEBUFS ? NEBUFS : 1]; /* ... and of evaluate */\n");
   out(&b, "  char err[MLCRT_ERRLEN];\n};\n\n");
 
   /* create */
@@ -581,31 +1163,23 @@ static char *emit_source(E *e, const char *header_name) {
     out(&b, "  if (max_%s < 1 || max_%s > ((int64_t)1 << 40)) {\n    snprintf(msg, sizeof msg, \"%s_create: max_%s = %%lld is out of range (1..2^40)\", (long long)max_%s);\n    mlcrt_set_last_error(msg);\n    return NULL;\n  }\n",
         g->sym[s], g->sym[s], M, g->sym[s], g->sym[s]);
   out(&b, "  if (opts && opts->device != MLCRT_CPU) {\n    mlcrt_set_last_error(\"%s_create: this model was compiled for the CPU; compile with -o %s.cu for CUDA\");\n    return NULL;\n  }\n", M, M);
-  /* sizes of the arena buffers at the maxima, checked in double for overflow */
   const char **dnames = arena_alloc(e->A, sizeof(char *) * (MAX_SYMS + 1));
   for (int s = 1; s <= g->nsym; s++) {
     out(&b, "  const int64_t %s = max_%s;\n", g->sym[s], g->sym[s]);
     dnames[s] = arena_printf(e->A, "(double)%s", g->sym[s]);
   }
   out(&b, "  /* arena buffers: bytes at the maximum dims, and live ranges in run order */\n");
-  out(&b, "  mlcrt_plan_item items[NBUFS ? NBUFS : 1] = {\n");
   Buf dbl = {.A = e->A};
-  for (int i = 0; i < p->nbufs; i++) {
-    const PlanBuf *pb = &p->bufs[i];
-    Node *n = &g->nodes[pb->node];
-    if (pb->scratch) {
-      out(&b, "      {mlcrt_conv2d_scratch(&(mlcrt_conv2d_params)");
-      conv_params(e, &b, n, "          ");
-      out(&b, "), %d, %d, 0}, /* scratch of %%%d */\n", pb->first, pb->last, pb->node);
-    } else {
-      Dim bytes = plan_buf_bytes(g, p, i);
-      out(&b, "      {(size_t)%s, %d, %d, 0}, /* %%%d %s: %s */\n", dimc(e, bytes), pb->first, pb->last,
-          pb->node, n->hint ? n->hint : describe(e, n), type_str(e->A, g, &n->ty));
-      out(&dbl, "%s%s", dbl.len ? " + " : "", dim_str(e->A, bytes, dnames));
-    }
+  e->off = "off";
+  emit_items(e, &b, p, "items", &dbl, dnames);
+  if (tp) {
+    out(&b, "  /* ... and in train-step order (the train step reuses the same arena) */\n");
+    e->p = tp;
+    emit_items(e, &b, tp, "titems", &dbl, dnames);
+    e->p = e->eval;
+    emit_items(e, &b, e->eval, "eitems", &dbl, dnames);
+    e->p = p;
   }
-  if (!p->nbufs) out(&b, "      {0, 0, 0, 0},\n");
-  out(&b, "  };\n");
   if (dbl.len)
     out(&b, "  if (%s > 1e14) {\n    mlcrt_set_last_error(\"%s_create: the activations for these maximum dims would need over 100 TB\");\n    return NULL;\n  }\n", dbl.s, M);
   for (int s = 1; s <= g->nsym; s++) out(&b, "  (void)%s;\n", g->sym[s]);
@@ -613,6 +1187,14 @@ static char *emit_source(E *e, const char *header_name) {
   for (int s = 1; s <= g->nsym; s++) out(&b, "  m->max_%s = max_%s;\n", g->sym[s], g->sym[s]);
   out(&b, "  m->arena_bytes = mlcrt_plan(items, NBUFS, 64);\n");
   out(&b, "  for (int i = 0; i < NBUFS; i++) m->off[i] = items[i].offset;\n");
+  if (tp) {
+    out(&b, "  size_t train_bytes = mlcrt_plan(titems, NTBUFS, 64);\n");
+    out(&b, "  if (train_bytes > m->arena_bytes) m->arena_bytes = train_bytes;\n");
+    out(&b, "  for (int i = 0; i < NTBUFS; i++) m->toff[i] = titems[i].offset;\n");
+    out(&b, "  size_t eval_bytes = mlcrt_plan(eitems, NEBUFS, 64);\n");
+    out(&b, "  if (eval_bytes > m->arena_bytes) m->arena_bytes = eval_bytes;\n");
+    out(&b, "  for (int i = 0; i < NEBUFS; i++) m->eoff[i] = eitems[i].offset;\n");
+  }
   out(&b, "  m->weights = aligned_alloc(64, WEIGHT_BYTES ? WEIGHT_BYTES : 64);\n");
   out(&b, "  m->arena = aligned_alloc(64, m->arena_bytes ? (m->arena_bytes + 63) / 64 * 64 : 64);\n");
   out(&b, "  if (!m->weights || !m->arena) {\n    snprintf(msg, sizeof msg, \"%s_create: cannot allocate %%zu bytes of weights and %%zu of activations\", (size_t)WEIGHT_BYTES, m->arena_bytes);\n    mlcrt_set_last_error(msg);\n    %s_destroy(m);\n    return NULL;\n  }\n", M, M);
@@ -620,64 +1202,17 @@ static char *emit_source(E *e, const char *header_name) {
 
   out(&b, "void %s_destroy(%s *m) {\n  if (!m) return;\n  free(m->weights);\n  free(m->arena);\n  free(m);\n}\n\n", M, M);
   out(&b, "const char *%s_last_error(const %s *m) { return m ? m->err : \"NULL instance\"; }\n\n", M, M);
-  out(&b, "int %s_load(%s *m, const char *safetensors_path) {\n  if (!m) return MLCRT_EINVAL;\n  if (!safetensors_path) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_load: NULL path\");\n  return mlcrt_load_safetensors(safetensors_path, %s_tensors, NTENSORS, m->weights, m->err);\n}\n\n", M, M, M, M);
+  const char *reset = tp ? arena_printf(e->A, "  memset(m->weights + %zu, 0, WEIGHT_BYTES - %zu); /* a fresh optimizer */\n", p->weight_bytes, p->weight_bytes) : "";
+  out(&b, "int %s_load(%s *m, const char *safetensors_path) {\n  if (!m) return MLCRT_EINVAL;\n  if (!safetensors_path) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_load: NULL path\");\n%s  return mlcrt_load_safetensors(safetensors_path, %s_tensors, NTENSORS, m->weights, m->err);\n}\n\n", M, M, M, reset, M);
   out(&b, "int %s_save(const %s *m, const char *safetensors_path) {\n  if (!m || !safetensors_path) return MLCRT_EINVAL;\n  return mlcrt_save_safetensors(safetensors_path, %s_tensors, NTENSORS, m->weights, (char *)m->err);\n}\n\n", M, M, M);
-  out(&b, "int %s_init(%s *m, uint64_t seed) {\n  if (!m) return MLCRT_EINVAL;\n  return mlcrt_init_tensors(%s_tensors, NTENSORS, m->weights, seed);\n}\n\n", M, M, M);
+  out(&b, "int %s_init(%s *m, uint64_t seed) {\n  if (!m) return MLCRT_EINVAL;\n%s  return mlcrt_init_tensors(%s_tensors, NTENSORS, m->weights, seed);\n}\n\n", M, M, reset, M);
 
   /* run */
   out(&b, "/* The forward pass, one step per operation of %s. */\n", g->source_path);
   emit_signature_run(e, &b, true);
-  out(&b, " {\n  if (!m) return MLCRT_EINVAL;\n");
-  for (int s = 1; s <= g->nsym; s++)
-    out(&b, "  if (%s < 0 || %s > m->max_%s)\n    return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: %s = %%lld is outside 0..%%lld (the maximum given to create)\", (long long)%s, (long long)m->max_%s);\n",
-        g->sym[s], g->sym[s], g->sym[s], M, g->sym[s], g->sym[s], g->sym[s]);
-  for (int i = 0; i < g->ninputs; i++)
-    out(&b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: input '%s' is NULL\");\n", e->var[g->inputs[i]], M, g->nodes[g->inputs[i]].name);
-  for (int i = 0; i < g->noutputs; i++) {
-    const char *on = outname(e, i);
-    out(&b, "  if (!%s) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_run: output '%s' is NULL\");\n", on, M, g->outputs[i].name);
-  }
-  for (int c = 0; c < g->nchecks; c++) {
-    DimCheck *ck = &g->checks[c];
-    const char *a = dimc(e, ck->a), *bb = dimc(e, ck->b);
-    out(&b, "  if (%s != %s)\n    return mlcrt_seterr(m->err, MLCRT_ESHAPE, \"%s:%d:%d: shape mismatch at run time: %s (= %%lld) must equal %s (= %%lld): %s\", (long long)(%s), (long long)(%s));\n",
-        a, bb, ck->loc.src ? ck->loc.src->path : g->source_path, ck->loc.line, ck->loc.col, a, bb, ck->what, a, bb);
-  }
-  /* named pointers */
-  out(&b, "\n  /* params and buffers */\n");
-  for (int t = 0; t < g->ntensors; t++) {
-    int id = g->tensors[t];
-    Node *n = &g->nodes[id];
-    out(&b, "  const %s *%s = (const %s *)(m->weights + %zu); /* %s %s */\n", ctype(n->ty.dt), e->var[id],
-        ctype(n->ty.dt), p->weight_off[id], n->name, type_str(e->A, g, &n->ty));
-    bool used = false; /* by a node that runs */
-    for (int j = 0; j < g->n && !used; j++)
-      if (p->storage[j] == ST_ARENA || p->storage[j] == ST_ALIAS)
-        for (int k = 0; k < g->nodes[j].nin; k++) used |= g->nodes[j].in[k] == id;
-    for (int j = 0; j < g->noutputs; j++) used |= g->outputs[j].node == id;
-    if (!used) out(&b, "  (void)%s; /* not used by the outputs */\n", e->var[id]);
-  }
-  out(&b, "\n  /* activations */\n");
-  for (int i = 0; i < g->n; i++) {
-    Node *n = &g->nodes[i];
-    if (p->storage[i] == ST_ARENA)
-      out(&b, "  %s *%s = (%s *)(m->arena + m->off[%d]); /* %s */\n", ctype(n->ty.dt), e->var[i], ctype(n->ty.dt),
-          p->buf[i], type_str(e->A, g, &n->ty));
-    else if (p->storage[i] == ST_ALIAS) {
-      Storage rs = p->storage[p->alias_of[i]];
-      bool ro = rs == ST_INPUT || rs == ST_WEIGHT;
-      out(&b, "  %s%s *%s = %s; /* %s, a view of %s */\n", ro ? "const " : "", ctype(n->ty.dt), e->var[i],
-          e->var[n->in[0]], type_str(e->A, g, &n->ty), e->var[n->in[0]]);
-    }
-  }
-  out(&b, "\n");
-  for (int i = 0; i < g->n; i++) {
-    Node *n = &g->nodes[i];
-    if (p->storage[i] != ST_ARENA && p->storage[i] != ST_ALIAS) continue;
-    if (op_info[n->op].flags & F_VIEW) continue;
-    out(&b, "  /* line %d: %s   -> %s %s */\n", n->loc.line, src_line(e, n->loc), describe(e, n), type_str(e->A, g, &n->ty));
-    emit_node(e, &b, i);
-  }
+  emit_checks(e, &b, "run", false);
+  e->off = "off";
+  emit_body(e, &b, p, "the outputs");
   out(&b, "\n  /* outputs */\n");
   for (int i = 0; i < g->noutputs; i++) {
     int id = g->outputs[i].node;
@@ -686,6 +1221,49 @@ static char *emit_source(E *e, const char *header_name) {
         dimc(e, type_numel(&n->ty)), ctype(n->ty.dt));
   }
   out(&b, "  return MLCRT_OK;\n}\n");
+
+  if (tp) {
+    const Optimizer *o = &g->opt;
+    out(&b, "\n/* One training step: forward to the loss, backward to every param's gradient\n"
+            " * (reverse-mode differentiation of the same graph), then the optimizer:\n"
+            " * %s. */\n", o->kind == OPT_SGD ? arena_printf(e->A, "sgd(lr=%g, momentum=%g, weight_decay=%g, nesterov=%s)", o->lr, o->momentum, o->weight_decay, o->nesterov ? "true" : "false")
+            : arena_printf(e->A, "%s(lr=%g, beta1=%g, beta2=%g, eps=%g, weight_decay=%g)", o->kind == OPT_ADAM ? "adam" : "adamw", o->lr, o->beta1, o->beta2, o->eps, o->weight_decay));
+    emit_train_signature(e, &b);
+    emit_checks(e, &b, "train_step", true);
+    e->off = "toff";
+    emit_body(e, &b, tp, "the train step");
+    out(&b, "\n  /* the loss; a non-finite one leaves the weights untouched */\n  *loss = %s[0];\n", e->var[g->loss]);
+    out(&b, "  if (!isfinite(*loss))\n    return mlcrt_seterr(m->err, MLCRT_ENUMERIC, \"%s_train_step: the loss is %%g; weights not updated\", (double)*loss);\n", M);
+    out(&b, "  int64_t step = ++*(int64_t *)(m->weights + %zu);\n", e->step_off);
+    if (o->kind == OPT_SGD) out(&b, "  (void)step;\n");
+    else {
+      out(&b, "  /* bias corrections, as torch.optim.%s computes them */\n", o->kind == OPT_ADAM ? "Adam" : "AdamW");
+      out(&b, "  const float step_size = (float)(%.17g / (1.0 - pow(%.17g, (double)step)));\n", o->lr, o->beta1);
+      out(&b, "  const float bc2_sqrt = (float)sqrt(1.0 - pow(%.17g, (double)step));\n", o->beta2);
+    }
+    out(&b, "\n  /* optimizer updates */\n");
+    for (int t = 0; t < g->ntensors; t++)
+      if (g->grads[t] >= 0) emit_update(e, &b, t);
+    out(&b, "  return MLCRT_OK;\n}\n\n");
+    /* evaluate */
+    out(&b, "/* The loss and the outputs without training (evaluation). */\n");
+    emit_eval_signature(e, &b);
+    emit_checks(e, &b, "evaluate", true);
+    e->off = "eoff";
+    emit_body(e, &b, e->eval, "evaluate");
+    out(&b, "\n  *loss = %s[0];\n", e->var[g->loss]);
+    for (int i = 0; i < g->noutputs; i++) {
+      int id = g->outputs[i].node;
+      out(&b, "  if (%s) memcpy(%s, %s, (size_t)%s * sizeof(%s));\n", outname(e, i), outname(e, i), e->var[id],
+          dimc(e, type_numel(&g->nodes[id].ty)), ctype(g->nodes[id].ty.dt));
+    }
+    out(&b, "  return MLCRT_OK;\n}\n\n");
+    out(&b, "int %s_save_checkpoint(const %s *m, const char *path) {\n  if (!m || !path) return MLCRT_EINVAL;\n  return mlcrt_save_safetensors(path, %s_checkpoint, NCKPT, m->weights, (char *)m->err);\n}\n\n", M, M, M);
+    out(&b, "int %s_load_checkpoint(%s *m, const char *path) {\n  if (!m) return MLCRT_EINVAL;\n  if (!path) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_load_checkpoint: NULL path\");\n  return mlcrt_load_safetensors(path, %s_checkpoint, NCKPT, m->weights, m->err);\n}\n\n", M, M, M, M);
+    out(&b, "int64_t %s_step(const %s *m) { return m ? *(const int64_t *)(m->weights + %zu) : 0; }\n", M, M, e->step_off);
+  }
+  e->off = "off";
+  e->p = p;
   /* emit the float -> integer helper only where a cast needs it (clang warns
    * about unused static functions) */
   char *mark = strstr(b.s, "@MLC_F2I@");
@@ -784,8 +1362,107 @@ static char *emit_harness(E *e, const char *header_name) {
   return b.s;
 }
 
-EmitC emitc_model(Graph *g, const Plan *p, const char *header_name) {
-  E e = {.g = g, .p = p, .A = g->A, .M = g->name};
+/* ---- the `mlc train` harness --------------------------------------------------- */
+/* A main() that describes the model to mlcrt_train_main (runtime/trainloop.c).
+ * Returns NULL (and sets *why) when the model's inputs do not fit batching:
+ * every input must start with the same symbolic batch dim. */
+static char *emit_train_harness(E *e, const char *header_name, const char **why) {
+  Graph *g = e->g;
+  const char *M = e->M;
+  int n = g->ninputs + g->ntrain_inputs;
+  if (n == 0 || n > 16) { *why = "mlc train needs 1 to 16 inputs"; return NULL; }
+  int batch = -1;
+  Buf b = {.A = e->A};
+  out(&b, "/* mlc train harness for model %s — generated, do not edit. */\n#include \"%s\"\n#include <stdlib.h>\n\n", M, header_name);
+  out(&b, "static const mlcrt_train_input inputs[%d] = {\n", n);
+  for (int i = 0; i < n; i++) {
+    Node *in = &g->nodes[i < g->ninputs ? g->inputs[i] : g->train_inputs[i - g->ninputs]];
+    int sid;
+    if (in->ty.rank == 0 || !dim_is_sym(in->ty.dim[0], &sid) || (batch >= 0 && sid != batch)) {
+      *why = arena_printf(e->A, "mlc train needs every input to start with the same symbolic batch dim; '%s' is %s",
+                          in->name, type_str(e->A, g, &in->ty));
+      return NULL;
+    }
+    batch = sid;
+    out(&b, "    {\"%s\", %s, %d, {", in->name, mlcrt_dtype_c(in->ty.dt), in->ty.rank);
+    for (int k = 0; k < in->ty.rank; k++) {
+      int64_t c;
+      if (dim_is_const(in->ty.dim[k], &c)) out(&b, "%s%lld", k ? ", " : "", (long long)c);
+      else if (dim_is_sym(in->ty.dim[k], &sid)) out(&b, "%s-%d", k ? ", " : "", sid);
+      else {
+        *why = arena_printf(e->A, "mlc train: input '%s' has a compound dim %s; use a plain symbol", in->name,
+                            dimc(e, in->ty.dim[k]));
+        return NULL;
+      }
+    }
+    out(&b, "}},\n");
+  }
+  out(&b, "};\n\n");
+  /* classification accuracy: first output [B, C] f32 and an integer label input [B] */
+  int64_t classes = 0;
+  int label = -1;
+  if (g->noutputs) {
+    Type *ot = &g->nodes[g->outputs[0].node].ty;
+    int sid;
+    if (ot->dt == DT_F32 && ot->rank == 2 && dim_is_sym(ot->dim[0], &sid) && sid == batch && dim_is_const(ot->dim[1], &classes))
+      for (int i = 0; i < g->ntrain_inputs && label < 0; i++) {
+        Node *in = &g->nodes[g->train_inputs[i]];
+        if (in->ty.rank == 1 && (in->ty.dt == DT_U8 || in->ty.dt == DT_I32 || in->ty.dt == DT_I64)) label = g->ninputs + i;
+      }
+    if (label < 0) classes = 0;
+  }
+  const char *dims = "", *args = "";
+  for (int s2 = 1; s2 <= g->nsym; s2++) {
+    dims = arena_printf(e->A, "%s%sd[%d]", dims, s2 > 1 ? ", " : "", s2 - 1);
+  }
+  for (int i = 0; i < n; i++) args = arena_printf(e->A, "%s, in[%d]", args, i);
+  out(&b, "static void *create(const int64_t *d) { return %s_create(%s%sNULL); }\n", M, dims, g->nsym ? ", " : "");
+  out(&b, "static void destroy(void *m) { %s_destroy(m); }\n", M);
+  out(&b, "static int init(void *m, uint64_t seed) { return %s_init(m, seed); }\n", M);
+  out(&b, "static int load(void *m, const char *p) { return %s_load(m, p); }\n", M);
+  out(&b, "static int save(void *m, const char *p) { return %s_save(m, p); }\n", M);
+  out(&b, "static int load_checkpoint(void *m, const char *p) { return %s_load_checkpoint(m, p); }\n", M);
+  out(&b, "static int save_checkpoint(void *m, const char *p) { return %s_save_checkpoint(m, p); }\n", M);
+  out(&b, "static int64_t step(void *m) { return %s_step(m); }\n", M);
+  out(&b, "static const char *last_error(void *m) { return %s_last_error(m); }\n", M);
+  out(&b, "static int train_step(void *m, const int64_t *d, void *const *in, float *loss) {\n  (void)d;\n  return %s_train_step(m, %s%s, loss);\n}\n", M, dims, args);
+  out(&b, "static int evaluate(void *m, const int64_t *d, void *const *in, float *loss, void *out0) {\n  (void)d, (void)out0;\n  return %s_evaluate(m, %s%s, loss", M, dims, args);
+  for (int i = 0; i < g->noutputs; i++) out(&b, ", %s", i == 0 && classes ? "out0" : "NULL");
+  out(&b, ");\n}\n\n");
+  out(&b, "int main(int argc, char **argv) {\n  static const mlcrt_trainer t = {\"%s\", %d, inputs, %d, %d, %lld, %d, create, destroy, init, load, save,\n"
+          "                                   load_checkpoint, save_checkpoint, step, train_step, evaluate, last_error};\n"
+          "  return mlcrt_train_main(&t, argc, argv);\n}\n", M, n, g->nsym, batch - 1, (long long)classes, label < 0 ? 0 : label);
+  return b.s;
+}
+
+/* The weights region: params and buffers (planned), then for a train step
+ * the optimizer slots of each trained param and the step counter. */
+static void layout_optimizer(E *e) {
+  Graph *g = e->g;
+  size_t off = e->p->weight_bytes;
+  e->weight_bytes = off;
+  e->nckpt = g->ntensors;
+  if (!e->train) return;
+  e->nslots = g->opt.kind == OPT_SGD ? (g->opt.momentum > 0 ? 1 : 0) : 2;
+  e->slot_off = arena_alloc(e->A, sizeof(size_t) * (size_t)(g->ntensors + 1));
+  e->slot2_gap = arena_alloc(e->A, sizeof(size_t) * (size_t)(g->ntensors + 1));
+  for (int t = 0; t < g->ntensors; t++) {
+    if (g->grads[t] < 0) continue;
+    bool k;
+    size_t bytes = ((size_t)type_numel_const(&g->nodes[g->tensors[t]].ty, &k) * 4 + 63) & ~(size_t)63;
+    e->slot_off[t] = off;
+    e->slot2_gap[t] = bytes;
+    off += bytes * (size_t)e->nslots;
+    e->nckpt += e->nslots;
+  }
+  e->step_off = off;
+  e->nckpt++;
+  e->weight_bytes = off + 64;
+}
+
+EmitC emitc_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name) {
+  E e = {.g = g, .p = p, .A = g->A, .M = g->name, .train = train, .eval = train ? eval : NULL, .off = "off"};
+  layout_optimizer(&e);
   e.var = arena_alloc(g->A, sizeof(char *) * (size_t)(g->n + 1));
   for (int i = 0; i < g->n; i++) {
     Node *n = &g->nodes[i];
@@ -802,5 +1479,8 @@ EmitC emitc_model(Graph *g, const Plan *p, const char *header_name) {
   r.h = emit_header(&e);
   r.c = emit_source(&e, header_name);
   r.harness = emit_harness(&e, header_name);
+  r.train_harness = NULL;
+  r.train_why = "the model has no train step";
+  if (train) r.train_harness = emit_train_harness(&e, header_name, &r.train_why);
   return r;
 }

@@ -2,6 +2,7 @@
  * re-check types, plan storage, emit C.  The CLI (main.c) and, later, libmlc
  * call only this. */
 #include "mlcc.h"
+#include <stdio.h>
 #include <string.h>
 
 Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d) {
@@ -15,8 +16,35 @@ Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_
   Compiled *c = arena_alloc(A, sizeof *c);
   c->g = g;
   if (check_only) return c;
+  bool train_ok = false;
+  if (g->loss >= 0) {
+    /* the train step: a missing gradient rule is an error only when
+     * training was asked for; plain compilation then emits no train step */
+    Diag quiet = {0};
+    Diag *ad = o->need_train ? d : &quiet;
+    bool ok = autodiff(g, ad);
+    for (int t = 0; ok && t < g->ntensors; t++)
+      if (g->grads[t] >= 0 && g->nodes[g->tensors[t]].ty.dt != DT_F32) {
+        diag_error(ad, g->nodes[g->tensors[t]].loc, "training %s params is not implemented yet (only f32)",
+                   dtype_name(g->nodes[g->tensors[t]].ty.dt));
+        ok = false;
+      }
+    train_ok = ok;
+    if (!ok && o->need_train) return NULL;
+    else if (quiet.nerrors && d->echo) {
+      /* say why there is no train step, once, as a warning */
+      const char *msg = strstr(quiet.buf, "error: ");
+      fprintf(d->echo, "%s: warning: no train step generated: %.*s\n", path,
+              msg ? (int)strcspn(msg + 7, "\n") : 0, msg ? msg + 7 : "");
+    }
+    diag_free(&quiet);
+  }
+  /* plans after autodiff: both see every node (the run plan skips the
+   * backward nodes because no output needs them) */
   c->plan = plan_graph(g, o->opt_level);
-  const char *slash = strrchr(path, '/');
-  (void)slash;
+  if (train_ok) {
+    c->train_plan = plan_train(g, o->opt_level);
+    c->eval_plan = plan_eval(g, o->opt_level);
+  }
   return c;
 }

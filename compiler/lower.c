@@ -41,6 +41,7 @@ typedef struct L {
   const char *prefix; /* instance path of the block being inlined, "" at model level */
   int depth;
   bool in_block;
+  bool in_train; /* lowering the train section */
 } L;
 
 static const Value none = {.k = V_NONE};
@@ -117,6 +118,47 @@ static int mkconst(L *l, double v, DType dt, Loc loc) {
   n->weak = true;
   n->ty.dt = dt;
   return id;
+}
+
+/* Operators that compute in f32 on CPU: f16/bf16 operands are converted on
+ * load (a to_f32 node each) and the result is rounded back on store. */
+static bool computes_in_f32(Op op) {
+  switch (op) {
+  case OP_MATMUL: case OP_LINEAR: case OP_CONV2D: case OP_CONV1D: case OP_CONV_TRANSPOSE2D:
+  case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_ADAPTIVE_AVG_POOL2D:
+  case OP_BATCH_NORM: case OP_LAYER_NORM: case OP_GROUP_NORM: case OP_RMS_NORM: case OP_SDPA:
+    return true;
+  default: return false;
+  }
+}
+
+/* mk for those operators.  The result dtype: for the contractions (matmul,
+ * linear, convolutions) the float operands' common dtype, f32 when they
+ * differ; for pools, norms and attention the dtype of the first input. */
+static Value mk_f32(L *l, Node proto, int nin, const int *in) {
+  if (!computes_in_f32(proto.op)) return mk(l, proto, nin, in);
+  int in2[16];
+  bool half = false, same = true;
+  DType first = l->g->nodes[in[0]].ty.dt;
+  for (int i = 0; i < nin && i < 16; i++) {
+    DType t = l->g->nodes[in[i]].ty.dt;
+    in2[i] = in[i];
+    if (dtype_is_float(t) && t != first) same = false;
+    if (t != DT_F16 && t != DT_BF16) continue;
+    half = true;
+    Node c = {.op = OP_TO_F32, .loc = proto.loc};
+    Value cv = mk(l, c, 1, &in[i]);
+    if (cv.k == V_NONE) return none;
+    in2[i] = cv.node;
+  }
+  if (!half) return mk(l, proto, nin, in);
+  Value r = mk(l, proto, nin, in2);
+  bool contraction = proto.op == OP_MATMUL || proto.op == OP_LINEAR || proto.op == OP_CONV2D ||
+                     proto.op == OP_CONV1D || proto.op == OP_CONV_TRANSPOSE2D;
+  DType want = contraction && !same ? DT_F32 : first;
+  if (r.k == V_NONE || (want != DT_F16 && want != DT_BF16)) return r;
+  Node back = {.op = want == DT_F16 ? OP_TO_F16 : OP_TO_BF16, .loc = proto.loc};
+  return mk(l, back, 1, &r.node);
 }
 
 /* A scalar operand of tensor arithmetic becomes a weak constant node. */
@@ -211,6 +253,7 @@ typedef struct Bound {
   int ni;
   double f;
   const char *s;
+  bool scalar; /* shape kind: written as one integer, not a list */
 } Bound;
 
 static int parse_sig(const char *sig, Param *ps) {
@@ -272,6 +315,7 @@ static bool convert_arg(L *l, const char *op, const Param *p, Value v, Bound *b)
   }
   if (strcmp(k, "shape") == 0) {
     if (v.k == V_INT) { /* reshape(x, -1) */
+      b->scalar = true;
       Value *it = arena_alloc(l->A, sizeof *it);
       *it = v;
       b->v.k = V_LIST, b->v.items = it, b->v.n = 1;
@@ -303,6 +347,25 @@ static bool convert_arg(L *l, const char *op, const Param *p, Value v, Bound *b)
   if (strcmp(k, "str") == 0) {
     if (v.k == V_STR) { b->s = v.s; return true; }
     diag_error(l->d, v.loc, "%s: argument '%s' must be a string, found %s", op, p->name, vkind_name(v.k));
+    return false;
+  }
+  if (strcmp(k, "dim") == 0) { /* an integer expression, may be symbolic */
+    if (v.k == V_INT) return true;
+    diag_error(l->d, v.loc, "%s: argument '%s' must be an integer expression, found %s", op, p->name, vkind_name(v.k));
+    return false;
+  }
+  if (strcmp(k, "tensors") == 0) {
+    if (v.k == V_LIST && v.n > 0) {
+      for (int i = 0; i < v.n; i++)
+        if (v.items[i].k != V_TENSOR) {
+          diag_error(l->d, v.items[i].loc, "%s: '%s' must be a list of tensors, but item %d is %s", op, p->name, i,
+                     vkind_name(v.items[i].k));
+          return false;
+        }
+      return true;
+    }
+    diag_error(l->d, v.loc, "%s: argument '%s' must be a non-empty list of tensors [a, b, ...], found %s", op, p->name,
+               v.k == V_LIST ? "an empty list" : vkind_name(v.k));
     return false;
   }
   diag_error(l->d, v.loc, "%s: argument kind '%s' is not supported yet", op, k);
@@ -385,11 +448,130 @@ static Bound *arg(Param *ps, Bound *bs, int n, const char *name) {
   return NULL; /* a signature typo: caught by every test of that op */
 }
 
+/* Attributes of the elementwise-with-attribute, shape and indexing ops
+ * (layout in infer.c). */
+static bool lower_op_attrs(L *l, const Ast *call, int op, Param *ps, Bound *bs, int np, Node *p) {
+#define A(name) arg(ps, bs, np, name)
+  switch (op) {
+  case OP_CLAMP: {
+    Bound *lo = A("min"), *hi = A("max");
+    p->ia[0] = lo->present && hi->present ? 0 : lo->present ? 1 : hi->present ? 2 : 3;
+    p->ia[1] = (lo->present && lo->v.k == V_FLOAT) || (hi->present && hi->v.k == V_FLOAT);
+    p->nia = 2;
+    p->fa[0] = lo->f, p->fa[1] = hi->f;
+    if (p->ia[0] == 0 && p->fa[0] > p->fa[1]) p->fa[0] = p->fa[1]; /* min > max: all become max, as in PyTorch */
+    return true;
+  }
+  case OP_ELU: p->fa[0] = A("alpha")->f; return true;
+  case OP_LEAKY_RELU: p->fa[0] = A("negative_slope")->f; return true;
+  case OP_DROPOUT: p->fa[0] = A("p")->f; return true;
+  case OP_GELU: {
+    const char *ap = A("approximate")->s;
+    if (strcmp(ap, "none") != 0 && strcmp(ap, "tanh") != 0) {
+      diag_error(l->d, call->loc, "gelu: approximate must be \"none\" or \"tanh\", got \"%s\"", ap);
+      return false;
+    }
+    p->ia[0] = ap[0] == 't', p->nia = 1;
+    return true;
+  }
+  case OP_CUMSUM: case OP_UNSQUEEZE: case OP_SQUEEZE: case OP_GATHER: case OP_INDEX_SELECT:
+    p->ia[0] = A("dim")->iv[0], p->nia = 1;
+    return true;
+  case OP_INTERPOLATE: p->ia[0] = A("scale_factor")->iv[0], p->nia = 1, p->sa = A("mode")->s; return true;
+  case OP_EXPAND: case OP_PAD: {
+    Value lv = A(op == OP_EXPAND ? "shape" : "pad")->v;
+    p->nda = lv.n;
+    p->da = arena_alloc(l->A, sizeof(Dim) * (size_t)(lv.n ? lv.n : 1));
+    for (int i = 0; i < lv.n; i++) p->da[i] = lv.items[i].i;
+    if (op == OP_PAD) p->fa[0] = A("value")->f;
+    return true;
+  }
+  case OP_SLICE:
+    p->ia[0] = A("dim")->iv[0], p->nia = 1;
+    p->da = arena_alloc(l->A, sizeof(Dim) * 4), p->nda = 4;
+    p->da[0] = A("start")->v.i, p->da[1] = A("end")->v.i;
+    return true;
+  case OP_SPLIT: return true;
+  case OP_CONCAT: case OP_STACK: p->ia[0] = A("dim")->iv[0], p->nia = 1; return true;
+  default: return true;
+  }
+#undef A
+}
+
+/* split(x, sizes, dim): a tuple of slices, one node per piece.  sizes is a
+ * list of integer expressions that must add up to the dim, or one integer
+ * (pieces of that size, the last one smaller), as torch.split. */
+static Value lower_split(L *l, Node p, int x, const Bound *sizes, int64_t dim) {
+  const Type *t = &l->g->nodes[x].ty;
+  const char *ts = type_str(l->A, l->g, t);
+  if (t->rank == 0 || dim < -t->rank || dim >= t->rank) {
+    diag_error(l->d, p.loc, "split: dim %lld is out of range for %s", (long long)dim, ts);
+    return none;
+  }
+  int k = (int)(dim < 0 ? dim + t->rank : dim), n = sizes->v.n;
+  Dim size = t->dim[k], *piece;
+  int64_t c, total;
+  if (sizes->scalar) {
+    if (!dim_is_const(sizes->v.items[0].i, &c) || c < 1) {
+      diag_error(l->d, p.loc, "split: the split size must be a positive integer constant");
+      return none;
+    }
+    if (!dim_is_const(size, &total)) {
+      diag_error(l->d, p.loc, "split: pieces of %lld need a static size in dim %d of %s; give the list of sizes instead",
+                 (long long)c, k, ts);
+      return none;
+    }
+    n = total == 0 ? 1 : (int)((total + c - 1) / c);
+    if (total / c > 4096) {
+      diag_error(l->d, p.loc, "split: %s into pieces of %lld makes too many pieces", ts, (long long)c);
+      return none;
+    }
+    piece = arena_alloc(l->A, sizeof(Dim) * (size_t)n);
+    for (int i = 0; i < n; i++) piece[i] = dim_const(total - i * c < c ? total - i * c : c);
+  } else {
+    piece = arena_alloc(l->A, sizeof(Dim) * (size_t)(n ? n : 1));
+    Dim sum = dim_const(0);
+    for (int i = 0; i < n; i++) {
+      piece[i] = sizes->v.items[i].i;
+      if (dim_is_const(piece[i], &c) && c < 0) {
+        diag_error(l->d, p.loc, "split: size %d is negative (%lld)", i, (long long)c);
+        return none;
+      }
+      sum = dim_add(sum, piece[i]);
+    }
+    if (!dim_eq(sum, size)) {
+      if (n == 0 || dim_never_eq(sum, size) || (dim_is_const(sum, NULL) && dim_is_const(size, NULL))) {
+        diag_error(l->d, p.loc, "split: the sizes add up to %s, but dim %d of %s is %s", dim_str(l->A, sum, l->g->sym), k,
+                   ts, dim_str(l->A, size, l->g->sym));
+        return none;
+      }
+      ir_add_check(l->g, sum, size, p.loc, "split: the sizes must add up to the dim");
+    }
+  }
+  Value r = {.k = V_TUPLE, .loc = p.loc, .n = n};
+  r.items = arena_alloc(l->A, sizeof(Value) * (size_t)n);
+  Dim start = dim_const(0);
+  for (int i = 0; i < n; i++) {
+    Node q = {.op = OP_SLICE, .loc = p.loc, .nia = 1, .nda = 4};
+    q.ia[0] = k;
+    q.da = arena_alloc(l->A, sizeof(Dim) * 4);
+    q.da[0] = start;
+    q.da[1] = start = dim_add(start, piece[i]);
+    r.items[i] = mk(l, q, 1, &x);
+    if (r.items[i].k == V_NONE) return none;
+  }
+  return n == 1 ? r.items[0] : r;
+}
+
 /* An operator call: bind arguments, fill attributes (layout in infer.c). */
 static Value lower_op(L *l, const Ast *call, int op) {
   Param ps[12];
   Bound bs[12];
   int np;
+  if (op_info[op].flags & F_INTERNAL) {
+    diag_error(l->d, call->loc, "unknown operator or block '%s'", op_info[op].name);
+    return none;
+  }
   if (!(op_info[op].flags & F_CPU)) {
     diag_error(l->d, call->loc, "operator '%s' is not implemented yet", op_info[op].name);
     return none;
@@ -427,7 +609,7 @@ static Value lower_op(L *l, const Ast *call, int op) {
     p.ia[0] = o->iv[0], p.ia[1] = o->iv[1], p.nia = 2;
     break;
   }
-  case OP_SUM: case OP_MEAN: case OP_MAX: case OP_MIN: case OP_ARGMAX: case OP_ARGMIN: {
+  case OP_SUM: case OP_MEAN: case OP_MAX: case OP_MIN: case OP_PROD: case OP_ARGMAX: case OP_ARGMIN: {
     Bound *dm = A("dim");
     p.ia[0] = A("keepdim")->iv[0];
     p.ia[1] = dm->present ? dm->ni : -1;
@@ -436,6 +618,36 @@ static Value lower_op(L *l, const Ast *call, int op) {
     break;
   }
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: p.ia[0] = A("dim")->iv[0], p.nia = 1; break;
+  case OP_CLAMP: case OP_ELU: case OP_LEAKY_RELU: case OP_GELU: case OP_DROPOUT: case OP_CUMSUM:
+  case OP_UNSQUEEZE: case OP_SQUEEZE: case OP_GATHER: case OP_INDEX_SELECT: case OP_INTERPOLATE:
+  case OP_EXPAND: case OP_PAD: case OP_SLICE: case OP_SPLIT: case OP_CONCAT: case OP_STACK:
+    if (!lower_op_attrs(l, call, op, ps, bs, np, &p)) return none;
+    if (op == OP_SPLIT) return lower_split(l, p, in[0], A("sizes"), A("dim")->iv[0]);
+    if (op == OP_CONCAT || op == OP_STACK) { /* inputs: the list */
+      Value lv = A("tensors")->v;
+      int *ins = arena_alloc(l->A, sizeof(int) * (size_t)lv.n);
+      for (int i = 0; i < lv.n; i++) ins[i] = lv.items[i].node;
+      return mk(l, p, lv.n, ins);
+    }
+    break;
+  case OP_CROSS_ENTROPY: p.fa[0] = A("label_smoothing")->f; break;
+  case OP_MSE_LOSS: { /* mean((pred - target)^2), built from the ops it is made of */
+    Node sub = {.op = OP_SUB, .loc = call->loc};
+    Value dv = mk(l, sub, 2, in);
+    if (dv.k == V_NONE) return none;
+    int sq_in[2] = {dv.node, dv.node};
+    Node mul = {.op = OP_MUL, .loc = call->loc};
+    Value sq = mk(l, mul, 2, sq_in);
+    if (sq.k == V_NONE) return none;
+    Node mean = {.op = OP_MEAN, .loc = call->loc};
+    mean.ia[1] = -1;
+    mean.nia = 2;
+    if (!dtype_is_float(l->g->nodes[sq.node].ty.dt)) {
+      diag_error(l->d, call->loc, "mse_loss needs floating-point tensors");
+      return none;
+    }
+    return mk(l, mean, 1, &sq.node);
+  }
   case OP_FLATTEN: p.ia[0] = A("start_dim")->iv[0], p.ia[1] = A("end_dim")->iv[0], p.nia = 2; break;
   case OP_TRANSPOSE: p.ia[0] = A("dim0")->iv[0], p.ia[1] = A("dim1")->iv[0], p.nia = 2; break;
   case OP_RESHAPE: case OP_PERMUTE: {
@@ -445,10 +657,38 @@ static Value lower_op(L *l, const Ast *call, int op) {
     for (int i = 0; i < lv.n; i++) p.da[i] = lv.items[i].i;
     break;
   }
+  case OP_CONV1D: { /* conv2d's layout with H = 1 */
+    int64_t v[] = {1, A("stride")->iv[0], 0, A("padding")->iv[0], 1, A("dilation")->iv[0], A("groups")->iv[0]};
+    memcpy(p.ia, v, sizeof v);
+    p.nia = 7;
+    break;
+  }
+  case OP_CONV_TRANSPOSE2D: {
+    Bound *s = A("stride"), *pd = A("padding"), *op_ = A("output_padding"), *dl = A("dilation");
+    int64_t v[] = {s->iv[0], s->iv[1], pd->iv[0], pd->iv[1], op_->iv[0], op_->iv[1], A("groups")->iv[0], dl->iv[0], dl->iv[1]};
+    memcpy(p.ia, v, sizeof v);
+    p.nia = 9;
+    break;
+  }
+  case OP_BATCH_NORM: case OP_LAYER_NORM: case OP_GROUP_NORM: case OP_RMS_NORM: {
+    Bound *w = A("weight"), *bb = A("bias"), *mo = A("momentum");
+    p.ia[0] = w->present, p.ia[1] = bb && bb->present;
+    if (op == OP_GROUP_NORM) p.ia[2] = A("groups")->iv[0];
+    p.nia = 3;
+    p.fa[0] = A("eps")->f, p.fa[1] = mo ? mo->f : 0;
+    break;
+  }
+  case OP_SDPA: {
+    Bound *sc = A("scale");
+    p.ia[0] = A("attn_mask")->present, p.ia[1] = A("causal")->iv[0], p.ia[2] = sc->present;
+    p.nia = 3;
+    p.fa[0] = sc->present ? sc->f : 0;
+    break;
+  }
   default: break;
   }
 #undef A
-  return mk(l, p, nin, in);
+  return mk_f32(l, p, nin, in);
 }
 
 /* ---- blocks ---------------------------------------------------------------------- */
@@ -732,7 +972,7 @@ static Value lower_expr(L *l, const Ast *e, const char *inst) {
     int in[2] = {as_operand(l, a), as_operand(l, b)};
     if (in[0] < 0 || in[1] < 0) return none;
     Node p = {.op = op, .loc = e->loc};
-    return mk(l, p, 2, in);
+    return mk_f32(l, p, 2, in);
   }
   case AST_CALL: {
     const char *as = e->sval ? interpolate(l, e->sval, e->loc) : inst;
@@ -802,6 +1042,8 @@ static bool lower_init(L *l, const Ast *e, Node *n) {
   return true;
 }
 
+static void lower_optimizer(L *l, const Ast *e);
+
 static void lower_stmt(L *l, const Ast *s) {
   Graph *g = l->g;
   int from = g->n;
@@ -810,15 +1052,19 @@ static void lower_stmt(L *l, const Ast *s) {
     if (l->in_block) { diag_error(l->d, s->loc, "'input' is not allowed inside a block (use block arguments)"); return; }
     if (lookup(l, s->name)) { diag_error(l->d, s->loc, "'%s' is already defined", s->name); return; }
     Type t;
-    if (!lower_type(l, s->a, true, false, &t)) return;
+    /* a train input may only use the model's symbolic dims: the run API
+     * passes the same dims */
+    if (!lower_type(l, s->a, !l->in_train, false, &t)) return;
     int id = ir_add(g, OP_INPUT, s->loc, 0, NULL);
     g->nodes[id].ty = t;
     g->nodes[id].name = s->name;
     g->nodes[id].hint = s->name;
-    int *ins = arena_alloc(l->A, sizeof(int) * (size_t)(g->ninputs + 1));
-    if (g->ninputs) memcpy(ins, g->inputs, sizeof(int) * (size_t)g->ninputs);
-    ins[g->ninputs++] = id;
-    g->inputs = ins;
+    int **list = l->in_train ? &g->train_inputs : &g->inputs;
+    int *count = l->in_train ? &g->ntrain_inputs : &g->ninputs;
+    int *ins = arena_alloc(l->A, sizeof(int) * (size_t)(*count + 1));
+    if (*count) memcpy(ins, *list, sizeof(int) * (size_t)*count);
+    ins[(*count)++] = id;
+    *list = ins;
     bind(l, s->name, tensor(id, s->loc));
     return;
   }
@@ -867,6 +1113,10 @@ static void lower_stmt(L *l, const Ast *s) {
   }
   case AST_ASSIGN: {
     const char *first = s->list2.items[0]->name;
+    if (l->in_train && s->list2.n == 1 && strcmp(first, "optimizer") == 0) {
+      lower_optimizer(l, s->a);
+      return;
+    }
     Value v = lower_expr(l, s->a, s->a->kind == AST_CALL ? interpolate(l, first, s->loc) : NULL);
     if (v.k == V_NONE) { /* bind the names anyway so later uses do not cascade */
       for (int i = 0; i < s->list2.n; i++) bind(l, s->list2.items[i]->name, none);
@@ -877,6 +1127,15 @@ static void lower_stmt(L *l, const Ast *s) {
       if (v.k == V_TUPLE) { diag_error(l->d, s->loc, "cannot assign %d values to one name", v.n); return; }
       set_hint(l, from, v, first);
       bind(l, first, v);
+      if (l->in_train && strcmp(first, "loss") == 0) {
+        Node *n = v.k == V_TENSOR ? &g->nodes[v.node] : NULL;
+        if (!n || n->ty.rank != 0 || n->ty.dt != DT_F32) {
+          diag_error(l->d, s->loc, "the loss must be an f32 scalar, found %s",
+                     n ? type_str(l->A, g, &n->ty) : vkind_name(v.k));
+          return;
+        }
+        g->loss = v.node;
+      }
       return;
     }
     if (v.k != V_TUPLE || v.n != nt) {
@@ -931,6 +1190,67 @@ static void lower_stmt(L *l, const Ast *s) {
   }
 }
 
+/* optimizer = sgd(lr, momentum=0, weight_decay=0, nesterov=false)
+ *           | adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0)
+ *           | adamw(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01) */
+static void lower_optimizer(L *l, const Ast *e) {
+  Optimizer *o = &l->g->opt;
+  memset(o, 0, sizeof *o);
+  o->loc = e->loc;
+  if (e->kind != AST_CALL || e->sval ||
+      (strcmp(e->name, "sgd") && strcmp(e->name, "adam") && strcmp(e->name, "adamw"))) {
+    diag_error(l->d, e->loc, "optimizer must be sgd(...), adam(...) or adamw(...)");
+    return;
+  }
+  bool sgd = strcmp(e->name, "sgd") == 0;
+  o->kind = sgd ? OPT_SGD : strcmp(e->name, "adam") == 0 ? OPT_ADAM : OPT_ADAMW;
+  const char *names[6] = {"lr", "momentum", "weight_decay", "nesterov", NULL, NULL};
+  const char *anames[6] = {"lr", "beta1", "beta2", "eps", "weight_decay", NULL};
+  const char **nm = sgd ? names : anames;
+  double vals[6] = {sgd ? -1 : 1e-3, sgd ? 0 : 0.9, sgd ? 0 : 0.999, sgd ? 0 : 1e-8, o->kind == OPT_ADAMW ? 0.01 : 0, 0};
+  bool given[6] = {0};
+  int nparams = sgd ? 4 : 5;
+  if (e->list.n > nparams) {
+    diag_error(l->d, e->loc, "%s takes at most %d arguments, got %d", e->name, nparams, e->list.n);
+    return;
+  }
+  for (int i = 0; i < e->list.n + e->list2.n; i++) {
+    const Ast *a = i < e->list.n ? e->list.items[i] : e->list2.items[i - e->list.n];
+    int slot = i;
+    if (i >= e->list.n) {
+      slot = -1;
+      for (int j = 0; j < nparams; j++)
+        if (strcmp(nm[j], a->name) == 0) slot = j;
+      if (slot < 0) {
+        diag_error(l->d, a->loc, "%s has no argument named '%s'", e->name, a->name);
+        return;
+      }
+      a = a->a;
+    }
+    Value v = lower_expr(l, a, NULL);
+    int64_t c;
+    if (v.k == V_FLOAT || v.k == V_BOOL) vals[slot] = v.f;
+    else if (v.k == V_INT && dim_is_const(v.i, &c)) vals[slot] = (double)c;
+    else {
+      if (v.k != V_NONE) diag_error(l->d, a->loc, "%s: '%s' must be a number", e->name, nm[slot]);
+      return;
+    }
+    given[slot] = true;
+  }
+  if (sgd && !given[0]) {
+    diag_error(l->d, e->loc, "sgd needs a learning rate: sgd(lr=...)");
+    return;
+  }
+  o->lr = vals[0];
+  if (sgd) o->momentum = vals[1], o->weight_decay = vals[2], o->nesterov = vals[3] != 0;
+  else o->beta1 = vals[1], o->beta2 = vals[2], o->eps = vals[3], o->weight_decay = vals[4];
+  if (!(o->lr >= 0) || o->momentum < 0 || o->weight_decay < 0 || o->beta1 < 0 || o->beta1 >= 1 ||
+      o->beta2 < 0 || o->beta2 >= 1 || o->eps < 0)
+    diag_error(l->d, e->loc, "%s: hyperparameters out of range (lr >= 0, 0 <= beta < 1, eps >= 0, weight_decay >= 0)", e->name);
+  if (sgd && o->nesterov && o->momentum <= 0)
+    diag_error(l->d, e->loc, "sgd: nesterov momentum requires a momentum > 0");
+}
+
 static void lower_stmts(L *l, const AstList *body) {
   for (int i = 0; i < body->n; i++) lower_stmt(l, body->items[i]);
 }
@@ -977,9 +1297,28 @@ Graph *lower_model(Arena *A, const Ast *file, const char *model_name, Diag *d) {
       if (strcmp(t->name, model->name) == 0) l.g->has_train = true;
     }
   }
+  l.g->loss = -1;
   int before = d->nerrors;
   lower_stmts(&l, &model->list);
   if (d->nerrors == before && l.g->noutputs == 0)
     diag_error(d, model->loc, "model '%s' has no outputs (mark one with `output NAME`)", model->name);
+  /* the train section continues the model's scope */
+  l.g->train_begin = l.g->n;
+  const Ast *train = find_top(&l, AST_TRAIN, model->name);
+  if (train && d->nerrors == before) {
+    l.in_train = true;
+    bool has_opt = false;
+    for (int i = 0; i < train->list.n; i++) {
+      const Ast *s = train->list.items[i];
+      if (s->kind == AST_OUTPUT || s->kind == AST_PARAM || s->kind == AST_BUFFER || s->kind == AST_TIE) {
+        diag_error(d, s->loc, "a train section may declare inputs and assign values, not '%s'", ast_kind_name(s->kind));
+        continue;
+      }
+      if (s->kind == AST_ASSIGN && s->list2.n == 1 && strcmp(s->list2.items[0]->name, "optimizer") == 0) has_opt = true;
+      lower_stmt(&l, s);
+    }
+    if (d->nerrors == before && l.g->loss < 0) diag_error(d, train->loc, "the train section has no `loss = EXPR`");
+    if (d->nerrors == before && !has_opt) diag_error(d, train->loc, "the train section has no `optimizer = ...`");
+  }
   return d->nerrors == before ? l.g : NULL;
 }

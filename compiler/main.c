@@ -67,11 +67,28 @@ static const char *usage_run =
     "parameters come from the model's initialisers seeded with --seed (default 0).\n";
 
 static const char *usage_train =
-    "usage: mlc train MODEL.mdl --data x=train_x.npy --data y=train_y.npy --epochs N\n"
-    "                 --batch B --save W.safetensors [...]\n"
+    "usage: mlc train MODEL.mdl --data NAME=FILE ... --epochs N --batch B [options]\n"
     "\n"
-    "Training is not implemented yet in this version of mlc: the train section is\n"
-    "parsed and checked, but no training step is generated.\n";
+    "Compiles the model and its train section (forward, reverse-mode gradients,\n"
+    "optimizer) to C, builds it and trains on the data.  Each --data names a model or\n"
+    "train-section input and a .npy or IDX file (.gz too, as Fashion-MNIST ships);\n"
+    "all files hold the same number of samples along their first dim.\n"
+    "\n"
+    "  --data NAME=FILE        training data for one input (repeat for each input)\n"
+    "  --eval NAME=FILE,...    evaluation data: loss (and accuracy) after each epoch\n"
+    "  --epochs N --batch B    the last partial batch is used, as PyTorch does\n"
+    "  --shuffle               shuffle each epoch (seeded by --seed); else file order\n"
+    "  --seed N                initialiser and shuffle seed (default 0)\n"
+    "  --weights W             start from these weights instead of the initialisers\n"
+    "  --save W                write the weights after each epoch\n"
+    "  --checkpoint C          checkpoint after each epoch and on Ctrl-C\n"
+    "                          (default: W.ckpt.safetensors beside --save)\n"
+    "  --resume C              continue exactly from a checkpoint\n"
+    "  --model NAME, -O0, -O2, --device cpu\n"
+    "\n"
+    "A progress bar shows batch, loss, samples/s and ETA on a terminal (plain lines\n"
+    "otherwise).  A non-finite loss stops training with an error naming the epoch\n"
+    "and step; the last checkpoint is kept.\n";
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg) {
   fprintf(stderr, "mlc%s%s: error: ", cmd ? " " : "", cmd ? cmd : "");
@@ -226,7 +243,7 @@ static int spawn_wait(char **argv, bool quiet_stdout) {
 
 /* Builds the generated model + harness in the cache (unless there already)
  * and returns the path of the executable. */
-static const char *build_cached(Arena *A, EmitC *e) {
+static const char *build_cached(Arena *A, EmitC *e, const char *harness) {
   const char *inc, *lib;
   runtime_paths(A, &inc, &lib);
   if (!exists(lib) || !exists(arena_printf(A, "%s/mlcrt.h", inc))) {
@@ -242,7 +259,7 @@ static const char *build_cached(Arena *A, EmitC *e) {
   uint64_t h = 0xcbf29ce484222325ULL;
   h = fnv1a(h, e->c, strlen(e->c));
   h = fnv1a(h, e->h, strlen(e->h));
-  h = fnv1a(h, e->harness, strlen(e->harness));
+  h = fnv1a(h, harness, strlen(harness));
   h = fnv1a(h, cc, strlen(cc));
   h = fnv1a(h, flags, strlen(flags) + 1);
   h = fnv1a(h, inc, strlen(inc));
@@ -267,7 +284,7 @@ static const char *build_cached(Arena *A, EmitC *e) {
   }
   const char *mc = arena_printf(A, "%s/model.c", tmp), *mh = arena_printf(A, "%s/model.h", tmp),
              *hc = arena_printf(A, "%s/main.c", tmp), *out = arena_printf(A, "%s/run", tmp);
-  if (!write_file(mc, e->c) || !write_file(mh, e->h) || !write_file(hc, e->harness)) return NULL;
+  if (!write_file(mc, e->c) || !write_file(mh, e->h) || !write_file(hc, harness)) return NULL;
   /* $MLC_CFLAGS adds flags (space-separated), e.g. sanitizers in the test suite */
   char *argv[64];
   int n = 0;
@@ -308,8 +325,8 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
     fprintf(stderr, "mlc run: error: --jit is not implemented yet\n");
     return 1;
   }
-  EmitC e = emitc_model(c->g, c->plan, "model.h");
-  const char *exe = build_cached(A, &e);
+  EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, "model.h");
+  const char *exe = build_cached(A, &e, e.harness);
   if (!exe) return 1;
   const char *out_dir = a->out_dir ? a->out_dir : ".";
   if (mkdirs(out_dir) != 0) {
@@ -328,6 +345,118 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
   argv[n] = NULL;
   int rc = spawn_wait(argv, false);
   return rc < 0 ? 1 : rc;
+}
+
+/* Removes the files of a temporary directory, then the directory. */
+static void remove_dir(const char *dir, char **files, int n) {
+  for (int i = 0; i < n; i++) unlink(files[i]);
+  rmdir(dir);
+}
+
+/* mlc train MODEL.mdl [--model NAME] [-O0|-O2] [--device cpu] TRAIN OPTIONS...
+ * The train options go to the generated harness (runtime/trainloop.c); IDX
+ * files in --data/--eval are converted to .npy first. */
+static int cmd_train(int argc, char **argv) {
+  Args a = {0};
+  a.cmd = "train";
+  a.o.opt_level = 2;
+  a.o.need_train = true;
+  Arena *A = arena_new();
+  char **fwd = arena_alloc(A, sizeof(char *) * (size_t)(argc + 4));
+  char **tmpfiles = arena_alloc(A, sizeof(char *) * (size_t)(argc * 8 + 1));
+  int nf = 1, ntmp = 0, rc = 1;
+  char *tmpdir = NULL;
+  for (int i = 2; i < argc; i++) {
+    const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (streq(s, "--help") || streq(s, "-h")) {
+      fputs(usage_train, stdout);
+      arena_free(A);
+      return 0;
+    }
+    if (streq(s, "-O0") || streq(s, "-O2")) { a.o.opt_level = s[2] - '0'; continue; }
+    if (streq(s, "--shuffle")) { fwd[nf++] = (char *)s; continue; }
+    if (streq(s, "--jit")) { fprintf(stderr, "mlc train: error: --jit is not implemented yet\n"); goto out; }
+    if (s[0] == '-' && !v) { rc = usage_error("train", "option %s needs a value", s); goto out; }
+    if (streq(s, "--model")) { a.o.model = v; i++; continue; }
+    if (streq(s, "--device")) {
+      i++;
+      if (streq(v, "cpu")) continue;
+      if (streq(v, "cuda")) fprintf(stderr, "mlc train: error: --device cuda is not implemented yet (CPU only in this version)\n");
+      else rc = usage_error("train", "--device must be cpu or cuda, got '%s'", v);
+      goto out;
+    }
+    if (streq(s, "--data") || streq(s, "--eval")) {
+      /* NAME=FILE[,NAME=FILE...]: IDX files become .npy in a temporary directory */
+      char *copy = arena_strdup(A, v), *outv = arena_strdup(A, "");
+      for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq) { rc = usage_error("train", "%s needs NAME=FILE", s); goto out; }
+        const char *path = eq + 1;
+        if (idx_is_idx(path)) {
+          char err[MLCRT_ERRLEN];
+          if (!tmpdir) {
+            const char *td = getenv("TMPDIR");
+            tmpdir = arena_printf(A, "%s/mlc-train-XXXXXX", td && *td ? td : "/tmp");
+            if (!mkdtemp(tmpdir)) {
+              fprintf(stderr, "mlc train: error: cannot create a temporary directory: %s\n", strerror(errno));
+              tmpdir = NULL;
+              goto out;
+            }
+          }
+          char *npy = arena_printf(A, "%s/%d.npy", tmpdir, ntmp);
+          if (idx_to_npy(path, npy, err)) {
+            fprintf(stderr, "%s\n", err);
+            goto out;
+          }
+          tmpfiles[ntmp++] = npy;
+          path = npy;
+        }
+        *eq = 0;
+        outv = arena_printf(A, "%s%s%s=%s", outv, *outv ? "," : "", tok, path);
+      }
+      fwd[nf++] = (char *)s;
+      fwd[nf++] = outv;
+      i++;
+      continue;
+    }
+    if (s[0] == '-') {
+      static const char *known[] = {"--epochs", "--batch", "--seed", "--save", "--checkpoint", "--weights", "--resume", NULL};
+      bool ok = false;
+      for (int k = 0; known[k]; k++) ok |= streq(s, known[k]);
+      if (!ok) { rc = usage_error("train", "unknown option '%s'", s); goto out; }
+      fwd[nf++] = (char *)s;
+      fwd[nf++] = (char *)v;
+      i++;
+      continue;
+    }
+    if (a.model_path) { rc = usage_error("train", "unexpected argument '%s' (one model file at a time)", s); goto out; }
+    a.model_path = s;
+  }
+  if (!a.model_path) { rc = usage_error("train", "no model file given%s", ""); goto out; }
+  Diag d = {0};
+  d.echo = stderr;
+  Compiled *c = compile_file(A, a.model_path, &a.o, false, &d);
+  if (c && !c->train_plan) {
+    fprintf(stderr, "%s: error: model '%s' has no train section\n", a.model_path, c->g->name);
+    c = NULL;
+  }
+  diag_free(&d);
+  if (!c) goto out;
+  EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, "model.h");
+  if (!e.train_harness) {
+    fprintf(stderr, "%s: error: %s\n", a.model_path, e.train_why);
+    goto out;
+  }
+  const char *exe = build_cached(A, &e, e.train_harness);
+  if (!exe) goto out;
+  fwd[0] = (char *)exe;
+  fwd[nf] = NULL;
+  rc = spawn_wait(fwd, false);
+  if (rc < 0) rc = 1;
+out:
+  if (tmpdir) remove_dir(tmpdir, tmpfiles, ntmp);
+  arena_free(A);
+  return rc;
 }
 
 /* docs/operators.md, generated from the op table */
@@ -363,7 +492,8 @@ int main(int argc, char **argv) {
     list_ops();
     return 0;
   }
-  if (streq(c1, "check") || streq(c1, "run") || streq(c1, "train") || streq(c1, "compile")) {
+  if (streq(c1, "train")) return cmd_train(argc, argv);
+  if (streq(c1, "check") || streq(c1, "run") || streq(c1, "compile")) {
     a.cmd = c1;
     start = 2;
   } else if (c1[0] != '-' && !strchr(c1, '.') && !strchr(c1, '/') && !exists(c1)) {
@@ -411,7 +541,7 @@ int main(int argc, char **argv) {
     char *h = arena_strdup(A, a.out);
     h[strlen(h) - 1] = 'h';
     const char *slash = strrchr(h, '/');
-    EmitC e = emitc_model(c->g, c->plan, slash ? slash + 1 : h);
+    EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h);
     rc = write_file(a.out, e.c) && write_file(h, e.h) ? 0 : 1;
   }
   diag_free(&d);

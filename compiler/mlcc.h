@@ -128,6 +128,14 @@ typedef struct DimCheck {
   const char *what;
 } DimCheck;
 
+typedef enum OptKind { OPT_SGD, OPT_ADAM, OPT_ADAMW } OptKind;
+typedef struct Optimizer {
+  OptKind kind;
+  double lr, momentum, weight_decay, beta1, beta2, eps;
+  bool nesterov;
+  Loc loc;
+} Optimizer;
+
 typedef struct Graph {
   Arena *A;
   const char *name; /* model name */
@@ -142,7 +150,16 @@ typedef struct Graph {
   int noutputs;
   DimCheck *checks;
   int nchecks;
-  bool has_train; /* a train section exists (lowered by the training pass) */
+  bool has_train; /* a train section exists */
+  /* the train section (lowered into the same graph; the forward `run`
+   * ignores these nodes because no output needs them) */
+  int *train_inputs, ntrain_inputs; /* OP_INPUT nodes of the train section */
+  int loss;                         /* scalar f32 node, -1 without a train section */
+  Optimizer opt;
+  /* autodiff.c: grads[t] is the node holding d loss / d tensors[t] (params
+   * only; -1 for buffers and params the loss does not depend on) */
+  int *grads;
+  int train_begin; /* nodes >= train_begin belong to the train step only */
 } Graph;
 
 /* ir.c */
@@ -167,6 +184,12 @@ bool infer_graph(Graph *g, Diag *d);
 /* Broadcasts a and b (NumPy rules); false if incompatible. */
 bool infer_broadcast(Graph *g, const Type *a, const Type *b, Type *out, Loc loc, Diag *d);
 DType infer_promote(const Node *a, const Node *b);
+
+/* ---- autodiff.c: reverse-mode differentiation ------------------------------ */
+/* Appends the backward graph of g->loss: for every param the loss depends on,
+ * g->grads[t] gets the node of its gradient.  Reports an error naming the
+ * operator when a gradient rule is missing and returns false. */
+bool autodiff(Graph *g, Diag *d);
 
 /* ---- plan.c: storage and liveness ----------------------------------------- */
 typedef enum Storage {
@@ -195,7 +218,9 @@ typedef struct Plan {
   bool reuse;         /* -O0 turns buffer reuse off */
 } Plan;
 
-Plan *plan_graph(Graph *g, int opt_level);
+Plan *plan_graph(Graph *g, int opt_level);  /* for run: the outputs */
+Plan *plan_train(Graph *g, int opt_level);  /* for the train step: loss and gradients */
+Plan *plan_eval(Graph *g, int opt_level);   /* for evaluate: loss and outputs */
 /* Arena bytes for given symbol values (uses the runtime planner). */
 size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals);
 /* Bytes of a node's value (or a conv scratch) as a Dim, for emitters. */
@@ -207,21 +232,30 @@ Dim plan_buf_bytes(const Graph *g, const Plan *p, int b);
  * NUL-terminated, allocated in g->A, and byte-identical for the same graph. */
 typedef struct EmitC {
   char *c, *h, *harness;
+  char *train_harness;   /* main() for `mlc train`, or NULL ... */
+  const char *train_why; /* ... and why not */
 } EmitC;
-EmitC emitc_model(Graph *g, const Plan *p, const char *header_name);
+EmitC emitc_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name);
 
 /* ---- driver.c: the pipeline --------------------------------------------------- */
 typedef struct Options {
   const char *model; /* --model */
   int opt_level;     /* 0 or 2 */
   uint64_t seed;
+  bool need_train; /* mlc train: a missing gradient rule is an error */
 } Options;
 
 typedef struct Compiled {
   Graph *g;
   Plan *plan;
+  Plan *train_plan; /* NULL without a train step */
+  Plan *eval_plan;  /* with train_plan */
   char *c_src, *h_src, *harness_src; /* NUL-terminated */
 } Compiled;
+
+/* ---- idx.c: IDX datasets for `mlc train` ------------------------------------ */
+bool idx_is_idx(const char *path);                          /* not a .npy name */
+int idx_to_npy(const char *path, const char *npy, char *err); /* MLCRT_* status */
 
 /* Parses, checks and (unless check_only) emits.  Returns NULL on errors. */
 Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d);

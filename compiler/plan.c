@@ -27,7 +27,34 @@ static int new_buf(Arena *A, Plan *p, int node, bool scratch, int *cap) {
   return p->nbufs++;
 }
 
+/* Plans the nodes that `roots` need, in schedule order; roots stay live to
+ * the end (outputs of run, or the loss and gradients of a train step). */
+static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots);
+
 Plan *plan_graph(Graph *g, int opt_level) {
+  int *roots = arena_alloc(g->A, sizeof(int) * (size_t)(g->noutputs + 1));
+  for (int i = 0; i < g->noutputs; i++) roots[i] = g->outputs[i].node;
+  return plan_roots(g, opt_level, roots, g->noutputs);
+}
+
+Plan *plan_train(Graph *g, int opt_level) {
+  int *roots = arena_alloc(g->A, sizeof(int) * (size_t)(g->ntensors + 2));
+  int n = 0;
+  roots[n++] = g->loss;
+  for (int t = 0; t < g->ntensors; t++)
+    if (g->grads[t] >= 0) roots[n++] = g->grads[t];
+  return plan_roots(g, opt_level, roots, n);
+}
+
+Plan *plan_eval(Graph *g, int opt_level) {
+  int *roots = arena_alloc(g->A, sizeof(int) * (size_t)(g->noutputs + 2));
+  int n = 0;
+  roots[n++] = g->loss;
+  for (int i = 0; i < g->noutputs; i++) roots[n++] = g->outputs[i].node;
+  return plan_roots(g, opt_level, roots, n);
+}
+
+static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
   Arena *A = g->A;
   Plan *p = arena_alloc(A, sizeof *p);
   int n = g->n, cap = 0;
@@ -41,7 +68,7 @@ Plan *plan_graph(Graph *g, int opt_level) {
   /* liveness: which nodes do the outputs need? */
   bool *live = arena_alloc(A, (size_t)(n + 1));
   bool *inline_only = arena_alloc(A, (size_t)(n + 1)); /* used only by elementwise ops */
-  for (int i = 0; i < g->noutputs; i++) live[g->outputs[i].node] = true;
+  for (int i = 0; i < nroots; i++) live[roots[i]] = true;
   for (int i = n - 1; i >= 0; i--)
     if (live[i])
       for (int j = 0; j < g->nodes[i].nin; j++) live[g->nodes[i].in[j]] = true;
@@ -52,7 +79,7 @@ Plan *plan_graph(Graph *g, int opt_level) {
     for (int j = 0; j < g->nodes[i].nin; j++)
       if (!elem) inline_only[g->nodes[i].in[j]] = false;
   }
-  for (int i = 0; i < g->noutputs; i++) inline_only[g->outputs[i].node] = false;
+  for (int i = 0; i < nroots; i++) inline_only[roots[i]] = false;
 
   /* the weights region holds every param and buffer, live or not: the
    * weights file and checkpoints name them all */
@@ -81,7 +108,7 @@ Plan *plan_graph(Graph *g, int opt_level) {
       p->storage[i] = ST_ARENA;
       p->buf[i] = new_buf(A, p, i, false, &cap);
     }
-    if (nd->op == OP_CONV2D) p->scratch[i] = new_buf(A, p, i, true, &cap);
+    if (nd->op == OP_CONV2D || nd->op == OP_CONV1D) p->scratch[i] = new_buf(A, p, i, true, &cap);
   }
   /* extend each buffer's range to the last use of it or any view of it */
   for (int i = 0; i < n; i++) {
@@ -91,8 +118,8 @@ Plan *plan_graph(Graph *g, int opt_level) {
       if (p->buf[root] >= 0 && p->bufs[p->buf[root]].last < i) p->bufs[p->buf[root]].last = i;
     }
   }
-  for (int i = 0; i < g->noutputs; i++) {
-    int root = p->alias_of[g->outputs[i].node];
+  for (int i = 0; i < nroots; i++) {
+    int root = p->alias_of[roots[i]];
     if (p->buf[root] >= 0) p->bufs[p->buf[root]].last = n;
   }
   if (!p->reuse)
@@ -114,12 +141,13 @@ size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals) {
     size_t size;
     if (p->bufs[b].scratch) {
       const Type *x = &g->nodes[nd->in[0]].ty, *w = &g->nodes[nd->in[1]].ty;
+      int h = nd->op == OP_CONV1D ? 1 : 2; /* conv1d: conv2d with H = KH = OH = 1 */
       mlcrt_conv2d_params cp = {
           .N = dim_eval(x->dim[0], symvals), .C = dim_eval(x->dim[1], symvals),
-          .H = dim_eval(x->dim[2], symvals), .W = dim_eval(x->dim[3], symvals),
-          .OC = dim_eval(w->dim[0], symvals), .KH = dim_eval(w->dim[2], symvals),
-          .KW = dim_eval(w->dim[3], symvals), .OH = dim_eval(nd->ty.dim[2], symvals),
-          .OW = dim_eval(nd->ty.dim[3], symvals), .sh = nd->ia[0], .sw = nd->ia[1],
+          .H = h < 2 ? 1 : dim_eval(x->dim[2], symvals), .W = dim_eval(x->dim[h + 1], symvals),
+          .OC = dim_eval(w->dim[0], symvals), .KH = h < 2 ? 1 : dim_eval(w->dim[2], symvals),
+          .KW = dim_eval(w->dim[h + 1], symvals), .OH = h < 2 ? 1 : dim_eval(nd->ty.dim[2], symvals),
+          .OW = dim_eval(nd->ty.dim[h + 1], symvals), .sh = nd->ia[0], .sw = nd->ia[1],
           .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5], .groups = nd->ia[6]};
       size = mlcrt_conv2d_scratch(&cp);
     } else {

@@ -181,6 +181,108 @@ void mlcrt_adaptive_avg_pool2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, i
 /* Softmax (or log-softmax when log != 0) over the middle dim of [outer, n, inner]. */
 void mlcrt_softmax_f32(const float *x, int64_t outer, int64_t n, int64_t inner, int log, float *y);
 
+/* ---- indexing (index.c): any dtype, elem bytes per element ------------------ */
+/* y[o, j, :] = x[o, index[j], :] over x [outer, n, inner] (index i64 when
+ * index_i64, else i32).  Returns 0, or 1 with *bad = an index outside 0..n-1
+ * (then y is untouched).  embedding is index_select of dim 0 of the table. */
+int mlcrt_index_select(const void *x, size_t elem, int64_t outer, int64_t n, int64_t inner, const void *index,
+                       int index_i64, int64_t nindex, void *y, int64_t *bad);
+/* Integer pow as PyTorch: wraps on overflow; a negative exponent gives 0
+ * except for bases 1 and -1. */
+int64_t mlcrt_ipow(int64_t base, int64_t exp);
+
+/* ---- normalisation (norm.c); weight and bias may be NULL ------------------- */
+/* batch_norm with running statistics over x [N, C, inner]. */
+void mlcrt_batch_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, const float *mean,
+                          const float *var, const float *w, const float *b, float eps, float *y);
+/* layer_norm (rms == 0) or rms_norm (rms != 0, b unused) over each row of M
+ * trailing elements; w and b hold M values. */
+void mlcrt_layer_norm_f32(const float *x, int64_t rows, int64_t M, const float *w, const float *b,
+                          float eps, int rms, float *y);
+/* group_norm over x [N, C, inner] with G groups; w and b hold C values. */
+void mlcrt_group_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, int64_t G,
+                          const float *w, const float *b, float eps, float *y);
+
+/* ---- transposed convolution (conv_transpose.c) ----------------------------- */
+typedef struct mlcrt_conv_transpose2d_params {
+  int64_t N, C, H, W;  /* input */
+  int64_t OC, KH, KW;  /* weight [C, OC/groups, KH, KW] */
+  int64_t OH, OW;      /* output */
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+} mlcrt_conv_transpose2d_params;
+void mlcrt_conv_transpose2d_f32(const mlcrt_conv_transpose2d_params *p, const float *x,
+                                const float *w, const float *b, float *y);
+
+/* ---- attention (attention.c) ---------------------------------------------- */
+/* q [batch..., Tq, D], k [batch..., Tk, D], v [batch..., Tk, Dv] -> y [batch..., Tq, Dv],
+ * all dense.  mask: NULL (mask == 0), bool bytes (1: keep where nonzero) or
+ * float (2: added to the scores), read at element strides mask_stride[] along
+ * the batch dims, then Tq, then Tk (0 where it broadcasts). */
+typedef struct mlcrt_sdpa_params {
+  int nbatch;
+  int64_t batch[MLCRT_MAX_RANK];
+  int64_t Tq, Tk, D, Dv;
+  float scale;
+  int causal; /* key j visible to query i iff j <= i */
+  int mask;
+  int64_t mask_stride[MLCRT_MAX_RANK];
+} mlcrt_sdpa_params;
+void mlcrt_sdpa_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
+                    const void *mask, float *y);
+
+/* ---- backward kernels and losses (runtime/grad.c) -------------------------- */
+void mlcrt_linear_dw_f32(const float *dy, const float *x, int64_t M, int64_t N, int64_t K, float *dw);
+void mlcrt_conv2d_dx_f32(const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx);
+void mlcrt_conv2d_dw_f32(const mlcrt_conv2d_params *p, const float *dy, const float *x, float *dw);
+void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx);
+void mlcrt_avg_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, float *dx);
+void mlcrt_adaptive_avg_pool2d_dx_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                      const float *dy, float *dx);
+void mlcrt_softmax_dx_f32(const float *dy, const float *y, int64_t outer, int64_t n, int64_t inner, int log,
+                          float *dx);
+/* Labels are u8, i32 or i64; one outside 0..C-1 is an error (MLCRT_EINVAL). */
+int mlcrt_cross_entropy_f32(const float *logits, const void *labels, mlcrt_dtype ldt, int64_t N, int64_t C,
+                            double smoothing, float *loss, char *err);
+int mlcrt_cross_entropy_dx_f32(const float *dy, const float *logits, const void *labels, mlcrt_dtype ldt,
+                               int64_t N, int64_t C, double smoothing, float *dx, char *err);
+
+/* ---- the training driver behind `mlc train` (runtime/trainloop.c) ----------- */
+#define MLCRT_TRAIN_MAX_INPUTS 16
+typedef struct mlcrt_train_input {
+  const char *name;
+  mlcrt_dtype dtype;
+  int rank;
+  /* dims[0] is the batch; dims[k] >= 0 is a fixed size, -(s+1) symbolic dim s */
+  int64_t dims[MLCRT_MAX_RANK];
+} mlcrt_train_input;
+
+/* What the generated harness tells the driver: the inputs in train-step
+ * order (model inputs, then the train section's) and wrappers around the
+ * model's functions taking the symbolic dims as an array. */
+typedef struct mlcrt_trainer {
+  const char *model;
+  int ninputs;
+  const mlcrt_train_input *inputs;
+  int nsyms, batch_sym;
+  int64_t classes; /* > 0: the first output is [B, classes] f32 ... */
+  int label_input; /* ... and inputs[label_input] holds integer labels */
+  void *(*create)(const int64_t *maxdims);
+  void (*destroy)(void *m);
+  int (*init)(void *m, uint64_t seed);
+  int (*load)(void *m, const char *path);
+  int (*save)(void *m, const char *path);
+  int (*load_checkpoint)(void *m, const char *path);
+  int (*save_checkpoint)(void *m, const char *path);
+  int64_t (*step)(void *m);
+  int (*train_step)(void *m, const int64_t *dims, void *const *inputs, float *loss);
+  int (*evaluate)(void *m, const int64_t *dims, void *const *inputs, float *loss, void *output0);
+  const char *(*last_error)(void *m);
+} mlcrt_trainer;
+
+/* Parses --data/--eval/--epochs/--batch/--shuffle/--seed/--save/--checkpoint/
+ * --weights/--resume and trains; returns the process exit status. */
+int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

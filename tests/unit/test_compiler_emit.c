@@ -59,7 +59,7 @@ static Em *emit_src(const char *text, int opt) {
   e->p = plan_graph(e->g, opt);
   char hname[128];
   snprintf(hname, sizeof hname, "%s.h", e->g->name);
-  e->out = emitc_model(e->g, e->p, arena_strdup(e->A, hname));
+  e->out = emitc_model(e->g, e->p, NULL, NULL, arena_strdup(e->A, hname));
   assert_non_null(e->out.c);
   assert_non_null(e->out.h);
   assert_non_null(e->out.harness);
@@ -203,7 +203,7 @@ static void test_deterministic(void **state) {
       /* emitting the same graph twice */
       char hname[64];
       snprintf(hname, sizeof hname, "%s.h", a->g->name);
-      EmitC again = emitc_model(a->g, a->p, hname);
+      EmitC again = emitc_model(a->g, a->p, NULL, NULL, hname);
       assert_string_equal(again.c, a->out.c);
       assert_string_equal(again.h, a->out.h);
       assert_string_equal(again.harness, a->out.harness);

@@ -183,11 +183,18 @@ static void test_spec_fashion_mlp(void **state) {
   assert_int_equal(g->ntensors, 4);
   assert_int_equal(g->noutputs, 1);
   assert_int_equal(g->nchecks, 0);
+  /* the model, then its train section (label input, loss) */
   static const Op ops[] = {OP_INPUT, OP_PARAM, OP_PARAM, OP_PARAM, OP_PARAM, OP_TO_F32, OP_CONST,
-                           OP_DIV, OP_FLATTEN, OP_LINEAR, OP_RELU, OP_LINEAR};
+                           OP_DIV, OP_FLATTEN, OP_LINEAR, OP_RELU, OP_LINEAR, OP_INPUT, OP_CROSS_ENTROPY};
   static const char *const types[] = {"u8[B, 1, 28, 28]", "f32[256, 784]", "f32[256]", "f32[10, 256]",
                                       "f32[10]", "f32[B, 1, 28, 28]", "f32[]", "f32[B, 1, 28, 28]",
-                                      "f32[B, 784]", "f32[B, 256]", "f32[B, 256]", "f32[B, 10]"};
+                                      "f32[B, 784]", "f32[B, 256]", "f32[B, 256]", "f32[B, 10]",
+                                      "u8[B]", "f32[]"};
+  assert_int_equal(g->ntrain_inputs, 1);
+  assert_int_equal(g->loss, 13);
+  assert_int_equal(g->train_begin, 12);
+  assert_int_equal(g->opt.kind, OPT_SGD);
+  assert_true(g->opt.lr == 0.05 && g->opt.momentum == 0.9);
   assert_int_equal(g->n, (int)(sizeof ops / sizeof ops[0]));
   for (int i = 0; i < g->n; i++) {
     assert_int_equal(g->nodes[i].op, ops[i]);

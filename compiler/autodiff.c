@@ -1,0 +1,335 @@
+/* compiler/autodiff.c — reverse-mode differentiation of the IR.
+ *
+ * Walks the graph backwards from the loss, appending for each node the
+ * ordinary IR nodes that compute the gradients of its inputs (the backward
+ * graph is plain IR, so planning, fusion and every backend apply to it).
+ * Gradients of a value used several times are summed.  Broadcasting is
+ * undone by summing over the broadcast dims (sum_to).  Only nodes on a path
+ * from a param to the loss are differentiated.
+ *
+ * Rules, dy being the gradient of the node's result:
+ *   add/sub        dx = sum_to(±dy)            mul  dx = sum_to(dy * other)
+ *   div            da = dy / b, db = -dy * a / (b * b)
+ *   relu abs sigmoid tanh silu exp log sqrt rsqrt neg: elementwise formulas
+ *   linear         dx = dy @ W, dW = dy^T x, db = sum(dy over rows)
+ *   matmul         da = dy @ b^T, db = a^T @ dy (rank >= 2), then sum_to
+ *   conv2d         dedicated input/weight kernels, db = sum over N, H, W
+ *   pools          dedicated kernels (max routes to the first maximum)
+ *   sum/mean       broadcast dy back (mean scales by 1/count)
+ *   softmax/log_softmax, cross_entropy: dedicated kernels
+ *   reshape/flatten/transpose/permute: the inverse movement
+ */
+#include "mlcc.h"
+#include <string.h>
+
+typedef struct AD {
+  Graph *g;
+  Diag *d;
+  int *grad; /* per forward node: node id of its accumulated gradient, or -1 */
+  int nfwd;
+  bool ok;
+} AD;
+
+static Node *N(AD *a, int id) { return &a->g->nodes[id]; }
+
+/* A node typed by its inference rule. */
+static int op(AD *a, Op o, Loc loc, int nin, const int *in) {
+  int id = ir_add(a->g, o, loc, nin, in);
+  if (!infer_node(a->g, id, a->d)) a->ok = false;
+  return id;
+}
+
+/* A node whose type is given (internal backward ops). */
+static int op_typed(AD *a, Op o, Loc loc, int nin, const int *in, const Type *t) {
+  int id = ir_add(a->g, o, loc, nin, in);
+  N(a, id)->ty = *t;
+  return id;
+}
+
+static int konst(AD *a, double v, Loc loc) {
+  int id = ir_add(a->g, OP_CONST, loc, 0, NULL);
+  N(a, id)->fa[0] = v;
+  N(a, id)->weak = true;
+  N(a, id)->ty.dt = DT_F32;
+  return id;
+}
+
+static int bin(AD *a, Op o, int x, int y, Loc loc) {
+  int in[2] = {x, y};
+  return op(a, o, loc, 2, in);
+}
+
+static int reshape_to(AD *a, int x, const Type *t, Loc loc) {
+  if (N(a, x)->ty.rank == t->rank) {
+    bool same = true;
+    for (int i = 0; i < t->rank; i++) same &= dim_eq(N(a, x)->ty.dim[i], t->dim[i]);
+    if (same) return x;
+  }
+  int id = ir_add(a->g, OP_RESHAPE, loc, 1, &x);
+  Node *n = N(a, id);
+  n->nda = t->rank;
+  n->da = arena_alloc(a->g->A, sizeof(Dim) * (size_t)(t->rank ? t->rank : 1));
+  for (int i = 0; i < t->rank; i++) n->da[i] = t->dim[i];
+  if (!infer_node(a->g, id, a->d)) a->ok = false;
+  return id;
+}
+
+/* Sums dy (shape of a broadcast result) down to shape t. */
+static int sum_to(AD *a, int dy, const Type *t, Loc loc) {
+  const Type *yt = &N(a, dy)->ty;
+  int lead = yt->rank - t->rank;
+  int64_t mask = 0;
+  for (int i = 0; i < yt->rank; i++) {
+    int64_t c;
+    if (i < lead) mask |= 1 << i;
+    else if (dim_is_const(t->dim[i - lead], &c) && c == 1 && !(dim_is_const(yt->dim[i], &c) && c == 1))
+      mask |= 1 << i;
+  }
+  if (!mask) return dy;
+  int id = ir_add(a->g, OP_SUM, loc, 1, &dy);
+  Node *n = N(a, id);
+  n->ia[0] = 1; /* keepdim, then reshape to t */
+  int k = 0;
+  for (int i = 0; i < yt->rank; i++)
+    if (mask & (1 << i)) n->ia[2 + k++] = i;
+  n->ia[1] = k;
+  n->nia = 2 + k;
+  if (!infer_node(a->g, id, a->d)) a->ok = false;
+  return reshape_to(a, id, t, loc);
+}
+
+/* Broadcasts dy up to shape t (the inverse of a reduction with keepdim). */
+static int broadcast_to(AD *a, int dy, const Type *t, Loc loc) {
+  Type bt = *t;
+  bt.dt = N(a, dy)->ty.dt;
+  return op_typed(a, OP_BROADCAST, loc, 1, &dy, &bt);
+}
+
+static void accumulate(AD *a, int x, int g, Loc loc) {
+  if (x >= a->nfwd) return;
+  a->grad[x] = a->grad[x] < 0 ? g : bin(a, OP_ADD, a->grad[x], g, loc);
+}
+
+static int transpose_last(AD *a, int x, Loc loc) {
+  int id = ir_add(a->g, OP_TRANSPOSE, loc, 1, &x);
+  N(a, id)->ia[0] = -1, N(a, id)->ia[1] = -2, N(a, id)->nia = 2;
+  if (!infer_node(a->g, id, a->d)) a->ok = false;
+  return id;
+}
+
+static void backward(AD *a, int id, const bool *needs) {
+  Node n = *N(a, id); /* copy: ir_add may move the node array */
+  int dy = a->grad[id];
+  Loc loc = n.loc;
+  int x = n.nin > 0 ? n.in[0] : -1, y = n.nin > 1 ? n.in[1] : -1;
+  const Type *xt = x >= 0 ? &N(a, x)->ty : NULL;
+  Type xtc = xt ? *xt : (Type){0}, ytc = y >= 0 ? N(a, y)->ty : (Type){0};
+#define NEED(i) (n.nin > (i) && needs[n.in[i]])
+  switch (n.op) {
+  case OP_ADD:
+  case OP_SUB:
+    if (NEED(0)) accumulate(a, x, sum_to(a, dy, &xtc, loc), loc);
+    if (NEED(1)) {
+      int g = n.op == OP_SUB ? op(a, OP_NEG, loc, 1, &dy) : dy;
+      accumulate(a, y, sum_to(a, g, &ytc, loc), loc);
+    }
+    return;
+  case OP_MUL:
+    if (NEED(0)) accumulate(a, x, sum_to(a, bin(a, OP_MUL, dy, y, loc), &xtc, loc), loc);
+    if (NEED(1)) accumulate(a, y, sum_to(a, bin(a, OP_MUL, dy, x, loc), &ytc, loc), loc);
+    return;
+  case OP_DIV:
+    if (NEED(0)) accumulate(a, x, sum_to(a, bin(a, OP_DIV, dy, y, loc), &xtc, loc), loc);
+    if (NEED(1)) {
+      int q = bin(a, OP_DIV, bin(a, OP_MUL, dy, x, loc), bin(a, OP_MUL, y, y, loc), loc);
+      accumulate(a, y, sum_to(a, op(a, OP_NEG, loc, 1, &q), &ytc, loc), loc);
+    }
+    return;
+  case OP_NEG: accumulate(a, x, op(a, OP_NEG, loc, 1, &dy), loc); return;
+  case OP_RELU:
+  case OP_ABS:
+  case OP_SILU: {
+    int in[2] = {dy, x};
+    Op b = n.op == OP_RELU ? OP_RELU_BWD : n.op == OP_ABS ? OP_ABS_BWD : OP_SILU_BWD;
+    accumulate(a, x, op_typed(a, b, loc, 2, in, &N(a, dy)->ty), loc);
+    return;
+  }
+  case OP_SIGMOID:
+  case OP_TANH: {
+    int in[2] = {dy, id};
+    accumulate(a, x, op_typed(a, n.op == OP_SIGMOID ? OP_SIGMOID_BWD : OP_TANH_BWD, loc, 2, in, &N(a, dy)->ty), loc);
+    return;
+  }
+  case OP_EXP: accumulate(a, x, bin(a, OP_MUL, dy, id, loc), loc); return;
+  case OP_LOG: accumulate(a, x, bin(a, OP_DIV, dy, x, loc), loc); return;
+  case OP_SQRT: /* dy / (2 y) */
+    accumulate(a, x, bin(a, OP_DIV, dy, bin(a, OP_MUL, id, konst(a, 2.0, loc), loc), loc), loc);
+    return;
+  case OP_RSQRT: { /* -0.5 dy y^3 */
+    int y3 = bin(a, OP_MUL, bin(a, OP_MUL, id, id, loc), id, loc);
+    accumulate(a, x, bin(a, OP_MUL, bin(a, OP_MUL, dy, y3, loc), konst(a, -0.5, loc), loc), loc);
+    return;
+  }
+  case OP_TO_F32: case OP_TO_F16: case OP_TO_BF16:
+    if (dtype_is_float(xt->dt)) {
+      Op c = xt->dt == DT_F32 ? OP_TO_F32 : xt->dt == DT_F16 ? OP_TO_F16 : OP_TO_BF16;
+      accumulate(a, x, op(a, c, loc, 1, &dy), loc);
+    }
+    return;
+  case OP_RESHAPE:
+  case OP_FLATTEN: accumulate(a, x, reshape_to(a, dy, &xtc, loc), loc); return;
+  case OP_TRANSPOSE:
+  case OP_PERMUTE: { /* inverse permutation */
+    int pid = ir_add(a->g, OP_PERMUTE, loc, 1, &dy);
+    Node *p = N(a, pid);
+    p->nda = xtc.rank;
+    p->da = arena_alloc(a->g->A, sizeof(Dim) * (size_t)(xtc.rank ? xtc.rank : 1));
+    for (int i = 0; i < xtc.rank; i++) p->da[n.ia[8 + i]] = dim_const(i);
+    if (!infer_node(a->g, pid, a->d)) a->ok = false;
+    accumulate(a, x, pid, loc);
+    return;
+  }
+  case OP_SUM:
+  case OP_MEAN: {
+    Type kt = xtc; /* the keepdim shape */
+    for (int i = 0; i < kt.rank; i++)
+      if (n.ia[14] & (1 << i)) kt.dim[i] = dim_const(1);
+    kt.dt = N(a, dy)->ty.dt;
+    int g = broadcast_to(a, reshape_to(a, dy, &kt, loc), &xtc, loc);
+    if (n.op == OP_MEAN) {
+      Dim cnt = dim_const(1);
+      for (int i = 0; i < xtc.rank; i++)
+        if (n.ia[14] & (1 << i)) cnt = dim_mul(cnt, xtc.dim[i]);
+      int64_t c;
+      if (!dim_is_const(cnt, &c)) {
+        diag_error(a->d, loc, "gradient of mean over a symbolic dim is not implemented yet");
+        a->ok = false;
+        return;
+      }
+      g = bin(a, OP_MUL, g, konst(a, 1.0 / (double)c, loc), loc);
+    }
+    accumulate(a, x, g, loc);
+    return;
+  }
+  case OP_LINEAR: {
+    if (NEED(0)) accumulate(a, x, bin(a, OP_MATMUL, dy, y, loc), loc);
+    if (NEED(1)) {
+      int in[2] = {dy, x};
+      accumulate(a, y, op_typed(a, OP_LINEAR_DW, loc, 2, in, &ytc), loc);
+    }
+    if (n.nin == 3 && NEED(2)) accumulate(a, n.in[2], sum_to(a, dy, &N(a, n.in[2])->ty, loc), loc);
+    return;
+  }
+  case OP_MATMUL:
+    if (xtc.rank < 2 || ytc.rank < 2) {
+      diag_error(a->d, loc, "gradient of matmul with a 1-D operand is not implemented yet");
+      a->ok = false;
+      return;
+    }
+    if (NEED(0)) accumulate(a, x, sum_to(a, bin(a, OP_MATMUL, dy, transpose_last(a, y, loc), loc), &xtc, loc), loc);
+    if (NEED(1)) accumulate(a, y, sum_to(a, bin(a, OP_MATMUL, transpose_last(a, x, loc), dy, loc), &ytc, loc), loc);
+    return;
+  case OP_CONV2D: {
+    if (NEED(0)) {
+      int in[2] = {dy, y};
+      int g = op_typed(a, OP_CONV2D_DX, loc, 2, in, &xtc);
+      memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
+      N(a, g)->nia = n.nia;
+      accumulate(a, x, g, loc);
+    }
+    if (NEED(1)) {
+      int in[2] = {dy, x};
+      int g = op_typed(a, OP_CONV2D_DW, loc, 2, in, &ytc);
+      memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
+      N(a, g)->nia = n.nia;
+      accumulate(a, y, g, loc);
+    }
+    if (n.nin == 3 && NEED(2)) { /* the bias is per channel: sum over N, H, W */
+      int sid = ir_add(a->g, OP_SUM, loc, 1, &dy);
+      Node *sn = N(a, sid);
+      sn->ia[0] = 0, sn->ia[1] = 3, sn->ia[2] = 0, sn->ia[3] = 2, sn->ia[4] = 3, sn->nia = 5;
+      if (!infer_node(a->g, sid, a->d)) a->ok = false;
+      accumulate(a, n.in[2], sid, loc);
+    }
+    return;
+  }
+  case OP_MAX_POOL2D:
+  case OP_AVG_POOL2D:
+  case OP_ADAPTIVE_AVG_POOL2D: {
+    int in[2] = {dy, x};
+    Op b = n.op == OP_MAX_POOL2D ? OP_MAX_POOL2D_DX : n.op == OP_AVG_POOL2D ? OP_AVG_POOL2D_DX : OP_ADAPTIVE_AVG_POOL2D_DX;
+    int g = op_typed(a, b, loc, b == OP_MAX_POOL2D_DX ? 2 : 1, in, &xtc);
+    memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
+    N(a, g)->nia = n.nia;
+    accumulate(a, x, g, loc);
+    return;
+  }
+  case OP_SOFTMAX:
+  case OP_LOG_SOFTMAX: {
+    int in[2] = {dy, id};
+    int g = op_typed(a, n.op == OP_SOFTMAX ? OP_SOFTMAX_DX : OP_LOG_SOFTMAX_DX, loc, 2, in, &xtc);
+    N(a, g)->ia[1] = n.ia[1];
+    N(a, g)->nia = 2;
+    accumulate(a, x, g, loc);
+    return;
+  }
+  case OP_CROSS_ENTROPY: {
+    int in[3] = {dy, x, y};
+    int g = op_typed(a, OP_CROSS_ENTROPY_DX, loc, 3, in, &xtc);
+    N(a, g)->fa[0] = n.fa[0];
+    accumulate(a, x, g, loc);
+    return;
+  }
+  default:
+    diag_error(a->d, loc, "training: the gradient of '%s' is not implemented yet", op_info[n.op].name);
+    a->ok = false;
+  }
+#undef NEED
+}
+
+bool autodiff(Graph *g, Diag *d) {
+  if (g->loss < 0) return false;
+  AD a = {.g = g, .d = d, .ok = true, .nfwd = g->n};
+  Arena *A = g->A;
+  a.grad = arena_alloc(A, sizeof(int) * (size_t)(g->n + 1));
+  bool *needs = arena_alloc(A, (size_t)(g->n + 1));
+  /* needs[n]: n depends on a param (so its gradient is wanted) */
+  for (int i = 0; i < g->n; i++) {
+    a.grad[i] = -1;
+    Node *n = &g->nodes[i];
+    needs[i] = n->op == OP_PARAM;
+    for (int j = 0; j < n->nin; j++) needs[i] |= needs[n->in[j]];
+  }
+  /* only nodes the loss depends on */
+  bool *onpath = arena_alloc(A, (size_t)(g->n + 1));
+  onpath[g->loss] = true;
+  for (int i = g->loss; i >= 0; i--)
+    if (onpath[i])
+      for (int j = 0; j < g->nodes[i].nin; j++) onpath[g->nodes[i].in[j]] = true;
+  for (int i = 0; i < g->n; i++) needs[i] &= onpath[i];
+  g->grads = arena_alloc(A, sizeof(int) * (size_t)(g->ntensors + 1));
+  for (int t = 0; t < g->ntensors; t++) g->grads[t] = -1;
+  if (!needs[g->loss]) {
+    diag_error(d, g->nodes[g->loss].loc, "the loss does not depend on any param: nothing to train");
+    return false;
+  }
+  int one = ir_add(g, OP_CONST, g->nodes[g->loss].loc, 0, NULL);
+  g->nodes[one].fa[0] = 1.0;
+  g->nodes[one].ty.dt = DT_F32;
+  g->nodes[one].hint = "dloss";
+  a.grad[g->loss] = one;
+  for (int i = g->loss; i >= 0 && a.ok; i--) {
+    if (a.grad[i] < 0 || !needs[i] || g->nodes[i].op == OP_PARAM) continue;
+    backward(&a, i, needs);
+  }
+  if (!a.ok) return false;
+  for (int t = 0; t < g->ntensors; t++) {
+    int p = g->tensors[t];
+    if (g->nodes[p].op == OP_PARAM && a.grad[p] >= 0) {
+      g->grads[t] = a.grad[p];
+      if (!g->nodes[a.grad[p]].hint)
+        g->nodes[a.grad[p]].hint = arena_printf(A, "grad_%s", g->nodes[p].name);
+    }
+  }
+  return true;
+}

@@ -1,0 +1,205 @@
+/* runtime/grad.c — backward kernels for training (float32).
+ *
+ * Each is the gradient of a forward kernel in this library, written as a
+ * plain loop nest that mirrors the forward one, so the two are easy to check
+ * against each other; speed comes later (issue: CPU speed).  Conventions:
+ * dy has the forward output's shape, dx / dw the shape of what they are the
+ * gradient of, and every output is overwritten (never accumulated into).
+ */
+#include "mlcrt.h"
+#include <math.h>
+#include <string.h>
+
+/* dw[N, K] = dy[M, N]^T x[M, K] */
+void mlcrt_linear_dw_f32(const float *dy, const float *x, int64_t M, int64_t N, int64_t K, float *dw) {
+  mlcrt_sgemm(1, 0, N, K, M, 1.0f, dy, N, x, K, 0.0f, dw, K);
+}
+
+/* dx = conv2d's input gradient: scatter each dy element through the kernel. */
+void mlcrt_conv2d_dx_f32(const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx) {
+  int64_t G = p->groups, Cg = p->C / G, OCg = p->OC / G;
+  memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
+  for (int64_t n = 0; n < p->N; n++)
+    for (int64_t oc = 0; oc < p->OC; oc++) {
+      int64_t g = oc / OCg;
+      const float *dyp = dy + (n * p->OC + oc) * p->OH * p->OW;
+      for (int64_t c = 0; c < Cg; c++) {
+        const float *wp = w + (oc * Cg + c) * p->KH * p->KW;
+        float *dxp = dx + (n * p->C + g * Cg + c) * p->H * p->W;
+        for (int64_t kh = 0; kh < p->KH; kh++)
+          for (int64_t kw = 0; kw < p->KW; kw++) {
+            float wv = wp[kh * p->KW + kw];
+            for (int64_t oh = 0; oh < p->OH; oh++) {
+              int64_t ih = oh * p->sh - p->ph + kh * p->dh;
+              if (ih < 0 || ih >= p->H) continue;
+              for (int64_t ow = 0; ow < p->OW; ow++) {
+                int64_t iw = ow * p->sw - p->pw + kw * p->dw;
+                if (iw < 0 || iw >= p->W) continue;
+                dxp[ih * p->W + iw] += wv * dyp[oh * p->OW + ow];
+              }
+            }
+          }
+      }
+    }
+}
+
+/* dw = conv2d's weight gradient: correlate dy with the input. */
+void mlcrt_conv2d_dw_f32(const mlcrt_conv2d_params *p, const float *dy, const float *x, float *dw) {
+  int64_t G = p->groups, Cg = p->C / G, OCg = p->OC / G;
+  for (int64_t oc = 0; oc < p->OC; oc++) {
+    int64_t g = oc / OCg;
+    for (int64_t c = 0; c < Cg; c++)
+      for (int64_t kh = 0; kh < p->KH; kh++)
+        for (int64_t kw = 0; kw < p->KW; kw++) {
+          double acc = 0;
+          for (int64_t n = 0; n < p->N; n++) {
+            const float *dyp = dy + (n * p->OC + oc) * p->OH * p->OW;
+            const float *xp = x + (n * p->C + g * Cg + c) * p->H * p->W;
+            for (int64_t oh = 0; oh < p->OH; oh++) {
+              int64_t ih = oh * p->sh - p->ph + kh * p->dh;
+              if (ih < 0 || ih >= p->H) continue;
+              for (int64_t ow = 0; ow < p->OW; ow++) {
+                int64_t iw = ow * p->sw - p->pw + kw * p->dw;
+                if (iw < 0 || iw >= p->W) continue;
+                acc += (double)dyp[oh * p->OW + ow] * xp[ih * p->W + iw];
+              }
+            }
+          }
+          dw[((oc * Cg + c) * p->KH + kh) * p->KW + kw] = (float)acc;
+        }
+  }
+}
+
+/* Routes each dy to the first maximum of its window (as PyTorch's CPU kernel;
+ * a NaN counts as the maximum). */
+void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx) {
+  memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
+  for (int64_t nc = 0; nc < p->N * p->C; nc++) {
+    const float *xp = x + nc * p->H * p->W;
+    float *dxp = dx + nc * p->H * p->W;
+    for (int64_t oh = 0; oh < p->OH; oh++)
+      for (int64_t ow = 0; ow < p->OW; ow++) {
+        int64_t h0 = oh * p->sh - p->ph, w0 = ow * p->sw - p->pw, best = -1;
+        float m = -INFINITY;
+        for (int64_t h = h0; h < h0 + p->kh; h++)
+          for (int64_t w = w0; w < w0 + p->kw; w++) {
+            if (h < 0 || h >= p->H || w < 0 || w >= p->W) continue;
+            float v = xp[h * p->W + w];
+            if (best < 0 || v > m || (isnan(v) && !isnan(m))) m = v, best = h * p->W + w;
+          }
+        if (best >= 0) dxp[best] += dy[(nc * p->OH + oh) * p->OW + ow];
+      }
+  }
+}
+
+/* Spreads each dy over its window, with the divisor PyTorch's forward used. */
+void mlcrt_avg_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, float *dx) {
+  memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
+  for (int64_t nc = 0; nc < p->N * p->C; nc++)
+    for (int64_t oh = 0; oh < p->OH; oh++)
+      for (int64_t ow = 0; ow < p->OW; ow++) {
+        int64_t hs = oh * p->sh - p->ph, ws = ow * p->sw - p->pw;
+        int64_t he = hs + p->kh < p->H + p->ph ? hs + p->kh : p->H + p->ph;
+        int64_t we = ws + p->kw < p->W + p->pw ? ws + p->kw : p->W + p->pw;
+        int64_t pool = (he - hs) * (we - ws);
+        hs = hs < 0 ? 0 : hs, ws = ws < 0 ? 0 : ws;
+        he = he > p->H ? p->H : he, we = we > p->W ? p->W : we;
+        int64_t div = p->count_include_pad ? pool : (he - hs) * (we - ws);
+        if (div <= 0) continue;
+        float g = dy[(nc * p->OH + oh) * p->OW + ow] / (float)div;
+        for (int64_t h = hs; h < he; h++)
+          for (int64_t w = ws; w < we; w++) dx[(nc * p->H + h) * p->W + w] += g;
+      }
+}
+
+void mlcrt_adaptive_avg_pool2d_dx_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
+                                      const float *dy, float *dx) {
+  memset(dx, 0, sizeof(float) * (size_t)(N * C * H * W));
+  for (int64_t nc = 0; nc < N * C; nc++)
+    for (int64_t oh = 0; oh < OH; oh++) {
+      int64_t hs = oh * H / OH, he = ((oh + 1) * H + OH - 1) / OH;
+      for (int64_t ow = 0; ow < OW; ow++) {
+        int64_t ws = ow * W / OW, we = ((ow + 1) * W + OW - 1) / OW;
+        float g = dy[(nc * OH + oh) * OW + ow] / (float)((he - hs) * (we - ws));
+        for (int64_t h = hs; h < he; h++)
+          for (int64_t w = ws; w < we; w++) dx[(nc * H + h) * W + w] += g;
+      }
+    }
+}
+
+/* softmax:      dx = y * (dy - sum(dy * y))
+ * log_softmax:  dx = dy - exp(y) * sum(dy)      (over the middle dim) */
+void mlcrt_softmax_dx_f32(const float *dy, const float *y, int64_t outer, int64_t n, int64_t inner, int log,
+                          float *dx) {
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      const float *dp = dy + o * n * inner + i, *yp = y + o * n * inner + i;
+      float *xp = dx + o * n * inner + i;
+      double s = 0;
+      for (int64_t k = 0; k < n; k++) s += log ? (double)dp[k * inner] : (double)dp[k * inner] * yp[k * inner];
+      for (int64_t k = 0; k < n; k++)
+        xp[k * inner] = log ? dp[k * inner] - expf(yp[k * inner]) * (float)s
+                            : yp[k * inner] * (dp[k * inner] - (float)s);
+    }
+}
+
+static int64_t label_at(const void *labels, mlcrt_dtype t, int64_t i) {
+  switch (t) {
+  case MLCRT_U8: return ((const uint8_t *)labels)[i];
+  case MLCRT_I32: return ((const int32_t *)labels)[i];
+  default: return ((const int64_t *)labels)[i];
+  }
+}
+
+static int check_labels(const void *labels, mlcrt_dtype t, int64_t N, int64_t C, char *err) {
+  for (int64_t i = 0; i < N; i++) {
+    int64_t y = label_at(labels, t, i);
+    if (y < 0 || y >= C)
+      return mlcrt_seterr(err, MLCRT_EINVAL, "cross_entropy: label %lld at position %lld is outside 0..%lld",
+                          (long long)y, (long long)i, (long long)(C - 1));
+  }
+  return MLCRT_OK;
+}
+
+/* loss = mean_i [ (1-s) * -logp[i, y_i] + s * mean_c(-logp[i, c]) ] */
+int mlcrt_cross_entropy_f32(const float *logits, const void *labels, mlcrt_dtype ldt, int64_t N, int64_t C,
+                            double smoothing, float *loss, char *err) {
+  int rc = check_labels(labels, ldt, N, C, err);
+  if (rc) return rc;
+  double total = 0;
+  for (int64_t i = 0; i < N; i++) {
+    const float *row = logits + i * C;
+    float m = -INFINITY;
+    for (int64_t c = 0; c < C; c++) m = row[c] > m ? row[c] : m;
+    double se = 0, sum = 0;
+    for (int64_t c = 0; c < C; c++) se += exp((double)row[c] - m), sum += row[c];
+    double lse = m + log(se);
+    double nll = lse - row[label_at(labels, ldt, i)];
+    total += (1 - smoothing) * nll + smoothing * (lse - sum / (double)C);
+  }
+  *loss = N ? (float)(total / (double)N) : NAN; /* PyTorch: mean of nothing is NaN */
+  return MLCRT_OK;
+}
+
+/* d loss / d logits = dy/N * (softmax - (1-s) onehot - s/C) */
+int mlcrt_cross_entropy_dx_f32(const float *dy, const float *logits, const void *labels, mlcrt_dtype ldt,
+                               int64_t N, int64_t C, double smoothing, float *dx, char *err) {
+  int rc = check_labels(labels, ldt, N, C, err);
+  if (rc) return rc;
+  float scale = N ? dy[0] / (float)N : 0.0f;
+  for (int64_t i = 0; i < N; i++) {
+    const float *row = logits + i * C;
+    float *out = dx + i * C;
+    float m = -INFINITY;
+    for (int64_t c = 0; c < C; c++) m = row[c] > m ? row[c] : m;
+    double se = 0;
+    for (int64_t c = 0; c < C; c++) se += exp((double)row[c] - m);
+    int64_t y = label_at(labels, ldt, i);
+    for (int64_t c = 0; c < C; c++) {
+      double p = exp((double)row[c] - m) / se;
+      double target = (c == y ? 1 - smoothing : 0) + smoothing / (double)C;
+      out[c] = (float)((p - target) * scale);
+    }
+  }
+  return MLCRT_OK;
+}

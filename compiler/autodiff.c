@@ -287,6 +287,20 @@ static void backward(AD *a, int id, const bool *needs) {
 #undef NEED
 }
 
+/* For docs/operators.md: the operators backward() has a rule for (keep in
+ * step with its switch; mse_loss is lowered to ops that have rules). */
+bool autodiff_has_rule(Op o) {
+  switch (o) {
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_NEG: case OP_RELU: case OP_ABS:
+  case OP_SILU: case OP_SIGMOID: case OP_TANH: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_RSQRT:
+  case OP_TO_F32: case OP_TO_F16: case OP_TO_BF16: case OP_RESHAPE: case OP_FLATTEN: case OP_TRANSPOSE:
+  case OP_PERMUTE: case OP_SUM: case OP_MEAN: case OP_LINEAR: case OP_MATMUL: case OP_CONV2D:
+  case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_ADAPTIVE_AVG_POOL2D: case OP_SOFTMAX:
+  case OP_LOG_SOFTMAX: case OP_CROSS_ENTROPY: case OP_MSE_LOSS: return true;
+  default: return false;
+  }
+}
+
 bool autodiff(Graph *g, Diag *d) {
   if (g->loss < 0) return false;
   AD a = {.g = g, .d = d, .ok = true, .nfwd = g->n};

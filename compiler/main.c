@@ -466,8 +466,9 @@ static void list_ops(void) {
   for (int i = 0; i < OP_COUNT; i++) {
     if (op_info[i].flags & F_INTERNAL) continue;
     bool cpu = op_info[i].flags & F_CPU;
-    printf("| `%s` | `%s` | %s | %s | no | %s |\n", op_info[i].name, op_info[i].sig, cpu ? "yes" : "no",
-           op_info[i].flags & F_DIFF ? "pending" : "n/a", cpu ? "e2e vs PyTorch" : "no");
+    const char *grad = autodiff_has_rule((Op)i) ? "yes" : op_info[i].flags & F_DIFF ? "not yet" : "n/a";
+    printf("| `%s` | `%s` | %s | %s | no | %s |\n", op_info[i].name, op_info[i].sig, cpu ? "yes" : "no", grad,
+           cpu ? "e2e vs PyTorch" : "no");
   }
 }
 

@@ -190,6 +190,7 @@ DType infer_promote(const Node *a, const Node *b);
  * g->grads[t] gets the node of its gradient.  Reports an error naming the
  * operator when a gradient rule is missing and returns false. */
 bool autodiff(Graph *g, Diag *d);
+bool autodiff_has_rule(Op o);
 
 /* ---- plan.c: storage and liveness ----------------------------------------- */
 typedef enum Storage {

@@ -230,6 +230,9 @@ static void emit_elementwise(E *e, Buf *b, int id) {
     } else if (*q == '$' && q[1] == 'a' && q[2] >= '0' && q[2] <= '3') { /* a float attribute */
       len += (size_t)snprintf(body + len, sizeof body - len, "%s", literal(e, n->fa[q[2] - '0'], ct));
       q += 2;
+    } else if (*q == '$' && q[1] == 'd' && q[2] >= '0' && q[2] <= '3') { /* a dim attribute, maybe symbolic */
+      len += (size_t)snprintf(body + len, sizeof body - len, "(float)(%s)", dimc(e, n->da[q[2] - '0']));
+      q += 2;
     } else if (ct == DT_F32 || !(q[0] == 'f' && q[1] == '(')) {
       body[len++] = *q;
     } else {
@@ -750,6 +753,12 @@ static void emit_node(E *e, Buf *b, int id) {
       out(b, "  {\n    int rc = mlcrt_cross_entropy_dx_f32(%s, %s, %s, m->err);\n    if (rc) return rc;\n  }\n", x, args, y);
     else
       out(b, "  {\n    int rc = mlcrt_cross_entropy_f32(%s, %s, m->err);\n    if (rc) return rc;\n  }\n", args, y);
+    return;
+  }
+  case OP_EMBEDDING_DW: { /* ids any shape, table [V, D] */
+    const Type *it = &e->g->nodes[n->in[1]].ty;
+    out(b, "  mlcrt_embedding_dw_f32(%s, %s, %s, %s, %s, %s, %s);\n", x, e->var[n->in[1]], mlcrt_dtype_c(it->dt),
+        dimc(e, type_numel(it)), dimc(e, n->ty.dim[1]), dimc(e, n->ty.dim[0]), y);
     return;
   }
   case OP_LINEAR_DW: { /* dW[N, K] = dy^T x over all leading rows */

@@ -201,12 +201,14 @@ static void backward(AD *a, int id, const bool *needs) {
       for (int i = 0; i < xtc.rank; i++)
         if (n.ia[14] & (1 << i)) cnt = dim_mul(cnt, xtc.dim[i]);
       int64_t c;
-      if (!dim_is_const(cnt, &c)) {
-        diag_error(a->d, loc, "gradient of mean over a symbolic dim is not implemented yet");
-        a->ok = false;
-        return;
+      if (dim_is_const(cnt, &c)) g = bin(a, OP_MUL, g, konst(a, 1.0 / (double)c, loc), loc);
+      else { /* a symbolic count (the batch): divide at run time */
+        int q = op_typed(a, OP_DIV_DIM, loc, 1, &g, &N(a, g)->ty);
+        N(a, q)->da = arena_alloc(a->g->A, sizeof(Dim));
+        N(a, q)->da[0] = cnt;
+        N(a, q)->nda = 1;
+        g = q;
       }
-      g = bin(a, OP_MUL, g, konst(a, 1.0 / (double)c, loc), loc);
     }
     accumulate(a, x, g, loc);
     return;
@@ -280,6 +282,113 @@ static void backward(AD *a, int id, const bool *needs) {
     accumulate(a, x, g, loc);
     return;
   }
+  /* elementwise ops whose rule is one C expression over (dy, x[, other]) */
+  case OP_ERF: case OP_SOFTPLUS: case OP_HARDSIGMOID: case OP_HARDSWISH: case OP_SIN: case OP_COS:
+  case OP_ELU: case OP_LEAKY_RELU: case OP_GELU: case OP_CLAMP: {
+    Op b = n.op == OP_ERF ? OP_ERF_BWD : n.op == OP_SOFTPLUS ? OP_SOFTPLUS_BWD : n.op == OP_HARDSIGMOID ? OP_HARDSIGMOID_BWD
+         : n.op == OP_HARDSWISH ? OP_HARDSWISH_BWD : n.op == OP_SIN ? OP_SIN_BWD : n.op == OP_COS ? OP_COS_BWD
+         : n.op == OP_ELU ? OP_ELU_BWD : n.op == OP_LEAKY_RELU ? OP_LEAKY_RELU_BWD : n.op == OP_GELU ? OP_GELU_BWD : OP_CLAMP_BWD;
+    int in[2] = {dy, x};
+    int gid = op_typed(a, b, loc, 2, in, &N(a, dy)->ty);
+    memcpy(N(a, gid)->fa, n.fa, sizeof n.fa);
+    if (n.op == OP_GELU || n.op == OP_CLAMP) N(a, gid)->ia[0] = n.ia[0], N(a, gid)->nia = 1;
+    accumulate(a, x, gid, loc);
+    return;
+  }
+  case OP_RECIPROCAL: {
+    int in[2] = {dy, id};
+    accumulate(a, x, op_typed(a, OP_RECIPROCAL_BWD, loc, 2, in, &N(a, dy)->ty), loc);
+    return;
+  }
+  case OP_MAXIMUM:
+  case OP_MINIMUM:
+  case OP_POW: {
+    for (int k = 0; k < 2; k++) {
+      if (!NEED(k)) continue;
+      Op b = n.op == OP_POW ? (k ? OP_POW_BWD_P : OP_POW_BWD_X) : n.op == OP_MAXIMUM ? OP_MAXIMUM_BWD : OP_MINIMUM_BWD;
+      int in[3] = {dy, n.op == OP_POW ? x : n.in[k], n.op == OP_POW ? y : n.in[1 - k]};
+      int gid = op_typed(a, b, loc, 3, in, &N(a, dy)->ty);
+      accumulate(a, n.in[k], sum_to(a, gid, k ? &ytc : &xtc, loc), loc);
+    }
+    return;
+  }
+  case OP_WHERE:
+    for (int k = 1; k < 3; k++) {
+      if (!NEED(k)) continue;
+      int in[2] = {dy, n.in[0]};
+      int gid = op_typed(a, OP_WHERE_BWD, loc, 2, in, &N(a, dy)->ty);
+      N(a, gid)->ia[0] = k - 1, N(a, gid)->nia = 1;
+      accumulate(a, n.in[k], sum_to(a, gid, &N(a, n.in[k])->ty, loc), loc);
+    }
+    return;
+  case OP_UNSQUEEZE:
+  case OP_SQUEEZE: accumulate(a, x, reshape_to(a, dy, &xtc, loc), loc); return;
+  case OP_EXPAND: accumulate(a, x, sum_to(a, dy, &xtc, loc), loc); return;
+  case OP_DROPOUT:
+    if (n.fa[0] > 0) {
+      diag_error(a->d, loc, "training with dropout is not implemented yet");
+      a->ok = false;
+      return;
+    }
+    accumulate(a, x, dy, loc);
+    return;
+  case OP_SLICE: { /* dx = dy padded with zeros back to x's size */
+    int d = (int)n.ia[1];
+    int64_t st, en, size;
+    if (!dim_is_const(n.da[2], &st) || !dim_is_const(n.da[3], &en) || !dim_is_const(xtc.dim[d], &size)) {
+      diag_error(a->d, loc, "gradient of a slice with symbolic bounds is not implemented yet");
+      a->ok = false;
+      return;
+    }
+    int pid = ir_add(a->g, OP_PAD, loc, 1, &dy);
+    Node *pn = N(a, pid);
+    int npad = 2 * (xtc.rank - d);
+    pn->nda = npad;
+    pn->da = arena_alloc(a->g->A, sizeof(Dim) * (size_t)npad);
+    for (int k = 0; k < npad; k++) pn->da[k] = dim_const(0);
+    pn->da[npad - 2] = dim_const(st);
+    pn->da[npad - 1] = dim_const(size - en);
+    if (!infer_node(a->g, pid, a->d)) a->ok = false;
+    accumulate(a, x, pid, loc);
+    return;
+  }
+  case OP_PAD: { /* dx = dy cropped: pad with the negated pads */
+    int pid = ir_add(a->g, OP_PAD, loc, 1, &dy);
+    Node *pn = N(a, pid);
+    pn->nda = n.nda;
+    pn->da = arena_alloc(a->g->A, sizeof(Dim) * (size_t)(n.nda ? n.nda : 1));
+    for (int k = 0; k < n.nda; k++) pn->da[k] = dim_sub(dim_const(0), n.da[k]);
+    if (!infer_node(a->g, pid, a->d)) a->ok = false;
+    accumulate(a, x, pid, loc);
+    return;
+  }
+  case OP_CONCAT:
+  case OP_STACK: { /* each input gets its slice of dy */
+    int d = (int)n.ia[1];
+    Dim off = dim_const(0);
+    for (int k = 0; k < n.nin; k++) {
+      const Type *it = &N(a, n.in[k])->ty;
+      Dim len = n.op == OP_STACK ? dim_const(1) : it->dim[d];
+      if (needs[n.in[k]]) {
+        int sid = ir_add(a->g, OP_SLICE, loc, 1, &dy);
+        Node *sn = N(a, sid);
+        sn->ia[0] = d, sn->nia = 1, sn->nda = 4;
+        sn->da = arena_alloc(a->g->A, sizeof(Dim) * 4);
+        sn->da[0] = off, sn->da[1] = dim_add(off, len);
+        if (!infer_node(a->g, sid, a->d)) a->ok = false;
+        Type t = *it;
+        accumulate(a, n.in[k], reshape_to(a, sid, &t, loc), loc);
+      }
+      off = dim_add(off, len);
+    }
+    return;
+  }
+  case OP_EMBEDDING:
+    if (NEED(1)) {
+      int in[2] = {dy, x};
+      accumulate(a, y, op_typed(a, OP_EMBEDDING_DW, loc, 2, in, &ytc), loc);
+    }
+    return;
   default:
     diag_error(a->d, loc, "training: the gradient of '%s' is not implemented yet", op_info[n.op].name);
     a->ok = false;
@@ -296,7 +405,11 @@ bool autodiff_has_rule(Op o) {
   case OP_TO_F32: case OP_TO_F16: case OP_TO_BF16: case OP_RESHAPE: case OP_FLATTEN: case OP_TRANSPOSE:
   case OP_PERMUTE: case OP_SUM: case OP_MEAN: case OP_LINEAR: case OP_MATMUL: case OP_CONV2D:
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_ADAPTIVE_AVG_POOL2D: case OP_SOFTMAX:
-  case OP_LOG_SOFTMAX: case OP_CROSS_ENTROPY: case OP_MSE_LOSS: return true;
+  case OP_LOG_SOFTMAX: case OP_CROSS_ENTROPY: case OP_MSE_LOSS:
+  case OP_ERF: case OP_SOFTPLUS: case OP_HARDSIGMOID: case OP_HARDSWISH: case OP_SIN: case OP_COS:
+  case OP_ELU: case OP_LEAKY_RELU: case OP_GELU: case OP_CLAMP: case OP_RECIPROCAL: case OP_MAXIMUM:
+  case OP_MINIMUM: case OP_POW: case OP_WHERE: case OP_UNSQUEEZE: case OP_SQUEEZE: case OP_EXPAND:
+  case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_STACK: case OP_EMBEDDING: return true;
   default: return false;
   }
 }

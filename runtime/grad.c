@@ -203,3 +203,15 @@ int mlcrt_cross_entropy_dx_f32(const float *dy, const float *logits, const void 
   }
   return MLCRT_OK;
 }
+
+/* dtable[V, D] = sum of dy rows over the positions holding each id (ids were
+ * range-checked by the forward embedding). */
+void mlcrt_embedding_dw_f32(const float *dy, const void *ids, mlcrt_dtype idt, int64_t n, int64_t D, int64_t V,
+                            float *dw) {
+  memset(dw, 0, sizeof(float) * (size_t)(V * D));
+  for (int64_t i = 0; i < n; i++) {
+    int64_t id = label_at(ids, idt, i);
+    if (id < 0 || id >= V) continue;
+    for (int64_t k = 0; k < D; k++) dw[id * D + k] += dy[i * D + k];
+  }
+}

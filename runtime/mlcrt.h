@@ -240,6 +240,8 @@ void mlcrt_adaptive_avg_pool2d_dx_f32(int64_t N, int64_t C, int64_t H, int64_t W
                                       const float *dy, float *dx);
 void mlcrt_softmax_dx_f32(const float *dy, const float *y, int64_t outer, int64_t n, int64_t inner, int log,
                           float *dx);
+void mlcrt_embedding_dw_f32(const float *dy, const void *ids, mlcrt_dtype idt, int64_t n, int64_t D, int64_t V,
+                            float *dw);
 /* Labels are u8, i32 or i64; one outside 0..C-1 is an error (MLCRT_EINVAL). */
 int mlcrt_cross_entropy_f32(const float *logits, const void *labels, mlcrt_dtype ldt, int64_t N, int64_t C,
                             double smoothing, float *loss, char *err);

@@ -305,7 +305,7 @@ static void emit_reduce(E *e, Buf *b, int id) {
   const char *cmp = n->op == OP_MAX || n->op == OP_ARGMAX ? ">" : "<";
   switch (n->op) {
   case OP_SUM: init = "0"; step = "acc += v;"; fin = "acc"; break;
-  case OP_MEAN: init = "0"; step = "acc += v;"; fin = arena_printf(e->A, "acc / (double)%s", dimc(e, count)); break;
+  case OP_MEAN: init = "0"; step = "acc += v;"; fin = arena_printf(e->A, "acc / (double)(%s)", dimc(e, count)); break;
   case OP_PROD: /* integers wrap around, as in PyTorch */
     init = "1"; step = fl ? "acc *= v;" : "acc = (int64_t)((uint64_t)acc * (uint64_t)v);"; fin = "acc"; break;
   default:

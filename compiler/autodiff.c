@@ -409,7 +409,9 @@ bool autodiff_has_rule(Op o) {
   case OP_ERF: case OP_SOFTPLUS: case OP_HARDSIGMOID: case OP_HARDSWISH: case OP_SIN: case OP_COS:
   case OP_ELU: case OP_LEAKY_RELU: case OP_GELU: case OP_CLAMP: case OP_RECIPROCAL: case OP_MAXIMUM:
   case OP_MINIMUM: case OP_POW: case OP_WHERE: case OP_UNSQUEEZE: case OP_SQUEEZE: case OP_EXPAND:
-  case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_STACK: case OP_EMBEDDING: return true;
+  case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_STACK: case OP_EMBEDDING:
+  case OP_BCE_WITH_LOGITS: /* lowered to ops with rules */
+    return true;
   default: return false;
   }
 }

@@ -178,6 +178,17 @@ static int as_operand(L *l, Value v) {
 
 static Value lower_expr(L *l, const Ast *e, const char *inst);
 
+/* One-node helpers for operators lowered as compositions (losses). */
+static Value unop(L *l, Op o, Loc loc, int x) {
+  Node p = {.op = o, .loc = loc};
+  return x < 0 ? none : mk(l, p, 1, &x);
+}
+static Value binop(L *l, Op o, Loc loc, int x, int y) {
+  Node p = {.op = o, .loc = loc};
+  int in[2] = {x, y};
+  return x < 0 || y < 0 ? none : mk(l, p, 2, in);
+}
+
 /* ---- types ------------------------------------------------------------------ */
 static bool const_int(L *l, Value v, int64_t *out, const char *what) {
   if (v.k == V_INT && dim_is_const(v.i, out)) return true;
@@ -647,6 +658,44 @@ static Value lower_op(L *l, const Ast *call, int op) {
       return none;
     }
     return mk(l, mean, 1, &sq.node);
+  }
+  case OP_NLL_LOSS: { /* -mean(gather(logprobs, 1, unsqueeze(labels, 1))) */
+    const Type *lp = &l->g->nodes[in[0]].ty, *lb = &l->g->nodes[in[1]].ty;
+    if (lp->rank != 2 || !dtype_is_float(lp->dt) || lb->rank != 1 || dtype_is_float(lb->dt) || lb->dt == DT_BOOL) {
+      diag_error(l->d, call->loc, "nll_loss expects log-probabilities [N, C] and integer labels [N], got %s and %s",
+                 type_str(l->A, l->g, lp), type_str(l->A, l->g, lb));
+      return none;
+    }
+    Value v = unop(l, OP_TO_I64, call->loc, in[1]);
+    Node u = {.op = OP_UNSQUEEZE, .loc = call->loc, .nia = 1};
+    u.ia[0] = 1;
+    if (v.k != V_NONE) v = mk(l, u, 1, &v.node);
+    if (v.k == V_NONE) return none;
+    Node gt = {.op = OP_GATHER, .loc = call->loc, .nia = 1};
+    gt.ia[0] = 1;
+    int gin[2] = {in[0], v.node};
+    v = mk(l, gt, 2, gin);
+    if (v.k == V_NONE) return none;
+    Node mean = {.op = OP_MEAN, .loc = call->loc, .nia = 2};
+    mean.ia[1] = -1;
+    v = mk(l, mean, 1, &v.node);
+    return v.k == V_NONE ? none : unop(l, OP_NEG, call->loc, v.node);
+  }
+  case OP_BCE_WITH_LOGITS: { /* mean(relu(x) - x * t + log(1 + exp(-|x|))), PyTorch's stable form */
+    if (!dtype_is_float(l->g->nodes[in[0]].ty.dt)) {
+      diag_error(l->d, call->loc, "binary_cross_entropy_with_logits needs floating-point logits");
+      return none;
+    }
+    Value r = unop(l, OP_RELU, call->loc, in[0]);
+    Value xt = binop(l, OP_MUL, call->loc, in[0], in[1]);
+    Value ab = unop(l, OP_ABS, call->loc, in[0]);
+    if (r.k == V_NONE || xt.k == V_NONE || ab.k == V_NONE) return none;
+    Value e = unop(l, OP_EXP, call->loc, unop(l, OP_NEG, call->loc, ab.node).node);
+    Value lg = unop(l, OP_LOG, call->loc, binop(l, OP_ADD, call->loc, mkconst(l, 1.0, DT_F32, call->loc), e.node).node);
+    Value sum = binop(l, OP_ADD, call->loc, binop(l, OP_SUB, call->loc, r.node, xt.node).node, lg.node);
+    Node mean = {.op = OP_MEAN, .loc = call->loc, .nia = 2};
+    mean.ia[1] = -1;
+    return sum.k == V_NONE ? none : mk(l, mean, 1, &sum.node);
   }
   case OP_FLATTEN: p.ia[0] = A("start_dim")->iv[0], p.ia[1] = A("end_dim")->iv[0], p.nia = 2; break;
   case OP_TRANSPOSE: p.ia[0] = A("dim0")->iv[0], p.ia[1] = A("dim1")->iv[0], p.nia = 2; break;

@@ -284,6 +284,7 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
         fprintf(stderr, "mlc train: error: epoch %lld, step %lld: %s\n", (long long)epoch + 1,
                 (long long)t->step(m) + 1, t->last_error(m));
         if (ckpt) fprintf(stderr, "the last checkpoint is kept: %s\n", ckpt);
+        rc = 1; /* exit status 1, not the MLCRT_E* status (spec section 6) */
         goto done;
       }
       sum += loss * (double)b;
@@ -309,6 +310,7 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
       rc = evaluate(t, m, &ev, batch, dims, stage, out, &el, &ea);
       if (rc) {
         fprintf(stderr, "mlc train: error: evaluation: %s\n", t->last_error(m));
+        rc = 1;
         goto done;
       }
       if (t->classes > 0)

@@ -403,9 +403,13 @@ static void emit_norm(E *e, Buf *b, int id) {
         dimc(e, xt->dim[1]), dimc(e, inner), (long long)n->ia[2], w, bias, eps, y);
 }
 
-/* scaled_dot_product_attention (runtime/attention.c). */
+/* scaled_dot_product_attention and its backward (runtime/attention.c); the
+ * backward's inputs are q, k, v, dy, y[, attn_mask] and its result is the flat
+ * dq | dk | dv. */
 static void emit_sdpa(E *e, Buf *b, int id) {
   Node *n = &e->g->nodes[id];
+  bool bwd = n->op == OP_SDPA_BWD;
+  int mask_in = bwd ? 5 : 3;
   const Type *q = &e->g->nodes[n->in[0]].ty, *k = &e->g->nodes[n->in[1]].ty, *v = &e->g->nodes[n->in[2]].ty;
   int r = q->rank;
   out(b, "  {\n    const mlcrt_sdpa_params sp = {.nbatch = %d, .batch = {", r - 2);
@@ -417,7 +421,7 @@ static void emit_sdpa(E *e, Buf *b, int id) {
   out(b, " .causal = %d", (int)n->ia[1]);
   const char *mask = "NULL";
   if (n->ia[0]) {
-    const Node *mn = &e->g->nodes[n->in[3]];
+    const Node *mn = &e->g->nodes[n->in[mask_in]];
     Type s = *q; /* the scores [..., Tq, Tk] */
     s.dim[r - 1] = k->dim[r - 2];
     Dim st[MAX_RANK];
@@ -425,24 +429,43 @@ static void emit_sdpa(E *e, Buf *b, int id) {
     out(b, ", .mask = %d,\n        .mask_stride = {", mn->ty.dt == DT_BOOL ? 1 : 2);
     for (int i = 0; i < r; i++) out(b, "%s%s", i ? ", " : "", dimc(e, st[i]));
     out(b, "}");
-    mask = e->var[n->in[3]];
+    mask = e->var[n->in[mask_in]];
+  }
+  if (bwd) {
+    const char *nq = dimc(e, type_numel(q)), *nk = dimc(e, type_numel(k));
+    out(b, "};\n    mlcrt_sdpa_bwd_f32(&sp, %s, %s, %s, %s, %s, %s, %s, %s + %s, %s + %s + %s);\n  }\n", e->var[n->in[0]],
+        e->var[n->in[1]], e->var[n->in[2]], mask, e->var[n->in[4]], e->var[n->in[3]], e->var[id], e->var[id], nq,
+        e->var[id], nq, nk);
+    return;
   }
   out(b, "};\n    mlcrt_sdpa_f32(&sp, %s, %s, %s, %s, %s);\n  }\n", e->var[n->in[0]], e->var[n->in[1]],
       e->var[n->in[2]], mask, e->var[id]);
 }
 
-/* conv_transpose2d (runtime/conv_transpose.c). */
+/* conv_transpose2d and its input / weight gradients (runtime/conv_transpose.c);
+ * the backward nodes take (dy, w) and (dy, x). */
 static void emit_conv_transpose2d(E *e, Buf *b, int id) {
   Node *n = &e->g->nodes[id];
-  const Type *x = &e->g->nodes[n->in[0]].ty, *w = &e->g->nodes[n->in[1]].ty;
+  const Type *x = &e->g->nodes[n->in[0]].ty, *w = &e->g->nodes[n->in[1]].ty, *y = &n->ty;
   const int64_t *a = n->ia;
+  const char *call;
+  if (n->op == OP_CONV_TRANSPOSE2D) {
+    call = arena_printf(e->A, "mlcrt_conv_transpose2d_f32(&tp, %s, %s, %s, %s)", e->var[n->in[0]], e->var[n->in[1]],
+                        n->nin == 3 ? e->var[n->in[2]] : "NULL", e->var[id]);
+  } else {
+    bool dx = n->op == OP_CONV_TRANSPOSE2D_DX;
+    y = x;
+    x = dx ? &n->ty : w;
+    w = dx ? w : &n->ty;
+    call = arena_printf(e->A, "mlcrt_conv_transpose2d_%s_f32(&tp, %s, %s, %s)", dx ? "dx" : "dw", e->var[n->in[0]],
+                        e->var[n->in[1]], e->var[id]);
+  }
   out(b, "  {\n    const mlcrt_conv_transpose2d_params tp = {.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s,\n"
          "        .OH = %s, .OW = %s, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = %lld};\n"
-         "    mlcrt_conv_transpose2d_f32(&tp, %s, %s, %s, %s);\n  }\n",
-      dimc(e, x->dim[0]), dimc(e, x->dim[1]), dimc(e, x->dim[2]), dimc(e, x->dim[3]), dimc(e, n->ty.dim[1]),
-      dimc(e, w->dim[2]), dimc(e, w->dim[3]), dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), (long long)a[0],
-      (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[7], (long long)a[8], (long long)a[6],
-      e->var[n->in[0]], e->var[n->in[1]], n->nin == 3 ? e->var[n->in[2]] : "NULL", e->var[id]);
+         "    %s;\n  }\n",
+      dimc(e, x->dim[0]), dimc(e, x->dim[1]), dimc(e, x->dim[2]), dimc(e, x->dim[3]), dimc(e, y->dim[1]),
+      dimc(e, w->dim[2]), dimc(e, w->dim[3]), dimc(e, y->dim[2]), dimc(e, y->dim[3]), (long long)a[0],
+      (long long)a[1], (long long)a[2], (long long)a[3], (long long)a[7], (long long)a[8], (long long)a[6], call);
 }
 
 /* ---- shape and indexing ops: loops in the generated code -------------------- */
@@ -1117,6 +1140,15 @@ static void emit_update(E *e, Buf *b, int t) {
   out(b, "      w[i] -= step_size * exp_avg[i] / (sqrtf(exp_avg_sq[i]) / bc2_sqrt + %sf);\n    }\n  }\n", literal_plain(e, o->eps));
 }
 
+/* Tied names: a descriptor at the original's offset, after the originals
+ * (runtime/safetensors.c loads either name and saves the first). */
+static void emit_ties(E *e, Buf *b) {
+  for (int i = 0; i < e->g->nties; i++) {
+    Node *n = &e->g->nodes[e->g->tie_nodes[i]];
+    emit_desc(e, b, e->g->tie_names[i], n->ty.dt, &n->ty, e->p->weight_off[e->g->tie_nodes[i]], n->init, n->init_a, n->init_b);
+  }
+}
+
 static char *emit_source(E *e, const char *header_name) {
   Graph *g = e->g;
   const Plan *p = e->p, *tp = e->train;
@@ -1130,13 +1162,14 @@ static char *emit_source(E *e, const char *header_name) {
 
   /* descriptor tables */
   out(&b, "/* Params and buffers: name, dtype, shape, offset in the weights region, initialiser. */\n");
-  out(&b, "enum { NTENSORS = %d, NCKPT = %d, WEIGHT_BYTES = %zu, NBUFS = %d, NTBUFS = %d, NEBUFS = %d };\n", g->ntensors,
-      tp ? e->nckpt : g->ntensors, e->weight_bytes, p->nbufs, tp ? tp->nbufs : 0, tp ? e->eval->nbufs : 0);
-  out(&b, "static const mlcrt_tensor_desc %s_tensors[%d] = {\n", M, g->ntensors ? g->ntensors : 1);
+  out(&b, "enum { NTENSORS = %d, NCKPT = %d, WEIGHT_BYTES = %zu, NBUFS = %d, NTBUFS = %d, NEBUFS = %d };\n",
+      g->ntensors + g->nties, tp ? e->nckpt : g->ntensors + g->nties, e->weight_bytes, p->nbufs, tp ? tp->nbufs : 0, tp ? e->eval->nbufs : 0);
+  out(&b, "static const mlcrt_tensor_desc %s_tensors[%d] = {\n", M, g->ntensors + g->nties ? g->ntensors + g->nties : 1);
   for (int t = 0; t < g->ntensors; t++) {
     Node *n = &g->nodes[g->tensors[t]];
     emit_desc(e, &b, n->name, n->ty.dt, &n->ty, p->weight_off[g->tensors[t]], n->init, n->init_a, n->init_b);
   }
+  emit_ties(e, &b);
   if (!g->ntensors) out(&b, "    {0},\n");
   out(&b, "};\n\n");
   if (tp) {
@@ -1146,6 +1179,7 @@ static char *emit_source(E *e, const char *header_name) {
       Node *n = &g->nodes[g->tensors[t]];
       emit_desc(e, &b, n->name, n->ty.dt, &n->ty, p->weight_off[g->tensors[t]], n->init, n->init_a, n->init_b);
     }
+    emit_ties(e, &b);
     static const char *slot_names[2][2] = {{"momentum_buffer", ""}, {"exp_avg", "exp_avg_sq"}};
     for (int t = 0; t < g->ntensors; t++) {
       Node *n = &g->nodes[g->tensors[t]];
@@ -1450,7 +1484,7 @@ static void layout_optimizer(E *e) {
   Graph *g = e->g;
   size_t off = e->p->weight_bytes;
   e->weight_bytes = off;
-  e->nckpt = g->ntensors;
+  e->nckpt = g->ntensors + g->nties;
   if (!e->train) return;
   e->nslots = g->opt.kind == OPT_SGD ? (g->opt.momentum > 0 ? 1 : 0) : 2;
   e->slot_off = arena_alloc(e->A, sizeof(size_t) * (size_t)(g->ntensors + 1));

@@ -18,6 +18,15 @@
  *   sum/mean       broadcast dy back (mean scales by 1/count)
  *   softmax/log_softmax, cross_entropy: dedicated kernels
  *   reshape/flatten/transpose/permute: the inverse movement
+ *   conv1d         conv2d's kernels on [N, C, 1, L] views; conv_transpose2d:
+ *                  dedicated input/weight kernels, db = sum over N, H, W
+ *   attention      one kernel recomputing the softmax rows, writing dq|dk|dv
+ *   index_select/gather: scatter-add;  cumsum: reverse cumsum;
+ *   interpolate    (nearest) sum over each scale block
+ *   max/min        over one dim: dy to the first extremum (torch.max(x, dim));
+ *                  over all dims / a list: split evenly among ties (torch.max(x),
+ *                  torch.amax); prod: the product of the others (zeros as PyTorch)
+ *   argmax/argmin  integer results: no gradient
  */
 #include "mlcc.h"
 #include <string.h>
@@ -115,6 +124,96 @@ static int transpose_last(AD *a, int x, Loc loc) {
   N(a, id)->ia[0] = -1, N(a, id)->ia[1] = -2, N(a, id)->nia = 2;
   if (!infer_node(a->g, id, a->d)) a->ok = false;
   return id;
+}
+
+/* [N, C, L] -> [N, C, 1, L]: conv1d runs as conv2d with H = KH = 1. */
+static Type unsq2(const Type *t) {
+  Type r = *t;
+  r.rank = 4;
+  r.dim[3] = t->dim[2];
+  r.dim[2] = dim_const(1);
+  return r;
+}
+
+/* The per-channel bias gradient of a 4-D convolution: dy summed over N, H, W. */
+static int sum_nhw(AD *a, int dy, Loc loc) {
+  int sid = ir_add(a->g, OP_SUM, loc, 1, &dy);
+  Node *sn = N(a, sid);
+  sn->ia[0] = 0, sn->ia[1] = 3, sn->ia[2] = 0, sn->ia[3] = 2, sn->ia[4] = 3, sn->nia = 5;
+  if (!infer_node(a->g, sid, a->d)) a->ok = false;
+  return sid;
+}
+
+/* x[s:e] along dim 0 (a copy). */
+static int slice0(AD *a, int x, Dim s, Dim e, Loc loc) {
+  int sid = ir_add(a->g, OP_SLICE, loc, 1, &x);
+  Node *sn = N(a, sid);
+  sn->ia[0] = 0, sn->nia = 1, sn->nda = 4;
+  sn->da = arena_alloc(a->g->A, sizeof(Dim) * 4);
+  sn->da[0] = s, sn->da[1] = e;
+  if (!infer_node(a->g, sid, a->d)) a->ok = false;
+  return sid;
+}
+
+static bool need_f32(AD *a, Loc loc, const Type *t, const char *op) {
+  if (t->dt == DT_F32) return true;
+  diag_error(a->d, loc, "training: the gradient of '%s' on %s is not implemented yet (only f32)", op, dtype_name(t->dt));
+  a->ok = false;
+  return false;
+}
+
+/* Sums dy [N, C, ...] over every dim but the channels (1): a per-channel bias. */
+static int sum_channels(AD *a, int dy, Loc loc) {
+  int r = N(a, dy)->ty.rank, sid = ir_add(a->g, OP_SUM, loc, 1, &dy);
+  Node *sn = N(a, sid);
+  sn->ia[0] = 0, sn->ia[1] = r - 1, sn->ia[2] = 0;
+  for (int i = 2; i < r; i++) sn->ia[1 + i] = i;
+  sn->nia = 1 + r;
+  if (!infer_node(a->g, sid, a->d)) a->ok = false;
+  return sid;
+}
+
+/* The norms in a train step (trainmode.c makes batch_norm_train): dedicated
+ * input and weight kernels (runtime/normgrad.c), bias = a sum of dy. */
+static void backward_norm(AD *a, int id, const bool *needs) {
+  Node n = *N(a, id);
+  int dy = a->grad[id], x = n.in[0];
+  Loc loc = n.loc;
+  Type xtc = N(a, x)->ty;
+  if (xtc.dt != DT_F32) {
+    diag_error(a->d, loc, "training: the gradient of %s of %s values is not implemented yet (only f32)",
+               op_info[n.op].name, dtype_name(xtc.dt));
+    a->ok = false;
+    return;
+  }
+  bool bn = n.op == OP_BATCH_NORM_TRAIN, gn = n.op == OP_GROUP_NORM, ln = !bn && !gn;
+  int k = bn ? 2 : 1; /* the first weight/bias input */
+  int w = ln || n.ia[0] ? n.in[k++] : -1, b = n.ia[1] ? n.in[k] : -1;
+  int sin[4] = {dy, x, bn ? n.in[1] : -1, -1};
+  if (needs[x]) {
+    int nin = bn ? 3 : 2;
+    if (w >= 0) sin[nin++] = w;
+    Op o = bn ? OP_BATCH_NORM_DX : gn ? OP_GROUP_NORM_DX : OP_LAYER_NORM_DX;
+    int g = op_typed(a, o, loc, nin, sin, &xtc);
+    Node *gnode = N(a, g);
+    gnode->ia[0] = w >= 0, gnode->ia[2] = n.ia[2], gnode->ia[3] = n.op == OP_RMS_NORM;
+    gnode->ia[4] = w >= 0 ? N(a, w)->ty.rank : 0, gnode->nia = 5;
+    gnode->fa[0] = n.fa[0];
+    accumulate(a, x, g, loc);
+  }
+  if (w >= 0 && needs[w]) {
+    Op o = bn ? OP_BATCH_NORM_DW : gn ? OP_GROUP_NORM_DW : OP_LAYER_NORM_DW;
+    Type wt = N(a, w)->ty;
+    int g = op_typed(a, o, loc, bn ? 3 : 2, sin, &wt);
+    Node *gnode = N(a, g);
+    gnode->ia[2] = n.ia[2], gnode->ia[3] = n.op == OP_RMS_NORM, gnode->ia[4] = wt.rank, gnode->nia = 5;
+    gnode->fa[0] = n.fa[0];
+    accumulate(a, w, g, loc);
+  }
+  if (b >= 0 && needs[b]) {
+    Type bt = N(a, b)->ty;
+    accumulate(a, b, ln ? sum_to(a, dy, &bt, loc) : reshape_to(a, sum_channels(a, dy, loc), &bt, loc), loc);
+  }
 }
 
 static void backward(AD *a, int id, const bool *needs) {
@@ -231,28 +330,39 @@ static void backward(AD *a, int id, const bool *needs) {
     if (NEED(0)) accumulate(a, x, sum_to(a, bin(a, OP_MATMUL, dy, transpose_last(a, y, loc), loc), &xtc, loc), loc);
     if (NEED(1)) accumulate(a, y, sum_to(a, bin(a, OP_MATMUL, transpose_last(a, x, loc), dy, loc), &ytc, loc), loc);
     return;
+  case OP_CONV1D: /* conv1d's ia is conv2d's with H = KH = 1: the same kernels on 4-D views */
   case OP_CONV2D: {
+    bool one = n.op == OP_CONV1D;
+    Type dyt = N(a, dy)->ty;
+    Type x4 = one ? unsq2(&xtc) : xtc, w4 = one ? unsq2(&ytc) : ytc, d4 = one ? unsq2(&dyt) : dyt;
+    int dy4 = reshape_to(a, dy, &d4, loc);
     if (NEED(0)) {
-      int in[2] = {dy, y};
-      int g = op_typed(a, OP_CONV2D_DX, loc, 2, in, &xtc);
+      int in[2] = {dy4, reshape_to(a, y, &w4, loc)};
+      int g = op_typed(a, OP_CONV2D_DX, loc, 2, in, &x4);
       memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
       N(a, g)->nia = n.nia;
-      accumulate(a, x, g, loc);
+      accumulate(a, x, reshape_to(a, g, &xtc, loc), loc);
     }
     if (NEED(1)) {
-      int in[2] = {dy, x};
-      int g = op_typed(a, OP_CONV2D_DW, loc, 2, in, &ytc);
+      int in[2] = {dy4, reshape_to(a, x, &x4, loc)};
+      int g = op_typed(a, OP_CONV2D_DW, loc, 2, in, &w4);
       memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
       N(a, g)->nia = n.nia;
-      accumulate(a, y, g, loc);
+      accumulate(a, y, reshape_to(a, g, &ytc, loc), loc);
     }
-    if (n.nin == 3 && NEED(2)) { /* the bias is per channel: sum over N, H, W */
-      int sid = ir_add(a->g, OP_SUM, loc, 1, &dy);
-      Node *sn = N(a, sid);
-      sn->ia[0] = 0, sn->ia[1] = 3, sn->ia[2] = 0, sn->ia[3] = 2, sn->ia[4] = 3, sn->nia = 5;
-      if (!infer_node(a->g, sid, a->d)) a->ok = false;
-      accumulate(a, n.in[2], sid, loc);
+    if (n.nin == 3 && NEED(2)) accumulate(a, n.in[2], sum_nhw(a, dy4, loc), loc); /* per channel */
+    return;
+  }
+  case OP_CONV_TRANSPOSE2D: { /* dedicated kernels (runtime/conv_transpose.c) */
+    for (int k = 0; k < 2; k++) {
+      if (!NEED(k)) continue;
+      int in[2] = {dy, k ? x : y};
+      int g = op_typed(a, k ? OP_CONV_TRANSPOSE2D_DW : OP_CONV_TRANSPOSE2D_DX, loc, 2, in, k ? &ytc : &xtc);
+      memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
+      N(a, g)->nia = n.nia;
+      accumulate(a, n.in[k], g, loc);
     }
+    if (n.nin == 3 && NEED(2)) accumulate(a, n.in[2], sum_nhw(a, dy, loc), loc);
     return;
   }
   case OP_MAX_POOL2D:
@@ -383,12 +493,81 @@ static void backward(AD *a, int id, const bool *needs) {
     }
     return;
   }
+  case OP_BATCH_NORM_TRAIN:
+  case OP_LAYER_NORM:
+  case OP_GROUP_NORM:
+  case OP_RMS_NORM: backward_norm(a, id, needs); return;
+  case OP_DROPOUT_TRAIN: { /* the same mask (same key) applied to dy */
+    int gid = op_typed(a, OP_DROPOUT_TRAIN, loc, 1, &dy, &N(a, dy)->ty);
+    N(a, gid)->fa[0] = n.fa[0], N(a, gid)->ia[0] = n.ia[0], N(a, gid)->nia = 1;
+    accumulate(a, x, gid, loc);
+    return;
+  }
   case OP_EMBEDDING:
     if (NEED(1)) {
       int in[2] = {dy, x};
       accumulate(a, y, op_typed(a, OP_EMBEDDING_DW, loc, 2, in, &ytc), loc);
     }
     return;
+  case OP_SDPA: { /* one kernel writes dq, dk, dv one after another; each input takes its slice */
+    if (n.ia[0] && NEED(3)) {
+      diag_error(a->d, loc, "training: the gradient of scaled_dot_product_attention with respect to attn_mask is not implemented yet");
+      a->ok = false;
+      return;
+    }
+    Type ts[3];
+    Dim off[4];
+    off[0] = dim_const(0);
+    for (int k = 0; k < 3; k++) ts[k] = N(a, n.in[k])->ty, off[k + 1] = dim_add(off[k], type_numel(&ts[k]));
+    Type ft = {.dt = DT_F32, .rank = 1};
+    ft.dim[0] = off[3];
+    if (off[3].bad) {
+      diag_error(a->d, loc, "training: scaled_dot_product_attention: shape expression too complex for its gradient");
+      a->ok = false;
+      return;
+    }
+    int in[6] = {n.in[0], n.in[1], n.in[2], dy, id, n.ia[0] ? n.in[3] : 0};
+    int g = op_typed(a, OP_SDPA_BWD, loc, n.ia[0] ? 6 : 5, in, &ft);
+    memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
+    memcpy(N(a, g)->fa, n.fa, sizeof n.fa);
+    N(a, g)->nia = n.nia;
+    for (int k = 0; k < 3; k++)
+      if (NEED(k)) accumulate(a, n.in[k], reshape_to(a, slice0(a, g, off[k], off[k + 1], loc), &ts[k], loc), loc);
+    return;
+  }
+  case OP_INDEX_SELECT: /* scatter-add dy back into x's shape */
+  case OP_GATHER:
+    if (NEED(0) && need_f32(a, loc, &xtc, op_info[n.op].name)) {
+      int in[2] = {dy, y};
+      int g = op_typed(a, n.op == OP_GATHER ? OP_GATHER_DX : OP_INDEX_SELECT_DX, loc, 2, in, &xtc);
+      N(a, g)->ia[1] = n.ia[1], N(a, g)->nia = 2;
+      accumulate(a, x, g, loc);
+    }
+    return;
+  case OP_CUMSUM: /* dx = reverse cumulative sum of dy */
+  case OP_INTERPOLATE: /* nearest: dx sums dy over each scale block */
+    if (dtype_is_float(xtc.dt) && need_f32(a, loc, &xtc, op_info[n.op].name)) {
+      int g = op_typed(a, n.op == OP_CUMSUM ? OP_CUMSUM_DX : OP_INTERPOLATE_DX, loc, 1, &dy, &xtc);
+      memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
+      N(a, g)->nia = n.nia;
+      N(a, g)->sa = n.sa;
+      accumulate(a, x, g, loc);
+    }
+    return;
+  case OP_MAX: /* over one dim: to the first extremum (torch.max(x, dim)); over all dims or a */
+  case OP_MIN: /* list: split evenly among ties (torch.max(x), torch.amax) */
+  case OP_PROD: /* prod of the others, zeros handled as PyTorch */
+    if (dtype_is_float(xtc.dt) && need_f32(a, loc, &xtc, op_info[n.op].name)) {
+      int in[2] = {dy, x};
+      int g = op_typed(a, n.op == OP_MAX ? OP_MAX_DX : n.op == OP_MIN ? OP_MIN_DX : OP_PROD_DX, loc, 2, in, &xtc);
+      memcpy(N(a, g)->ia, n.ia, sizeof n.ia);
+      N(a, g)->ia[15] = n.ia[1] != 1; /* max/min: 1 = split evenly among ties */
+      N(a, g)->nia = 16;
+      accumulate(a, x, g, loc);
+    }
+    return;
+  case OP_ARGMAX:
+  case OP_ARGMIN: return; /* integer results: no gradient, as in PyTorch */
   default:
     diag_error(a->d, loc, "training: the gradient of '%s' is not implemented yet", op_info[n.op].name);
     a->ok = false;
@@ -400,6 +579,8 @@ static void backward(AD *a, int id, const bool *needs) {
  * step with its switch; mse_loss is lowered to ops that have rules). */
 bool autodiff_has_rule(Op o) {
   switch (o) {
+  case OP_BATCH_NORM: case OP_DROPOUT: /* in train mode (trainmode.c) */
+  case OP_LAYER_NORM: case OP_GROUP_NORM: case OP_RMS_NORM:
   case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_NEG: case OP_RELU: case OP_ABS:
   case OP_SILU: case OP_SIGMOID: case OP_TANH: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_RSQRT:
   case OP_TO_F32: case OP_TO_F16: case OP_TO_BF16: case OP_RESHAPE: case OP_FLATTEN: case OP_TRANSPOSE:
@@ -410,6 +591,8 @@ bool autodiff_has_rule(Op o) {
   case OP_ELU: case OP_LEAKY_RELU: case OP_GELU: case OP_CLAMP: case OP_RECIPROCAL: case OP_MAXIMUM:
   case OP_MINIMUM: case OP_POW: case OP_WHERE: case OP_UNSQUEEZE: case OP_SQUEEZE: case OP_EXPAND:
   case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_STACK: case OP_EMBEDDING:
+  case OP_CONV1D: case OP_CONV_TRANSPOSE2D: case OP_SDPA: case OP_INDEX_SELECT: case OP_GATHER: case OP_CUMSUM:
+  case OP_INTERPOLATE: case OP_MAX: case OP_MIN: case OP_PROD:
   case OP_BCE_WITH_LOGITS: /* lowered to ops with rules */
     return true;
   default: return false;

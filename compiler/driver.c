@@ -22,7 +22,7 @@ Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_
      * training was asked for; plain compilation then emits no train step */
     Diag quiet = {0};
     Diag *ad = o->need_train ? d : &quiet;
-    bool ok = autodiff(g, ad);
+    bool ok = trainmode(g, ad) && autodiff(g, ad); /* batch_norm/dropout in train mode, then gradients */
     for (int t = 0; ok && t < g->ntensors; t++)
       if (g->grads[t] >= 0 && g->nodes[g->tensors[t]].ty.dt != DT_F32) {
         diag_error(ad, g->nodes[g->tensors[t]].loc, "training %s params is not implemented yet (only f32)",

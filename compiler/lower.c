@@ -1121,6 +1121,11 @@ static void lower_stmt(L *l, const Ast *s) {
   case AST_BUFFER: {
     const char *local = interpolate(l, s->name, s->loc);
     const char *path = arena_printf(l->A, "%s%s", l->prefix, local);
+    for (int i = 0; i < g->nties; i++)
+      if (strcmp(g->tie_names[i], path) == 0) {
+        diag_error(l->d, s->loc, "'%s' is already a tied name", path);
+        return;
+      }
     for (int i = 0; i < g->ntensors; i++)
       if (strcmp(g->nodes[g->tensors[i]].name, path) == 0) {
         diag_error(l->d, s->loc, "'%s' is declared twice", path);
@@ -1149,9 +1154,37 @@ static void lower_stmt(L *l, const Ast *s) {
     bind(l, local, tensor(id, s->loc));
     return;
   }
-  case AST_TIE:
-    diag_error(l->d, s->loc, "'tie' is not implemented yet");
+  case AST_TIE: {
+    const char *local = interpolate(l, s->name, s->loc), *target = interpolate(l, s->sval, s->loc);
+    const char *path = arena_printf(l->A, "%s%s", l->prefix, local);
+    Bind *b = lookup(l, target);
+    if (!b || b->v.k != V_TENSOR || (g->nodes[b->v.node].op != OP_PARAM && g->nodes[b->v.node].op != OP_BUFFER)) {
+      diag_error(l->d, s->loc, "tie: '%s' is not a param or buffer declared before", target);
+      return;
+    }
+    for (int i = 0; i < g->ntensors; i++)
+      if (strcmp(g->nodes[g->tensors[i]].name, path) == 0) {
+        diag_error(l->d, s->loc, "tie: '%s' is already a param or buffer", path);
+        return;
+      }
+    for (int i = 0; i < g->nties; i++)
+      if (strcmp(g->tie_names[i], path) == 0) {
+        diag_error(l->d, s->loc, "tie: '%s' is already tied", path);
+        return;
+      }
+    const char **names = arena_alloc(l->A, sizeof(char *) * (size_t)(g->nties + 1));
+    int *nodes = arena_alloc(l->A, sizeof(int) * (size_t)(g->nties + 1));
+    if (g->nties) {
+      memcpy(names, g->tie_names, sizeof(char *) * (size_t)g->nties);
+      memcpy(nodes, g->tie_nodes, sizeof(int) * (size_t)g->nties);
+    }
+    names[g->nties] = path;
+    nodes[g->nties++] = b->v.node;
+    g->tie_names = names;
+    g->tie_nodes = nodes;
+    bind(l, local, b->v);
     return;
+  }
   case AST_CONST: {
     Value v = lower_expr(l, s->a, NULL);
     int64_t c;
@@ -1183,7 +1216,7 @@ static void lower_stmt(L *l, const Ast *s) {
                      n ? type_str(l->A, g, &n->ty) : vkind_name(v.k));
           return;
         }
-        g->loss = v.node;
+        g->loss = g->eval_loss = v.node;
       }
       return;
     }
@@ -1346,7 +1379,7 @@ Graph *lower_model(Arena *A, const Ast *file, const char *model_name, Diag *d) {
       if (strcmp(t->name, model->name) == 0) l.g->has_train = true;
     }
   }
-  l.g->loss = -1;
+  l.g->loss = l.g->eval_loss = -1;
   int before = d->nerrors;
   lower_stmts(&l, &model->list);
   if (d->nerrors == before && l.g->noutputs == 0)

@@ -146,6 +146,9 @@ typedef struct Graph {
   int nsym;
   int *inputs, ninputs; /* OP_INPUT node ids in declaration order */
   int *tensors, ntensors; /* OP_PARAM / OP_BUFFER node ids in declaration order */
+  /* `tie NEW = OLD`: a second name for a param (weights files may use either) */
+  const char **tie_names;
+  int *tie_nodes, nties;
   Output *outputs;
   int noutputs;
   DimCheck *checks;
@@ -160,6 +163,11 @@ typedef struct Graph {
    * only; -1 for buffers and params the loss does not depend on) */
   int *grads;
   int train_begin; /* nodes >= train_begin belong to the train step only */
+  /* trainmode.c: the loss as evaluate computes it (running statistics, no
+   * dropout; g->loss is then the train-mode clone), and the batch_norm_stats
+   * nodes whose running statistics the train step updates */
+  int eval_loss;
+  int *train_updates, ntrain_updates;
 } Graph;
 
 /* ir.c */
@@ -184,6 +192,15 @@ bool infer_graph(Graph *g, Diag *d);
 /* Broadcasts a and b (NumPy rules); false if incompatible. */
 bool infer_broadcast(Graph *g, const Type *a, const Type *b, Type *out, Loc loc, Diag *d);
 DType infer_promote(const Node *a, const Node *b);
+
+/* ---- trainmode.c: the train step's forward in train mode --------------------- */
+/* When the loss depends on batch_norm or dropout(p > 0): clones the forward
+ * nodes between those and the loss with batch_norm using batch statistics
+ * (and queueing the running-statistics update) and dropout masking, and
+ * points g->loss at the clone (g->eval_loss keeps the original).  Call
+ * before autodiff.  Reports an error and returns false for what it cannot
+ * do (dropout of a non-f32 value). */
+bool trainmode(Graph *g, Diag *d);
 
 /* ---- autodiff.c: reverse-mode differentiation ------------------------------ */
 /* Appends the backward graph of g->loss: for every param the loss depends on,

@@ -38,18 +38,19 @@ Plan *plan_graph(Graph *g, int opt_level) {
 }
 
 Plan *plan_train(Graph *g, int opt_level) {
-  int *roots = arena_alloc(g->A, sizeof(int) * (size_t)(g->ntensors + 2));
+  int *roots = arena_alloc(g->A, sizeof(int) * (size_t)(g->ntensors + g->ntrain_updates + 2));
   int n = 0;
   roots[n++] = g->loss;
   for (int t = 0; t < g->ntensors; t++)
     if (g->grads[t] >= 0) roots[n++] = g->grads[t];
+  for (int u = 0; u < g->ntrain_updates; u++) roots[n++] = g->train_updates[u]; /* used after the loss check */
   return plan_roots(g, opt_level, roots, n);
 }
 
 Plan *plan_eval(Graph *g, int opt_level) {
   int *roots = arena_alloc(g->A, sizeof(int) * (size_t)(g->noutputs + 2));
   int n = 0;
-  roots[n++] = g->loss;
+  roots[n++] = g->eval_loss; /* the loss in eval mode (running statistics, no dropout) */
   for (int i = 0; i < g->noutputs; i++) roots[n++] = g->outputs[i].node;
   return plan_roots(g, opt_level, roots, n);
 }

@@ -32,6 +32,23 @@ int mlcrt_index_select(const void *x, size_t elem, int64_t outer, int64_t n, int
   return 0;
 }
 
+/* The gradient of index_select: dx = 0, then dx[o, index[j], :] += dy[o, j, :]
+ * (a repeated index sums its rows; indices were checked by the forward). */
+void mlcrt_index_select_dx_f32(const float *dy, int64_t outer, int64_t n, int64_t inner, const void *index,
+                               int index_i64, int64_t nindex, float *dx) {
+  const int64_t *i64 = index;
+  const int32_t *i32 = index;
+  memset(dx, 0, sizeof(float) * (size_t)(outer * n * inner));
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t j = 0; j < nindex; j++) {
+      int64_t k = index_i64 ? i64[j] : i32[j];
+      if (k < 0 || k >= n) continue;
+      float *d = dx + (o * n + k) * inner;
+      const float *s = dy + (o * nindex + j) * inner;
+      for (int64_t t = 0; t < inner; t++) d[t] += s[t];
+    }
+}
+
 int64_t mlcrt_ipow(int64_t base, int64_t exp) {
   if (exp < 0) { /* PyTorch's integer pow: only 1 and -1 survive */
     if (base == 1) return 1;

@@ -190,6 +190,9 @@ int mlcrt_index_select(const void *x, size_t elem, int64_t outer, int64_t n, int
 /* Integer pow as PyTorch: wraps on overflow; a negative exponent gives 0
  * except for bases 1 and -1. */
 int64_t mlcrt_ipow(int64_t base, int64_t exp);
+/* The gradient of index_select (float32): dx = 0, dx[o, index[j], :] += dy[o, j, :]. */
+void mlcrt_index_select_dx_f32(const float *dy, int64_t outer, int64_t n, int64_t inner, const void *index,
+                               int index_i64, int64_t nindex, float *dx);
 
 /* ---- normalisation (norm.c); weight and bias may be NULL ------------------- */
 /* batch_norm with running statistics over x [N, C, inner]. */
@@ -212,6 +215,11 @@ typedef struct mlcrt_conv_transpose2d_params {
 } mlcrt_conv_transpose2d_params;
 void mlcrt_conv_transpose2d_f32(const mlcrt_conv_transpose2d_params *p, const float *x,
                                 const float *w, const float *b, float *y);
+/* Its input and weight gradients (dy [N, OC, OH, OW]; outputs overwritten). */
+void mlcrt_conv_transpose2d_dx_f32(const mlcrt_conv_transpose2d_params *p, const float *dy, const float *w,
+                                   float *dx);
+void mlcrt_conv_transpose2d_dw_f32(const mlcrt_conv_transpose2d_params *p, const float *dy, const float *x,
+                                   float *dw);
 
 /* ---- attention (attention.c) ---------------------------------------------- */
 /* q [batch..., Tq, D], k [batch..., Tk, D], v [batch..., Tk, Dv] -> y [batch..., Tq, Dv],
@@ -229,6 +237,10 @@ typedef struct mlcrt_sdpa_params {
 } mlcrt_sdpa_params;
 void mlcrt_sdpa_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
                     const void *mask, float *y);
+/* Its backward: y the forward output, dy its gradient; writes dq, dk, dv
+ * (shapes of q, k, v), recomputing softmax rows (no Tq x Tk storage). */
+void mlcrt_sdpa_bwd_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
+                        const void *mask, const float *y, const float *dy, float *dq, float *dk, float *dv);
 
 /* ---- backward kernels and losses (runtime/grad.c) -------------------------- */
 void mlcrt_linear_dw_f32(const float *dy, const float *x, int64_t M, int64_t N, int64_t K, float *dw);
@@ -247,6 +259,29 @@ int mlcrt_cross_entropy_f32(const float *logits, const void *labels, mlcrt_dtype
                             double smoothing, float *loss, char *err);
 int mlcrt_cross_entropy_dx_f32(const float *dy, const float *logits, const void *labels, mlcrt_dtype ldt,
                                int64_t N, int64_t C, double smoothing, float *dx, char *err);
+
+/* ---- train-mode normalisation, dropout and norm gradients (normgrad.c) ------ */
+/* stats [2, C]: batch mean, then biased variance, per channel of x [N, C, inner]. */
+void mlcrt_batch_norm_stats_f32(const float *x, int64_t N, int64_t C, int64_t inner, float *stats);
+/* running = (1 - momentum) * running + momentum * batch (unbiased variance; count = N * inner). */
+void mlcrt_batch_norm_update_f32(const float *stats, int64_t C, int64_t count, double momentum,
+                                 float *running_mean, float *running_var);
+void mlcrt_batch_norm_dx_f32(const float *dy, const float *x, int64_t N, int64_t C, int64_t inner,
+                             const float *stats, const float *w, float eps, float *dx);
+void mlcrt_batch_norm_dw_f32(const float *dy, const float *x, int64_t N, int64_t C, int64_t inner,
+                             const float *stats, float eps, float *dw);
+void mlcrt_layer_norm_dx_f32(const float *dy, const float *x, int64_t rows, int64_t M, const float *w,
+                             float eps, int rms, float *dx);
+void mlcrt_layer_norm_dw_f32(const float *dy, const float *x, int64_t rows, int64_t M, float eps, int rms,
+                             float *dw);
+void mlcrt_group_norm_dx_f32(const float *dy, const float *x, int64_t N, int64_t C, int64_t inner, int64_t G,
+                             const float *w, float eps, float *dx);
+void mlcrt_group_norm_dw_f32(const float *dy, const float *x, int64_t N, int64_t C, int64_t inner, int64_t G,
+                             float eps, float *dw);
+/* y = x * keep / (1 - p), keep drawn with probability 1 - p from a counter-based
+ * generator keyed by (seed, step, key, element index): the same mask for the
+ * same key on any machine and thread count.  Also the backward (x = dy). */
+void mlcrt_dropout_f32(const float *x, int64_t n, double p, uint64_t seed, uint64_t step, uint64_t key, float *y);
 
 /* ---- the training driver behind `mlc train` (runtime/trainloop.c) ----------- */
 #define MLCRT_TRAIN_MAX_INPUTS 16
@@ -279,6 +314,7 @@ typedef struct mlcrt_trainer {
   int (*train_step)(void *m, const int64_t *dims, void *const *inputs, float *loss);
   int (*evaluate)(void *m, const int64_t *dims, void *const *inputs, float *loss, void *output0);
   const char *(*last_error)(void *m);
+  int (*set_seed)(void *m, uint64_t seed); /* may be NULL: seeds dropout in train steps */
 } mlcrt_trainer;
 
 /* Parses --data/--eval/--epochs/--batch/--shuffle/--seed/--save/--checkpoint/

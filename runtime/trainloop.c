@@ -242,6 +242,7 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
     return 1;
   }
   rc = resume ? t->load_checkpoint(m, resume) : weights ? t->load(m, weights) : t->init(m, seed);
+  if (!rc && t->set_seed) rc = t->set_seed(m, seed); /* dropout's generator: --seed, whatever the start */
   if (rc) {
     fprintf(stderr, "mlc train: error: %s\n", t->last_error(m));
     t->destroy(m);

@@ -17,15 +17,16 @@ Groups of cases (the name printed starts with the group; --filter matches it):
               sgd(lr=1) step over one batch: the implied gradient (W0 - W1) is
               compared with torch.autograd's; then sgd(lr=0.05) over 2 epochs of 3
               batches each: the final weights.
-  gap_*       losses PyTorch differentiates that autodiff.c does not yet (mean over
-              the batch dim, 1-D matmul): spec section 3 says every operator is
-              differentiable where PyTorch's is.
+  gap_*       what PyTorch differentiates and autodiff.c does not yet (1-D matmul):
+              spec section 3 says every operator is differentiable where PyTorch's is.
   eval_*      --eval: per-epoch eval loss and accuracy against PyTorch.
   idx_*       IDX (.gz) datasets give the same run as the same data in .npy.
   resume_*    --resume from an epoch checkpoint, and after a SIGINT mid-epoch (exit
               status 130), continues bit-identically to a straight run (--shuffle).
-  nonfinite_* a diverging run stops with exit status 1 naming epoch and step; the
-              previous epoch's checkpoint is kept, is PyTorch's weights and resumes.
+  nonfinite_* a diverging run stops with exit status 1 naming epoch and step (as
+              PyTorch's first non-finite loss); the previous epoch's checkpoint is
+              kept, holds PyTorch's weights and resumes; diverging in epoch 1 claims
+              no checkpoint and writes no --save.
   err_*       what must be rejected cleanly (exit status 1 or 2, a message, no crash).
   determinism_* two identical runs write byte-identical weights and checkpoints.
 
@@ -254,6 +255,10 @@ TRAJ = [
     ("traj_adam_betas", "i32", "adam(lr=0.005, beta1=0.8, beta2=0.99, eps=1e-6)"),
     ("traj_adamw", "u8", "adamw(lr=0.01, weight_decay=0.1)"),
     ("traj_adamw_default_wd", "i64", "adamw(lr=0.01)"),
+]
+TRAJ_EXTRA = [  # (name, labels, optimizer, samples, batch, epochs)
+    ("traj_batch_above_samples", "i64", "sgd(lr=0.1, momentum=0.5)", 13, 20, 3),
+    ("traj_batch_1", "u8", "adam(lr=0.003)", 7, 1, 2),
 ]
 
 
@@ -522,8 +527,8 @@ train tied {
 )
 
 # The usual classification loss written by hand: a mean over the (symbolic)
-# batch dim.  And a 1-D matmul (vector @ matrix).
-GRAD_MODELS["gap_mean_over_batch"] = dict(
+# batch dim.
+GRAD_MODELS["grad_loss_mean_over_batch"] = dict(
     mdl="""
 model nll {
   input  x: f32[B, 5]
@@ -540,6 +545,7 @@ train nll {
     loss=lambda p, d: -(torch.log_softmax(F.linear(d["x"], p["w"]), -1) * d["t"]).sum(-1).mean(),
 )
 
+# A 1-D matmul (matrix @ vector).
 GRAD_MODELS["gap_matmul_1d"] = dict(
     mdl="""
 model mv {
@@ -702,8 +708,7 @@ def case_idx_gz_matches_npy(wd):
           "--save", "idx.safetensors")
     train(wd, mdl, {"x": "x.npy", "y": "y.npy"}, 2, 8, "--seed", "3", "--save", "npy.safetensors")
     same_bytes(os.path.join(wd, "idx.safetensors"), os.path.join(wd, "npy.safetensors"))
-    # and against PyTorch, from mlc's own initial weights (--epochs ... from the seed:
-    # take them from a 1-step-free comparison: train from --weights instead)
+    # and against PyTorch (u8 pixels through to_f32, max_pool2d, adam), from --weights
     params = rand_params({"c.weight": [3, 1, 3, 3], "fc.weight": [4, 12]}, 9)
     write_weights(os.path.join(wd, "init.safetensors"), params)
     train(wd, mdl, {"x": "images-idx3-ubyte.gz", "y": "labels-idx1-ubyte"}, 2, 8,
@@ -767,7 +772,6 @@ DATA_XY = {"x": "x.npy", "y": "y.npy"}
 def case_resume_epoch_checkpoint(wd):
     mdl = write_mdl(wd, "big", RESUME_MLP % {"d": 16, "h": 24})
     resume_data(wd, 301, 16)
-    common = ("--batch", "32", "--shuffle", "--seed", "5")
     train(wd, mdl, DATA_XY, 3, 32, "--shuffle", "--seed", "5", "--save", "straight.safetensors")
     train(wd, mdl, DATA_XY, 1, 32, "--shuffle", "--seed", "5", "--save", "split.safetensors",
           "--checkpoint", "ckpt.safetensors")
@@ -777,7 +781,6 @@ def case_resume_epoch_checkpoint(wd):
         raise CaseError("the epoch-1 checkpoint's optimizer.step is %r, want 10 (301 samples, batch 32)" % step)
     _, out, err = train(wd, mdl, DATA_XY, 3, 32, "--shuffle", "--seed", "5", "--save", "split.safetensors",
                         "--checkpoint", "ckpt.safetensors", "--resume", "ckpt.safetensors")
-    del common
     if len(re.findall(r"^epoch \d+: train loss", out, re.M)) != 2:
         raise CaseError("the resumed run should train epochs 2 and 3:\n" + out)
     same_bytes(os.path.join(wd, "straight.safetensors"), os.path.join(wd, "split.safetensors"))
@@ -880,10 +883,10 @@ train blowup {
 """
 
 
-def case_nonfinite_loss(wd):
-    lr = "40.0"
+def blowup_setup(wd, lr, n, batch):
+    """The diverging model and data; PyTorch's first non-finite loss as (epoch, global step),
+    and PyTorch's weights after each completed epoch."""
     mdl = write_mdl(wd, "blowup", DIVERGE % lr)
-    n, batch = 10, 4
     g = np.random.default_rng(3)
     x = (g.random((n, 2)) + 0.5).astype(np.float32)
     t = g.standard_normal((n, 1)).astype(np.float32)
@@ -891,7 +894,6 @@ def case_nonfinite_loss(wd):
     save_npy(os.path.join(wd, "t.npy"), t)
     params = {"w": torch.ones(1, 2), "b": torch.zeros(1)}
     write_weights(os.path.join(wd, "init.safetensors"), params)
-    # PyTorch: the first step whose loss is not finite
     ps = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     opt = torch.optim.SGD(list(ps.values()), lr=float(lr), foreach=False)
     nb = len(batches(n, batch))
@@ -909,6 +911,12 @@ def case_nonfinite_loss(wd):
         if bad:
             break
         snaps.append({k: v.detach().clone() for k, v in ps.items()})
+    return mdl, x, t, nb, bad, snaps
+
+
+def case_nonfinite_loss(wd):
+    lr, n, batch = "40.0", 10, 4
+    mdl, x, t, nb, bad, snaps = blowup_setup(wd, lr, n, batch)
     if not bad or bad[0] < 2:
         raise CaseError("test setup: PyTorch diverges at %r, want epoch >= 2" % (bad,))
     files = {"x": "x.npy", "t": "t.npy"}
@@ -955,6 +963,22 @@ def case_nonfinite_loss(wd):
     for k in ("w", "b"):
         if not np.array_equal(got[k], ck[k]):
             raise CaseError("resumed with zero-gradient data: %s changed from %s to %s" % (k, ck[k], got[k]))
+
+
+def case_nonfinite_first_epoch(wd):
+    """Diverging before the first checkpoint: no checkpoint may be claimed."""
+    mdl, _, _, _, bad, _ = blowup_setup(wd, "1e9", 10, 2)
+    if not bad or bad[0] != 1:
+        raise CaseError("test setup: PyTorch diverges at %r, want epoch 1" % (bad,))
+    _, out, err = train(wd, mdl, {"x": "x.npy", "t": "t.npy"}, 3, 2, "--weights", "init.safetensors",
+                        "--save", "w.safetensors", expect=1)
+    if not re.search(r"epoch 1, step %d\b" % bad[1], err):
+        raise CaseError("stderr does not name epoch 1, step %d" % bad[1], err)
+    m = re.search(r"checkpoint is kept: (\S+)", err)
+    if m and not os.path.exists(os.path.join(wd, m.group(1))):
+        raise CaseError("stderr says `the last checkpoint is kept: %s`, but no such file was written" % m.group(1), err)
+    if os.path.exists(os.path.join(wd, "w.safetensors")):
+        raise CaseError("--save written although no epoch completed")
 
 
 # ---------------------------------------------------------------------------
@@ -1041,6 +1065,15 @@ def make_label_range(ldt, bad):
     return case
 
 
+def case_err_eval_label_out_of_range(wd):
+    mdl = small_setup(wd)
+    y = np.random.default_rng(0).integers(0, 4, 10).astype(np.int64)
+    y[8] = 9
+    save_npy(os.path.join(wd, "ybad.npy"), y)
+    expect_error(wd, ["--data", "x=x.npy", "--data", "y=y.npy", "--eval", "x=x.npy,y=ybad.npy", "--epochs", "2",
+                      "--batch", "4"], 1, [r"eval", r"label 9"], mdl)
+
+
 def case_err_missing_data(wd):
     mdl = small_setup(wd)
     expect_error(wd, ["--data", "x=x.npy", "--epochs", "1", "--batch", "4"], 2, [r"'y'"], mdl)
@@ -1121,6 +1154,7 @@ def case_determinism_from_weights(wd):
 
 def all_cases():
     cases = [(n, make_traj(l, o)) for n, l, o in TRAJ]
+    cases += [(n, make_traj(l, o, ns, b, e)) for n, l, o, ns, b, e in TRAJ_EXTRA]
     cases.append(("traj_unused_param", case_traj_unused_param))
     cases += [(n, make_grad(n)) for n in GRAD_MODELS]
     cases += [
@@ -1130,6 +1164,8 @@ def all_cases():
         ("resume_sigint_ctrl_c", make_sigint(True)),
         ("resume_sigint_to_mlc_only", make_sigint(False)),
         ("nonfinite_loss", case_nonfinite_loss),
+        ("nonfinite_first_epoch", case_nonfinite_first_epoch),
+        ("err_eval_label_out_of_range", case_err_eval_label_out_of_range),
         ("err_no_train_section", case_err_no_train_section),
         ("err_data_dtype", case_err_data_dtype),
         ("err_data_shape", case_err_data_shape),

@@ -634,6 +634,11 @@ static void emit_pad(E *e, Buf *b, int id) {
 static void emit_interpolate(E *e, Buf *b, int id) {
   Node *n = &e->g->nodes[id];
   const Type *x = &e->g->nodes[n->in[0]].ty, *o = &n->ty;
+  bool bwd = n->op == OP_INTERPOLATE_DX; /* dx = 0, then dx[source of o] += dy[o] */
+  if (bwd) {
+    x = &n->ty, o = &e->g->nodes[n->in[0]].ty;
+    out(b, "  memset(%s, 0, sizeof(float) * (size_t)(%s));\n", e->var[id], dimc(e, type_numel(x)));
+  }
   int r = o->rank;
   int64_t s = n->ia[0];
   Dim xs[MAX_RANK];
@@ -656,7 +661,8 @@ static void emit_interpolate(E *e, Buf *b, int id) {
     out(b, "if (j%d > %s - 1) j%d = %s - 1;\n", d, size, d, size);
   }
   indent(b, 3 + r);
-  out(b, "%s[o++] = %s[%s];\n", e->var[id], e->var[n->in[0]], idx.s);
+  if (bwd) out(b, "%s[%s] += %s[o++];\n", e->var[id], idx.s, e->var[n->in[0]]);
+  else out(b, "%s[o++] = %s[%s];\n", e->var[id], e->var[n->in[0]], idx.s);
   indent(b, 2 + r);
   out(b, "}\n  }\n");
 }
@@ -676,6 +682,121 @@ static void emit_cumsum(E *e, Buf *b, int id) {
       fl ? "double" : "int64_t", len, v, e->var[id], at, fl ? store(e, "(float)acc", DT_F32, n->ty.dt) : "acc");
 }
 
+/* ---- gradients of indexing ops and of max / min / prod (f32) ---------------- */
+/* gather: dx = 0, then dx[i with dim k replaced by index[i]] += dy[i]. */
+static void emit_gather_dx(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &n->ty, *o = &e->g->nodes[n->in[1]].ty;
+  int k = (int)n->ia[1], r = o->rank;
+  Dim xs[MAX_RANK];
+  dense_strides(x, xs);
+  Buf idx = {.A = e->A};
+  for (int d = 0; d < r; d++) out(&idx, "%s%s*%s", d ? " + " : "", d == k ? "v" : arena_printf(e->A, "i%d", d), dimc(e, xs[d]));
+  out(b, "  memset(%s, 0, sizeof(float) * (size_t)(%s));\n  {\n    int64_t o = 0;\n", e->var[id], dimc(e, type_numel(x)));
+  emit_loops(e, b, o, 2);
+  indent(b, 2 + r);
+  out(b, "{\n");
+  indent(b, 3 + r);
+  out(b, "int64_t v = %s[o];\n", e->var[n->in[1]]);
+  indent(b, 3 + r);
+  out(b, "if (v >= 0 && v < %s) %s[%s] += %s[o];\n", r ? dimc(e, x->dim[k]) : "1", e->var[id], idx.len ? idx.s : "0",
+      e->var[n->in[0]]);
+  indent(b, 3 + r);
+  out(b, "o++;\n");
+  indent(b, 2 + r);
+  out(b, "}\n  }\n");
+}
+
+static void emit_index_select_dx(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &n->ty, *ix = &e->g->nodes[n->in[1]].ty;
+  int k = (int)n->ia[1];
+  out(b, "  mlcrt_index_select_dx_f32(%s, %s, %s, %s, %s, %d, %s, %s);\n", e->var[n->in[0]], dimc(e, dims_prod(x, 0, k)),
+      dimc(e, x->dim[k]), dimc(e, dims_prod(x, k + 1, x->rank)), e->var[n->in[1]], ix->dt == DT_I64,
+      dimc(e, type_numel(ix)), e->var[id]);
+}
+
+/* cumsum: dx = the reverse running sum of dy along dim k (in double). */
+static void emit_cumsum_dx(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &n->ty;
+  int k = (int)n->ia[1];
+  const char *len = x->rank ? dimc(e, x->dim[k]) : "1", *inner = dimc(e, dims_prod(x, k + 1, x->rank));
+  const char *at = arena_printf(e->A, "(i0*%s + i1)*%s + i2", len, inner);
+  out(b, "  for (int64_t i0 = 0; i0 < %s; i0++)\n    for (int64_t i2 = 0; i2 < %s; i2++) {\n", dimc(e, dims_prod(x, 0, x->rank ? k : 0)), inner);
+  out(b, "      double acc = 0;\n      for (int64_t i1 = %s - 1; i1 >= 0; i1--) {\n        acc += %s[%s];\n        %s[%s] = (float)acc;\n      }\n    }\n",
+      len, e->var[n->in[0]], at, e->var[id], at);
+}
+
+/* max / min (ia[15] 0: dy to the first extremum, as torch.max(x, dim); 1:
+ * split evenly among the ties, as torch.max(x) / torch.amax) and prod (the
+ * product of the others: dy * p / x without zeros, else only at a single zero). */
+static void emit_reduce_dx(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &n->ty;
+  int64_t mask = n->ia[14];
+  Dim xs[MAX_RANK];
+  dense_strides(x, xs);
+  int order[MAX_RANK], no = 0, nkept = 0;
+  for (int k = 0; k < x->rank; k++)
+    if (!(mask & (1 << k))) order[no++] = k, nkept++;
+  for (int k = 0; k < x->rank; k++)
+    if (mask & (1 << k)) order[no++] = k;
+  Buf idx = {.A = e->A};
+  for (int k = 0; k < x->rank; k++) out(&idx, "%si%d*%s", k ? " + " : "", k, dimc(e, xs[k]));
+  const char *X = e->var[n->in[1]], *dX = e->var[id], *dY = e->var[n->in[0]], *at = idx.len ? idx.s : "0";
+  const char *cmp = n->op == OP_MAX_DX ? ">" : "<";
+  out(b, "  memset(%s, 0, sizeof(float) * (size_t)(%s));\n  {\n    int64_t o = 0;\n", dX, dimc(e, type_numel(x)));
+  int depth = 2;
+  for (int q = 0; q < nkept; q++, depth++) {
+    indent(b, depth);
+    out(b, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", order[q], order[q], dimc(e, x->dim[order[q]]), order[q]);
+  }
+  indent(b, depth);
+  out(b, "{\n");
+  /* one pass over the reduced dims per body */
+  const char *pass[3] = {0};
+  if (n->op == OP_PROD_DX) {
+    indent(b, depth + 1);
+    out(b, "double p = 1; int64_t zeros = 0; const float g = %s[o++];\n", dY);
+    pass[0] = arena_printf(e->A, "float v = %s[%s]; if (v == 0.0f) zeros++; else p *= v;", X, at);
+    pass[1] = arena_printf(e->A, "float v = %s[%s]; %s[%s] = zeros == 0 ? (float)(g * p / v) : zeros == 1 && v == 0.0f ? (float)(g * p) : 0.0f;",
+                           X, at, dX, at);
+  } else if (!n->ia[15]) {
+    indent(b, depth + 1);
+    out(b, "float acc = 0; int64_t best = -1;\n");
+    pass[0] = arena_printf(e->A, "float v = %s[%s]; if (best < 0 || v %s acc || (v != v && acc == acc)) { acc = v; best = %s; }", X, at, cmp, at);
+  } else {
+    indent(b, depth + 1);
+    out(b, "float acc = 0; int64_t best = -1, cnt = 0; float g;\n");
+    pass[0] = arena_printf(e->A, "float v = %s[%s]; if (best < 0 || v %s acc || (v != v && acc == acc)) { acc = v; best = %s; }", X, at, cmp, at);
+    pass[1] = "float v = 0; (void)v;";
+    pass[1] = arena_printf(e->A, "float v = %s[%s]; if (v == acc || (v != v && acc != acc)) cnt++;", X, at);
+    pass[2] = arena_printf(e->A, "float v = %s[%s]; if (v == acc || (v != v && acc != acc)) %s[%s] = g;", X, at, dX, at);
+  }
+  for (int p = 0; p < 3 && pass[p]; p++) {
+    if (p == 2) {
+      indent(b, depth + 1);
+      out(b, "g = %s[o++] / (float)cnt;\n", dY);
+    }
+    int d = depth + 1;
+    for (int q = nkept; q < no; q++, d++) {
+      indent(b, d);
+      out(b, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", order[q], order[q], dimc(e, x->dim[order[q]]), order[q]);
+    }
+    indent(b, d);
+    out(b, "{ %s }\n", pass[p]);
+  }
+  if (n->op != OP_PROD_DX && !n->ia[15]) {
+    indent(b, depth + 1);
+    out(b, "if (best >= 0) %s[best] = %s[o];\n", dX, dY);
+    indent(b, depth + 1);
+    out(b, "o++;\n");
+  }
+  indent(b, depth);
+  out(b, "}\n  }\n");
+}
+
 /* The shape and indexing ops above; false for other ops. */
 static bool emit_index_op(E *e, Buf *b, int id) {
   switch (e->g->nodes[id].op) {
@@ -687,6 +808,11 @@ static bool emit_index_op(E *e, Buf *b, int id) {
   case OP_PAD: emit_pad(e, b, id); return true;
   case OP_INTERPOLATE: emit_interpolate(e, b, id); return true;
   case OP_CUMSUM: emit_cumsum(e, b, id); return true;
+  case OP_INTERPOLATE_DX: emit_interpolate(e, b, id); return true;
+  case OP_GATHER_DX: emit_gather_dx(e, b, id); return true;
+  case OP_INDEX_SELECT_DX: emit_index_select_dx(e, b, id); return true;
+  case OP_CUMSUM_DX: emit_cumsum_dx(e, b, id); return true;
+  case OP_MAX_DX: case OP_MIN_DX: case OP_PROD_DX: emit_reduce_dx(e, b, id); return true;
   default: return false;
   }
 }
@@ -836,8 +962,11 @@ static void emit_node(E *e, Buf *b, int id) {
   case OP_LAYER_NORM:
   case OP_GROUP_NORM:
   case OP_RMS_NORM: emit_norm(e, b, id); return;
-  case OP_SDPA: emit_sdpa(e, b, id); return;
-  case OP_CONV_TRANSPOSE2D: emit_conv_transpose2d(e, b, id); return;
+  case OP_SDPA:
+  case OP_SDPA_BWD: emit_sdpa(e, b, id); return;
+  case OP_CONV_TRANSPOSE2D:
+  case OP_CONV_TRANSPOSE2D_DX:
+  case OP_CONV_TRANSPOSE2D_DW: emit_conv_transpose2d(e, b, id); return;
   default:
     out(b, "#error \"mlc internal error: no C emitter for operator %s\"\n", op_info[n->op].name);
   }

@@ -770,7 +770,6 @@ static void emit_reduce_dx(E *e, Buf *b, int id) {
     indent(b, depth + 1);
     out(b, "float acc = 0; int64_t best = -1, cnt = 0; float g;\n");
     pass[0] = arena_printf(e->A, "float v = %s[%s]; if (best < 0 || v %s acc || (v != v && acc == acc)) { acc = v; best = %s; }", X, at, cmp, at);
-    pass[1] = "float v = 0; (void)v;";
     pass[1] = arena_printf(e->A, "float v = %s[%s]; if (v == acc || (v != v && acc != acc)) cnt++;", X, at);
     pass[2] = arena_printf(e->A, "float v = %s[%s]; if (v == acc || (v != v && acc != acc)) %s[%s] = g;", X, at, dX, at);
   }
@@ -797,6 +796,20 @@ static void emit_reduce_dx(E *e, Buf *b, int id) {
   out(b, "}\n  }\n");
 }
 
+/* slice with symbolic bounds: dx = 0 with dy copied into [start, end) of dim k
+ * (the bounds were checked by the forward slice). */
+static void emit_slice_dx(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *x = &n->ty, *dy = &e->g->nodes[n->in[0]].ty;
+  int k = (int)n->ia[1];
+  Dim inner = dims_prod(x, k + 1, x->rank);
+  const char *run = dimc(e, dim_mul(dy->dim[k], inner));
+  out(b, "  memset(%s, 0, sizeof(%s) * (size_t)(%s));\n", e->var[id], ctype(x->dt), dimc(e, type_numel(x)));
+  out(b, "  for (int64_t i0 = 0; i0 < %s; i0++)\n    memcpy(%s + (i0*%s + %s)*%s, %s + i0*%s, (size_t)(%s) * sizeof(%s));\n",
+      dimc(e, dims_prod(x, 0, k)), e->var[id], dimc(e, x->dim[k]), dimc(e, n->da[2]), dimc(e, inner), e->var[n->in[0]],
+      run, run, ctype(x->dt));
+}
+
 /* The shape and indexing ops above; false for other ops. */
 static bool emit_index_op(E *e, Buf *b, int id) {
   switch (e->g->nodes[id].op) {
@@ -813,7 +826,69 @@ static bool emit_index_op(E *e, Buf *b, int id) {
   case OP_INDEX_SELECT_DX: emit_index_select_dx(e, b, id); return true;
   case OP_CUMSUM_DX: emit_cumsum_dx(e, b, id); return true;
   case OP_MAX_DX: case OP_MIN_DX: case OP_PROD_DX: emit_reduce_dx(e, b, id); return true;
+  case OP_SLICE_DX: emit_slice_dx(e, b, id); return true;
   default: return false;
+  }
+}
+
+/* Train mode (compiler/trainmode.c) and the norms' gradients (runtime/normgrad.c);
+ * false for other ops. */
+static bool emit_train_op(E *e, Buf *b, int id) {
+  Node *n = &e->g->nodes[id];
+  const char *y = e->var[id], *eps = literal(e, n->fa[0], DT_F32);
+  bool fwd = n->op == OP_BATCH_NORM_STATS || n->op == OP_BATCH_NORM_TRAIN || n->op == OP_DROPOUT_TRAIN;
+  if (n->op != OP_BATCH_NORM_STATS && n->op != OP_BATCH_NORM_TRAIN && n->op != OP_DROPOUT_TRAIN &&
+      n->op != OP_BATCH_NORM_DX && n->op != OP_BATCH_NORM_DW && n->op != OP_LAYER_NORM_DX &&
+      n->op != OP_LAYER_NORM_DW && n->op != OP_GROUP_NORM_DX && n->op != OP_GROUP_NORM_DW)
+    return false;
+  int xi = n->in[fwd ? 0 : 1];
+  const Type *xt = &e->g->nodes[xi].ty;
+  const char *x = e->var[xi], *dy = e->var[n->in[0]];
+  if (n->op == OP_DROPOUT_TRAIN) { /* keyed by (seed, steps taken, the dropout's node id, index) */
+    out(b, "  mlcrt_dropout_f32(%s, %s, %.17g, m->seed, (uint64_t)*(const int64_t *)(m->weights + %zu), %lld, %s);\n", x,
+        dimc(e, type_numel(xt)), n->fa[0], e->step_off, (long long)n->ia[0], y);
+    return true;
+  }
+  if (n->op == OP_LAYER_NORM_DX || n->op == OP_LAYER_NORM_DW) {
+    const char *rows = dimc(e, dims_prod(xt, 0, xt->rank - (int)n->ia[4])), *M = dimc(e, dims_prod(xt, xt->rank - (int)n->ia[4], xt->rank));
+    if (n->op == OP_LAYER_NORM_DX)
+      out(b, "  mlcrt_layer_norm_dx_f32(%s, %s, %s, %s, %s, %s, %d, %s);\n", dy, x, rows, M, n->ia[0] ? e->var[n->in[2]] : "NULL",
+          eps, (int)n->ia[3], y);
+    else
+      out(b, "  mlcrt_layer_norm_dw_f32(%s, %s, %s, %s, %s, %d, %s);\n", dy, x, rows, M, eps, (int)n->ia[3], y);
+    return true;
+  }
+  const char *N = dimc(e, xt->dim[0]), *C = dimc(e, xt->dim[1]), *inner = dimc(e, dims_prod(xt, 2, xt->rank));
+  switch (n->op) {
+  case OP_BATCH_NORM_STATS: {
+    int64_t c;
+    Dim cnt = dim_mul(xt->dim[0], dims_prod(xt, 2, xt->rank));
+    if (!dim_is_const(cnt, &c) || c < 2) /* PyTorch: "Expected more than 1 value per channel when training" */
+      out(b, "  if ((int64_t)(%s) < 2)\n    return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s: batch_norm in a train step needs more than 1 value per channel, got input %s\");\n",
+          dimc(e, cnt), node_where(e, n), type_str(e->A, e->g, xt));
+    out(b, "  mlcrt_batch_norm_stats_f32(%s, %s, %s, %s, %s);\n", x, N, C, inner, y);
+    return true;
+  }
+  case OP_BATCH_NORM_TRAIN: {
+    const char *w = n->ia[0] ? e->var[n->in[2]] : "NULL", *bias = n->ia[1] ? e->var[n->in[2 + (n->ia[0] != 0)]] : "NULL";
+    out(b, "  mlcrt_batch_norm_f32(%s, %s, %s, %s, %s, %s + (%s), %s, %s, %s, %s); /* the batch statistics */\n", x, N, C,
+        inner, e->var[n->in[1]], e->var[n->in[1]], C, w, bias, eps, y);
+    return true;
+  }
+  case OP_BATCH_NORM_DX:
+    out(b, "  mlcrt_batch_norm_dx_f32(%s, %s, %s, %s, %s, %s, %s, %s, %s);\n", dy, x, N, C, inner, e->var[n->in[2]],
+        n->ia[0] ? e->var[n->in[3]] : "NULL", eps, y);
+    return true;
+  case OP_BATCH_NORM_DW:
+    out(b, "  mlcrt_batch_norm_dw_f32(%s, %s, %s, %s, %s, %s, %s, %s);\n", dy, x, N, C, inner, e->var[n->in[2]], eps, y);
+    return true;
+  case OP_GROUP_NORM_DX:
+    out(b, "  mlcrt_group_norm_dx_f32(%s, %s, %s, %s, %s, %lld, %s, %s, %s);\n", dy, x, N, C, inner, (long long)n->ia[2],
+        n->ia[0] ? e->var[n->in[2]] : "NULL", eps, y);
+    return true;
+  default: /* OP_GROUP_NORM_DW */
+    out(b, "  mlcrt_group_norm_dw_f32(%s, %s, %s, %s, %s, %lld, %s, %s);\n", dy, x, N, C, inner, (long long)n->ia[2], eps, y);
+    return true;
   }
 }
 
@@ -830,6 +905,7 @@ static void emit_node(E *e, Buf *b, int id) {
   if (flags & F_ELEM) { emit_elementwise(e, b, id); return; }
   if (flags & F_REDUCE) { emit_reduce(e, b, id); return; }
   if (emit_index_op(e, b, id)) return;
+  if (emit_train_op(e, b, id)) return;
   switch (n->op) {
   case OP_RESHAPE:
   case OP_FLATTEN: return; /* a view: declared as an alias */
@@ -1083,6 +1159,8 @@ static char *emit_header(E *e) {
     out(&b, "int %s_load_checkpoint(%s *m, const char *path);\n\n", e->M, e->M);
     out(&b, "/* Train steps taken so far (restored by _load_checkpoint). */\n");
     out(&b, "int64_t %s_step(const %s *m);\n\n", e->M, e->M);
+    out(&b, "/* Seeds dropout in train steps (also set by _init): masks are drawn from\n   (seed, step count, node, element), the same for any thread count. */\n");
+    out(&b, "int %s_set_seed(%s *m, uint64_t seed);\n\n", e->M, e->M);
     out(&b, "/* The loss and the outputs for a batch, without training; an output pointer\n   may be NULL. */\n");
     emit_eval_signature(e, &b);
   }
@@ -1326,6 +1404,7 @@ static char *emit_source(E *e, const char *header_name) {
   out(&b, "  unsigned char *arena;   /* activations and scratch, planned at create */\n");
   out(&b, "  size_t arena_bytes;\n  size_t off[NBUFS ? NBUFS : 1]; /* offset of each arena buffer of run */\n");
   if (tp) out(&b, "  size_t toff[NTBUFS ? NTBUFS : 1]; /* ... of the train step */\n  size_t eoff[NEBUFS ? NEBUFS : 1]; /* ... and of evaluate */\n");
+  if (tp) out(&b, "  uint64_t seed; /* dropout's generator in train steps: _init or _set_seed */\n");
   out(&b, "  char err[MLCRT_ERRLEN];\n};\n\n");
 
   /* create */
@@ -1377,7 +1456,9 @@ static char *emit_source(E *e, const char *header_name) {
   const char *reset = tp ? arena_printf(e->A, "  memset(m->weights + %zu, 0, WEIGHT_BYTES - %zu); /* a fresh optimizer */\n", p->weight_bytes, p->weight_bytes) : "";
   out(&b, "int %s_load(%s *m, const char *safetensors_path) {\n  if (!m) return MLCRT_EINVAL;\n  if (!safetensors_path) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_load: NULL path\");\n%s  return mlcrt_load_safetensors(safetensors_path, %s_tensors, NTENSORS, m->weights, m->err);\n}\n\n", M, M, M, reset, M);
   out(&b, "int %s_save(const %s *m, const char *safetensors_path) {\n  if (!m || !safetensors_path) return MLCRT_EINVAL;\n  return mlcrt_save_safetensors(safetensors_path, %s_tensors, NTENSORS, m->weights, (char *)m->err);\n}\n\n", M, M, M);
-  out(&b, "int %s_init(%s *m, uint64_t seed) {\n  if (!m) return MLCRT_EINVAL;\n%s  return mlcrt_init_tensors(%s_tensors, NTENSORS, m->weights, seed);\n}\n\n", M, M, reset, M);
+  out(&b, "int %s_init(%s *m, uint64_t seed) {\n  if (!m) return MLCRT_EINVAL;\n%s%s  return mlcrt_init_tensors(%s_tensors, NTENSORS, m->weights, seed);\n}\n\n", M, M, reset,
+      tp ? "  m->seed = seed;\n" : "", M);
+  if (tp) out(&b, "int %s_set_seed(%s *m, uint64_t seed) {\n  if (!m) return MLCRT_EINVAL;\n  m->seed = seed;\n  return MLCRT_OK;\n}\n\n", M, M);
 
   /* run */
   out(&b, "/* The forward pass, one step per operation of %s. */\n", g->source_path);
@@ -1406,6 +1487,14 @@ static char *emit_source(E *e, const char *header_name) {
     emit_body(e, &b, tp, "the train step");
     out(&b, "\n  /* the loss; a non-finite one leaves the weights untouched */\n  *loss = %s[0];\n", e->var[g->loss]);
     out(&b, "  if (!isfinite(*loss))\n    return mlcrt_seterr(m->err, MLCRT_ENUMERIC, \"%s_train_step: the loss is %%g; weights not updated\", (double)*loss);\n", M);
+    for (int u = 0; u < g->ntrain_updates; u++) { /* batch_norm in train mode (trainmode.c) */
+      const Node *sn = &g->nodes[g->train_updates[u]];
+      const Type *xt = &g->nodes[sn->in[0]].ty;
+      if (!u) out(&b, "  /* batch_norm running statistics, as torch.nn.BatchNorm updates them */\n");
+      out(&b, "  mlcrt_batch_norm_update_f32(%s, %s, %s, %.17g, (float *)(m->weights + %zu), (float *)(m->weights + %zu));\n",
+          e->var[g->train_updates[u]], dimc(e, xt->dim[1]), dimc(e, dim_mul(xt->dim[0], dims_prod(xt, 2, xt->rank))), sn->fa[1],
+          tp->weight_off[sn->in[1]], tp->weight_off[sn->in[2]]);
+    }
     out(&b, "  int64_t step = ++*(int64_t *)(m->weights + %zu);\n", e->step_off);
     if (o->kind == OPT_SGD) out(&b, "  (void)step;\n");
     else {
@@ -1423,7 +1512,7 @@ static char *emit_source(E *e, const char *header_name) {
     emit_checks(e, &b, "evaluate", true);
     e->off = "eoff";
     emit_body(e, &b, e->eval, "evaluate");
-    out(&b, "\n  *loss = %s[0];\n", e->var[g->loss]);
+    out(&b, "\n  *loss = %s[0];\n", e->var[g->eval_loss]); /* batch_norm and dropout in eval mode */
     for (int i = 0; i < g->noutputs; i++) {
       int id = g->outputs[i].node;
       out(&b, "  if (%s) memcpy(%s, %s, (size_t)%s * sizeof(%s));\n", outname(e, i), outname(e, i), e->var[id],
@@ -1591,6 +1680,7 @@ static char *emit_train_harness(E *e, const char *header_name, const char **why)
   out(&b, "static void *create(const int64_t *d) { return %s_create(%s%sNULL); }\n", M, dims, g->nsym ? ", " : "");
   out(&b, "static void destroy(void *m) { %s_destroy(m); }\n", M);
   out(&b, "static int init(void *m, uint64_t seed) { return %s_init(m, seed); }\n", M);
+  out(&b, "static int set_seed(void *m, uint64_t seed) { return %s_set_seed(m, seed); }\n", M);
   out(&b, "static int load(void *m, const char *p) { return %s_load(m, p); }\n", M);
   out(&b, "static int save(void *m, const char *p) { return %s_save(m, p); }\n", M);
   out(&b, "static int load_checkpoint(void *m, const char *p) { return %s_load_checkpoint(m, p); }\n", M);
@@ -1602,7 +1692,7 @@ static char *emit_train_harness(E *e, const char *header_name, const char **why)
   for (int i = 0; i < g->noutputs; i++) out(&b, ", %s", i == 0 && classes ? "out0" : "NULL");
   out(&b, ");\n}\n\n");
   out(&b, "int main(int argc, char **argv) {\n  static const mlcrt_trainer t = {\"%s\", %d, inputs, %d, %d, %lld, %d, create, destroy, init, load, save,\n"
-          "                                   load_checkpoint, save_checkpoint, step, train_step, evaluate, last_error};\n"
+          "                                   load_checkpoint, save_checkpoint, step, train_step, evaluate, last_error, set_seed};\n"
           "  return mlcrt_train_main(&t, argc, argv);\n}\n", M, n, g->nsym, batch - 1, (long long)classes, label < 0 ? 0 : label);
   return b.s;
 }

@@ -18,6 +18,9 @@
  *   sum/mean       broadcast dy back (mean scales by 1/count)
  *   softmax/log_softmax, cross_entropy: dedicated kernels
  *   reshape/flatten/transpose/permute: the inverse movement
+ *   batch_norm (train mode, see trainmode.c), layer_norm, group_norm,
+ *   rms_norm       input/weight kernels (runtime/normgrad.c), bias = sum of dy
+ *   dropout        (train mode) the same mask applied to dy
  *   conv1d         conv2d's kernels on [N, C, 1, L] views; conv_transpose2d:
  *                  dedicated input/weight kernels, db = sum over N, H, W
  *   attention      one kernel recomputing the softmax rows, writing dq|dk|dv
@@ -321,15 +324,39 @@ static void backward(AD *a, int id, const bool *needs) {
     if (n.nin == 3 && NEED(2)) accumulate(a, n.in[2], sum_to(a, dy, &N(a, n.in[2])->ty, loc), loc);
     return;
   }
-  case OP_MATMUL:
-    if (xtc.rank < 2 || ytc.rank < 2) {
-      diag_error(a->d, loc, "gradient of matmul with a 1-D operand is not implemented yet");
-      a->ok = false;
-      return;
+  case OP_MATMUL: {
+    /* 1-D operands are promoted as torch.matmul does ([K] -> [1, K] on the
+     * left, [K, 1] on the right); the gradients are reshaped back */
+    Type A2 = xtc, B2 = ytc, Y2 = N(a, dy)->ty;
+    int xa = x, yb = y, d2 = dy;
+    if (xtc.rank == 1) {
+      A2.rank = 2, A2.dim[0] = dim_const(1), A2.dim[1] = xtc.dim[0];
+      xa = reshape_to(a, x, &A2, loc);
     }
-    if (NEED(0)) accumulate(a, x, sum_to(a, bin(a, OP_MATMUL, dy, transpose_last(a, y, loc), loc), &xtc, loc), loc);
-    if (NEED(1)) accumulate(a, y, sum_to(a, bin(a, OP_MATMUL, transpose_last(a, x, loc), dy, loc), &ytc, loc), loc);
+    if (ytc.rank == 1) {
+      B2.rank = 2, B2.dim[0] = ytc.dim[0], B2.dim[1] = dim_const(1);
+      yb = reshape_to(a, y, &B2, loc);
+    }
+    if (xtc.rank == 1 && ytc.rank == 1) { /* y = [] -> [1, 1] */
+      Y2.rank = 2, Y2.dim[0] = Y2.dim[1] = dim_const(1);
+    } else if (xtc.rank == 1) { /* batch + [M] -> batch + [1, M] */
+      Y2.dim[Y2.rank] = Y2.dim[Y2.rank - 1];
+      Y2.dim[Y2.rank - 1] = dim_const(1);
+      Y2.rank++;
+    } else if (ytc.rank == 1) { /* batch + [N] -> batch + [N, 1] */
+      Y2.dim[Y2.rank++] = dim_const(1);
+    }
+    if (xtc.rank == 1 || ytc.rank == 1) d2 = reshape_to(a, dy, &Y2, loc);
+    if (NEED(0)) {
+      int g = sum_to(a, bin(a, OP_MATMUL, d2, transpose_last(a, yb, loc), loc), &A2, loc);
+      accumulate(a, x, reshape_to(a, g, &xtc, loc), loc);
+    }
+    if (NEED(1)) {
+      int g = sum_to(a, bin(a, OP_MATMUL, transpose_last(a, xa, loc), d2, loc), &B2, loc);
+      accumulate(a, y, reshape_to(a, g, &ytc, loc), loc);
+    }
     return;
+  }
   case OP_CONV1D: /* conv1d's ia is conv2d's with H = KH = 1: the same kernels on 4-D views */
   case OP_CONV2D: {
     bool one = n.op == OP_CONV1D;
@@ -446,8 +473,13 @@ static void backward(AD *a, int id, const bool *needs) {
     int d = (int)n.ia[1];
     int64_t st, en, size;
     if (!dim_is_const(n.da[2], &st) || !dim_is_const(n.da[3], &en) || !dim_is_const(xtc.dim[d], &size)) {
-      diag_error(a->d, loc, "gradient of a slice with symbolic bounds is not implemented yet");
-      a->ok = false;
+      /* symbolic bounds (slice(wpe, 0, 0, T)): zeros with dy copied in at the bounds */
+      int g = op_typed(a, OP_SLICE_DX, loc, 1, &dy, &xtc);
+      N(a, g)->ia[1] = d, N(a, g)->nia = 2;
+      N(a, g)->da = arena_alloc(a->g->A, sizeof(Dim) * 4);
+      memcpy(N(a, g)->da, n.da, sizeof(Dim) * 4);
+      N(a, g)->nda = 4;
+      accumulate(a, x, g, loc);
       return;
     }
     int pid = ir_add(a->g, OP_PAD, loc, 1, &dy);

@@ -1361,6 +1361,20 @@ Graph *lower_model(Arena *A, const Ast *file, const char *model_name, Diag *d) {
     diag_error(d, none_loc, "the file defines several models (%s); choose one with --model NAME", names);
     return NULL;
   }
+  /* the model name prefixes every generated C name (NAME_create, struct
+   * NAME): it must not clash with C keywords or the C library */
+  static const char *const clash[] = {"auto", "break", "case", "char", "const", "continue", "default", "do",
+      "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+      "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef", "union",
+      "unsigned", "void", "volatile", "while", "abs", "div", "exit", "free", "malloc", "calloc", "realloc",
+      "abort", "atoi", "exp", "log", "sqrt", "pow", "sin", "cos", "tan", "floor", "ceil", "round", "fabs",
+      "printf", "puts", "main", "memcpy", "memset", "strlen", "time", "clock", "rand", "signal", "raise",
+      "remove", "rename", "system", "labs", "ldiv", "mlcrt", NULL};
+  for (int i = 0; clash[i]; i++)
+    if (strcmp(model->name, clash[i]) == 0) {
+      diag_error(d, model->loc, "model name '%s' clashes with a C keyword or C library name used by the generated code; rename the model", model->name);
+      return NULL;
+    }
   L l = {.A = A, .d = d, .file = file, .prefix = ""};
   l.g = ir_new(A, model->name);
   l.g->source_path = model->loc.src ? model->loc.src->path : "";

@@ -11,6 +11,7 @@
 #include "mlcrt.h"
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,20 +223,52 @@ static int mkdirs(const char *path) {
   return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
+/* The child being waited for: SIGINT/SIGTERM sent to mlc are passed on to it
+ * (the trainer saves a checkpoint on Ctrl-C), and mlc waits for it to end. */
+static volatile pid_t child_pid;
+static void forward_signal(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
+
 static int spawn_wait(char **argv, bool quiet_stdout) {
   pid_t pid;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   if (quiet_stdout) posix_spawn_file_actions_adddup2(&fa, 2, 1);
-  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t def;
+  sigemptyset(&def);
+  sigaddset(&def, SIGINT);
+  sigaddset(&def, SIGTERM);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  struct sigaction sa = {0}, old_int, old_term;
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  int rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
   if (rc != 0) {
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
     fprintf(stderr, "mlc: error: cannot run %s: %s\n", argv[0], strerror(rc));
     return -1;
   }
+  child_pid = pid;
   int st;
   while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) return -1;
+    if (errno != EINTR) {
+      child_pid = 0;
+      sigaction(SIGINT, &old_int, NULL);
+      sigaction(SIGTERM, &old_term, NULL);
+      return -1;
+    }
+  child_pid = 0;
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   fprintf(stderr, "mlc: error: %s was killed by signal %d\n", argv[0], WIFSIGNALED(st) ? WTERMSIG(st) : 0);
   return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);

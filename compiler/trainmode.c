@@ -55,6 +55,14 @@ bool trainmode(Graph *g, Diag *d) {
                  dtype_name(x->ty.dt));
       ok = false;
     }
+    for (int j = 1; n->op == OP_BATCH_NORM && j < 3; j++) {
+      const Node *r = &g->nodes[n->in[j]];
+      if ((r->op != OP_BUFFER && r->op != OP_PARAM) || r->ty.dt != DT_F32) {
+        diag_error(d, n->loc, "training with batch_norm needs its %s to be an f32 buffer (updated by the train step)",
+                   j == 1 ? "running_mean" : "running_var");
+        ok = false;
+      }
+    }
     nbn += n->op == OP_BATCH_NORM;
   }
   if (!ok) return false;

@@ -284,7 +284,7 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
         if (tty) fputc('\n', stderr);
         fprintf(stderr, "mlc train: error: epoch %lld, step %lld: %s\n", (long long)epoch + 1,
                 (long long)t->step(m) + 1, t->last_error(m));
-        if (ckpt) fprintf(stderr, "the last checkpoint is kept: %s\n", ckpt);
+        if (ckpt && access(ckpt, F_OK) == 0) fprintf(stderr, "the last checkpoint is kept: %s\n", ckpt);
         rc = 1; /* exit status 1, not the MLCRT_E* status (spec section 6) */
         goto done;
       }

@@ -526,6 +526,27 @@ train tied {
                         - d["t"]) ** 2).sum() * 0.1,
 )
 
+GRAD_MODELS["grad_tied"] = dict(
+    mdl="""
+model tied {
+  input  x: f32[B, 6]
+  param  enc.weight: f32[6, 6]
+  param  enc.bias:   f32[6]
+  tie    dec.weight = enc.weight          # one tensor, two names: one gradient, summed
+  h = tanh(linear(x, enc.weight, enc.bias))
+  output y = linear(h, dec.weight)
+}
+train tied {
+  input  t: f32[B, 6]
+  loss   = sum((y - t) * (y - t)) * 0.1
+  optimizer = %(opt)s
+}
+""",
+    inputs={"x": ("f32", [6]), "t": ("f32", [6])},
+    loss=lambda p, d: ((F.linear(torch.tanh(F.linear(d["x"], p["enc.weight"], p["enc.bias"])), p["enc.weight"])
+                        - d["t"]) ** 2).sum() * 0.1,
+)
+
 # The usual classification loss written by hand: a mean over the (symbolic)
 # batch dim.
 GRAD_MODELS["grad_loss_mean_over_batch"] = dict(

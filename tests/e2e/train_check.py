@@ -1173,9 +1173,77 @@ def case_determinism_from_weights(wd):
 
 # ---------------------------------------------------------------------------
 
+# Issue 5's trajectory tests: 50 steps (400 samples, batch 8, one epoch) of SGD
+# with momentum and of Adam, for the MLP and for LeNet-5 (the example's
+# architecture on 28x28 inputs).
+TRAJ_LONG = [
+    ("traj50_mlp_sgd_momentum", "u8", "sgd(lr=0.05, momentum=0.9)", 400, 8, 1),
+    ("traj50_mlp_adam", "i64", "adam(lr=0.003)", 400, 8, 1),
+]
+
+LENET = """
+model lenet {
+  input  x: f32[B, 1, 28, 28]
+  param  conv1.weight: f32[6, 1, 5, 5] = kaiming_uniform
+  param  conv1.bias:   f32[6]          = zeros
+  param  conv2.weight: f32[16, 6, 5, 5] = kaiming_uniform
+  param  conv2.bias:   f32[16]         = zeros
+  param  fc1.weight: f32[120, 400] = kaiming_uniform
+  param  fc1.bias:   f32[120]      = zeros
+  param  fc2.weight: f32[84, 120]  = kaiming_uniform
+  param  fc2.bias:   f32[84]       = zeros
+  param  fc3.weight: f32[10, 84]   = kaiming_uniform
+  param  fc3.bias:   f32[10]       = zeros
+  h = max_pool2d(relu(conv2d(x, conv1.weight, conv1.bias, padding=2)), 2)
+  h = max_pool2d(relu(conv2d(h, conv2.weight, conv2.bias)), 2)
+  h = relu(linear(flatten(h), fc1.weight, fc1.bias))
+  h = relu(linear(h, fc2.weight, fc2.bias))
+  output logits = linear(h, fc3.weight, fc3.bias)
+}
+train lenet {
+  input y: u8[B]
+  loss = cross_entropy(logits, y)
+  optimizer = %(opt)s
+}
+"""
+LENET_SHAPES = {"conv1.weight": [6, 1, 5, 5], "conv1.bias": [6], "conv2.weight": [16, 6, 5, 5], "conv2.bias": [16],
+                "fc1.weight": [120, 400], "fc1.bias": [120], "fc2.weight": [84, 120], "fc2.bias": [84],
+                "fc3.weight": [10, 84], "fc3.bias": [10]}
+
+
+def lenet_loss(p, d):
+    h = F.max_pool2d(F.relu(F.conv2d(d["x"], p["conv1.weight"], p["conv1.bias"], padding=2)), 2)
+    h = F.max_pool2d(F.relu(F.conv2d(h, p["conv2.weight"], p["conv2.bias"])), 2)
+    h = F.relu(F.linear(h.flatten(1), p["fc1.weight"], p["fc1.bias"]))
+    h = F.relu(F.linear(h, p["fc2.weight"], p["fc2.bias"]))
+    return F.cross_entropy(F.linear(h, p["fc3.weight"], p["fc3.bias"]), d["y"].long())
+
+
+def make_traj_lenet(opt, n=400, batch=8):
+    def case(wd):
+        mdl = write_mdl(wd, "lenet", LENET % {"opt": opt})
+        params = rand_params(LENET_SHAPES, 3)
+        write_weights(os.path.join(wd, "init.safetensors"), params)
+        g = np.random.default_rng(4)
+        x = g.random((n, 1, 28, 28)).astype(np.float32)
+        y = g.integers(0, 10, n).astype(np.uint8)
+        save_npy(os.path.join(wd, "x.npy"), x)
+        save_npy(os.path.join(wd, "y.npy"), y)
+        data = {"x": torch.from_numpy(x), "y": torch.from_numpy(y.astype(np.int64))}
+        _, out, _ = train(wd, mdl, {"x": "x.npy", "y": "y.npy"}, 1, batch,
+                          "--weights", "init.safetensors", "--save", "w.safetensors")
+        want, losses, _ = torch_train(params, data, lenet_loss, optim_ctor(opt), 1, batch)
+        compare_weights(os.path.join(wd, "w.safetensors"), want)
+        check_losses(epoch_losses(out), losses)
+    return case
+
+
 def all_cases():
     cases = [(n, make_traj(l, o)) for n, l, o in TRAJ]
     cases += [(n, make_traj(l, o, ns, b, e)) for n, l, o, ns, b, e in TRAJ_EXTRA]
+    cases += [(n, make_traj(l, o, ns, b, e)) for n, l, o, ns, b, e in TRAJ_LONG]
+    cases.append(("traj50_lenet_sgd_momentum", make_traj_lenet("sgd(lr=0.05, momentum=0.9)")))
+    cases.append(("traj50_lenet_adam", make_traj_lenet("adam(lr=0.001)")))
     cases.append(("traj_unused_param", case_traj_unused_param))
     cases += [(n, make_grad(n)) for n in GRAD_MODELS]
     cases += [

@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""bench/train_fashion.py — one Fashion-MNIST epoch, batch 64, SGD(lr=0.05,
+momentum=0.9), trained by mlc (`mlc train`, generated C) and by PyTorch (CPU,
+same thread count) in one run; prints time, samples/s, test accuracy and the
+mlc / PyTorch time ratio for each model.
+
+usage: /usr/bin/python3 bench/train_fashion.py [--mlc build/mlc] [--models fashion_mlp,lenet5]
+       [--threads 2] [--epochs 1]
+The mlc time is the training loop as `mlc train` reports it (samples / samples/s),
+measured after a warm-up run so the C build is cached; PyTorch's is the loop's
+wall time.  This is a benchmark, not a test: it asserts nothing.
+"""
+import argparse, gzip, os, re, subprocess, sys, tempfile, time
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+D = "/usr/share/datasets/fashion-mnist"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    nd = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * nd).reshape(dims)
+
+
+def torch_model(name):
+    g = torch.Generator().manual_seed(0)
+    def p(*shape, fan_in):
+        b = 1 / fan_in ** 0.5
+        return (torch.rand(*shape, generator=g) * 2 * b - b).requires_grad_(True)
+    if name == "fashion_mlp":
+        ps = [p(256, 784, fan_in=784), torch.zeros(256, requires_grad=True), p(10, 256, fan_in=256),
+              torch.zeros(10, requires_grad=True)]
+        def f(x):
+            h = F.relu(F.linear(x.flatten(1), ps[0], ps[1]))
+            return F.linear(h, ps[2], ps[3])
+        return ps, f
+    ps = [p(6, 1, 5, 5, fan_in=25), torch.zeros(6, requires_grad=True), p(16, 6, 5, 5, fan_in=150),
+          torch.zeros(16, requires_grad=True), p(120, 400, fan_in=400), torch.zeros(120, requires_grad=True),
+          p(84, 120, fan_in=120), torch.zeros(84, requires_grad=True), p(10, 84, fan_in=84),
+          torch.zeros(10, requires_grad=True)]
+    def f(x):
+        h = F.max_pool2d(F.relu(F.conv2d(x, ps[0], ps[1], padding=2)), 2)
+        h = F.max_pool2d(F.relu(F.conv2d(h, ps[2], ps[3])), 2)
+        h = F.relu(F.linear(h.flatten(1), ps[4], ps[5]))
+        h = F.relu(F.linear(h, ps[6], ps[7]))
+        return F.linear(h, ps[8], ps[9])
+    return ps, f
+
+
+def bench_torch(name, xtr, ytr, xte, yte, epochs):
+    ps, f = torch_model(name)
+    opt = torch.optim.SGD(ps, lr=0.05, momentum=0.9)
+    x = torch.from_numpy(xtr).float().div(255).unsqueeze(1)
+    y = torch.from_numpy(ytr).long()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for i in range(0, len(x), 64):
+            loss = F.cross_entropy(f(x[i:i + 64]), y[i:i + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    dt = time.perf_counter() - t0
+    with torch.no_grad():
+        acc = (f(torch.from_numpy(xte).float().div(255).unsqueeze(1)).argmax(1) == torch.from_numpy(yte).long()).float().mean().item()
+    return dt, acc
+
+
+def bench_mlc(mlc, name, epochs, threads):
+    args = [mlc, "train", os.path.join(ROOT, "examples", name + ".mdl"),
+            "--data", f"x={D}/train-images-idx3-ubyte.gz", "--data", f"y={D}/train-labels-idx1-ubyte.gz",
+            "--eval", f"x={D}/t10k-images-idx3-ubyte.gz,y={D}/t10k-labels-idx1-ubyte.gz",
+            "--epochs", str(epochs), "--batch", "64"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    with tempfile.TemporaryDirectory() as td:
+        subprocess.run(args[:4] + ["--data", args[5], "--data", args[7], "--epochs", "1", "--batch", "60000"],
+                       capture_output=True, env=env)  # warm-up: builds the C once (cached)
+        r = subprocess.run(args + ["--save", os.path.join(td, "w.safetensors")], capture_output=True, text=True, env=env)
+    if r.returncode:
+        sys.exit("mlc train failed:\n" + r.stderr)
+    rates = [float(rate) for _, rate in re.findall(r"batch (\d+)/\1 loss [\d.]+ (\d+) samples/s", r.stderr)]
+    acc = float(re.findall(r"eval accuracy ([\d.]+)%", r.stdout)[-1]) / 100
+    return 60000 * epochs / (sum(rates) / len(rates)), acc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mlc", default=os.path.join(ROOT, "build", "mlc"))
+    ap.add_argument("--models", default="fashion_mlp,lenet5")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    xtr, ytr = idx(f"{D}/train-images-idx3-ubyte.gz"), idx(f"{D}/train-labels-idx1-ubyte.gz")
+    xte, yte = idx(f"{D}/t10k-images-idx3-ubyte.gz"), idx(f"{D}/t10k-labels-idx1-ubyte.gz")
+    print(f"Fashion-MNIST, {a.epochs} epoch(s), batch 64, SGD(lr=0.05, momentum=0.9), PyTorch {torch.__version__} "
+          f"with {a.threads} threads; mlc generated C (its thread count is the runtime's, 1 today)")
+    print(f"{'model':<12} {'mlc s':>8} {'torch s':>8} {'ratio':>7} {'mlc acc':>8} {'torch acc':>9}")
+    for name in a.models.split(","):
+        tm, am = bench_mlc(a.mlc, name, a.epochs, a.threads)
+        tt, at = bench_torch(name, xtr, ytr, xte, yte, a.epochs)
+        print(f"{name:<12} {tm:8.2f} {tt:8.2f} {tm / tt:7.2f} {am:8.4f} {at:9.4f}")
+    print("ratio = mlc time / PyTorch time (target: <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1313,6 +1313,7 @@ static void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, 
 static void emit_desc(E *e, Buf *b, const char *name, DType dt, const Type *t, size_t off, InitKind init, double ia, double ib) {
   out(b, "    {\"%s\", %s, %d, {", name, mlcrt_dtype_c(dt), t ? t->rank : 0);
   for (int i = 0; t && i < t->rank; i++) out(b, "%s%s", i ? ", " : "", dimc(e, t->dim[i]));
+  if (!t || t->rank == 0) out(b, "0"); /* a scalar: ISO C wants a non-empty initializer */
   out(b, "}, %zu, %s, %.17g, %.17g},\n", off, init_name(init), ia, ib);
 }
 
@@ -1491,9 +1492,9 @@ static char *emit_source(E *e, const char *header_name) {
       const Node *sn = &g->nodes[g->train_updates[u]];
       const Type *xt = &g->nodes[sn->in[0]].ty;
       if (!u) out(&b, "  /* batch_norm running statistics, as torch.nn.BatchNorm updates them */\n");
-      out(&b, "  mlcrt_batch_norm_update_f32(%s, %s, %s, %.17g, (float *)(m->weights + %zu), (float *)(m->weights + %zu));\n",
+      out(&b, "  mlcrt_batch_norm_update_f32(%s, %s, %s, %.17g, (float *)%s, (float *)%s); /* into the weights region */\n",
           e->var[g->train_updates[u]], dimc(e, xt->dim[1]), dimc(e, dim_mul(xt->dim[0], dims_prod(xt, 2, xt->rank))), sn->fa[1],
-          tp->weight_off[sn->in[1]], tp->weight_off[sn->in[2]]);
+          e->var[sn->in[1]], e->var[sn->in[2]]);
     }
     out(&b, "  int64_t step = ++*(int64_t *)(m->weights + %zu);\n", e->step_off);
     if (o->kind == OPT_SGD) out(&b, "  (void)step;\n");

@@ -77,13 +77,11 @@ def float_mask(shape, g):
     return m
 
 
-def zeros_rows(shape, g):
-    """Rows with no, one and two zeros (prod's special cases)."""
-    x = torch.rand(*shape, generator=g) + 0.5
-    x[:, 1, 2] = 0
-    x[:, 2, 0] = 0
-    x[:, 2, 3] = 0
-    return x
+def zeros_rows(s):
+    """Rows of s [4, 5] with no, one and two zeros (prod's special cases)."""
+    s[1, 2] = 0
+    s[2, 0] = 0
+    s[2, 3] = 0
 
 
 def attn_case(Tq, Tk, D, Dv, call, fn, mask=None, heads=2):
@@ -167,12 +165,15 @@ CASES = {
     "max_all": x_times([5, 6], "max(x) * xin", lambda x, p, i: torch.max(x) * i["xin"], init=ties),
     "min_all": x_times([5, 6], "min(x) * xin", lambda x, p, i: torch.min(x) * i["xin"], init=ties),
     "max_dims": x_times([5, 6], "max(x, [1, 2])", lambda x, p, i: torch.amax(x, [1, 2]), init=ties),
-    "prod_dim": x_times([4, 5], "prod(x, 2)", lambda x, p, i: torch.prod(x, 2), init=lambda *s, g: zeros_rows(s, g)),
+    "prod_dim": dict(x_times([4, 5], "prod(x, 2)", lambda x, p, i: torch.prod(x, 2),
+                             init=lambda *s, g: torch.rand(*s, generator=g) + 0.5), prep=lambda p, i: zeros_rows(p["s"])),
     "prod_all": x_times([2, 3], "prod(x) * xin", lambda x, p, i: torch.prod(x) * i["xin"],
                         init=lambda *s, g: torch.rand(*s, generator=g) + 0.5),
-    "prod_all_one_zero": x_times([2, 3], "prod(x) * xin", lambda x, p, i: torch.prod(x) * i["xin"],
-                                 init=lambda *s, g: torch.tensor([[[0.7, 0.0, 1.2], [0.9, 1.1, 0.8]], [[1.3, 0.6, 0.9], [1.0, 0.5, 1.4]],
-                                                                  [[0.8, 1.2, 0.7], [1.1, 0.9, 1.3]]])[:s[0]]),
+    # x = xin + s with a single exact zero (xin = -s there): only that element gets a gradient
+    "prod_all_one_zero": dict(inputs={"xin": ("f32", [2, 3], lambda *s, g: torch.rand(*s, generator=g) + 0.5)},
+                              params={"s": [2, 3]}, body="x = xin + s\n  y = prod(x) * xin",
+                              fn=lambda p, i: torch.prod(i["xin"] + p["s"]) * i["xin"],
+                              prep=lambda p, i: i["xin"].__setitem__((1, 0, 2), -float(p["s"][0, 2]))),
     "argmax_no_grad": x_times([5, 6], "max(x, 1) + to_f32(argmax(x, 1)) + to_f32(argmin(x, 2))[:, 0:1] * 0.0",
                               lambda x, p, i: torch.max(x, 1).values + torch.argmax(x, 1).float()
                               + torch.argmin(x, 2).float()[:, 0:1] * 0.0),
@@ -196,6 +197,8 @@ def run_case(name, case, args, td):
         t = init(*([N] + shape), g=g)
         inputs[n] = t
     params = {n: torch.randn(*s, generator=g) * 0.5 for n, s in case["params"].items()}
+    if "prep" in case:
+        case["prep"](params, inputs)
     if name.startswith(("max", "min")):
         params["s"] = torch.ones_like(params["s"])  # keep the ties of the integer inputs
     with torch.no_grad():

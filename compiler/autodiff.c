@@ -625,7 +625,7 @@ bool autodiff_has_rule(Op o) {
   case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_STACK: case OP_EMBEDDING:
   case OP_CONV1D: case OP_CONV_TRANSPOSE2D: case OP_SDPA: case OP_INDEX_SELECT: case OP_GATHER: case OP_CUMSUM:
   case OP_INTERPOLATE: case OP_MAX: case OP_MIN: case OP_PROD:
-  case OP_BCE_WITH_LOGITS: /* lowered to ops with rules */
+  case OP_BCE_WITH_LOGITS: case OP_NLL_LOSS: case OP_SPLIT: /* lowered to ops with rules */
     return true;
   default: return false;
   }

@@ -58,6 +58,10 @@ CASES = {
     "unsq_exp":  ("sum(expand(unsqueeze(w, 0), [3, 6]), 0) * x", lambda x, w: w.unsqueeze(0).expand(3, 6).sum(0) * x),
     "pad":       ("pad(x * w, [1, 2], value=0.5)", lambda x, w: F.pad(x * w, [1, 2], value=0.5)),
     "stack":     ("sum(stack([x * w, x + w], 1), 1)", lambda x, w: torch.stack([x * w, x + w], 1).sum(1)),
+    "bce":       ("binary_cross_entropy_with_logits(x * w, sigmoid(x))",
+                  lambda x, w: F.binary_cross_entropy_with_logits(x * w, torch.sigmoid(x))),
+    "nll":       ("nll_loss(log_softmax(x * w, dim=1), argmax(x, dim=1))",
+                  lambda x, w: F.nll_loss(F.log_softmax(x * w, dim=1), x.argmax(1))),
 }
 # slice_cat uses Python-style indexing, not MDL: rewrite it explicitly
 CASES["slice_cat"] = ("concat([slice(x * w, 1, 1, 4), slice(x, 1, 0, 2) * slice(w * 2.0, 0, 0, 2)], 1)",

@@ -1136,6 +1136,29 @@ def case_err_resume_wrong_file(wd):
                       "--resume", "nonexistent.safetensors"], 1, [r"nonexistent"], mdl)
 
 
+def case_err_corrupt_checkpoint(wd):
+    """A corrupted checkpoint is a clear error and leaves the file alone; the
+    good checkpoint written before it still resumes."""
+    mdl = small_setup(wd)
+    train(wd, mdl, DATA_XY, 1, 4, "--save", "w.safetensors")
+    ck = os.path.join(wd, "w.ckpt.safetensors")
+    with open(ck, "rb") as f:
+        good = f.read()
+    for cut in (5, len(good) // 2, len(good) - 3):
+        bad = os.path.join(wd, "bad.safetensors")
+        with open(bad, "wb") as f:
+            f.write(good[:cut])
+        expect_error(wd, ["--data", "x=x.npy", "--data", "y=y.npy", "--epochs", "2", "--batch", "4",
+                          "--resume", "bad.safetensors"], 1, [r"bad\.safetensors"], mdl)
+        with open(bad, "rb") as f:
+            if f.read() != good[:cut]:
+                raise CaseError("a failed resume modified the checkpoint it read")
+    with open(ck, "rb") as f:
+        if f.read() != good:
+            raise CaseError("the good checkpoint changed")
+    train(wd, mdl, DATA_XY, 2, 4, "--resume", "w.ckpt.safetensors", "--save", "w2.safetensors")
+
+
 def case_err_empty_dataset(wd):
     mdl = small_setup(wd)
     save_npy(os.path.join(wd, "x0.npy"), np.zeros((0, 3), np.float32))
@@ -1238,12 +1261,67 @@ def make_traj_lenet(opt, n=400, batch=8):
     return case
 
 
+# GPT-2 (the small test config of examples/gpt2.mdl, tests/gpt2_train.mdl):
+# 50 steps of SGD with momentum and of Adam against the same model in PyTorch.
+def make_traj_gpt2(opt):
+    def case(wd):
+        import grad_ops2_check as G2
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(os.path.dirname(here), "gpt2_train.mdl")) as f:
+            text = f.read()
+        text, k = re.subn(r"optimizer = adamw\([^)]*\)", "optimizer = " + opt, text)
+        assert k == 1
+        mdl = write_mdl(wd, "gpt2", text)
+        torch.manual_seed(0)
+        model = G2.GPT2()
+        with torch.no_grad():
+            for _, p in model.named_parameters():
+                p.add_(torch.randn_like(p) * (0.05 if p.dim() == 1 else 0.02))
+        params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        write_weights(os.path.join(wd, "init.safetensors"), params)
+        steps, B, T, V = 50, 2, 9, 101
+        g = torch.Generator().manual_seed(1)
+        idx = torch.randint(0, V, (steps * B, T), generator=g)
+        tgt = torch.randint(0, V, (steps * B, T), generator=g)
+        save_npy(os.path.join(wd, "idx.npy"), idx.numpy())
+        save_npy(os.path.join(wd, "tgt.npy"), tgt.numpy())
+        _, out, _ = train(wd, mdl, {"idx": "idx.npy", "targets": "tgt.npy"}, 1, B,
+                          "--weights", "init.safetensors", "--save", "w.safetensors")
+
+        def loss_fn(p, d):  # the model with the trained tensors p (torch 1.13: stateless)
+            from torch.nn.utils import stateless
+            logits = stateless.functional_call(model, p, (d["idx"],))
+            return F.cross_entropy(logits.reshape(-1, V), d["tgt"].reshape(-1))
+        want, losses, _ = torch_train(params, {"idx": idx, "tgt": tgt}, loss_fn, optim_ctor(opt), 1, B)
+        if opt.startswith("adam"):
+            # the attention key bias has a zero gradient in exact arithmetic
+            # (softmax ignores a constant added to a row); Adam turns rounding
+            # noise there into +-lr steps in both implementations: skip it
+            C = want["transformer.wpe.weight"].shape[1]
+            for n in list(want):
+                if n.endswith("attn.c_attn.bias"):
+                    got, _ = read_safetensors(os.path.join(wd, "w.safetensors"))
+                    keep = torch.ones(3 * C, dtype=torch.bool)
+                    keep[C:2 * C] = False
+                    E.compare(n + " (q, v parts)", got[n][keep.numpy()], want[n][keep], TOL)
+                    del want[n]
+            got, _ = read_safetensors(os.path.join(wd, "w.safetensors"))
+            for n, w in want.items():
+                E.compare(n, got[n], w, TOL)
+        else:
+            compare_weights(os.path.join(wd, "w.safetensors"), want)
+        check_losses(epoch_losses(out), losses)
+    return case
+
+
 def all_cases():
     cases = [(n, make_traj(l, o)) for n, l, o in TRAJ]
     cases += [(n, make_traj(l, o, ns, b, e)) for n, l, o, ns, b, e in TRAJ_EXTRA]
     cases += [(n, make_traj(l, o, ns, b, e)) for n, l, o, ns, b, e in TRAJ_LONG]
     cases.append(("traj50_lenet_sgd_momentum", make_traj_lenet("sgd(lr=0.05, momentum=0.9)")))
     cases.append(("traj50_lenet_adam", make_traj_lenet("adam(lr=0.001)")))
+    cases.append(("traj50_gpt2_sgd_momentum", make_traj_gpt2("sgd(lr=0.05, momentum=0.9)")))
+    cases.append(("traj50_gpt2_adam", make_traj_gpt2("adam(lr=0.001)")))
     cases.append(("traj_unused_param", case_traj_unused_param))
     cases += [(n, make_grad(n)) for n in GRAD_MODELS]
     cases += [
@@ -1267,6 +1345,7 @@ def all_cases():
         ("err_usage", case_err_usage),
         ("err_resume_wrong_file", case_err_resume_wrong_file),
         ("err_empty_dataset", case_err_empty_dataset),
+        ("err_corrupt_checkpoint", case_err_corrupt_checkpoint),
         ("determinism_two_runs", case_determinism_two_runs),
         ("determinism_from_weights", case_determinism_from_weights),
     ]

@@ -116,6 +116,10 @@ static int load_set(const mlcrt_trainer *t, const char **paths, Set *s, int64_t 
   return 0;
 }
 
+static void free_set(const mlcrt_trainer *t, Set *s) {
+  for (int i = 0; i < t->ninputs; i++) mlcrt_array_free(&s->a[i]);
+}
+
 /* Copies the rows perm[from .. from+b) of every array into the staging buffers. */
 static void gather(const mlcrt_trainer *t, const Set *s, const int64_t *perm, int64_t from, int64_t b, void **stage) {
   for (int i = 0; i < t->ninputs; i++) {
@@ -183,7 +187,7 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
   int64_t epochs = -1, batch = -1;
   uint64_t seed = 0;
   int shuffle = 0, have_eval = 0;
-  char msg[1024];
+  char msg[1024], ckbuf[4096];
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--shuffle")) { shuffle = 1; continue; }
@@ -199,20 +203,19 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
     else if (!strcmp(a, "--data") || !strcmp(a, "--eval")) {
       const char **dst = a[2] == 'd' ? data : evalp;
       if (a[2] == 'e') have_eval = 1;
-      char *copy = strdup(v);
-      for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+      char *copy = argv[i]; /* split in place: the paths point into argv */
+      char *save_ptr = NULL;
+      for (char *tok = strtok_r(copy, ",", &save_ptr); tok; tok = strtok_r(NULL, ",", &save_ptr)) {
         char *eq = strchr(tok, '=');
         int k = -1;
         for (int j = 0; eq && j < t->ninputs; j++)
           if ((size_t)(eq - tok) == strlen(t->inputs[j].name) && !strncmp(tok, t->inputs[j].name, (size_t)(eq - tok))) k = j;
         if (k < 0) {
           snprintf(msg, sizeof msg, "%s %s: expected NAME=FILE with NAME an input of model %s", a, tok, t->model);
-          free(copy);
           return usage(argv[0], msg);
         }
-        dst[k] = strdup(eq + 1);
+        dst[k] = eq + 1;
       }
-      free(copy);
     } else {
       snprintf(msg, sizeof msg, "unknown option '%s'", a);
       return usage(argv[0], msg);
@@ -223,8 +226,8 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
   if (!ckpt && save) {
     size_t n = strlen(save);
     const char *ext = n > 12 && !strcmp(save + n - 12, ".safetensors") ? save + n - 12 : save + n;
-    snprintf(msg, sizeof msg, "%.*s.ckpt.safetensors", (int)(ext - save), save);
-    ckpt = strdup(msg);
+    snprintf(ckbuf, sizeof ckbuf, "%.*s.ckpt.safetensors", (int)(ext - save), save);
+    ckpt = ckbuf;
   }
 
   int64_t dims[MLCRT_MAX_RANK * 2];
@@ -232,13 +235,19 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
   Set train = {0}, ev = {0};
   int rc = load_set(t, data, &train, dims, "--data");
   if (!rc && have_eval) rc = load_set(t, evalp, &ev, dims, "--eval");
-  if (rc) return rc;
+  if (rc) {
+    free_set(t, &train);
+    free_set(t, &ev);
+    return rc;
+  }
   dims[t->batch_sym] = batch;
   int64_t maxdims[MLCRT_MAX_RANK * 2];
   for (int i = 0; i < t->nsyms; i++) maxdims[i] = dims[i] > 0 ? dims[i] : 1;
   void *m = t->create(maxdims);
   if (!m) {
     fprintf(stderr, "mlc train: error: %s\n", mlcrt_last_error());
+    free_set(t, &train);
+    free_set(t, &ev);
     return 1;
   }
   rc = resume ? t->load_checkpoint(m, resume) : weights ? t->load(m, weights) : t->init(m, seed);
@@ -246,6 +255,8 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
   if (rc) {
     fprintf(stderr, "mlc train: error: %s\n", t->last_error(m));
     t->destroy(m);
+    free_set(t, &train);
+    free_set(t, &ev);
     return 1;
   }
   void *stage[MLCRT_TRAIN_MAX_INPUTS];
@@ -336,9 +347,9 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
 done:
   for (int i = 0; i < t->ninputs; i++) {
     free(stage[i]);
-    mlcrt_array_free(&train.a[i]);
-    if (have_eval) mlcrt_array_free(&ev.a[i]);
   }
+  free_set(t, &train);
+  free_set(t, &ev);
   free(out);
   free(perm);
   t->destroy(m);

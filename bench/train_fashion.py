@@ -6,9 +6,9 @@ mlc / PyTorch time ratio for each model.
 
 usage: /usr/bin/python3 bench/train_fashion.py [--mlc build/mlc] [--models fashion_mlp,lenet5]
        [--threads 2] [--epochs 1]
-The mlc time is the training loop as `mlc train` reports it (samples / samples/s),
-measured after a warm-up run so the C build is cached; PyTorch's is the loop's
-wall time.  This is a benchmark, not a test: it asserts nothing.
+The mlc time is the training loop as `mlc train` reports it (samples divided by
+its samples/s), so compiling the C is not counted; PyTorch's is the loop's wall
+time.  This is a benchmark, not a test: it asserts nothing.
 """
 import argparse, gzip, os, re, subprocess, sys, tempfile, time
 import numpy as np
@@ -77,8 +77,6 @@ def bench_mlc(mlc, name, epochs, threads):
             "--epochs", str(epochs), "--batch", "64"]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with tempfile.TemporaryDirectory() as td:
-        subprocess.run(args[:4] + ["--data", args[5], "--data", args[7], "--epochs", "1", "--batch", "60000"],
-                       capture_output=True, env=env)  # warm-up: builds the C once (cached)
         r = subprocess.run(args + ["--save", os.path.join(td, "w.safetensors")], capture_output=True, text=True, env=env)
     if r.returncode:
         sys.exit("mlc train failed:\n" + r.stderr)

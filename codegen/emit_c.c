@@ -1079,23 +1079,29 @@ static void name_outputs(E *e) {
   }
 }
 
-static void emit_signature_run(E *e, Buf *b, bool decl_names) {
+/* The signature of NAME_run, NAME_train_step or NAME_evaluate: the instance,
+ * the symbolic dims and the model's inputs; then for training and evaluation
+ * the train section's inputs and the loss; then for run and evaluation the
+ * outputs. */
+enum { SIG_RUN, SIG_TRAIN, SIG_EVAL };
+static void emit_signature(E *e, Buf *b, int kind) {
+  static const char *const names[] = {"run", "train_step", "evaluate"};
   Graph *g = e->g;
-  out(b, "int %s_run(%s *m", e->M, e->M);
+  out(b, "int %s_%s(%s *m", e->M, names[kind], e->M);
   for (int s = 1; s <= g->nsym; s++) out(b, ", int64_t %s", g->sym[s]);
-  for (int i = 0; i < g->ninputs; i++) {
-    Node *n = &g->nodes[g->inputs[i]];
-    out(b, ", const %s *%s", ctype(n->ty.dt), decl_names ? e->var[g->inputs[i]] : e->var[g->inputs[i]]);
+  for (int i = 0; i < g->ninputs; i++)
+    out(b, ", const %s *%s", ctype(g->nodes[g->inputs[i]].ty.dt), e->var[g->inputs[i]]);
+  if (kind != SIG_RUN) {
+    for (int i = 0; i < g->ntrain_inputs; i++)
+      out(b, ", const %s *%s", ctype(g->nodes[g->train_inputs[i]].ty.dt), e->var[g->train_inputs[i]]);
+    out(b, ", float *loss");
   }
-  for (int i = 0; i < g->noutputs; i++) {
-    Node *n = &g->nodes[g->outputs[i].node];
-    out(b, ", %s *%s", ctype(n->ty.dt), outname(e, i));
-  }
+  if (kind != SIG_TRAIN)
+    for (int i = 0; i < g->noutputs; i++)
+      out(b, ", %s *%s", ctype(g->nodes[g->outputs[i].node].ty.dt), outname(e, i));
   out(b, ")");
 }
 
-static void emit_train_signature(E *e, Buf *b);
-static void emit_eval_signature(E *e, Buf *b);
 
 static void emit_create_signature(E *e, Buf *b) {
   out(b, "%s *%s_create(", e->M, e->M);
@@ -1147,12 +1153,12 @@ static char *emit_header(E *e) {
   for (int i = 0; i < g->noutputs; i++)
     out(&b, "     %s: %s (written)\n", outname(e, i), type_str(e->A, g, &g->nodes[g->outputs[i].node].ty));
   out(&b, "   Returns 0, or a status with the reason in %s_last_error(). */\n", e->M);
-  emit_signature_run(e, &b, true);
+  emit_signature(e, &b, SIG_RUN);
   if (e->train) {
     out(&b, ";\n\n/* One training step on a batch (the train section): forward, backward,\n");
     out(&b, "   optimizer update.  Writes the loss (before the update).  A non-finite loss\n");
     out(&b, "   returns MLCRT_ENUMERIC and leaves the weights and optimizer state unchanged. */\n");
-    emit_train_signature(e, &b);
+    emit_signature(e, &b, SIG_TRAIN);
     out(&b, ";\n\n/* Checkpoints: params, buffers, optimizer state and step count, written\n");
     out(&b, "   atomically (temporary file + rename). */\n");
     out(&b, "int %s_save_checkpoint(const %s *m, const char *path);\n", e->M, e->M);
@@ -1162,7 +1168,7 @@ static char *emit_header(E *e) {
     out(&b, "/* Seeds dropout in train steps (also set by _init): masks are drawn from\n   (seed, step count, node, element), the same for any thread count. */\n");
     out(&b, "int %s_set_seed(%s *m, uint64_t seed);\n\n", e->M, e->M);
     out(&b, "/* The loss and the outputs for a batch, without training; an output pointer\n   may be NULL. */\n");
-    emit_eval_signature(e, &b);
+    emit_signature(e, &b, SIG_EVAL);
   }
   out(&b, ";\n\n/* The message of the last failed call on m. */\n");
   out(&b, "const char *%s_last_error(const %s *m);\n\n", e->M, e->M);
@@ -1197,31 +1203,6 @@ static const char *literal_plain(E *e, double v) {
   snprintf(buf, sizeof buf, "%.9g", v);
   if (!strpbrk(buf, ".en")) strcat(buf, ".0");
   return arena_strdup(e->A, buf);
-}
-
-static void emit_eval_signature(E *e, Buf *b) {
-  Graph *g = e->g;
-  out(b, "int %s_evaluate(%s *m", e->M, e->M);
-  for (int s = 1; s <= g->nsym; s++) out(b, ", int64_t %s", g->sym[s]);
-  for (int i = 0; i < g->ninputs; i++)
-    out(b, ", const %s *%s", ctype(g->nodes[g->inputs[i]].ty.dt), e->var[g->inputs[i]]);
-  for (int i = 0; i < g->ntrain_inputs; i++)
-    out(b, ", const %s *%s", ctype(g->nodes[g->train_inputs[i]].ty.dt), e->var[g->train_inputs[i]]);
-  out(b, ", float *loss");
-  for (int i = 0; i < g->noutputs; i++)
-    out(b, ", %s *%s", ctype(g->nodes[g->outputs[i].node].ty.dt), outname(e, i));
-  out(b, ")");
-}
-
-static void emit_train_signature(E *e, Buf *b) {
-  Graph *g = e->g;
-  out(b, "int %s_train_step(%s *m", e->M, e->M);
-  for (int s = 1; s <= g->nsym; s++) out(b, ", int64_t %s", g->sym[s]);
-  for (int i = 0; i < g->ninputs; i++)
-    out(b, ", const %s *%s", ctype(g->nodes[g->inputs[i]].ty.dt), e->var[g->inputs[i]]);
-  for (int i = 0; i < g->ntrain_inputs; i++)
-    out(b, ", const %s *%s", ctype(g->nodes[g->train_inputs[i]].ty.dt), e->var[g->train_inputs[i]]);
-  out(b, ", float *loss)");
 }
 
 /* Named pointers and one commented step per node that plan p runs. */
@@ -1463,7 +1444,7 @@ static char *emit_source(E *e, const char *header_name) {
 
   /* run */
   out(&b, "/* The forward pass, one step per operation of %s. */\n", g->source_path);
-  emit_signature_run(e, &b, true);
+  emit_signature(e, &b, SIG_RUN);
   emit_checks(e, &b, "run", false);
   e->off = "off";
   emit_body(e, &b, p, "the outputs");
@@ -1482,7 +1463,7 @@ static char *emit_source(E *e, const char *header_name) {
             " * (reverse-mode differentiation of the same graph), then the optimizer:\n"
             " * %s. */\n", o->kind == OPT_SGD ? arena_printf(e->A, "sgd(lr=%g, momentum=%g, weight_decay=%g, nesterov=%s)", o->lr, o->momentum, o->weight_decay, o->nesterov ? "true" : "false")
             : arena_printf(e->A, "%s(lr=%g, beta1=%g, beta2=%g, eps=%g, weight_decay=%g)", o->kind == OPT_ADAM ? "adam" : "adamw", o->lr, o->beta1, o->beta2, o->eps, o->weight_decay));
-    emit_train_signature(e, &b);
+    emit_signature(e, &b, SIG_TRAIN);
     emit_checks(e, &b, "train_step", true);
     e->off = "toff";
     emit_body(e, &b, tp, "the train step");
@@ -1509,7 +1490,7 @@ static char *emit_source(E *e, const char *header_name) {
     out(&b, "  return MLCRT_OK;\n}\n\n");
     /* evaluate */
     out(&b, "/* The loss and the outputs without training (evaluation). */\n");
-    emit_eval_signature(e, &b);
+    emit_signature(e, &b, SIG_EVAL);
     emit_checks(e, &b, "evaluate", true);
     e->off = "eoff";
     emit_body(e, &b, e->eval, "evaluate");

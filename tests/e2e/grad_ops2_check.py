@@ -12,31 +12,16 @@ w1 = w0 - dL/dw for every param, compared with PyTorch's gradients.
 usage: /usr/bin/python3 tests/e2e/grad_ops2_check.py --mlc build/mlc [--filter S]
 Prints PASS/FAIL per case and `N passed, M failed`; exit 1 on failure.
 """
-import argparse, json, math, os, re, struct, subprocess, sys, tempfile
+import argparse, math, os, re, subprocess, sys, tempfile
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_e2e import safetensors_bytes  # noqa: E402
+from run_e2e import read_safetensors, safetensors_bytes  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N = 3  # samples = one batch
-
-
-def read_safetensors(path):
-    """{name: numpy array} of the F32 tensors of a safetensors file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__" or info["dtype"] != "F32":
-            continue
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(data[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"]).copy()
-    return out
 
 
 def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None):
@@ -232,7 +217,7 @@ def run_case(name, case, args, td):
                           "--save", out], capture_output=True, text=True)
     if res.returncode != 0:
         return f"mlc train exited {res.returncode}\n    " + res.stderr.strip().replace("\n", "\n    ")
-    got = read_safetensors(out)
+    got = read_safetensors(out)[0]
     pt = {n: t.clone().requires_grad_(True) for n, t in params.items()}
     y = case["fn"](pt, inputs)
     rr = r if y.dim() > 1 else r.reshape(-1)
@@ -328,7 +313,7 @@ def run_gpt2(args, td, sgd=False):
     opt.step()
     if abs(float(m.group(1)) - loss.item()) > 1e-4 * abs(loss.item()) + 6e-5:
         return f"loss {m.group(1)} vs torch {loss.item():.6f}"
-    got = read_safetensors(out)
+    got = read_safetensors(out)[0]
     worst = 0.0
     for n, p in model.named_parameters():
         want = p.detach().numpy()

@@ -14,26 +14,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_e2e import safetensors_bytes  # noqa: E402
+from run_e2e import read_safetensors, safetensors_bytes  # noqa: E402
 
 N = 5  # samples = one batch
 
-
-def read_safetensors(path):
-    """Reads an F32 safetensors file into {name: numpy array}."""
-    import json, struct
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        assert info["dtype"] == "F32", info
-        out[name] = np.frombuffer(data[8 + n + b:8 + n + e], dtype="<f4").reshape(info["shape"]).copy()
-    return out
 
 # name: (mdl body using x: f32[B, 6] and w: f32[6] (param), torch loss fn(x, w))
 CASES = {
@@ -111,7 +95,7 @@ def main():
                 print(f"FAIL {name}: mlc train exited {r.returncode}\n    " + r.stderr.strip().replace("\n", "\n    "))
                 failed += 1
                 continue
-            w1 = torch.from_numpy(read_safetensors(out)["w"])
+            w1 = torch.from_numpy(read_safetensors(out)[0]["w"])
             wt = w0.clone().requires_grad_(True)
             fn(x, wt).mean().backward()
             want = w0 - wt.grad

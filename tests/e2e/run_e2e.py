@@ -203,6 +203,25 @@ def st_dtype(t):
     raise ValueError(t.dtype)
 
 
+def read_safetensors(path):
+    """({name: numpy array}, metadata) of a safetensors file (F32, F16, I64, I32, U8)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise CaseError("%s: %d bytes, not a safetensors file" % (path, len(data)))
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    base = 8 + n
+    npdt = {"F32": "<f4", "I64": "<i8", "I32": "<i4", "U8": "u1", "F16": "<f2"}
+    out = {}
+    for name, e in header.items():
+        a, b = e["data_offsets"]
+        out[name] = np.frombuffer(data[base + a:base + b], dtype=npdt[e["dtype"]]).reshape(e["shape"]).copy()
+    return out, meta
+
+
+
 def safetensors_bytes(tensors, metadata=None, header_override=None):
     """tensors: {name: torch.Tensor} or {name: (st_dtype, shape, raw_bytes)}.
     Data is laid out in reverse name order while the header keys are sorted,

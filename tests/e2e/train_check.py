@@ -36,7 +36,6 @@ themselves (see the MDL strings below).
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -68,24 +67,6 @@ ENV = dict(os.environ)
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-def read_safetensors(path):
-    """{name: numpy array} (F32, I64, I32, U8), and the metadata."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise CaseError("%s: %d bytes, not a safetensors file" % (path, len(data)))
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    meta = header.pop("__metadata__", None)
-    base = 8 + n
-    npdt = {"F32": "<f4", "I64": "<i8", "I32": "<i4", "U8": "u1", "F16": "<f2"}
-    out = {}
-    for name, e in header.items():
-        a, b = e["data_offsets"]
-        out[name] = np.frombuffer(data[base + a:base + b], dtype=npdt[e["dtype"]]).reshape(e["shape"]).copy()
-    return out, meta
-
 
 def write_weights(path, params):
     with open(path, "wb") as f:
@@ -137,7 +118,7 @@ def check_losses(got, want, what="train loss"):
 
 
 def compare_weights(got_path, want, tol=TOL, what=""):
-    got, _ = read_safetensors(got_path)
+    got, _ = E.read_safetensors(got_path)
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
     if missing or extra:
@@ -645,7 +626,7 @@ def make_grad(name):
                 ps = {k: v.clone().requires_grad_(True) for k, v in params.items()}
                 loss = spec["loss"](ps, data)
                 loss.backward()
-                got, _ = read_safetensors(os.path.join(sub, "w.safetensors"))
+                got, _ = E.read_safetensors(os.path.join(sub, "w.safetensors"))
                 for k, p in ps.items():
                     if k not in got:
                         raise CaseError("w.safetensors has no tensor %s" % k)
@@ -754,8 +735,8 @@ def same_bytes(a, b, what=None):
     with open(b, "rb") as f:
         db = f.read()
     if da != db:
-        ta, _ = read_safetensors(a)
-        tb, _ = read_safetensors(b)
+        ta, _ = E.read_safetensors(a)
+        tb, _ = E.read_safetensors(b)
         diff = [k for k in sorted(set(ta) | set(tb))
                 if k not in ta or k not in tb or ta[k].shape != tb[k].shape or not np.array_equal(ta[k], tb[k])]
         raise CaseError("%s: %s and %s differ (%d vs %d bytes); tensors differing: %s"
@@ -796,7 +777,7 @@ def case_resume_epoch_checkpoint(wd):
     train(wd, mdl, DATA_XY, 3, 32, "--shuffle", "--seed", "5", "--save", "straight.safetensors")
     train(wd, mdl, DATA_XY, 1, 32, "--shuffle", "--seed", "5", "--save", "split.safetensors",
           "--checkpoint", "ckpt.safetensors")
-    ck, _ = read_safetensors(os.path.join(wd, "ckpt.safetensors"))
+    ck, _ = E.read_safetensors(os.path.join(wd, "ckpt.safetensors"))
     step = ck.get("optimizer.step")
     if step is None or int(step.reshape(-1)[0]) != 10:
         raise CaseError("the epoch-1 checkpoint's optimizer.step is %r, want 10 (301 samples, batch 32)" % step)
@@ -864,7 +845,7 @@ def make_sigint(to_group):
         ckpt = os.path.join(wd, "cut.ckpt.safetensors")
         if not os.path.exists(ckpt):
             raise CaseError("; ".join(problems + ["no checkpoint written"]), err)
-        ck, _ = read_safetensors(ckpt)
+        ck, _ = E.read_safetensors(ckpt)
         step = int(ck["optimizer.step"].reshape(-1)[0])
         nb = (n + 15) // 16
         if step <= 0 or step >= nb * epochs:
@@ -958,7 +939,7 @@ def case_nonfinite_loss(wd):
         raise CaseError("no checkpoint kept (w.ckpt.safetensors)", err)
     if "w.ckpt.safetensors" not in err:
         raise CaseError("the message does not name the kept checkpoint", err)
-    ck, _ = read_safetensors(ckpt)
+    ck, _ = E.read_safetensors(ckpt)
     step = int(ck["optimizer.step"].reshape(-1)[0])
     if step != (bad[0] - 1) * nb:
         raise CaseError("the kept checkpoint is at step %d, want %d (end of epoch %d)" % (step, (bad[0] - 1) * nb, bad[0] - 1))
@@ -980,7 +961,7 @@ def case_nonfinite_loss(wd):
     save_npy(os.path.join(wd, "t0.npy"), np.full_like(t, ck["b"][0]))
     train(wd, mdl, {"x": "x0.npy", "t": "t0.npy"}, bad[0] + 1, batch, "--resume", "kept.safetensors",
           "--save", "w2.safetensors", "--checkpoint", "c3.safetensors")
-    got, _ = read_safetensors(os.path.join(wd, "w2.safetensors"))
+    got, _ = E.read_safetensors(os.path.join(wd, "w2.safetensors"))
     for k in ("w", "b"):
         if not np.array_equal(got[k], ck[k]):
             raise CaseError("resumed with zero-gradient data: %s changed from %s to %s" % (k, ck[k], got[k]))
@@ -1300,12 +1281,12 @@ def make_traj_gpt2(opt):
             C = want["transformer.wpe.weight"].shape[1]
             for n in list(want):
                 if n.endswith("attn.c_attn.bias"):
-                    got, _ = read_safetensors(os.path.join(wd, "w.safetensors"))
+                    got, _ = E.read_safetensors(os.path.join(wd, "w.safetensors"))
                     keep = torch.ones(3 * C, dtype=torch.bool)
                     keep[C:2 * C] = False
                     E.compare(n + " (q, v parts)", got[n][keep.numpy()], want[n][keep], TOL)
                     del want[n]
-            got, _ = read_safetensors(os.path.join(wd, "w.safetensors"))
+            got, _ = E.read_safetensors(os.path.join(wd, "w.safetensors"))
             for n, w in want.items():
                 E.compare(n, got[n], w, TOL)
         else:

@@ -14,31 +14,16 @@ be PyTorch's in eval mode (running statistics).
 usage: /usr/bin/python3 tests/e2e/trainmode_check.py --mlc build/mlc [--filter S]
 Prints PASS/FAIL per case and `N passed, M failed`; exit 1 on failure.
 """
-import argparse, json, os, re, struct, subprocess, sys, tempfile
+import argparse, os, re, subprocess, sys, tempfile
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from run_e2e import safetensors_bytes  # noqa: E402
+from run_e2e import read_safetensors, safetensors_bytes  # noqa: E402
 
 N = 4  # samples = one batch
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + n])
-    dts = {"F32": "<f4", "I64": "<i8"}
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        out[name] = np.frombuffer(data[8 + n + b:8 + n + e], dtype=dts[info["dtype"]]).reshape(info["shape"]).copy()
-    return out
 
 
 def bn(h, P, pre, training, momentum=0.1, eps=1e-5, affine=(True, True)):
@@ -193,7 +178,7 @@ def run_norm_case(mlc, td, name, case):
                                                      "--save", out, "--eval", f"x={xp},t={tp}"])
     if r.returncode != 0:
         return False, f"mlc train exited {r.returncode}\n    " + r.stderr.strip().replace("\n", "\n    ")
-    got = read_safetensors(out)
+    got = read_safetensors(out)[0]
     # PyTorch: model.train(), one step of sgd(lr=1), then model.eval() on the same data
     P = {k: v.clone().requires_grad_(True) for k, v in P0.items()}
     Pb = {**P, **{k: v.clone() for k, v in B0.items()}}
@@ -257,7 +242,7 @@ def dropout_cases(mlc, td, results):
                                                          "--save", out, "--seed", str(seed)])
         if r.returncode != 0:
             raise RuntimeError(f"mlc train exited {r.returncode}: {r.stderr.strip()}")
-        return read_safetensors(out)["w"]
+        return read_safetensors(out)[0]["w"]
 
     scale = np.float32(1.0) / np.float32(1.0 - DROP_P)
     try:
@@ -388,7 +373,7 @@ def resnet18_case(mlc, td, results):
     if r.returncode != 0:
         results.append(("resnet18_sgd_step", False, f"mlc train exited {r.returncode}: {r.stderr.strip()}"))
         return
-    got = read_safetensors(out)
+    got = read_safetensors(out)[0]
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt.zero_grad()

@@ -322,6 +322,11 @@ static void emit_reduce(E *e, Buf *b, int id) {
     fin = arg ? "best" : "acc";
   }
   /* { o = 0; for kept dims { acc = init; for reduced dims { v = x[..]; step } y[o++] = fin; } } */
+  /* A float32 sum whose innermost reduced dim is x's last (contiguous) one
+   * adds each row with mlcrt_sum_f32 (four double lanes, so no chain of
+   * dependent adds); other reductions read element by element. */
+  const int last = no ? order[no - 1] : -1;
+  const bool rows = (n->op == OP_SUM || n->op == OP_MEAN) && x->dt == DT_F32 && no > nkept && last == x->rank - 1;
   out(b, "  {\n    int64_t o = 0;\n");
   int depth = 2;
   for (int q = 0; q < nkept; q++, depth++) {
@@ -334,19 +339,28 @@ static void emit_reduce(E *e, Buf *b, int id) {
   indent(b, depth);
   out(b, "%s acc = %s;%s\n", acc_t, init, arg ? " int64_t best = 0, k = 0;" : "");
   int inner = depth;
-  for (int q = nkept; q < no; q++, depth++) {
+  for (int q = nkept; q < no - rows; q++, depth++) {
     int k = order[q];
     indent(b, depth);
     out(b, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", k, k, dimc(e, x->dim[k]), k);
   }
-  indent(b, depth);
-  out(b, "{\n");
-  indent(b, depth + 1);
-  out(b, "%s v = %s;\n", fl ? "float" : "int64_t", v);
-  indent(b, depth + 1);
-  out(b, "%s\n", step);
-  indent(b, depth);
-  out(b, "}\n");
+  if (rows) {
+    char ridx[1024] = "";
+    size_t rl = 0;
+    for (int k = 0; k < x->rank - 1 && rl < sizeof ridx - 64; k++)
+      rl += (size_t)snprintf(ridx + rl, sizeof ridx - rl, "%si%d*%s", rl ? " + " : "", k, dimc(e, xs[k]));
+    indent(b, depth);
+    out(b, "acc += mlcrt_sum_f32(%s + %s, %s);\n", e->var[n->in[0]], rl ? ridx : "0", dimc(e, x->dim[last]));
+  } else {
+    indent(b, depth);
+    out(b, "{\n");
+    indent(b, depth + 1);
+    out(b, "%s v = %s;\n", fl ? "float" : "int64_t", v);
+    indent(b, depth + 1);
+    out(b, "%s\n", step);
+    indent(b, depth);
+    out(b, "}\n");
+  }
   const char *finv = arg ? fin : store(e, arena_printf(e->A, "(%s)(%s)", fl ? "float" : "int64_t", fin), fl ? DT_F32 : DT_I64, n->ty.dt);
   indent(b, inner);
   out(b, "%s[o++] = %s;\n", e->var[id], finv);
@@ -363,11 +377,12 @@ static void emit_shape_array(E *e, Buf *b, const char *name, const Type *t) {
 }
 
 static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
-  const Type *x = &e->g->nodes[n->in[0]].ty, *w = &e->g->nodes[n->in[1]].ty;
-  int h = n->op == OP_CONV1D ? 1 : 2; /* conv1d [N, C, L] runs as conv2d with H = KH = OH = 1 */
+  const Type *x, *w, *y;
+  int h; /* conv1d [N, C, L] runs as conv2d with H = KH = OH = 1 */
+  conv_types(e->g, n, &x, &w, &y, &h);
   out(b, "%s{.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s, .OH = %s, .OW = %s,\n%s .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = %lld}",
       "", dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]), dimc(e, x->dim[h + 1]),
-      dimc(e, w->dim[0]), h < 2 ? "1" : dimc(e, w->dim[2]), dimc(e, w->dim[h + 1]), h < 2 ? "1" : dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[h + 1]), pre,
+      dimc(e, w->dim[0]), h < 2 ? "1" : dimc(e, w->dim[2]), dimc(e, w->dim[h + 1]), h < 2 ? "1" : dimc(e, y->dim[2]), dimc(e, y->dim[h + 1]), pre,
       (long long)n->ia[0], (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4],
       (long long)n->ia[5], (long long)n->ia[6]);
 }
@@ -917,7 +932,7 @@ static void emit_node(E *e, Buf *b, int id) {
     emit_shape_array(e, b, "as", xt);
     emit_shape_array(e, b, "bs", wt);
     emit_shape_array(e, b, "ys", &n->ty);
-    out(b, "    mlcrt_matmul_f32(%s, %d, as, %s, %d, bs, %s, %d, ys);\n  }\n", x, xt->rank,
+    out(b, "    mlcrt_matmul_f32(m->team, %s, %d, as, %s, %d, bs, %s, %d, ys);\n  }\n", x, xt->rank,
         e->var[n->in[1]], wt->rank, y, n->ty.rank);
     return;
   }
@@ -930,7 +945,7 @@ static void emit_node(E *e, Buf *b, int id) {
       rows.rank--;
       M = type_numel(&rows);
     }
-    out(b, "  mlcrt_linear_f32(%s, %s, %s, %s, %s, %s, %s);\n", x, dimc(e, M), dimc(e, K),
+    out(b, "  mlcrt_linear_f32(m->team, %s, %s, %s, %s, %s, %s, %s);\n", x, dimc(e, M), dimc(e, K),
         e->var[n->in[1]], dimc(e, wt->dim[0]), n->nin == 3 ? e->var[n->in[2]] : "NULL", y);
     return;
   }
@@ -938,7 +953,7 @@ static void emit_node(E *e, Buf *b, int id) {
   case OP_CONV2D: {
     out(b, "  {\n    const mlcrt_conv2d_params cp = ");
     conv_params(e, b, n, "       ");
-    out(b, ";\n    mlcrt_conv2d_f32(&cp, %s, %s, %s, %s, m->arena + m->%s[%d]);\n  }\n", x,
+    out(b, ";\n    mlcrt_conv2d_f32(m->team, &cp, %s, %s, %s, %s, m->arena + m->%s[%d]);\n  }\n", x,
         e->var[n->in[1]], n->nin == 3 ? e->var[n->in[2]] : "NULL", y, e->off, e->p->scratch[id]);
     return;
   }
@@ -990,21 +1005,15 @@ static void emit_node(E *e, Buf *b, int id) {
     const Type *dt = &e->g->nodes[n->in[0]].ty;
     Dim Nd = n->ty.dim[0], K = n->ty.dim[1], M;
     if (!dim_div(type_numel(dt), Nd, &M)) M = dim_const(0);
-    out(b, "  mlcrt_linear_dw_f32(%s, %s, %s, %s, %s, %s);\n", x, e->var[n->in[1]], dimc(e, M), dimc(e, Nd), dimc(e, K), y);
+    out(b, "  mlcrt_linear_dw_f32(m->team, %s, %s, %s, %s, %s, %s);\n", x, e->var[n->in[1]], dimc(e, M), dimc(e, Nd), dimc(e, K), y);
     return;
   }
   case OP_CONV2D_DX:
   case OP_CONV2D_DW: { /* the forward conv's shapes: x, w, y */
-    bool dx = n->op == OP_CONV2D_DX;
-    const Type *xs = dx ? &n->ty : &e->g->nodes[n->in[1]].ty, *ws = dx ? &e->g->nodes[n->in[1]].ty : &n->ty;
-    const Type *ys = xt;
-    out(b, "  {\n    const mlcrt_conv2d_params cp = {.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s, .OH = %s, .OW = %s,\n"
-           "        .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = %lld};\n"
-           "    mlcrt_conv2d_%s_f32(&cp, %s, %s, %s);\n  }\n",
-        dimc(e, xs->dim[0]), dimc(e, xs->dim[1]), dimc(e, xs->dim[2]), dimc(e, xs->dim[3]), dimc(e, ws->dim[0]),
-        dimc(e, ws->dim[2]), dimc(e, ws->dim[3]), dimc(e, ys->dim[2]), dimc(e, ys->dim[3]), (long long)n->ia[0],
-        (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
-        (long long)n->ia[6], dx ? "dx" : "dw", x, e->var[n->in[1]], y);
+    out(b, "  {\n    const mlcrt_conv2d_params cp = ");
+    conv_params(e, b, n, "       ");
+    out(b, ";\n    mlcrt_conv2d_%s_f32(m->team, &cp, %s, %s, %s, m->arena + m->%s[%d]);\n  }\n",
+        n->op == OP_CONV2D_DX ? "dx" : "dw", x, e->var[n->in[1]], y, e->off, e->p->scratch[id]);
     return;
   }
   case OP_MAX_POOL2D_DX:
@@ -1279,7 +1288,9 @@ static void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, 
     if (pb->scratch) {
       out(b, "      {mlcrt_conv2d_scratch(&(mlcrt_conv2d_params)");
       conv_params(e, b, n, "          ");
-      out(b, "), %d, %d, 0}, /* scratch of %%%d */\n", pb->first, pb->last, pb->node);
+      out(b, ", %s, nthreads), %d, %d, 0}, /* scratch of %%%d */\n",
+          n->op == OP_CONV2D_DX ? "MLCRT_CONV_DX" : n->op == OP_CONV2D_DW ? "MLCRT_CONV_DW" : "MLCRT_CONV_FWD", pb->first,
+          pb->last, pb->node);
     } else {
       Dim bytes = plan_buf_bytes(g, p, i);
       out(b, "      {(size_t)%s, %d, %d, 0}, /* %%%d %s: %s */\n", dimc(e, bytes), pb->first, pb->last,
@@ -1385,6 +1396,7 @@ static char *emit_source(E *e, const char *header_name) {
   out(&b, "  unsigned char *weights; /* WEIGHT_BYTES: params and buffers%s */\n", tp ? ", then optimizer state" : "");
   out(&b, "  unsigned char *arena;   /* activations and scratch, planned at create */\n");
   out(&b, "  size_t arena_bytes;\n  size_t off[NBUFS ? NBUFS : 1]; /* offset of each arena buffer of run */\n");
+  out(&b, "  mlcrt_team *team;        /* the threads the kernels run on */\n");
   if (tp) out(&b, "  size_t toff[NTBUFS ? NTBUFS : 1]; /* ... of the train step */\n  size_t eoff[NEBUFS ? NEBUFS : 1]; /* ... and of evaluate */\n");
   if (tp) out(&b, "  uint64_t seed; /* dropout's generator in train steps: _init or _set_seed */\n");
   out(&b, "  char err[MLCRT_ERRLEN];\n};\n\n");
@@ -1396,6 +1408,7 @@ static char *emit_source(E *e, const char *header_name) {
     out(&b, "  if (max_%s < 1 || max_%s > ((int64_t)1 << 40)) {\n    snprintf(msg, sizeof msg, \"%s_create: max_%s = %%lld is out of range (1..2^40)\", (long long)max_%s);\n    mlcrt_set_last_error(msg);\n    return NULL;\n  }\n",
         g->sym[s], g->sym[s], M, g->sym[s], g->sym[s]);
   out(&b, "  if (opts && opts->device != MLCRT_CPU) {\n    mlcrt_set_last_error(\"%s_create: this model was compiled for the CPU; compile with -o %s.cu for CUDA\");\n    return NULL;\n  }\n", M, M);
+  out(&b, "  const int nthreads = opts && opts->num_threads > 0 ? opts->num_threads : mlcrt_default_threads();\n");
   const char **dnames = arena_alloc(e->A, sizeof(char *) * (MAX_SYMS + 1));
   for (int s = 1; s <= g->nsym; s++) {
     out(&b, "  const int64_t %s = max_%s;\n", g->sym[s], g->sym[s]);
@@ -1430,10 +1443,11 @@ static char *emit_source(E *e, const char *header_name) {
   }
   out(&b, "  m->weights = aligned_alloc(64, WEIGHT_BYTES ? WEIGHT_BYTES : 64);\n");
   out(&b, "  m->arena = aligned_alloc(64, m->arena_bytes ? (m->arena_bytes + 63) / 64 * 64 : 64);\n");
-  out(&b, "  if (!m->weights || !m->arena) {\n    snprintf(msg, sizeof msg, \"%s_create: cannot allocate %%zu bytes of weights and %%zu of activations\", (size_t)WEIGHT_BYTES, m->arena_bytes);\n    mlcrt_set_last_error(msg);\n    %s_destroy(m);\n    return NULL;\n  }\n", M, M);
+  out(&b, "  m->team = mlcrt_team_create(nthreads, mlcrt_cpu_isa());\n");
+  out(&b, "  if (!m->weights || !m->arena || !m->team) {\n    snprintf(msg, sizeof msg, \"%s_create: cannot allocate %%zu bytes of weights and %%zu of activations\", (size_t)WEIGHT_BYTES, m->arena_bytes);\n    mlcrt_set_last_error(msg);\n    %s_destroy(m);\n    return NULL;\n  }\n", M, M);
   out(&b, "  memset(m->weights, 0, WEIGHT_BYTES); /* zeros until init or load */\n  return m;\n}\n\n");
 
-  out(&b, "void %s_destroy(%s *m) {\n  if (!m) return;\n  free(m->weights);\n  free(m->arena);\n  free(m);\n}\n\n", M, M);
+  out(&b, "void %s_destroy(%s *m) {\n  if (!m) return;\n  mlcrt_team_destroy(m->team);\n  free(m->weights);\n  free(m->arena);\n  free(m);\n}\n\n", M, M);
   out(&b, "const char *%s_last_error(const %s *m) { return m ? m->err : \"NULL instance\"; }\n\n", M, M);
   const char *reset = tp ? arena_printf(e->A, "  memset(m->weights + %zu, 0, WEIGHT_BYTES - %zu); /* a fresh optimizer */\n", p->weight_bytes, p->weight_bytes) : "";
   out(&b, "int %s_load(%s *m, const char *safetensors_path) {\n  if (!m) return MLCRT_EINVAL;\n  if (!safetensors_path) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_load: NULL path\");\n%s  return mlcrt_load_safetensors(safetensors_path, %s_tensors, NTENSORS, m->weights, m->err);\n}\n\n", M, M, M, reset, M);
@@ -1526,14 +1540,16 @@ static char *emit_harness(E *e, const char *header_name) {
   Buf b = {.A = e->A};
   const char *M = e->M;
   out(&b, "/* mlc run harness for model %s — generated, do not edit.\n", M);
-  out(&b, " * usage: run [--weights W.safetensors | --seed N] --input NAME=FILE.npy ... [--out DIR] */\n");
-  out(&b, "#include \"%s\"\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n", header_name);
+  out(&b, " * usage: run [--weights W.safetensors | --seed N] --input NAME=FILE.npy ... [--out DIR] [--repeat N] */\n");
+  out(&b, "#include \"%s\"\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <time.h>\n\n", header_name);
+  out(&b, "static double now_us(void) {\n  struct timespec ts;\n  timespec_get(&ts, TIME_UTC);\n  return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;\n}\n\n");
+  out(&b, "static int cmp_double(const void *a, const void *b) {\n  double x = *(const double *)a, y = *(const double *)b;\n  return x < y ? -1 : x > y;\n}\n\n");
   out(&b, "/* Prints a runtime message \"PATH: text\" as \"PATH: error: text\". */\n");
   out(&b, "static void report(const char *path, const char *err) {\n  size_t n = path ? strlen(path) : 0;\n");
   out(&b, "  if (n && !strncmp(err, path, n) && !strncmp(err + n, \": \", 2))\n    fprintf(stderr, \"%%s: error: %%s\\n\", path, err + n + 2);\n");
   out(&b, "  else if (path)\n    fprintf(stderr, \"%%s: error: %%s\\n\", path, err);\n  else\n    fprintf(stderr, \"mlc run: error: %%s\\n\", err);\n}\n\n");
   out(&b, "static int usage(const char *msg) {\n  fprintf(stderr, \"mlc run: error: %%s\\n\", msg);\n  return 2;\n}\n\n");
-  out(&b, "int main(int argc, char **argv) {\n  const char *out_dir = \".\", *weights = NULL;\n  unsigned long long seed = 0;\n");
+  out(&b, "int main(int argc, char **argv) {\n  const char *out_dir = \".\", *weights = NULL;\n  unsigned long long seed = 0;\n  long repeat = 0;\n");
   out(&b, "  const char *paths[%d] = {0};\n  mlcrt_array in[%d];\n  char err[MLCRT_ERRLEN], msg[1024];\n", g->ninputs ? g->ninputs : 1, g->ninputs ? g->ninputs : 1);
   out(&b, "  mlcrt_array outs[%d];\n", g->noutputs ? g->noutputs : 1);
   out(&b, "  memset(in, 0, sizeof in);\n  memset(outs, 0, sizeof outs);\n");
@@ -1541,6 +1557,7 @@ static char *emit_harness(E *e, const char *header_name) {
   out(&b, "    if (!strcmp(argv[i], \"--out\") && i + 1 < argc) out_dir = argv[++i];\n");
   out(&b, "    else if (!strcmp(argv[i], \"--weights\") && i + 1 < argc) weights = argv[++i];\n");
   out(&b, "    else if (!strcmp(argv[i], \"--seed\") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);\n");
+  out(&b, "    else if (!strcmp(argv[i], \"--repeat\") && i + 1 < argc) repeat = strtol(argv[++i], NULL, 10);\n");
   out(&b, "    else if (!strcmp(argv[i], \"--input\") && i + 1 < argc) {\n      const char *a = argv[++i], *eq = strchr(a, '=');\n      if (!eq) return usage(\"--input needs NAME=FILE.npy\");\n      int k = -1;\n");
   for (int i = 0; i < g->ninputs; i++)
     out(&b, "      if ((size_t)(eq - a) == %zu && !strncmp(a, \"%s\", %zu)) k = %d;\n", strlen(g->nodes[g->inputs[i]].name),
@@ -1593,7 +1610,17 @@ static char *emit_harness(E *e, const char *header_name) {
   for (int s = 1; s <= g->nsym; s++) out(&b, ", dim[%d]", s);
   for (int i = 0; i < g->ninputs; i++) out(&b, ", in[%d].data", i);
   for (int i = 0; i < g->noutputs; i++) out(&b, ", outs[%d].data", i);
-  out(&b, ");\n  if (rc) {\n    report(rc == MLCRT_EINVAL || rc == MLCRT_ESHAPE ? NULL : weights, %s_last_error(m));\n    %s_destroy(m);\n    goto done;\n  }\n  %s_destroy(m);\n", M, M, M);
+  out(&b, ");\n  if (rc) {\n    report(rc == MLCRT_EINVAL || rc == MLCRT_ESHAPE ? NULL : weights, %s_last_error(m));\n    %s_destroy(m);\n    goto done;\n  }\n", M, M);
+  /* --repeat N: time N more runs (the first one warmed the caches) */
+  out(&b, "  double *times = repeat > 0 ? malloc((size_t)repeat * sizeof *times) : NULL;\n");
+  out(&b, "  for (long r = 0; times && r < repeat && !rc; r++) {\n    double t0 = now_us();\n    rc = %s_run(m", M);
+  for (int s = 1; s <= g->nsym; s++) out(&b, ", dim[%d]", s);
+  for (int i = 0; i < g->ninputs; i++) out(&b, ", in[%d].data", i);
+  for (int i = 0; i < g->noutputs; i++) out(&b, ", outs[%d].data", i);
+  out(&b, ");\n    times[r] = now_us() - t0;\n  }\n");
+  out(&b, "  if (times && !rc) {\n    qsort(times, (size_t)repeat, sizeof *times, cmp_double);\n"
+          "    fprintf(stderr, \"mlc run: %%ld runs: median %%.1f us, min %%.1f us\\n\", repeat, times[repeat / 2], times[0]);\n  }\n");
+  out(&b, "  free(times);\n  %s_destroy(m);\n", M);
   for (int i = 0; i < g->noutputs; i++) {
     out(&b, "  snprintf(msg, sizeof msg, \"%%s/%s.npy\", out_dir);\n", g->outputs[i].name);
     out(&b, "  if (mlcrt_npy_write(msg, &outs[%d], err)) {\n    report(msg, err);\n    goto done;\n  }\n", i);

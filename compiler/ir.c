@@ -70,6 +70,17 @@ void ir_add_check(Graph *g, Dim a, Dim b, Loc loc, const char *what) {
   g->nchecks++;
 }
 
+void conv_types(const Graph *g, const Node *n, const Type **x, const Type **w, const Type **y, int *h) {
+  *h = n->op == OP_CONV1D ? 1 : 2;
+  if (n->op == OP_CONV2D_DX) { /* (dy, w) -> dx */
+    *x = &n->ty, *w = &g->nodes[n->in[1]].ty, *y = &g->nodes[n->in[0]].ty;
+  } else if (n->op == OP_CONV2D_DW) { /* (dy, x) -> dw */
+    *x = &g->nodes[n->in[1]].ty, *w = &n->ty, *y = &g->nodes[n->in[0]].ty;
+  } else {
+    *x = &g->nodes[n->in[0]].ty, *w = &g->nodes[n->in[1]].ty, *y = &n->ty;
+  }
+}
+
 Dim type_numel(const Type *t) {
   Dim d = dim_const(1);
   for (int i = 0; i < t->rank; i++) d = dim_mul(d, t->dim[i]);

@@ -36,6 +36,9 @@ static const char *usage_main =
     "  -O0, -O2           optimisation level (default -O2; -O0 turns off buffer reuse)\n"
     "  --emit-ir          print the typed IR to standard output\n"
     "  --seed N           seed for the initialisers (mlc run without --weights)\n"
+    "  --repeat N         mlc run: time N more runs, print the median and minimum\n"
+    "  --threads N        threads of mlc run / mlc train (default: $MLCRT_NUM_THREADS,\n"
+    "                     else one per CPU); a thread count gives bit-identical results\n"
     "  --version          print the version\n"
     "\n"
     "Errors in a model are reported as FILE:LINE:COL: error: MESSAGE.\n"
@@ -58,7 +61,8 @@ static const char *usage_check =
 
 static const char *usage_run =
     "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
-    "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu]\n"
+    "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu] [--threads N]\n"
+    "               [--repeat N]\n"
     "\n"
     "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
     "cache ($MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc) keyed by a\n"
@@ -85,6 +89,7 @@ static const char *usage_train =
     "  --checkpoint C          checkpoint after each epoch and on Ctrl-C\n"
     "                          (default: W.ckpt.safetensors beside --save)\n"
     "  --resume C              continue exactly from a checkpoint\n"
+    "  --threads N             threads (default: $MLCRT_NUM_THREADS, else one per CPU)\n"
     "  --model NAME, -O0, -O2, --device cpu\n"
     "\n"
     "A progress bar shows batch, loss, samples/s and ETA on a terminal (plain lines\n"
@@ -104,10 +109,22 @@ typedef struct Args {
   const char *inputs[64];
   int ninputs;
   bool emit_ir, help, jit;
+  long repeat; /* mlc run --repeat N: time N more runs */
   Options o;
 } Args;
 
 static bool streq(const char *a, const char *b) { return strcmp(a, b) == 0; }
+
+/* --threads N: the generated code's thread team size, passed on to it as
+ * $MLCRT_NUM_THREADS (the runtime's default).  False if N is not 1..64. */
+static bool set_threads(const char *v) {
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (errno || *end || !*v || n < 1 || n > 64) return false;
+  setenv("MLCRT_NUM_THREADS", v, 1);
+  return true;
+}
 
 /* Parses options common to the commands.  Returns -1 when parsing may go on,
  * else the exit status. */
@@ -138,6 +155,16 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
       unsigned long long v = strtoull(next, &end, 10);
       if (errno || *end || !*next || next[0] == '-') return usage_error(a->cmd, "--seed needs a non-negative integer, got '%s'", next);
       a->o.seed = v;
+    } else if (streq(s, "--repeat")) {
+      NEED();
+      char *end;
+      errno = 0;
+      a->repeat = strtol(next, &end, 10);
+      if (errno || *end || !*next || a->repeat < 1 || a->repeat > 100000000)
+        return usage_error(a->cmd, "--repeat needs a positive integer, got '%s'", next);
+    } else if (streq(s, "--threads")) {
+      NEED();
+      if (!set_threads(next)) return usage_error(a->cmd, "--threads needs an integer from 1 to 64, got '%s'", next);
     } else if (streq(s, "-O0")) a->o.opt_level = 0;
     else if (streq(s, "-O2") || streq(s, "-O")) a->o.opt_level = 2;
     else if (streq(s, "--emit-ir")) a->emit_ir = true;
@@ -326,8 +353,8 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness) {
   argv[n++] = "-O2";
   char *extra = arena_strdup(A, flags);
   for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;
-  const char *rest[] = {"-I", inc, mc, hc, lib, "-lm", "-o", out};
-  for (int i = 0; i < 8; i++) argv[n++] = (char *)rest[i];
+  const char *rest[] = {"-I", inc, mc, hc, lib, "-lm", "-pthread", "-o", out};
+  for (int i = 0; i < 9; i++) argv[n++] = (char *)rest[i];
   argv[n] = NULL;
   int rc = spawn_wait(argv, true);
   if (rc != 0) {
@@ -375,6 +402,7 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
   argv[n++] = "--seed";
   argv[n++] = arena_printf(A, "%llu", (unsigned long long)a->o.seed);
   for (int i = 0; i < a->ninputs; i++) argv[n++] = "--input", argv[n++] = (char *)a->inputs[i];
+  if (a->repeat) argv[n++] = "--repeat", argv[n++] = arena_printf(A, "%ld", a->repeat);
   argv[n] = NULL;
   int rc = spawn_wait(argv, false);
   return rc < 0 ? 1 : rc;
@@ -449,6 +477,11 @@ static int cmd_train(int argc, char **argv) {
       }
       fwd[nf++] = (char *)s;
       fwd[nf++] = outv;
+      i++;
+      continue;
+    }
+    if (streq(s, "--threads")) {
+      if (!set_threads(v)) { rc = usage_error("train", "--threads needs an integer from 1 to 64, got '%s'", v); goto out; }
       i++;
       continue;
     }

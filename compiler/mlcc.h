@@ -176,6 +176,10 @@ int ir_add(Graph *g, Op op, Loc loc, int nin, const int *in); /* returns the id 
 void ir_add_check(Graph *g, Dim a, Dim b, Loc loc, const char *what);
 int64_t type_numel_const(const Type *t, bool *is_const);
 Dim type_numel(const Type *t);
+/* The forward convolution's input, weight and output types of a conv1d,
+ * conv2d, conv2d_dx or conv2d_dw node (a conv1d is a conv2d with H = KH = OH
+ * = 1; *h is 1 for it, else 2). */
+void conv_types(const Graph *g, const Node *n, const Type **x, const Type **w, const Type **y, int *h);
 char *type_str(Arena *A, const Graph *g, const Type *t); /* "f32[B, 784]" */
 void ir_print(FILE *out, const Graph *g);                /* --emit-ir */
 

@@ -109,7 +109,8 @@ static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
       p->storage[i] = ST_ARENA;
       p->buf[i] = new_buf(A, p, i, false, &cap);
     }
-    if (nd->op == OP_CONV2D || nd->op == OP_CONV1D) p->scratch[i] = new_buf(A, p, i, true, &cap);
+    if (nd->op == OP_CONV2D || nd->op == OP_CONV1D || nd->op == OP_CONV2D_DX || nd->op == OP_CONV2D_DW)
+      p->scratch[i] = new_buf(A, p, i, true, &cap);
   }
   /* extend each buffer's range to the last use of it or any view of it */
   for (int i = 0; i < n; i++) {
@@ -133,6 +134,11 @@ Dim plan_buf_bytes(const Graph *g, const Plan *p, int b) {
   return dim_mul(type_numel(&nd->ty), dim_const((int64_t)dtype_size(nd->ty.dt)));
 }
 
+/* the runtime's MLCRT_CONV_* kernel of a conv node */
+static int conv_op(const Node *n) {
+  return n->op == OP_CONV2D_DX ? MLCRT_CONV_DX : n->op == OP_CONV2D_DW ? MLCRT_CONV_DW : MLCRT_CONV_FWD;
+}
+
 size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals) {
   if (p->nbufs == 0) return 0;
   mlcrt_plan_item *items = calloc((size_t)p->nbufs, sizeof *items);
@@ -141,16 +147,17 @@ size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals) {
     const Node *nd = &g->nodes[p->bufs[b].node];
     size_t size;
     if (p->bufs[b].scratch) {
-      const Type *x = &g->nodes[nd->in[0]].ty, *w = &g->nodes[nd->in[1]].ty;
-      int h = nd->op == OP_CONV1D ? 1 : 2; /* conv1d: conv2d with H = KH = OH = 1 */
+      const Type *x, *w, *y;
+      int h; /* conv1d: conv2d with H = KH = OH = 1 */
+      conv_types(g, nd, &x, &w, &y, &h);
       mlcrt_conv2d_params cp = {
           .N = dim_eval(x->dim[0], symvals), .C = dim_eval(x->dim[1], symvals),
           .H = h < 2 ? 1 : dim_eval(x->dim[2], symvals), .W = dim_eval(x->dim[h + 1], symvals),
           .OC = dim_eval(w->dim[0], symvals), .KH = h < 2 ? 1 : dim_eval(w->dim[2], symvals),
-          .KW = dim_eval(w->dim[h + 1], symvals), .OH = h < 2 ? 1 : dim_eval(nd->ty.dim[2], symvals),
-          .OW = dim_eval(nd->ty.dim[h + 1], symvals), .sh = nd->ia[0], .sw = nd->ia[1],
+          .KW = dim_eval(w->dim[h + 1], symvals), .OH = h < 2 ? 1 : dim_eval(y->dim[2], symvals),
+          .OW = dim_eval(y->dim[h + 1], symvals), .sh = nd->ia[0], .sw = nd->ia[1],
           .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5], .groups = nd->ia[6]};
-      size = mlcrt_conv2d_scratch(&cp);
+      size = mlcrt_conv2d_scratch(&cp, conv_op(nd), 1); /* for one thread */
     } else {
       size = (size_t)dim_eval(plan_buf_bytes(g, p, b), symvals);
     }

@@ -1,123 +1,194 @@
 /* gemm.c — single-precision matrix multiply and the ops built on it
  * (matmul with torch.matmul semantics, linear).
  *
- * mlcrt_sgemm is a plain-C blocked GEMM in the style of BLIS/GotoBLAS, sized
- * so that all scratch lives on the stack (no allocation, about 66 KB):
- *   - op(B) is packed KC x NC at a time into panels of NR columns, each panel
- *     stored k-major so the micro-kernel reads it contiguously;
- *   - op(A) is packed MR rows at a time (scaled by alpha), k-major;
- *   - the micro-kernel keeps an MR x NR tile of C in a local array that the
- *     compiler holds in vector registers; its inner loop over NR is constant
- *     length and contiguous, which gcc and clang vectorise at -O2.
- * Packing handles every trans_a/trans_b combination and any lda/ldb, and pads
- * ragged edges with zeros, so the kernel has no edge cases; only the final
- * add into C is clipped.
+ * mlcrt_sgemm_team is a blocked GEMM in the style of BLIS/GotoBLAS:
+ *   for each nc-wide column block of op(B) and kc-deep slice of K:
+ *     pack op(B)[pc:pc+kc, jc:jc+nc] into panels of NR columns (k-major);
+ *     for each mc-tall row block of op(A):
+ *       pack alpha * op(A)[ic:ic+mc, pc:pc+kc] into panels of MR rows;
+ *       for each NR panel, for each MR panel: the micro-kernel updates an
+ *       MR x NR tile of C held in registers.
+ * Packing handles every trans_a/trans_b combination and any lda/ldb and pads
+ * ragged edges with zeros, so the kernels never see an edge case.  The
+ * micro-kernel and the blocking come from a table per instruction set
+ * (gemm_kernels.h): AVX-512, AVX2+FMA, and a portable C kernel that gcc and
+ * clang vectorise; the team (or CPU detection, without one) picks it.
+ *
+ * Threads split C into column (or, for tall skinny C, row) slices, one per
+ * team member, each computed exactly as a single thread would: every element
+ * of C is summed in the same order whatever the thread count, so results are
+ * bit-identical across runs and thread counts.  Products too small to pay for
+ * a hand-off run on the calling thread, and a single row times a row-major
+ * matrix (linear at batch 1) skips packing altogether: it streams the weights
+ * once through the ISA's dot-product kernel.
  *
  * beta == 0 overwrites C without reading it (C may hold garbage or NaN), as
- * BLAS specifies.  Summation order is fixed by the blocking alone, so results
- * are bit-identical from run to run.
+ * BLAS specifies.  Packing panels live in the team's workspace, or on the
+ * stack without a team: nothing is allocated.
  */
 #include "mlcrt.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-#define MR 4
-#define NR 16
-#define KC 128
-#define NC 128 /* multiple of NR */
+#include "gemm_kernels.h"
 
-/* C[0:MR, 0:NR] tile = sum_k ap[k][0:MR] (x) bp[k][0:NR]. */
-static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp,
-                         float acc[MR][NR]) {
-  float c[MR][NR];
-  for (int r = 0; r < MR; r++)
-    for (int j = 0; j < NR; j++) c[r][j] = 0.0f;
+/* ---- the portable kernel ------------------------------------------------------ */
+
+#define G_MR 4
+#define G_NR 16
+
+static void kernel_generic(int64_t kc, const float *restrict ap, const float *restrict bp, int64_t bs, float *c,
+                           int64_t ldc, int mr, int nr, float beta) {
+  float t[G_MR][G_NR];
+  for (int r = 0; r < G_MR; r++)
+    for (int j = 0; j < G_NR; j++) t[r][j] = 0.0f;
   for (int64_t k = 0; k < kc; k++) {
-    const float *b = bp + k * NR;
-    const float *a = ap + k * MR;
-    for (int r = 0; r < MR; r++)
-      for (int j = 0; j < NR; j++) c[r][j] += a[r] * b[j];
+    const float *b = bp + k * bs, *a = ap + k * G_MR;
+    for (int r = 0; r < G_MR; r++)
+      for (int j = 0; j < G_NR; j++) t[r][j] += a[r] * b[j];
   }
-  memcpy(acc, c, sizeof c);
-}
-
-/* The same for the last, partial strip of mr < MR rows (no padded rows
- * computed: matters for small M, e.g. a batch of one). */
-static void micro_kernel_tail(int64_t kc, int mr, const float *restrict ap,
-                              const float *restrict bp, float acc[MR][NR]) {
   for (int r = 0; r < mr; r++)
-    for (int j = 0; j < NR; j++) acc[r][j] = 0.0f;
-  for (int64_t k = 0; k < kc; k++) {
-    const float *b = bp + k * NR;
-    const float *a = ap + k * MR;
-    for (int r = 0; r < mr; r++)
-      for (int j = 0; j < NR; j++) acc[r][j] += a[r] * b[j];
+    for (int j = 0; j < nr; j++) c[r * ldc + j] = beta == 0.0f ? t[r][j] : beta * c[r * ldc + j] + t[r][j];
+}
+
+static void gemv_generic(int64_t N, int64_t K, float alpha, const float *a, const float *b, int64_t ldb, float beta,
+                         float *y) {
+  for (int64_t j = 0; j < N; j++) {
+    const float *bj = b + j * ldb;
+    float s[8] = {0}; /* eight partial sums: vectorisable, fixed order */
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+      for (int q = 0; q < 8; q++) s[q] += a[k + q] * bj[k + q];
+    float r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < K; k++) r += a[k] * bj[k];
+    y[j] = alpha * r + (beta == 0.0f ? 0.0f : beta * y[j]);
   }
 }
 
-void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-                 int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
-  /* C = beta * C first; the products are then accumulated into C. */
-  for (int64_t i = 0; i < M; i++) {
-    float *c = C + i * ldc;
-    if (beta == 0.0f) {
-      for (int64_t j = 0; j < N; j++) c[j] = 0.0f;
-    } else if (beta != 1.0f) {
-      for (int64_t j = 0; j < N; j++) c[j] *= beta;
-    }
+const mlcrt__gemm_isa mlcrt__gemm_generic = {"generic", G_MR, G_NR, 256, 64, 512, kernel_generic, gemv_generic};
+
+/* ---- instruction set ------------------------------------------------------------ */
+
+int mlcrt_cpu_isa(void) {
+  int best = MLCRT_ISA_GENERIC;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = MLCRT_ISA_AVX2;
+  if (__builtin_cpu_supports("avx512f")) best = MLCRT_ISA_AVX512;
+#endif
+  /* MLCRT_ISA=generic|avx2|avx512 asks for a lesser one (tests, comparisons) */
+  const char *want = getenv("MLCRT_ISA");
+  if (want) {
+    int w = !strcmp(want, "generic") ? MLCRT_ISA_GENERIC
+            : !strcmp(want, "avx2")  ? MLCRT_ISA_AVX2
+            : !strcmp(want, "avx512") ? MLCRT_ISA_AVX512
+                                      : best;
+    if (w < best) best = w;
   }
-  if (K <= 0 || alpha == 0.0f) return;
+  return best;
+}
 
-  /* Element strides of op(A) (row i, column k) and op(B) (row k, column j). */
-  const int64_t a_si = trans_a ? 1 : lda, a_sk = trans_a ? lda : 1;
-  const int64_t b_sk = trans_b ? 1 : ldb, b_sj = trans_b ? ldb : 1;
+const char *mlcrt_isa_name(int isa) { return mlcrt__gemm_for(isa)->name; }
 
-  float bpack[KC * NC];
-  float apack[KC * MR];
-  float acc[MR][NR];
+const mlcrt__gemm_isa *mlcrt__gemm_for(int isa) {
+#if defined(__x86_64__)
+  if (isa == MLCRT_ISA_AVX512) return &mlcrt__gemm_avx512;
+  if (isa == MLCRT_ISA_AVX2) return &mlcrt__gemm_avx2;
+#endif
+  (void)isa;
+  return &mlcrt__gemm_generic;
+}
 
-  for (int64_t jc = 0; jc < N; jc += NC) {
-    const int64_t nc = N - jc < NC ? N - jc : NC;
+/* ---- the blocked driver --------------------------------------------------------- */
+
+typedef struct {
+  const mlcrt__gemm_isa *k;
+  int trans_a, trans_b;
+  int64_t M, N, K;
+  float alpha, beta;
+  const float *A, *B;
+  int64_t lda, ldb, ldc;
+  float *C;
+  mlcrt_team *team;
+  int split_n;     /* slices are column ranges (else row ranges) */
+  int64_t step;    /* slice width, a multiple of the tile */
+} gemm_job;
+
+#define STACK_WS_FLOATS (48 * 1024)
+
+/* C[i0:i1, j0:j1] of the job, on one thread with workspace ws (wsn floats). */
+static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float *ws, size_t wsn) {
+  const mlcrt__gemm_isa *k = g->k;
+  const int MR = k->mr, NR = k->nr, KC = k->kc, MC = k->mc;
+  /* the B panel gets whatever the A block leaves of the workspace */
+  int64_t NC = ((int64_t)wsn - (int64_t)MC * KC) / KC / NR * NR;
+  if (NC > k->nc) NC = k->nc;
+  if (NC < NR) NC = NR;
+  float *apack = ws, *bpack = ws + (size_t)MC * KC;
+  const int64_t a_si = g->trans_a ? 1 : g->lda, a_sk = g->trans_a ? g->lda : 1;
+  const int64_t b_sk = g->trans_b ? 1 : g->ldb, b_sj = g->trans_b ? g->ldb : 1;
+  const float *A = g->A, *B = g->B;
+
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = j1 - jc < NC ? j1 - jc : NC;
     const int64_t npanels = (nc + NR - 1) / NR;
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = K - pc < KC ? K - pc : KC;
-      /* Pack op(B)[pc:pc+kc, jc:jc+nc] into panels of NR columns. */
+    for (int64_t pc = 0; pc < g->K; pc += KC) {
+      const int64_t kc = g->K - pc < KC ? g->K - pc : KC;
+      const float beta = pc == 0 ? g->beta : 1.0f;
+      /* One panel of A rows (small M) gains nothing from packing B, which
+       * it reads once: the kernel then reads row-major B in place, all but a
+       * ragged last panel. */
+      const int direct = i1 - i0 <= MR && b_sj == 1;
+      /* pack op(B)[pc:pc+kc, jc:jc+nc] into panels of NR columns */
       for (int64_t p = 0; p < npanels; p++) {
         float *dst = bpack + p * kc * NR;
-        const int64_t j0 = jc + p * NR;
-        const int64_t nj = N - j0 < NR ? N - j0 : NR;
-        for (int64_t k = 0; k < kc; k++) {
-          const float *src = B + (pc + k) * b_sk + j0 * b_sj;
-          float *d = dst + k * NR;
-          int64_t j = 0;
-          if (b_sj == 1)
-            for (; j < nj; j++) d[j] = src[j];
-          else
-            for (; j < nj; j++) d[j] = src[j * b_sj];
-          for (; j < NR; j++) d[j] = 0.0f;
+        const int64_t jj = jc + p * NR, nj = j1 - jj < NR ? j1 - jj : NR;
+        if (direct && nj == NR) continue;
+        if (b_sj == 1) {
+          for (int64_t kk = 0; kk < kc; kk++) {
+            const float *src = B + (pc + kk) * b_sk + jj;
+            float *d = dst + kk * NR;
+            memcpy(d, src, (size_t)nj * sizeof *d);
+            for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
+          }
+        } else { /* op(B) = B^T: column j of op(B) is row j of B, contiguous in k */
+          for (int64_t j = 0; j < nj; j++) {
+            const float *src = B + (jj + j) * b_sj + pc;
+            for (int64_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
+          }
+          for (int64_t j = nj; j < NR; j++)
+            for (int64_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
         }
       }
-      for (int64_t ic = 0; ic < M; ic += MR) {
-        const int64_t mr = M - ic < MR ? M - ic : MR;
-        /* Pack alpha * op(A)[ic:ic+mr, pc:pc+kc], k-major, zero-padded. */
-        for (int64_t k = 0; k < kc; k++) {
-          const float *src = A + ic * a_si + (pc + k) * a_sk;
-          int64_t r = 0;
-          for (; r < mr; r++) apack[k * MR + r] = alpha * src[r * a_si];
-          for (; r < MR; r++) apack[k * MR + r] = 0.0f;
+      for (int64_t ic = i0; ic < i1; ic += MC) {
+        const int64_t mc = i1 - ic < MC ? i1 - ic : MC;
+        const int64_t mpanels = (mc + MR - 1) / MR;
+        /* pack alpha * op(A)[ic:ic+mc, pc:pc+kc] into panels of MR rows */
+        for (int64_t p = 0; p < mpanels; p++) {
+          float *dst = apack + p * kc * MR;
+          const int64_t ii = ic + p * MR, mi = i1 - ii < MR ? i1 - ii : MR;
+          if (a_sk == 1) {
+            for (int64_t r = 0; r < mi; r++) {
+              const float *src = A + (ii + r) * a_si + pc;
+              for (int64_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = g->alpha * src[kk];
+            }
+          } else {
+            for (int64_t kk = 0; kk < kc; kk++) {
+              const float *src = A + ii + (pc + kk) * a_sk;
+              for (int64_t r = 0; r < mi; r++) dst[kk * MR + r] = g->alpha * src[r];
+            }
+          }
+          for (int64_t r = mi; r < MR; r++)
+            for (int64_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = 0.0f;
         }
         for (int64_t p = 0; p < npanels; p++) {
-          const int64_t j0 = jc + p * NR;
-          const int64_t nj = N - j0 < NR ? N - j0 : NR;
-          if (mr == MR)
-            micro_kernel(kc, apack, bpack + p * kc * NR, acc);
-          else
-            micro_kernel_tail(kc, (int)mr, apack, bpack + p * kc * NR, acc);
-          for (int64_t r = 0; r < mr; r++) {
-            float *c = C + (ic + r) * ldc + j0;
-            for (int64_t j = 0; j < nj; j++) c[j] += acc[r][j];
+          const int64_t jj = jc + p * NR, nj = j1 - jj < NR ? j1 - jj : NR;
+          for (int64_t q = 0; q < mpanels; q++) {
+            const int64_t ii = ic + q * MR, mi = i1 - ii < MR ? i1 - ii : MR;
+            const int in_place = direct && nj == NR;
+            k->kernel(kc, apack + q * kc * MR, in_place ? B + pc * b_sk + jj : bpack + p * kc * NR,
+                      in_place ? b_sk : NR, g->C + ii * g->ldc + jj, g->ldc, (int)mi, (int)nj, beta);
           }
         }
       }
@@ -125,9 +196,80 @@ void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, floa
   }
 }
 
+static void gemm_task(void *arg, int task, int ntasks) {
+  const gemm_job *g = arg;
+  (void)ntasks;
+  const int64_t total = g->split_n ? g->N : g->M;
+  const int64_t lo = (int64_t)task * g->step, hi = lo + g->step < total ? lo + g->step : total;
+  if (lo >= hi) return;
+  float *ws = mlcrt_team_workspace(g->team, task);
+  if (g->split_n)
+    gemm_block(g, 0, g->M, lo, hi, ws, MLCRT_TEAM_WS_FLOATS);
+  else
+    gemm_block(g, lo, hi, 0, g->N, ws, MLCRT_TEAM_WS_FLOATS);
+}
+
+/* the unpacked single-row path: C[0, :] = alpha * A[0, :] B^T + beta C */
+static void gemv_task(void *arg, int task, int ntasks) {
+  const gemm_job *g = arg;
+  (void)ntasks;
+  const int64_t lo = (int64_t)task * g->step, hi = lo + g->step < g->N ? lo + g->step : g->N;
+  for (int64_t i = 0; i < g->M && lo < hi; i++)
+    g->k->gemv(hi - lo, g->K, g->alpha, g->A + i * g->lda, g->B + lo * g->ldb, g->ldb, g->beta,
+               g->C + i * g->ldc + lo);
+}
+
+/* Threads pay off above about this many multiply-adds (~20 us on one core). */
+#define MT_MIN_MACS (1 << 21)
+
+void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) { /* C = beta * C */
+    for (int64_t i = 0; i < M; i++) {
+      float *c = C + i * ldc;
+      if (beta == 0.0f)
+        memset(c, 0, (size_t)N * sizeof *c);
+      else if (beta != 1.0f)
+        for (int64_t j = 0; j < N; j++) c[j] *= beta;
+    }
+    return;
+  }
+  gemm_job g = {mlcrt__gemm_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()), trans_a, trans_b, M, N, K, alpha,
+                beta, A, B, lda, ldb, ldc, C, team, 1, 0};
+  const int nt = mlcrt_team_size(team);
+  const double macs = (double)M * (double)N * (double)K;
+  int use = macs < MT_MIN_MACS ? 1 : nt;
+
+  if (M <= 2 && !trans_a && trans_b) { /* rows times a row-major weight matrix */
+    int64_t chunk = (N + use - 1) / use;
+    chunk = (chunk + 15) / 16 * 16;
+    g.step = chunk;
+    mlcrt_team_run(use > 1 ? team : NULL, (int)((N + chunk - 1) / chunk), gemv_task, &g);
+    return;
+  }
+  if (!team) { /* one thread, packing panels on the stack */
+    _Alignas(64) float ws[STACK_WS_FLOATS];
+    gemm_block(&g, 0, M, 0, N, ws, STACK_WS_FLOATS);
+    return;
+  }
+  /* slice along N when it is at least as wide as M is tall, else along M */
+  g.split_n = N >= M || M < (int64_t)use * g.k->mr;
+  const int64_t total = g.split_n ? N : M, tile = g.split_n ? g.k->nr : g.k->mr;
+  int64_t step = (total + use - 1) / use;
+  step = (step + tile - 1) / tile * tile;
+  g.step = step;
+  mlcrt_team_run(use > 1 ? team : NULL, (int)((total + step - 1) / step), gemm_task, &g);
+}
+
+void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  mlcrt_sgemm_team(NULL, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 /* ---- matmul ------------------------------------------------------------------- */
 
-void mlcrt_matmul_f32(const float *a, int ra, const int64_t *ashape, const float *b, int rb,
+void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape, const float *b, int rb,
                       const int64_t *bshape, float *y, int yr, const int64_t *yshape) {
   /* torch.matmul: a 1-D a is [1, K] and a 1-D b is [K, 1], with that dim
    * dropped from the result; leading dims broadcast NumPy-style. */
@@ -161,13 +303,13 @@ void mlcrt_matmul_f32(const float *a, int ra, const int64_t *ashape, const float
 
   /* Common case x[..., M, K] @ w[K, N]: one GEMM over all rows of a. */
   if (b_bcast && a_full && ra >= 2) {
-    mlcrt_sgemm(0, 0, nbatch * M, N, K, 1.0f, a, lda, b, ldb, 0.0f, y, ldc);
+    mlcrt_sgemm_team(team, 0, 0, nbatch * M, N, K, 1.0f, a, lda, b, ldb, 0.0f, y, ldc);
     return;
   }
   int64_t idx[MLCRT_MAX_RANK] = {0};
   int64_t aoff = 0, boff = 0;
   for (int64_t t = 0; t < nbatch; t++) {
-    mlcrt_sgemm(0, 0, M, N, K, 1.0f, a + aoff, lda, b + boff, ldb, 0.0f, y + t * M * N, ldc);
+    mlcrt_sgemm_team(team, 0, 0, M, N, K, 1.0f, a + aoff, lda, b + boff, ldb, 0.0f, y + t * M * N, ldc);
     /* Odometer increment of the batch index. */
     for (int d = ybr - 1; d >= 0; d--) {
       aoff += as[d];
@@ -180,13 +322,13 @@ void mlcrt_matmul_f32(const float *a, int ra, const int64_t *ashape, const float
   }
 }
 
-void mlcrt_linear_f32(const float *x, int64_t M, int64_t K, const float *w, int64_t N,
+void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w, int64_t N,
                       const float *b, float *y) {
   if (M <= 0 || N <= 0) return;
   if (b) {
     for (int64_t i = 0; i < M; i++) memcpy(y + i * N, b, (size_t)N * sizeof *y);
-    mlcrt_sgemm(0, 1, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N);
+    mlcrt_sgemm_team(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N);
   } else {
-    mlcrt_sgemm(0, 1, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    mlcrt_sgemm_team(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
   }
 }

@@ -2,78 +2,46 @@
  *
  * Each is the gradient of a forward kernel in this library, written as a
  * plain loop nest that mirrors the forward one, so the two are easy to check
- * against each other; speed comes later (issue: CPU speed).  Conventions:
+ * against each other; the heavy ones are GEMMs (linear here, conv2d's in
+ * conv.c).  Conventions:
  * dy has the forward output's shape, dx / dw the shape of what they are the
  * gradient of, and every output is overwritten (never accumulated into).
  */
 #include "mlcrt.h"
+#include "rt_internal.h"
 #include <math.h>
 #include <string.h>
 
 /* dw[N, K] = dy[M, N]^T x[M, K] */
-void mlcrt_linear_dw_f32(const float *dy, const float *x, int64_t M, int64_t N, int64_t K, float *dw) {
-  mlcrt_sgemm(1, 0, N, K, M, 1.0f, dy, N, x, K, 0.0f, dw, K);
-}
-
-/* dx = conv2d's input gradient: scatter each dy element through the kernel. */
-void mlcrt_conv2d_dx_f32(const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx) {
-  int64_t G = p->groups, Cg = p->C / G, OCg = p->OC / G;
-  memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
-  for (int64_t n = 0; n < p->N; n++)
-    for (int64_t oc = 0; oc < p->OC; oc++) {
-      int64_t g = oc / OCg;
-      const float *dyp = dy + (n * p->OC + oc) * p->OH * p->OW;
-      for (int64_t c = 0; c < Cg; c++) {
-        const float *wp = w + (oc * Cg + c) * p->KH * p->KW;
-        float *dxp = dx + (n * p->C + g * Cg + c) * p->H * p->W;
-        for (int64_t kh = 0; kh < p->KH; kh++)
-          for (int64_t kw = 0; kw < p->KW; kw++) {
-            float wv = wp[kh * p->KW + kw];
-            for (int64_t oh = 0; oh < p->OH; oh++) {
-              int64_t ih = oh * p->sh - p->ph + kh * p->dh;
-              if (ih < 0 || ih >= p->H) continue;
-              for (int64_t ow = 0; ow < p->OW; ow++) {
-                int64_t iw = ow * p->sw - p->pw + kw * p->dw;
-                if (iw < 0 || iw >= p->W) continue;
-                dxp[ih * p->W + iw] += wv * dyp[oh * p->OW + ow];
-              }
-            }
-          }
-      }
-    }
-}
-
-/* dw = conv2d's weight gradient: correlate dy with the input. */
-void mlcrt_conv2d_dw_f32(const mlcrt_conv2d_params *p, const float *dy, const float *x, float *dw) {
-  int64_t G = p->groups, Cg = p->C / G, OCg = p->OC / G;
-  for (int64_t oc = 0; oc < p->OC; oc++) {
-    int64_t g = oc / OCg;
-    for (int64_t c = 0; c < Cg; c++)
-      for (int64_t kh = 0; kh < p->KH; kh++)
-        for (int64_t kw = 0; kw < p->KW; kw++) {
-          double acc = 0;
-          for (int64_t n = 0; n < p->N; n++) {
-            const float *dyp = dy + (n * p->OC + oc) * p->OH * p->OW;
-            const float *xp = x + (n * p->C + g * Cg + c) * p->H * p->W;
-            for (int64_t oh = 0; oh < p->OH; oh++) {
-              int64_t ih = oh * p->sh - p->ph + kh * p->dh;
-              if (ih < 0 || ih >= p->H) continue;
-              for (int64_t ow = 0; ow < p->OW; ow++) {
-                int64_t iw = ow * p->sw - p->pw + kw * p->dw;
-                if (iw < 0 || iw >= p->W) continue;
-                acc += (double)dyp[oh * p->OW + ow] * xp[ih * p->W + iw];
-              }
-            }
-          }
-          dw[((oc * Cg + c) * p->KH + kh) * p->KW + kw] = (float)acc;
-        }
-  }
+void mlcrt_linear_dw_f32(mlcrt_team *team, const float *dy, const float *x, int64_t M, int64_t N, int64_t K,
+                         float *dw) {
+  mlcrt_sgemm_team(team, 1, 0, N, K, M, 1.0f, dy, N, x, K, 0.0f, dw, K);
 }
 
 /* Routes each dy to the first maximum of its window (as PyTorch's CPU kernel;
  * a NaN counts as the maximum). */
 void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx) {
   memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
+  if (mlcrt__pool_is_2x2(p)) { /* the same rule, unrolled for the common 2x2 stride-2 window */
+    const int64_t W = p->W;
+    for (int64_t nc = 0; nc < p->N * p->C; nc++)
+      for (int64_t oh = 0; oh < p->OH; oh++) {
+        const float *r0 = x + nc * p->H * W + 2 * oh * W;
+        float *d0 = dx + nc * p->H * W + 2 * oh * W;
+        const float *g = dy + (nc * p->OH + oh) * p->OW;
+        for (int64_t ow = 0; ow < p->OW; ow++) {
+          const int64_t at[4] = {2 * ow, 2 * ow + 1, W + 2 * ow, W + 2 * ow + 1};
+          int64_t best = at[0];
+          float m = r0[best];
+          for (int q = 1; q < 4; q++) {
+            const float v = r0[at[q]];
+            if (v > m || (isnan(v) && !isnan(m))) m = v, best = at[q];
+          }
+          d0[best] += g[ow];
+        }
+      }
+    return;
+  }
   for (int64_t nc = 0; nc < p->N * p->C; nc++) {
     const float *xp = x + nc * p->H * p->W;
     float *dxp = dx + nc * p->H * p->W;

@@ -145,17 +145,48 @@ typedef struct mlcrt_plan_item {
 } mlcrt_plan_item;
 size_t mlcrt_plan(mlcrt_plan_item *items, int n, size_t align);
 
+/* ---- threads (team.c) and instruction sets -------------------------------- */
+/* A team is the fixed set of threads an instance runs its kernels on; a
+ * generated model creates one at <model>_create (opts->num_threads, 0 = one
+ * per online CPU) and every kernel below that takes one may be given NULL
+ * (one thread).  Results are bit-identical for a given thread count. */
+typedef struct mlcrt_team mlcrt_team;
+/* Instruction sets of the GEMM kernels, best last. */
+enum { MLCRT_ISA_GENERIC, MLCRT_ISA_AVX2, MLCRT_ISA_AVX512 };
+/* The best this CPU runs, or a lesser one named by the environment variable
+ * MLCRT_ISA (generic, avx2, avx512). */
+int mlcrt_cpu_isa(void);
+const char *mlcrt_isa_name(int isa);
+/* $MLCRT_NUM_THREADS if set, else the number of online CPUs (at most 64). */
+int mlcrt_default_threads(void);
+/* nthreads <= 0: mlcrt_default_threads(); isa as from mlcrt_cpu_isa().
+ * Returns NULL when threads or memory cannot be had. */
+mlcrt_team *mlcrt_team_create(int nthreads, int isa);
+void mlcrt_team_destroy(mlcrt_team *t);
+int mlcrt_team_size(const mlcrt_team *t); /* 1 for NULL */
+int mlcrt_team_isa(const mlcrt_team *t);
+/* Runs fn(arg, i, ntasks) for i in 0..ntasks-1 (ntasks <= size), task 0 on
+ * the caller and task i on member i; returns when all are done. */
+typedef void (*mlcrt_task_fn)(void *arg, int task, int ntasks);
+void mlcrt_team_run(mlcrt_team *t, int ntasks, mlcrt_task_fn fn, void *arg);
+/* Each member's scratch, MLCRT_TEAM_WS_FLOATS floats, 64-byte aligned. */
+#define MLCRT_TEAM_WS_FLOATS (320 * 1024)
+float *mlcrt_team_workspace(mlcrt_team *t, int member);
+
 /* ---- CPU kernels (float32) ------------------------------------------------- */
 /* Row-major C = alpha * op(A) op(B) + beta * C; op(A) is M x K, op(B) is K x N. */
+void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same on the calling thread (mlcrt_sgemm_team with no team). */
 void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                  int64_t ldc);
 /* torch.matmul: 1-D operands promoted and squeezed back, batch dims broadcast.
  * yshape is the result shape computed by the compiler (rank yr). */
-void mlcrt_matmul_f32(const float *a, int ra, const int64_t *ashape, const float *b, int rb,
+void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape, const float *b, int rb,
                       const int64_t *bshape, float *y, int yr, const int64_t *yshape);
 /* y[M,N] = x[M,K] * w[N,K]^T + b[N] (b may be NULL). */
-void mlcrt_linear_f32(const float *x, int64_t M, int64_t K, const float *w, int64_t N,
+void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w, int64_t N,
                       const float *b, float *y);
 
 typedef struct mlcrt_conv2d_params {
@@ -164,10 +195,17 @@ typedef struct mlcrt_conv2d_params {
   int64_t OH, OW;          /* output */
   int64_t sh, sw, ph, pw, dh, dw, groups;
 } mlcrt_conv2d_params;
-/* Scratch bytes mlcrt_conv2d_f32 needs (im2col buffer); may be 0. */
-size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p);
-void mlcrt_conv2d_f32(const mlcrt_conv2d_params *p, const float *x, const float *w,
+enum { MLCRT_CONV_FWD, MLCRT_CONV_DX, MLCRT_CONV_DW };
+/* Scratch bytes the forward (op MLCRT_CONV_FWD) or a gradient kernel needs
+ * on a team of nthreads (column buffers, partial sums); may be 0. */
+size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads);
+void mlcrt_conv2d_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x, const float *w,
                       const float *b, float *y, void *scratch);
+/* Its input and weight gradients (dy [N, OC, OH, OW]; outputs overwritten). */
+void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx,
+                         void *scratch);
+void mlcrt_conv2d_dw_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy, const float *x, float *dw,
+                         void *scratch);
 
 typedef struct mlcrt_pool2d_params {
   int64_t N, C, H, W, OH, OW;
@@ -178,6 +216,8 @@ void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y
 void mlcrt_avg_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y);
 void mlcrt_adaptive_avg_pool2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                                    int64_t OW, const float *x, float *y);
+/* The sum of n floats in four double lanes (reductions of generated code). */
+double mlcrt_sum_f32(const float *x, int64_t n);
 /* Softmax (or log-softmax when log != 0) over the middle dim of [outer, n, inner]. */
 void mlcrt_softmax_f32(const float *x, int64_t outer, int64_t n, int64_t inner, int log, float *y);
 
@@ -243,9 +283,8 @@ void mlcrt_sdpa_bwd_f32(const mlcrt_sdpa_params *p, const float *q, const float 
                         const void *mask, const float *y, const float *dy, float *dq, float *dk, float *dv);
 
 /* ---- backward kernels and losses (runtime/grad.c) -------------------------- */
-void mlcrt_linear_dw_f32(const float *dy, const float *x, int64_t M, int64_t N, int64_t K, float *dw);
-void mlcrt_conv2d_dx_f32(const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx);
-void mlcrt_conv2d_dw_f32(const mlcrt_conv2d_params *p, const float *dy, const float *x, float *dw);
+void mlcrt_linear_dw_f32(mlcrt_team *team, const float *dy, const float *x, int64_t M, int64_t N, int64_t K,
+                         float *dw);
 void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx);
 void mlcrt_avg_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, float *dx);
 void mlcrt_adaptive_avg_pool2d_dx_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,

@@ -14,6 +14,7 @@
  * ceil_mode window must start inside the input or its left padding).
  */
 #include "mlcrt.h"
+#include "rt_internal.h"
 
 #include <math.h>
 
@@ -24,8 +25,26 @@ static int64_t imax(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
 
+int mlcrt__pool_is_2x2(const mlcrt_pool2d_params *p) {
+  return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0 && 2 * p->OH <= p->H &&
+         2 * p->OW <= p->W;
+}
+
+/* max with PyTorch's NaN rule: a NaN wins */
+static inline float pick_max(float m, float v) { return v > m || isnan(v) ? v : m; }
+
 void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y) {
   const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
+  if (mlcrt__pool_is_2x2(p)) { /* the common 2x2 stride-2 window, every one inside */
+    for (int64_t nc = 0; nc < p->N * p->C; nc++)
+      for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + nc * H * W + 2 * oh * W, *r1 = r0 + W;
+        float *yr = y + (nc * OH + oh) * OW;
+        for (int64_t ow = 0; ow < OW; ow++)
+          yr[ow] = pick_max(pick_max(pick_max(r0[2 * ow], r0[2 * ow + 1]), r1[2 * ow]), r1[2 * ow + 1]);
+      }
+    return;
+  }
   for (int64_t nc = 0; nc < p->N * p->C; nc++) {
     const float *xp = x + nc * H * W;
     float *yp = y + nc * OH * OW;
@@ -35,10 +54,7 @@ void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y
         const int64_t w0 = imax(ow * p->sw - p->pw, 0), w1 = imin(ow * p->sw - p->pw + p->kw, W);
         float m = -INFINITY;
         for (int64_t h = h0; h < h1; h++)
-          for (int64_t w = w0; w < w1; w++) {
-            const float v = xp[h * W + w];
-            if (v > m || isnan(v)) m = v;
-          }
+          for (int64_t w = w0; w < w1; w++) m = pick_max(m, xp[h * W + w]);
         yp[oh * OW + ow] = m;
       }
     }

@@ -32,5 +32,9 @@ int64_t mlcrt__numel(const int64_t *shape, int rank, size_t elem_size);
  * shape are one tensor under several names.  Sets orig[i] to the index of
  * the first descriptor of desc[i]'s group (i itself when it is first). */
 void mlcrt__tie_origins(const mlcrt_tensor_desc *desc, int n, int *orig);
+/* A pool with 2x2 windows, stride 2, no padding, every window inside the
+ * input: the unrolled fast path of max_pool2d and its gradient (pool.c). */
+int mlcrt__pool_is_2x2(const mlcrt_pool2d_params *p);
+
 
 #endif

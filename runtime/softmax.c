@@ -8,6 +8,7 @@
  * processed in tiles of TILE, so every inner loop runs over contiguous memory
  * (no allocation: the per-tile max and sum live on the stack).  A row holding
  * NaN yields NaN, and a row of all -inf yields NaN, as in PyTorch.
+ * mlcrt_sum_f32, the row sum that generated reductions call, lives here too.
  */
 #include "mlcrt.h"
 
@@ -57,4 +58,13 @@ void mlcrt_softmax_f32(const float *x, int64_t outer, int64_t n, int64_t inner, 
       }
     }
   }
+}
+
+double mlcrt_sum_f32(const float *x, int64_t n) {
+  double a[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int q = 0; q < 4; q++) a[q] += x[i + q];
+  for (; i < n; i++) a[i & 3] += x[i];
+  return (a[0] + a[1]) + (a[2] + a[3]);
 }

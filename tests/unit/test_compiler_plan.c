@@ -102,14 +102,16 @@ static bool *live_nodes(const Graph *g) {
 static size_t buf_size(const Graph *g, const Plan *p, int b, const int64_t *sv) {
   const Node *nd = &g->nodes[p->bufs[b].node];
   if (p->bufs[b].scratch) {
-    const Type *x = &g->nodes[nd->in[0]].ty, *w = &g->nodes[nd->in[1]].ty;
+    const Type *x, *w, *y;
+    int h;
+    conv_types(g, nd, &x, &w, &y, &h);
     mlcrt_conv2d_params cp = {
         .N = dim_eval(x->dim[0], sv), .C = dim_eval(x->dim[1], sv), .H = dim_eval(x->dim[2], sv),
         .W = dim_eval(x->dim[3], sv), .OC = dim_eval(w->dim[0], sv), .KH = dim_eval(w->dim[2], sv),
-        .KW = dim_eval(w->dim[3], sv), .OH = dim_eval(nd->ty.dim[2], sv), .OW = dim_eval(nd->ty.dim[3], sv),
+        .KW = dim_eval(w->dim[3], sv), .OH = dim_eval(y->dim[2], sv), .OW = dim_eval(y->dim[3], sv),
         .sh = nd->ia[0], .sw = nd->ia[1], .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5],
         .groups = nd->ia[6]};
-    return mlcrt_conv2d_scratch(&cp);
+    return mlcrt_conv2d_scratch(&cp, nd->op == OP_CONV2D_DW ? MLCRT_CONV_DW : nd->op == OP_CONV2D_DX ? MLCRT_CONV_DX : MLCRT_CONV_FWD, 1);
   }
   int64_t n = 1;
   for (int i = 0; i < nd->ty.rank; i++) n *= dim_eval(nd->ty.dim[i], sv);

@@ -1,8 +1,10 @@
 /* test_rt_kernels.c — unit tests of the runtime's CPU kernels and dtype
  * conversions: sgemm (every transpose combination, odd sizes, strides,
- * alpha/beta, beta == 0 ignoring NaN garbage in C), matmul broadcasting and
- * 1-D promotion, linear, conv2d against a direct loop (groups, stride,
- * padding, dilation, bias or none), the pools against values computed by
+ * alpha/beta, beta == 0 ignoring NaN garbage in C) on every instruction set
+ * the CPU has (generic C, AVX2, AVX-512) and on teams of 1, 2 and 3 threads,
+ * which must agree bit for bit; matmul broadcasting and 1-D promotion,
+ * linear, conv2d and its two gradients against direct loops (groups, stride,
+ * padding, dilation, bias or none, threads split by image or inside GEMM), the pools against values computed by
  * PyTorch (ceil_mode and padding corners) and against a direct loop, softmax
  * and log_softmax, and f16/bf16 conversions of known bit patterns. */
 #include <math.h>
@@ -48,6 +50,36 @@ static void assert_closef(const float *got, const float *want, size_t n, double 
 
 /* ---- sgemm ------------------------------------------------------------------ */
 
+/* teams[isa][n]: n threads on the GEMM kernels of instruction set isa */
+static mlcrt_team *teams[3][4];
+
+static int setup_teams(void **state) {
+  (void)state;
+  for (int isa = 0; isa <= mlcrt_cpu_isa(); isa++)
+    for (int n = 1; n <= 3; n++)
+      if (!(teams[isa][n] = mlcrt_team_create(n, isa))) return -1;
+  return 0;
+}
+
+static int teardown_teams(void **state) {
+  (void)state;
+  for (int isa = 0; isa < 3; isa++)
+    for (int n = 1; n <= 3; n++) mlcrt_team_destroy(teams[isa][n]), teams[isa][n] = NULL;
+  return 0;
+}
+
+static void test_isa_detection(void **state) {
+  (void)state;
+  int isa = mlcrt_cpu_isa();
+  assert_true(isa >= MLCRT_ISA_GENERIC && isa <= MLCRT_ISA_AVX512);
+  for (int i = 0; i <= isa; i++) {
+    assert_int_equal(mlcrt_team_isa(teams[i][2]), i);
+    assert_int_equal(mlcrt_team_size(teams[i][2]), 2);
+  }
+  assert_string_equal(mlcrt_isa_name(MLCRT_ISA_GENERIC), "generic");
+  assert_int_equal(mlcrt_team_size(NULL), 1);
+}
+
 static void check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
                        int64_t pad) {
   /* Stored shapes: A is M x K (or K x M if ta), B is K x N (or N x K if tb);
@@ -73,14 +105,33 @@ static void check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float al
       }
       want[i * ldc + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C[i * ldc + j]);
     }
-  mlcrt_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  for (int64_t i = 0; i < M; i++)
-    for (int64_t j = N; j < ldc; j++)
-      if (beta == 0.0f) assert_true(isnan(C[i * ldc + j]));
-  for (int64_t i = 0; i < M; i++) assert_close(C + i * ldc, want + i * ldc, (size_t)N, 1e-5, 1e-5);
+  float *C0 = malloc((size_t)(M * ldc) * sizeof *C0), *first = malloc((size_t)(M * ldc) * sizeof *first);
+  memcpy(C0, C, (size_t)(M * ldc) * sizeof *C);
+  for (int isa = 0; isa <= mlcrt_cpu_isa(); isa++) {
+    for (int t = 0; t <= 3; t++) { /* no team (stack panels), then 1, 2, 3 threads */
+      memcpy(C, C0, (size_t)(M * ldc) * sizeof *C);
+      if (t == 0 && isa == mlcrt_cpu_isa())
+        mlcrt_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      else
+        mlcrt_sgemm_team(teams[isa][t ? t : 1], ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = N; j < ldc; j++)
+          if (beta == 0.0f) assert_true(isnan(C[i * ldc + j]));
+      for (int64_t i = 0; i < M; i++) assert_close(C + i * ldc, want + i * ldc, (size_t)N, 1e-5, 1e-5);
+      /* one instruction set gives the same bits on any number of threads */
+      if (t == 0)
+        memcpy(first, C, (size_t)(M * ldc) * sizeof *C);
+      else
+        for (int64_t i = 0; i < M; i++)
+          if (memcmp(first + i * ldc, C + i * ldc, (size_t)N * sizeof *C))
+            fail_msg("isa %s, %d threads: result differs from one thread's", mlcrt_isa_name(isa), t);
+    }
+  }
   free(A);
   free(B);
   free(C);
+  free(C0);
+  free(first);
   free(want);
 }
 
@@ -104,6 +155,9 @@ static void test_sgemm_blocking(void **state) {
     for (int tb = 0; tb < 2; tb++) {
       check_gemm(ta, tb, 70, 301, 259, 1.0f, 0.0f, 1);
       check_gemm(ta, tb, 5, 130, 300, -2.0f, 1.0f, 0);
+      check_gemm(ta, tb, 300, 37, 200, 1.0f, 0.5f, 2); /* tall: threads split rows */
+      check_gemm(ta, tb, 1, 1100, 300, 1.0f, 0.0f, 0); /* one row: the unpacked path */
+      check_gemm(ta, tb, 2, 7, 3, 1.0f, 2.0f, 1);
     }
 }
 
@@ -183,7 +237,7 @@ static void check_matmul(int ra, const int64_t *as, int rb, const int64_t *bs, i
   float *a = rand_buf((size_t)na), *b = rand_buf((size_t)nb), *y = rand_buf((size_t)ny);
   double *want = malloc((size_t)(ny ? ny : 1) * sizeof *want);
   ref_matmul(a, ra, as, b, rb, bs, want, yr, ys);
-  mlcrt_matmul_f32(a, ra, as, b, rb, bs, y, yr, ys);
+  mlcrt_matmul_f32(NULL, a, ra, as, b, rb, bs, y, yr, ys);
   assert_close(y, want, (size_t)ny, 1e-5, 1e-5);
   free(a);
   free(b);
@@ -198,7 +252,7 @@ static void test_matmul(void **state) {
     check_matmul(1, a, 1, b, 0, NULL);
     float x[3] = {1, 2, 3}, w[3] = {4, 5, 6}, y = 0;
     int64_t s3[] = {3};
-    mlcrt_matmul_f32(x, 1, s3, w, 1, s3, &y, 0, NULL);
+    mlcrt_matmul_f32(NULL, x, 1, s3, w, 1, s3, &y, 0, NULL);
     assert_true(y == 32.0f);
   }
   {
@@ -244,7 +298,7 @@ static void test_matmul(void **state) {
   {
     int64_t as[] = {2, 0}, bs[] = {0, 3}, ys[] = {2, 3};
     float y[6] = {NAN, NAN, NAN, NAN, NAN, NAN}, dummy = 0;
-    mlcrt_matmul_f32(&dummy, 2, as, &dummy, 2, bs, y, 2, ys);
+    mlcrt_matmul_f32(NULL, &dummy, 2, as, &dummy, 2, bs, y, 2, ys);
     for (int i = 0; i < 6; i++) assert_true(y[i] == 0.0f);
   }
 }
@@ -262,8 +316,8 @@ static void test_linear(void **state) {
       want0[i * N + j] = s;
       want[i * N + j] = s + b[j];
     }
-  mlcrt_linear_f32(x, M, K, w, N, b, y);
-  mlcrt_linear_f32(x, M, K, w, N, NULL, y0);
+  mlcrt_linear_f32(NULL, x, M, K, w, N, b, y);
+  mlcrt_linear_f32(teams[0][2], x, M, K, w, N, NULL, y0);
   assert_close(y, want, 35, 1e-5, 1e-5);
   assert_close(y0, want0, 35, 1e-5, 1e-5);
   free(x);
@@ -303,18 +357,50 @@ static void check_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, i
   const size_t nx = (size_t)(N * C * H * W), nw = (size_t)(OC * (C / groups) * KH * KW);
   const size_t ny = (size_t)(N * OC * p.OH * p.OW);
   float *x = rand_buf(nx), *w = rand_buf(nw), *b = rand_buf((size_t)OC), *y = rand_buf(ny);
-  double *want = malloc(ny * sizeof *want);
-  size_t ss = mlcrt_conv2d_scratch(&p);
-  void *scratch = ss ? malloc(ss) : NULL;
+  float *dy = rand_buf(ny), *dx = rand_buf(nx), *dwt = rand_buf(nw);
+  double *want = malloc(ny * sizeof *want), *want_dx = calloc(nx, sizeof(double)), *want_dw = calloc(nw, sizeof(double));
   ref_conv(&p, x, w, bias ? b : NULL, want);
-  mlcrt_conv2d_f32(&p, x, w, bias ? b : NULL, y, scratch);
-  assert_close(y, want, ny, 1e-5, 1e-5);
+  /* the gradients by the definition: every (output, tap) pair once */
+  const int64_t cg = C / groups, ocg = OC / groups;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t oc = 0; oc < OC; oc++)
+      for (int64_t oh = 0; oh < p.OH; oh++)
+        for (int64_t ow = 0; ow < p.OW; ow++)
+          for (int64_t c = 0; c < cg; c++)
+            for (int64_t kh = 0; kh < KH; kh++)
+              for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t ih = oh * sh - ph + kh * dh, iw = ow * sw - pw + kw * dw;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const int64_t xi = ((n * C + oc / ocg * cg + c) * H + ih) * W + iw;
+                const int64_t wi = ((oc * cg + c) * KH + kh) * KW + kw;
+                const double g = dy[((n * OC + oc) * p.OH + oh) * p.OW + ow];
+                want_dx[xi] += g * w[wi];
+                want_dw[wi] += g * x[xi];
+              }
+  for (int t = 0; t <= 3; t++) { /* no team, then 1..3 threads (by image when N >= t) */
+    mlcrt_team *team = t ? teams[mlcrt_cpu_isa()][t] : NULL;
+    int nt = t ? t : 1;
+    size_t ss = mlcrt_conv2d_scratch(&p, MLCRT_CONV_FWD, nt), sdx = mlcrt_conv2d_scratch(&p, MLCRT_CONV_DX, nt),
+           sdw = mlcrt_conv2d_scratch(&p, MLCRT_CONV_DW, nt);
+    void *scratch = malloc(ss + sdx + sdw + 1);
+    mlcrt_conv2d_f32(team, &p, x, w, bias ? b : NULL, y, scratch);
+    assert_close(y, want, ny, 1e-5, 1e-5);
+    mlcrt_conv2d_dx_f32(team, &p, dy, w, dx, scratch);
+    assert_close(dx, want_dx, nx, 1e-4, 1e-4);
+    mlcrt_conv2d_dw_f32(team, &p, dy, x, dwt, scratch);
+    assert_close(dwt, want_dw, nw, 1e-4, 1e-4);
+    free(scratch);
+  }
   free(x);
   free(w);
   free(b);
   free(y);
+  free(dy);
+  free(dx);
+  free(dwt);
   free(want);
-  free(scratch);
+  free(want_dx);
+  free(want_dw);
 }
 
 static void test_conv2d(void **state) {
@@ -329,8 +415,11 @@ static void test_conv2d(void **state) {
   check_conv(1, 2, 5, 5, 3, 5, 5, 1, 1, 4, 4, 1, 1, 1, 1);   /* padding >= kernel-1 */
   check_conv(1, 1, 4, 4, 2, 3, 3, 3, 3, 1, 1, 2, 2, 1, 1);   /* taps outside on both sides */
   check_conv(1, 2, 28, 28, 8, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1);
+  check_conv(5, 3, 12, 12, 7, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1); /* batch over threads */
+  check_conv(4, 4, 6, 6, 6, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0);   /* pointwise gradients by image */
   mlcrt_conv2d_params pw = {1, 6, 7, 7, 6, 1, 1, 7, 7, 1, 1, 0, 0, 1, 1, 3};
-  assert_int_equal(mlcrt_conv2d_scratch(&pw), 0);
+  assert_int_equal(mlcrt_conv2d_scratch(&pw, MLCRT_CONV_FWD, 1), 0);
+  assert_int_equal(mlcrt_conv2d_scratch(&pw, MLCRT_CONV_DX, 4), 0);
 }
 
 /* ---- pools -------------------------------------------------------------------- */
@@ -506,6 +595,23 @@ static int64_t pool_out(int64_t H, int64_t k, int64_t s, int64_t pad, int ceil_m
   int64_t o = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
   if (ceil_mode && (o - 1) * s >= H + pad) o--; /* last window must start inside */
   return o;
+}
+
+/* The unrolled 2x2 stride-2 path of max_pool2d and its gradient keeps the
+ * general path's rules: a NaN wins the forward; ties and NaNs route the
+ * gradient to the first maximum in row-major window order. */
+static void test_max_pool_2x2_path(void **state) {
+  (void)state;
+  /* one channel, 4 x 5 input (the last column is outside every window) */
+  float x[20] = {1, 3, 3, 0, 9, /* */ 3, 2, NAN, 1, 9, /* */ 5, 5, 0, 0, 9, /* */ 5, 5, 0, 7, 9};
+  const mlcrt_pool2d_params p = {1, 1, 4, 5, 2, 2, 2, 2, 2, 2, 0, 0, 0};
+  float y[4], dx[20], dy[4] = {1, 10, 100, 1000};
+  mlcrt_max_pool2d_f32(&p, x, y);
+  assert_true(y[0] == 3 && isnan(y[1]) && y[2] == 5 && y[3] == 7);
+  mlcrt_max_pool2d_dx_f32(&p, dy, x, dx);
+  const float want[20] = {0, 1, 0, 0, 0, /* */ 0, 0, 10, 0, 0, /* */ 100, 0, 0, 0, 0, /* */ 0, 0, 0, 1000, 0};
+  for (int i = 0; i < 20; i++)
+    if (dx[i] != want[i]) fail_msg("dx[%d] = %g, want %g", i, (double)dx[i], (double)want[i]);
 }
 
 static void test_pools_vs_naive(void **state) {
@@ -728,6 +834,7 @@ static void test_dtype_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_isa_detection),
       cmocka_unit_test(test_sgemm_odd_sizes),
       cmocka_unit_test(test_sgemm_blocking),
       cmocka_unit_test(test_sgemm_degenerate),
@@ -737,10 +844,11 @@ int main(void) {
       cmocka_unit_test(test_pools_vs_pytorch),
       cmocka_unit_test(test_pools_vs_naive),
       cmocka_unit_test(test_max_pool_nan),
+      cmocka_unit_test(test_max_pool_2x2_path),
       cmocka_unit_test(test_softmax),
       cmocka_unit_test(test_f16),
       cmocka_unit_test(test_bf16),
       cmocka_unit_test(test_dtype_names),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, setup_teams, teardown_teams);
 }

@@ -1,0 +1,37 @@
+/* gemm_kernels.h — the GEMM micro-kernels and their blocking parameters, one
+ * entry per instruction set (gemm.c drives them; gemm_x86.c holds the AVX2
+ * and AVX-512 kernels).  Not installed. */
+#ifndef MLCRT_GEMM_KERNELS_H
+#define MLCRT_GEMM_KERNELS_H
+
+#include <stdint.h>
+
+/* C[0:mr, 0:nr] = beta * C + ap * bp, where ap is an MR x kc panel stored
+ * k-major (MR values per k, zero-padded) and bp a kc x NR panel whose rows
+ * are bs floats apart (NR when packed); beta == 0 writes C without reading
+ * it. */
+typedef void (*mlcrt__gemm_kernel)(int64_t kc, const float *ap, const float *bp, int64_t bs, float *c, int64_t ldc,
+                                   int mr, int nr, float beta);
+/* y[j] = alpha * dot(a[0:K], b[j*ldb : j*ldb+K]) + beta * y[j] for j < N
+ * (beta == 0: y not read): the unpacked path for a single row times a
+ * row-major weight matrix, i.e. linear at batch 1. */
+typedef void (*mlcrt__gemv_kernel)(int64_t N, int64_t K, float alpha, const float *a, const float *b, int64_t ldb,
+                                   float beta, float *y);
+
+typedef struct mlcrt__gemm_isa {
+  const char *name;
+  int mr, nr;     /* register tile */
+  int kc, mc, nc; /* cache blocking: kc x nc panel of B, mc x kc block of A */
+  mlcrt__gemm_kernel kernel;
+  mlcrt__gemv_kernel gemv;
+} mlcrt__gemm_isa;
+
+#if defined(__x86_64__)
+extern const mlcrt__gemm_isa mlcrt__gemm_avx2, mlcrt__gemm_avx512;
+#endif
+extern const mlcrt__gemm_isa mlcrt__gemm_generic;
+
+/* The table entry for an MLCRT_ISA_* value (one the CPU supports). */
+const mlcrt__gemm_isa *mlcrt__gemm_for(int isa);
+
+#endif

@@ -1,0 +1,220 @@
+/* gemm_x86.c — GEMM micro-kernels for x86-64: AVX2+FMA (6 x 16 tile) and
+ * AVX-512 (12 x 32 tile).  Each function carries its own target attribute, so
+ * the rest of the runtime stays portable and the right kernel is chosen at run
+ * time (mlcrt_cpu_isa).  The tile sizes keep every accumulator in a register:
+ * 12 of the 16 ymm registers, 24 of the 32 zmm registers, plus the two B
+ * vectors and one broadcast of A per step.
+ */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#include "gemm_kernels.h"
+
+/* The micro-kernels are one template each, instantiated for a row count R
+ * (a compile-time constant after inlining): the accumulators acc[R][2] are
+ * fully unrolled into registers.  bs is B's stride per k: NR for a packed
+ * panel, ldb when the kernel reads B in place (a single row panel of A). */
+
+/* ---- AVX2 + FMA: 6 x 16 ---------------------------------------------------- */
+
+#define A2_MR 6
+#define A2_NR 16
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+tile_avx2(const int R, int64_t kc, const float *ap, const float *bp, int64_t bs, float *c, int64_t ldc, int mr, int nr,
+          float beta) {
+  __m256 acc[A2_MR][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      const __m256 a = _mm256_broadcast_ss(ap + r);
+      acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+    }
+    ap += A2_MR;
+    bp += bs;
+  }
+  if (mr == R && nr == A2_NR) {
+    const __m256 vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      float *cr = c + r * ldc;
+      if (beta == 0.0f) {
+        _mm256_storeu_ps(cr, acc[r][0]);
+        _mm256_storeu_ps(cr + 8, acc[r][1]);
+      } else {
+        _mm256_storeu_ps(cr, _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), acc[r][0]));
+        _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), acc[r][1]));
+      }
+    }
+    return;
+  }
+  float t[A2_MR][A2_NR];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; r++) {
+    _mm256_storeu_ps(t[r], acc[r][0]);
+    _mm256_storeu_ps(t[r] + 8, acc[r][1]);
+  }
+  for (int r = 0; r < mr; r++)
+    for (int j = 0; j < nr; j++) c[r * ldc + j] = beta == 0.0f ? t[r][j] : beta * c[r * ldc + j] + t[r][j];
+}
+
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kc, const float *ap, const float *bp, int64_t bs,
+                                                             float *c, int64_t ldc, int mr, int nr, float beta) {
+  if (mr <= 3)
+    tile_avx2(3, kc, ap, bp, bs, c, ldc, mr, nr, beta);
+  else
+    tile_avx2(A2_MR, kc, ap, bp, bs, c, ldc, mr, nr, beta);
+}
+
+__attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static void gemv_avx2(int64_t N, int64_t K, float alpha, const float *a,
+                                                           const float *b, int64_t ldb, float beta, float *y) {
+  int64_t j = 0;
+  for (; j + 4 <= N; j += 4) { /* four rows of b at once: a is loaded once for all */
+    const float *b0 = b + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      const __m256 av = _mm256_loadu_ps(a + k);
+      s0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b0 + k), s0);
+      s1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b1 + k), s1);
+      s2 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b2 + k), s2);
+      s3 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b3 + k), s3);
+    }
+    float r[4] = {hsum256(s0), hsum256(s1), hsum256(s2), hsum256(s3)};
+    for (; k < K; k++) {
+      r[0] += a[k] * b0[k];
+      r[1] += a[k] * b1[k];
+      r[2] += a[k] * b2[k];
+      r[3] += a[k] * b3[k];
+    }
+    for (int q = 0; q < 4; q++) y[j + q] = alpha * r[q] + (beta == 0.0f ? 0.0f : beta * y[j + q]);
+  }
+  for (; j < N; j++) {
+    const float *bj = b + j * ldb;
+    __m256 s = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(bj + k), s);
+    float r = hsum256(s);
+    for (; k < K; k++) r += a[k] * bj[k];
+    y[j] = alpha * r + (beta == 0.0f ? 0.0f : beta * y[j]);
+  }
+}
+
+const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR, A2_NR, 256, 96, 1024, kernel_avx2, gemv_avx2};
+
+/* ---- AVX-512: 12 x 32 ------------------------------------------------------ */
+
+#define A5_MR 12
+#define A5_NR 32
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile_avx512(const int R, int64_t kc, const float *ap, const float *bp, int64_t bs, float *c, int64_t ldc, int mr,
+            int nr, float beta) {
+  __m512 acc[A5_MR][2];
+#pragma GCC unroll 12
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; k++) {
+    const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+      const __m512 a = _mm512_set1_ps(ap[r]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+    }
+    ap += A5_MR;
+    bp += bs;
+  }
+  const __m512 vb = _mm512_set1_ps(beta);
+  if (mr == R && nr == A5_NR) {
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+      float *cr = c + r * ldc;
+      if (beta == 0.0f) {
+        _mm512_storeu_ps(cr, acc[r][0]);
+        _mm512_storeu_ps(cr + 16, acc[r][1]);
+      } else {
+        _mm512_storeu_ps(cr, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), acc[r][0]));
+        _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr + 16), acc[r][1]));
+      }
+    }
+    return;
+  }
+  /* a ragged tile: masked stores, rows beyond mr skipped */
+  const __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+  const __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+#pragma GCC unroll 12
+  for (int r = 0; r < R; r++) {
+    if (r >= mr) break;
+    float *cr = c + r * ldc;
+    __m512 v0 = acc[r][0], v1 = acc[r][1];
+    if (beta != 0.0f) {
+      v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), v0);
+      v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), v1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, v0);
+    _mm512_mask_storeu_ps(cr + 16, m1, v1);
+  }
+}
+
+/* 12 rows, or 6 for a short last panel (small M: a conv with few channels) */
+__attribute__((target("avx512f"))) static void kernel_avx512(int64_t kc, const float *ap, const float *bp, int64_t bs,
+                                                             float *c, int64_t ldc, int mr, int nr, float beta) {
+  if (mr <= 6)
+    tile_avx512(6, kc, ap, bp, bs, c, ldc, mr, nr, beta);
+  else
+    tile_avx512(A5_MR, kc, ap, bp, bs, c, ldc, mr, nr, beta);
+}
+
+__attribute__((target("avx512f"))) static void gemv_avx512(int64_t N, int64_t K, float alpha, const float *a,
+                                                           const float *b, int64_t ldb, float beta, float *y) {
+  const __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1);
+  const int64_t K16 = K & ~(int64_t)15;
+  int64_t j = 0;
+  for (; j + 4 <= N; j += 4) {
+    const float *b0 = b + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K16; k += 16) {
+      const __m512 av = _mm512_loadu_ps(a + k);
+      s0 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b0 + k), s0);
+      s1 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b1 + k), s1);
+      s2 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b2 + k), s2);
+      s3 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b3 + k), s3);
+    }
+    if (tail) {
+      const __m512 av = _mm512_maskz_loadu_ps(tail, a + K16);
+      s0 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b0 + K16), s0);
+      s1 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b1 + K16), s1);
+      s2 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b2 + K16), s2);
+      s3 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b3 + K16), s3);
+    }
+    const float r[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
+                        _mm512_reduce_add_ps(s3)};
+    for (int q = 0; q < 4; q++) y[j + q] = alpha * r[q] + (beta == 0.0f ? 0.0f : beta * y[j + q]);
+  }
+  for (; j < N; j++) {
+    const float *bj = b + j * ldb;
+    __m512 s = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K16; k += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(bj + k), s);
+    if (tail) s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + K16), _mm512_maskz_loadu_ps(tail, bj + K16), s);
+    const float r = _mm512_reduce_add_ps(s);
+    y[j] = alpha * r + (beta == 0.0f ? 0.0f : beta * y[j]);
+  }
+}
+
+const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR, A5_NR, 128, 96, 1024, kernel_avx512, gemv_avx512};
+
+#else
+typedef int mlcrt__gemm_x86_unused; /* ISO C: a translation unit may not be empty */
+#endif

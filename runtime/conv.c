@@ -1,21 +1,27 @@
-/* conv.c — 2-D convolution (NCHW), as torch.nn.functional.conv2d.
+/* conv.c — 2-D convolution (NCHW), as torch.nn.functional.conv2d, and its two
+ * gradients, all lowered to GEMM.
  *
- * Lowered to GEMM by im2col: for each image and group, the input patches are
- * unfolded into a [Cg*KH*KW, OH*OW] column matrix (zeros where a tap falls in
- * the padding), and y_g[OCg, OH*OW] = w_g[OCg, Cg*KH*KW] @ cols.  The column
- * buffer is the caller's scratch (mlcrt_conv2d_scratch bytes), sized for one
- * image and group and reused.  A 1x1 convolution with stride 1 and no padding
- * needs no unfolding: its input already is the column matrix, so it asks for
- * no scratch.  The bias, when given, is written into y first and the GEMM
- * accumulates onto it.
+ * im2col unfolds each image's input patches (one group's channels) into
+ * columns: cols[(c*KH + kh)*KW + kw][l] for the output positions l (zeros
+ * where a tap falls in the padding).  Images go through in chunks of nb, side
+ * by side in the columns (image i of a chunk owns columns i*L .. i*L+L-1), so
+ * that one GEMM has nb*L columns: late ResNet layers have a few output
+ * positions per image, and a GEMM per image would repack the whole weight
+ * matrix for a handful of columns.  Then
+ *   forward: Y[OCg, nb*L] = w_g[OCg, kdim] @ cols, scattered to y[n, oc, l]
+ *            (+ bias);
+ *   dx:      dcols = w_g^T @ dY (dy gathered to [OCg, nb*L]), folded back
+ *            onto dx by col2im, the adjoint of im2col;
+ *   dw:      dw_g += dY @ cols^T over the chunks.
+ * With one image per chunk the GEMM reads and writes the tensors in place,
+ * and a 1x1 stride-1 unpadded convolution needs no unfolding at all.
  *
- * The gradients are GEMMs too: dcols = w_g^T @ dy_g folded back onto dx by
- * col2im (the adjoint of im2col), and dw_g = sum over images of
- * dy_g @ cols^T.  With a team, images are shared out in fixed slices, each
- * member with its own column buffer (and, for dw, its own partial sum, added
- * in member order afterwards): results depend on the thread count only, never
- * on timing.  A batch smaller than the team runs image by image with the
- * threads inside each GEMM instead.
+ * All buffers are the caller's scratch (mlcrt_conv2d_scratch bytes, planned
+ * in the arena at create time).  With a team, chunks are shared out in fixed
+ * slices, each member with its own buffers (and, for dw, its own partial sum,
+ * added in member order afterwards): results depend on the thread count
+ * only, never on timing.  A batch of one chunk runs with the threads inside
+ * its GEMMs instead.
  */
 #include "mlcrt.h"
 
@@ -26,84 +32,103 @@ static int is_pointwise(const mlcrt_conv2d_params *p) {
          p->OH == p->H && p->OW == p->W;
 }
 
-/* floats of one image's column matrix (one group) */
-static size_t cols_floats(const mlcrt_conv2d_params *p) {
-  if (p->groups <= 0) return 0;
-  return (size_t)(p->C / p->groups * p->KH * p->KW) * (size_t)(p->OH * p->OW);
-}
+/* Columns per GEMM worth having: below this, packing costs more than the
+ * arithmetic it feeds. */
+#define MIN_COLS 256
 
-/* Members that work on separate images: the batch decides. */
-static int image_tasks(const mlcrt_conv2d_params *p, int nthreads) {
+typedef struct {
+  int64_t L, kdim, ocg, cg; /* output positions, GEMM depth, channels per group */
+  int64_t nb, nchunks;      /* images per chunk, chunks */
+  int tasks;                /* members working on separate chunks */
+  size_t cols, yb, part;    /* floats of a member's buffers (0: not needed) */
+  size_t xpad;              /* ... and of the padded image (forward and dw) */
+} conv_shape;
+
+static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads) {
+  conv_shape s = {0};
+  if (p->groups <= 0) return s;
+  s.L = p->OH * p->OW;
+  s.cg = p->C / p->groups;
+  s.ocg = p->OC / p->groups;
+  s.kdim = s.cg * p->KH * p->KW;
+  s.nb = s.L > 0 ? (MIN_COLS + s.L - 1) / s.L : 1;
+  if (s.nb > p->N) s.nb = p->N;
+  if (s.nb < 1) s.nb = 1;
+  s.nchunks = (p->N + s.nb - 1) / s.nb;
   if (nthreads < 1) nthreads = 1;
-  return p->N >= nthreads ? nthreads : 1;
+  s.tasks = s.nchunks < nthreads ? (int)s.nchunks : nthreads;
+  if (s.tasks < 1) s.tasks = 1;
+  const int pointwise = is_pointwise(p);
+  /* + 16 floats (64 bytes) each: keeps every buffer aligned */
+  s.cols = pointwise && s.nb == 1 ? 0 : (size_t)(s.kdim * s.nb * s.L) + 16;
+  s.yb = s.nb > 1 ? (size_t)(s.ocg * s.nb * s.L) + 16 : 0; /* Y or the gathered dY */
+  s.part = op == MLCRT_CONV_DW && s.tasks > 1 ? (size_t)(p->OC * s.kdim) + 16 : 0;
+  s.xpad = s.cols && op != MLCRT_CONV_DX && (p->ph || p->pw)
+               ? (size_t)(s.cg * (p->H + 2 * p->ph) * (p->W + 2 * p->pw)) + 16
+               : 0;
+  return s;
 }
 
 size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads) {
-  if (p->groups <= 0) return 0;
-  const int t = image_tasks(p, nthreads);
-  size_t per = is_pointwise(p) ? 0 : cols_floats(p) + 16; /* + 64 bytes: keeps slices aligned */
-  if (op == MLCRT_CONV_DW && t > 1) /* a partial dw per extra member */
-    per += (size_t)(p->OC * (p->C / p->groups) * p->KH * p->KW) + 16;
-  return (size_t)t * per * sizeof(float);
+  const conv_shape s = shape_of(p, op, nthreads);
+  return (size_t)s.tasks * (s.cols + s.yb + s.part + s.xpad) * sizeof(float);
 }
 
-/* member's slice of the scratch: its columns, then (dw) its partial sum */
-static float *member_scratch(const mlcrt_conv2d_params *p, int op, int t, void *scratch, int member, float **partial) {
-  size_t cols = is_pointwise(p) ? 0 : cols_floats(p) + 16;
-  size_t part = op == MLCRT_CONV_DW && t > 1 ? (size_t)(p->OC * (p->C / p->groups) * p->KH * p->KW) + 16 : 0;
-  float *base = (float *)scratch + (size_t)member * (cols + part);
-  if (partial) *partial = base + cols;
-  return base;
-}
+/* Unfolds one group's channels of one image: cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow]. */
+/* GCC turns short copy and zero loops into memcpy/memset calls, which cost
+ * more than the loop itself for rows of a few floats: keep them inline. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define INLINE_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define INLINE_LOOPS
+#endif
 
-/* Unfolds one group's channels of one image: cols[(c*KH + kh)*KW + kw][oh*OW + ow]. */
-static void im2col(const mlcrt_conv2d_params *p, const float *x, int64_t cg, float *cols) {
-  const int64_t OH = p->OH, OW = p->OW, H = p->H, W = p->W;
+/* The image with its zero padding made real: xp[c][PH][PW] with PH = H +
+ * 2*ph, PW = W + 2*pw, so that im2col copies rows without bounds checks. */
+INLINE_LOOPS static void pad_image(const mlcrt_conv2d_params *p, const float *x, int64_t cg, float *xp) {
+  const int64_t H = p->H, W = p->W, PW = W + 2 * p->pw, PH = H + 2 * p->ph;
   for (int64_t c = 0; c < cg; c++) {
-    const float *xc = x + c * H * W;
-    for (int64_t kh = 0; kh < p->KH; kh++) {
-      for (int64_t kw = 0; kw < p->KW; kw++) {
-        float *row = cols + ((c * p->KH + kh) * p->KW + kw) * OH * OW;
-        const int64_t dx = kw * p->dw - p->pw;
-        /* Output columns whose tap lands inside the input: ow in [ow0, ow1). */
-        int64_t ow0 = 0, ow1 = OW;
-        if (dx < 0) ow0 = (-dx + p->sw - 1) / p->sw;
-        if (W - dx <= 0)
-          ow1 = 0;
-        else if ((W - dx + p->sw - 1) / p->sw < ow1)
-          ow1 = (W - dx + p->sw - 1) / p->sw;
-        if (ow0 > ow1) ow0 = ow1;
-        for (int64_t oh = 0; oh < OH; oh++) {
-          float *r = row + oh * OW;
-          const int64_t ih = oh * p->sh - p->ph + kh * p->dh;
-          if (ih < 0 || ih >= H) {
-            memset(r, 0, (size_t)OW * sizeof *r);
-            continue;
-          }
-          const float *xr = xc + ih * W;
-          for (int64_t ow = 0; ow < ow0; ow++) r[ow] = 0.0f;
-          if (p->sw == 1) {
-            if (ow1 > ow0) memcpy(r + ow0, xr + ow0 + dx, (size_t)(ow1 - ow0) * sizeof *r);
-          } else {
-            for (int64_t ow = ow0; ow < ow1; ow++) r[ow] = xr[ow * p->sw + dx];
-          }
-          for (int64_t ow = ow1; ow < OW; ow++) r[ow] = 0.0f;
-        }
-      }
+    float *d = xp + c * PH * PW;
+    for (int64_t i = 0; i < p->ph * PW; i++) d[i] = 0.0f;
+    for (int64_t h = 0; h < H; h++) {
+      float *r = d + (h + p->ph) * PW;
+      const float *src = x + (c * H + h) * W;
+      for (int64_t w = 0; w < p->pw; w++) r[w] = 0.0f;
+      for (int64_t w = 0; w < W; w++) r[p->pw + w] = src[w];
+      for (int64_t w = p->pw + W; w < PW; w++) r[w] = 0.0f;
     }
+    for (int64_t i = (p->ph + H) * PW; i < PH * PW; i++) d[i] = 0.0f;
   }
 }
 
-/* col2im, the adjoint of im2col: dx[c, ih, iw] += cols[(c*KH + kh)*KW + kw][oh*OW + ow]
+/* Unfolds one group's channels of one (padded: pad_image) image:
+ * cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow] = xp[c][oh*sh + kh*dh][ow*sw + kw*dw]. */
+INLINE_LOOPS static void im2col(const mlcrt_conv2d_params *p, const float *xp, int64_t cg, float *cols, int64_t ld) {
+  const int64_t OH = p->OH, OW = p->OW, PW = p->W + 2 * p->pw, PH = p->H + 2 * p->ph, sw = p->sw;
+  for (int64_t c = 0; c < cg; c++)
+    for (int64_t kh = 0; kh < p->KH; kh++)
+      for (int64_t kw = 0; kw < p->KW; kw++) {
+        float *r = cols + ((c * p->KH + kh) * p->KW + kw) * ld;
+        const float *xr = xp + (c * PH + kh * p->dh) * PW + kw * p->dw;
+        for (int64_t oh = 0; oh < OH; oh++, r += OW, xr += p->sh * PW) {
+          if (sw == 1)
+            for (int64_t ow = 0; ow < OW; ow++) r[ow] = xr[ow];
+          else
+            for (int64_t ow = 0; ow < OW; ow++) r[ow] = xr[ow * sw];
+        }
+      }
+}
+
+/* col2im, the adjoint of im2col: dx[c, ih, iw] += cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow]
  * for every tap that lands inside the input; dx is zeroed first. */
-static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t cg, float *x) {
+static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, int64_t cg, float *x) {
   const int64_t OH = p->OH, OW = p->OW, H = p->H, W = p->W;
   memset(x, 0, (size_t)(cg * H * W) * sizeof *x);
   for (int64_t c = 0; c < cg; c++) {
     float *xc = x + c * H * W;
     for (int64_t kh = 0; kh < p->KH; kh++)
       for (int64_t kw = 0; kw < p->KW; kw++) {
-        const float *row = cols + ((c * p->KH + kh) * p->KW + kw) * OH * OW;
+        const float *row = cols + ((c * p->KH + kh) * p->KW + kw) * ld;
         const int64_t dx = kw * p->dw - p->pw;
         int64_t ow0 = 0, ow1 = OW;
         if (dx < 0) ow0 = (-dx + p->sw - 1) / p->sw;
@@ -124,56 +149,85 @@ static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t cg, 
 
 typedef struct {
   const mlcrt_conv2d_params *p;
-  int op, ntasks;
+  int op;
+  conv_shape s;
   const float *x, *w, *b, *dy;
   float *y; /* y, dx or dw */
-  void *scratch;
-  mlcrt_team *gemm_team; /* threads inside each GEMM (batch smaller than the team) */
+  float *scratch;
+  mlcrt_team *gemm_team; /* threads inside each GEMM (a batch of one chunk) */
 } conv_job;
 
-/* Images [n0, n1) of the job, with member's scratch. */
-static void conv_images(const conv_job *j, int64_t n0, int64_t n1, int member) {
+/* Chunks [c0, c1) of the job on member's buffers. */
+static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
   const mlcrt_conv2d_params *p = j->p;
-  const int64_t G = p->groups, cg = p->C / G, ocg = p->OC / G;
-  const int64_t L = p->OH * p->OW, kdim = cg * p->KH * p->KW, HW = p->H * p->W;
-  const int pointwise = is_pointwise(p);
-  float *partial;
-  float *cols = member_scratch(p, j->op, j->ntasks, j->scratch, member, &partial);
+  const conv_shape *s = &j->s;
+  const int64_t L = s->L, kdim = s->kdim, ocg = s->ocg, cg = s->cg, HW = p->H * p->W;
+  float *cols = j->scratch + (size_t)member * (s->cols + s->yb + s->part + s->xpad);
+  float *yb = cols + s->cols, *partial = yb + s->yb, *xpad = partial + s->part;
   /* dw: member 0 sums into dw itself, the others into their partials */
   float *dw = j->op == MLCRT_CONV_DW && member > 0 ? partial : j->y;
-  for (int64_t n = n0; n < n1; n++) {
-    for (int64_t g = 0; g < G; g++) {
+  for (int64_t c = c0; c < c1; c++) {
+    const int64_t n0 = c * s->nb, nb = p->N - n0 < s->nb ? p->N - n0 : s->nb, ld = nb * L;
+    for (int64_t g = 0; g < p->groups; g++) {
       const float *wg = j->w ? j->w + g * ocg * kdim : NULL;
-      if (j->op == MLCRT_CONV_FWD) {
-        const float *xg = j->x + (n * p->C + g * cg) * HW;
-        float *yg = j->y + (n * p->OC + g * ocg) * L;
-        if (j->b)
-          for (int64_t oc = 0; oc < ocg; oc++)
-            for (int64_t l = 0; l < L; l++) yg[oc * L + l] = j->b[g * ocg + oc];
-        const float *src = xg;
-        if (!pointwise) {
-          im2col(p, xg, cg, cols);
+      /* the input columns (forward and dw): unfolded, or x itself */
+      const float *src = NULL;
+      if (j->op != MLCRT_CONV_DX) {
+        if (!s->cols) {
+          src = j->x + (n0 * p->C + g * cg) * HW;
+        } else {
+          for (int64_t i = 0; i < nb; i++) {
+            const float *xi = j->x + ((n0 + i) * p->C + g * cg) * HW;
+            if (s->xpad) {
+              pad_image(p, xi, cg, xpad);
+              xi = xpad;
+            }
+            im2col(p, xi, cg, cols + i * L, ld);
+          }
           src = cols;
         }
-        mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L, j->b ? 1.0f : 0.0f, yg, L);
-      } else if (j->op == MLCRT_CONV_DX) {
-        const float *dyg = j->dy + (n * p->OC + g * ocg) * L;
-        float *dxg = j->y + (n * p->C + g * cg) * HW;
-        if (pointwise) {
-          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, L, ocg, 1.0f, wg, kdim, dyg, L, 0.0f, dxg, L);
+      }
+      /* dY[ocg, nb*L]: dy in place for one image, else gathered */
+      const float *dyg = NULL;
+      if (j->op != MLCRT_CONV_FWD) {
+        if (nb == 1 && !s->yb) {
+          dyg = j->dy + (n0 * p->OC + g * ocg) * L;
         } else {
-          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, L, ocg, 1.0f, wg, kdim, dyg, L, 0.0f, cols, L);
-          col2im(p, cols, cg, dxg);
+          for (int64_t i = 0; i < nb; i++)
+            for (int64_t oc = 0; oc < ocg; oc++) {
+              const float *from = j->dy + ((n0 + i) * p->OC + g * ocg + oc) * L;
+              float *to = yb + oc * ld + i * L;
+              for (int64_t l = 0; l < L; l++) to[l] = from[l];
+            }
+          dyg = yb;
+        }
+      }
+      if (j->op == MLCRT_CONV_FWD) {
+        if (!s->yb) { /* one image: straight into y, onto the bias */
+          float *yg = j->y + (n0 * p->OC + g * ocg) * L;
+          if (j->b)
+            for (int64_t oc = 0; oc < ocg; oc++)
+              for (int64_t l = 0; l < L; l++) yg[oc * L + l] = j->b[g * ocg + oc];
+          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L, j->b ? 1.0f : 0.0f, yg, L);
+        } else {
+          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, ld, kdim, 1.0f, wg, kdim, src, ld, 0.0f, yb, ld);
+          for (int64_t i = 0; i < nb; i++)
+            for (int64_t oc = 0; oc < ocg; oc++) {
+              float *yr = j->y + ((n0 + i) * p->OC + g * ocg + oc) * L;
+              const float *r = yb + oc * ld + i * L, bias = j->b ? j->b[g * ocg + oc] : 0.0f;
+              for (int64_t l = 0; l < L; l++) yr[l] = r[l] + bias;
+            }
+        }
+      } else if (j->op == MLCRT_CONV_DX) {
+        if (!s->cols) { /* pointwise, one image: dx = w^T dy in place */
+          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, L, ocg, 1.0f, wg, kdim, dyg, L, 0.0f,
+                           j->y + (n0 * p->C + g * cg) * HW, L);
+        } else {
+          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, ld, ocg, 1.0f, wg, kdim, dyg, ld, 0.0f, cols, ld);
+          for (int64_t i = 0; i < nb; i++) col2im(p, cols + i * L, ld, cg, j->y + ((n0 + i) * p->C + g * cg) * HW);
         }
       } else { /* dw */
-        const float *dyg = j->dy + (n * p->OC + g * ocg) * L;
-        const float *xg = j->x + (n * p->C + g * cg) * HW;
-        const float *src = xg;
-        if (!pointwise) {
-          im2col(p, xg, cg, cols);
-          src = cols;
-        }
-        mlcrt_sgemm_team(j->gemm_team, 0, 1, ocg, kdim, L, 1.0f, dyg, L, src, L, n == n0 ? 0.0f : 1.0f,
+        mlcrt_sgemm_team(j->gemm_team, 0, 1, ocg, kdim, ld, 1.0f, dyg, ld, src, ld, c == c0 ? 0.0f : 1.0f,
                          dw + g * ocg * kdim, kdim);
       }
     }
@@ -182,16 +236,17 @@ static void conv_images(const conv_job *j, int64_t n0, int64_t n1, int member) {
 
 static void conv_task(void *arg, int task, int ntasks) {
   const conv_job *j = arg;
-  const int64_t N = j->p->N, per = N / ntasks, extra = N % ntasks;
-  const int64_t n0 = task * per + (task < extra ? task : extra), n1 = n0 + per + (task < extra);
-  conv_images(j, n0, n1, task);
+  const int64_t n = j->s.nchunks, per = n / ntasks, extra = n % ntasks;
+  const int64_t c0 = task * per + (task < extra ? task : extra), c1 = c0 + per + (task < extra);
+  conv_chunks(j, c0, c1, task);
 }
 
 static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x, const float *w,
                      const float *b, const float *dy, float *y, void *scratch) {
-  const int t = image_tasks(p, mlcrt_team_size(team));
-  conv_job j = {p, op, t, x, w, b, dy, y, scratch, t > 1 ? NULL : team};
-  const int64_t wn = p->OC * (p->C / p->groups) * p->KH * p->KW;
+  conv_job j = {p, op, shape_of(p, op, mlcrt_team_size(team)), x, w, b, dy, y, scratch, NULL};
+  const int t = j.s.tasks;
+  j.gemm_team = t > 1 ? NULL : team;
+  const int64_t wn = p->OC * j.s.kdim;
   if (op == MLCRT_CONV_DW && p->N == 0) {
     memset(y, 0, (size_t)wn * sizeof *y);
     return;
@@ -199,12 +254,10 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
   mlcrt_team_run(t > 1 ? team : NULL, t, conv_task, &j);
   if (op == MLCRT_CONV_DW) /* dw = member 0's sum + the partials, in member order */
     for (int m = 1; m < t; m++) {
-      float *part;
-      member_scratch(p, op, t, scratch, m, &part);
+      const float *part = j.scratch + (size_t)m * (j.s.cols + j.s.yb + j.s.part + j.s.xpad) + j.s.cols + j.s.yb;
       for (int64_t i = 0; i < wn; i++) y[i] += part[i];
     }
 }
-
 void mlcrt_conv2d_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x, const float *w,
                       const float *b, float *y, void *scratch) {
   if (p->OH * p->OW <= 0 || p->OC <= 0) return;

@@ -19,8 +19,9 @@
  * of C is summed in the same order whatever the thread count, so results are
  * bit-identical across runs and thread counts.  Products too small to pay for
  * a hand-off run on the calling thread, and a single row times a row-major
- * matrix (linear at batch 1) skips packing altogether: it streams the weights
- * once through the ISA's dot-product kernel.
+ * matrix (linear at batch 1), or a matrix times a single column, skips
+ * packing altogether: it streams the matrix once through the ISA's
+ * dot-product kernel.
  *
  * beta == 0 overwrites C without reading it (C may hold garbage or NaN), as
  * BLAS specifies.  Packing panels live in the team's workspace, or on the
@@ -209,12 +210,19 @@ static void gemm_task(void *arg, int task, int ntasks) {
     gemm_block(g, lo, hi, 0, g->N, ws, MLCRT_TEAM_WS_FLOATS);
 }
 
-/* the unpacked single-row path: C[0, :] = alpha * A[0, :] B^T + beta C */
+/* the unpacked paths: a row of C is A's row times B^T (split_n), or the one
+ * column of C is A times B's contiguous column (split over A's rows) */
 static void gemv_task(void *arg, int task, int ntasks) {
   const gemm_job *g = arg;
   (void)ntasks;
-  const int64_t lo = (int64_t)task * g->step, hi = lo + g->step < g->N ? lo + g->step : g->N;
-  for (int64_t i = 0; i < g->M && lo < hi; i++)
+  const int64_t total = g->split_n ? g->N : g->M;
+  const int64_t lo = (int64_t)task * g->step, hi = lo + g->step < total ? lo + g->step : total;
+  if (lo >= hi) return;
+  if (!g->split_n) {
+    g->k->gemv(hi - lo, g->K, g->alpha, g->B, g->A + lo * g->lda, g->lda, g->beta, g->C + lo);
+    return;
+  }
+  for (int64_t i = 0; i < g->M; i++)
     g->k->gemv(hi - lo, g->K, g->alpha, g->A + i * g->lda, g->B + lo * g->ldb, g->ldb, g->beta,
                g->C + i * g->ldc + lo);
 }
@@ -241,11 +249,18 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
   const double macs = (double)M * (double)N * (double)K;
   int use = macs < MT_MIN_MACS ? 1 : nt;
 
-  if (M <= 2 && !trans_a && trans_b) { /* rows times a row-major weight matrix */
-    int64_t chunk = (N + use - 1) / use;
+  /* a row or two times a row-major weight matrix (linear at batch 1), or a
+   * matrix times one contiguous column (a convolution with one output
+   * position): packing would cost more than the arithmetic */
+  const int rows = M <= 2 && !trans_a && trans_b;
+  const int column = N == 1 && !trans_a && ldc == 1 && (trans_b || ldb == 1);
+  if (rows || column) {
+    const int64_t total = rows ? N : M;
+    int64_t chunk = (total + use - 1) / use;
     chunk = (chunk + 15) / 16 * 16;
     g.step = chunk;
-    mlcrt_team_run(use > 1 ? team : NULL, (int)((N + chunk - 1) / chunk), gemv_task, &g);
+    g.split_n = rows;
+    mlcrt_team_run(use > 1 ? team : NULL, (int)((total + chunk - 1) / chunk), gemv_task, &g);
     return;
   }
   if (!team) { /* one thread, packing panels on the stack */

@@ -157,6 +157,7 @@ static void test_sgemm_blocking(void **state) {
       check_gemm(ta, tb, 5, 130, 300, -2.0f, 1.0f, 0);
       check_gemm(ta, tb, 300, 37, 200, 1.0f, 0.5f, 2); /* tall: threads split rows */
       check_gemm(ta, tb, 1, 1100, 300, 1.0f, 0.0f, 0); /* one row: the unpacked path */
+      check_gemm(ta, tb, 700, 1, 300, 1.0f, 0.5f, 0);  /* one column: the unpacked path */
       check_gemm(ta, tb, 2, 7, 3, 1.0f, 2.0f, 1);
     }
 }
@@ -417,6 +418,9 @@ static void test_conv2d(void **state) {
   check_conv(1, 2, 28, 28, 8, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1);
   check_conv(5, 3, 12, 12, 7, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1); /* batch over threads */
   check_conv(4, 4, 6, 6, 6, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0);   /* pointwise gradients by image */
+  check_conv(7, 4, 4, 4, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1);   /* few positions: all images in one GEMM */
+  check_conv(40, 3, 4, 4, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1);  /* pointwise, chunks of 16 images */
+  check_conv(37, 2, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0);  /* ragged last chunk */
   mlcrt_conv2d_params pw = {1, 6, 7, 7, 6, 1, 1, 7, 7, 1, 1, 0, 0, 1, 1, 3};
   assert_int_equal(mlcrt_conv2d_scratch(&pw, MLCRT_CONV_FWD, 1), 0);
   assert_int_equal(mlcrt_conv2d_scratch(&pw, MLCRT_CONV_DX, 4), 0);

@@ -67,7 +67,18 @@ static void gemv_generic(int64_t N, int64_t K, float alpha, const float *a, cons
   }
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_generic = {"generic", G_MR, G_NR, 256, 64, 512, kernel_generic, gemv_generic};
+void mlcrt__dots_by_rows(const mlcrt__gemm_isa *k, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  for (int64_t i = 0; i < M; i++) k->gemv(N, K, alpha, A + i * lda, B, ldb, beta, C + i * ldc);
+}
+
+static void dots_generic(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                         int64_t ldb, float beta, float *C, int64_t ldc) {
+  mlcrt__dots_by_rows(&mlcrt__gemm_generic, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+const mlcrt__gemm_isa mlcrt__gemm_generic = {"generic",      G_MR,         G_NR,        256, 64, 512,
+                                             kernel_generic, gemv_generic, dots_generic};
 
 /* ---- instruction set ------------------------------------------------------------ */
 
@@ -210,7 +221,7 @@ static void gemm_task(void *arg, int task, int ntasks) {
     gemm_block(g, lo, hi, 0, g->N, ws, MLCRT_TEAM_WS_FLOATS);
 }
 
-/* the unpacked paths: a row of C is A's row times B^T (split_n), or the one
+/* the unpacked paths: C = A B^T by dot products (split over N), or the one
  * column of C is A times B's contiguous column (split over A's rows) */
 static void gemv_task(void *arg, int task, int ntasks) {
   const gemm_job *g = arg;
@@ -222,9 +233,7 @@ static void gemv_task(void *arg, int task, int ntasks) {
     g->k->gemv(hi - lo, g->K, g->alpha, g->B, g->A + lo * g->lda, g->lda, g->beta, g->C + lo);
     return;
   }
-  for (int64_t i = 0; i < g->M; i++)
-    g->k->gemv(hi - lo, g->K, g->alpha, g->A + i * g->lda, g->B + lo * g->ldb, g->ldb, g->beta,
-               g->C + i * g->ldc + lo);
+  g->k->dots(g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta, g->C + lo, g->ldc);
 }
 
 /* Threads pay off above about this many multiply-adds (~20 us on one core). */
@@ -249,10 +258,11 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
   const double macs = (double)M * (double)N * (double)K;
   int use = macs < MT_MIN_MACS ? 1 : nt;
 
-  /* a row or two times a row-major weight matrix (linear at batch 1), or a
+  /* a row or two times a row-major weight matrix (linear at batch 1), a few
+   * long rows times long rows (a weight gradient over many positions), or a
    * matrix times one contiguous column (a convolution with one output
    * position): packing would cost more than the arithmetic */
-  const int rows = M <= 2 && !trans_a && trans_b;
+  const int rows = !trans_a && trans_b && (M <= 2 || (M <= 8 && K >= 128 && K >= N));
   const int column = N == 1 && !trans_a && ldc == 1 && (trans_b || ldb == 1);
   if (rows || column) {
     const int64_t total = rows ? N : M;

@@ -18,13 +18,24 @@ typedef void (*mlcrt__gemm_kernel)(int64_t kc, const float *ap, const float *bp,
 typedef void (*mlcrt__gemv_kernel)(int64_t N, int64_t K, float alpha, const float *a, const float *b, int64_t ldb,
                                    float beta, float *y);
 
+/* C = alpha * A B^T + beta * C for M rows of A and N rows of B, both
+ * contiguous along K (beta == 0: C not read): dot products, no packing, for
+ * a few long rows (a weight gradient summed over many output positions). */
+typedef void (*mlcrt__dots_kernel)(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 typedef struct mlcrt__gemm_isa {
   const char *name;
   int mr, nr;     /* register tile */
   int kc, mc, nc; /* cache blocking: kc x nc panel of B, mc x kc block of A */
   mlcrt__gemm_kernel kernel;
   mlcrt__gemv_kernel gemv;
+  mlcrt__dots_kernel dots;
 } mlcrt__gemm_isa;
+
+/* dots built from the ISA's gemv, one row of A at a time */
+void mlcrt__dots_by_rows(const mlcrt__gemm_isa *k, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 #if defined(__x86_64__)
 extern const mlcrt__gemm_isa mlcrt__gemm_avx2, mlcrt__gemm_avx512;

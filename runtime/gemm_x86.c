@@ -112,7 +112,12 @@ __attribute__((target("avx2,fma"))) static void gemv_avx2(int64_t N, int64_t K, 
   }
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR, A2_NR, 256, 96, 1024, kernel_avx2, gemv_avx2};
+static void dots_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc) {
+  mlcrt__dots_by_rows(&mlcrt__gemm_avx2, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR, A2_NR, 256, 96, 1024, kernel_avx2, gemv_avx2, dots_avx2};
 
 /* ---- AVX-512: 12 x 32 ------------------------------------------------------ */
 
@@ -168,11 +173,15 @@ tile_avx512(const int R, int64_t kc, const float *ap, const float *bp, int64_t b
   }
 }
 
-/* 12 rows, or 6 for a short last panel (small M: a conv with few channels) */
+/* 12 rows, or fewer for a short last panel (small M: a conv with few channels) */
 __attribute__((target("avx512f"))) static void kernel_avx512(int64_t kc, const float *ap, const float *bp, int64_t bs,
                                                              float *c, int64_t ldc, int mr, int nr, float beta) {
-  if (mr <= 6)
+  if (mr <= 4)
+    tile_avx512(4, kc, ap, bp, bs, c, ldc, mr, nr, beta);
+  else if (mr <= 6)
     tile_avx512(6, kc, ap, bp, bs, c, ldc, mr, nr, beta);
+  else if (mr <= 8)
+    tile_avx512(8, kc, ap, bp, bs, c, ldc, mr, nr, beta);
   else
     tile_avx512(A5_MR, kc, ap, bp, bs, c, ldc, mr, nr, beta);
 }
@@ -213,7 +222,51 @@ __attribute__((target("avx512f"))) static void gemv_avx512(int64_t N, int64_t K,
   }
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR, A5_NR, 128, 96, 1024, kernel_avx512, gemv_avx512};
+/* 4 rows of A by 4 rows of B per step: 16 accumulators, 8 loads per 16 FMAs.
+ * Rows past the edge re-read row 0 and are discarded. */
+__attribute__((target("avx512f"))) static void dots_avx512(int64_t M, int64_t N, int64_t K, float alpha,
+                                                           const float *A, int64_t lda, const float *B, int64_t ldb,
+                                                           float beta, float *C, int64_t ldc) {
+  const __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1);
+  const int64_t K16 = K & ~(int64_t)15;
+  for (int64_t i = 0; i < M; i += 4) {
+    const int mi = M - i < 4 ? (int)(M - i) : 4;
+    const float *a[4];
+    for (int r = 0; r < 4; r++) a[r] = A + (i + (r < mi ? r : 0)) * lda;
+    for (int64_t j = 0; j < N; j += 4) {
+      const int nj = N - j < 4 ? (int)(N - j) : 4;
+      const float *b[4];
+      for (int q = 0; q < 4; q++) b[q] = B + (j + (q < nj ? q : 0)) * ldb;
+      __m512 acc[4][4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
+      for (int64_t k = 0; k <= K16; k += 16) {
+        if (k == K16 && !tail) break;
+        const __mmask16 m = k < K16 ? (__mmask16)0xFFFF : tail;
+        __m512 av[4], bv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) av[r] = _mm512_maskz_loadu_ps(m, a[r] + k);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) bv[q] = _mm512_maskz_loadu_ps(m, b[q] + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+          for (int q = 0; q < 4; q++) acc[r][q] = _mm512_fmadd_ps(av[r], bv[q], acc[r][q]);
+      }
+      for (int r = 0; r < mi; r++)
+        for (int q = 0; q < nj; q++) {
+          float *c = C + (i + r) * ldc + j + q;
+          const float v = alpha * _mm512_reduce_add_ps(acc[r][q]);
+          *c = beta == 0.0f ? v : v + beta * *c;
+        }
+    }
+  }
+}
+
+const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR,     A5_NR,        128,        96,
+                                            1024,     kernel_avx512, gemv_avx512, dots_avx512};
 
 #else
 typedef int mlcrt__gemm_x86_unused; /* ISO C: a translation unit may not be empty */

@@ -159,6 +159,8 @@ static void test_sgemm_blocking(void **state) {
       check_gemm(ta, tb, 1, 1100, 300, 1.0f, 0.0f, 0); /* one row: the unpacked path */
       check_gemm(ta, tb, 700, 1, 300, 1.0f, 0.5f, 0);  /* one column: the unpacked path */
       check_gemm(ta, tb, 2, 7, 3, 1.0f, 2.0f, 1);
+      check_gemm(ta, tb, 20, 45, 140, 1.0f, 0.0f, 1); /* 12 + 8 rows: every tile height */
+      check_gemm(ta, tb, 6, 25, 784, 1.0f, 1.0f, 0);  /* few long rows: dot products */
     }
 }
 

@@ -233,7 +233,11 @@ static void gemv_task(void *arg, int task, int ntasks) {
     g->k->gemv(hi - lo, g->K, g->alpha, g->B, g->A + lo * g->lda, g->lda, g->beta, g->C + lo);
     return;
   }
-  g->k->dots(g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta, g->C + lo, g->ldc);
+  if (g->M <= 2) /* one or two rows: each streams B once */
+    mlcrt__dots_by_rows(g->k, g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta,
+                        g->C + lo, g->ldc);
+  else
+    g->k->dots(g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta, g->C + lo, g->ldc);
 }
 
 /* Threads pay off above about this many multiply-adds (~20 us on one core). */
@@ -265,6 +269,9 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
   const int rows = !trans_a && trans_b && (M <= 2 || (M <= 8 && K >= 128 && K >= N));
   const int column = N == 1 && !trans_a && ldc == 1 && (trans_b || ldb == 1);
   if (rows || column) {
+    /* streaming a big matrix is memory-bound: two cores' caches and load
+     * ports pay off sooner than for packed GEMM */
+    if (use == 1 && (double)(rows ? N : M) * (double)K >= 65536) use = nt;
     const int64_t total = rows ? N : M;
     int64_t chunk = (total + use - 1) / use;
     chunk = (chunk + 15) / 16 * 16;

@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""bench/results.py — runs every CPU benchmark of this folder and writes
+bench/RESULTS.md: the machine, the date, the load when each ran, and each
+script's table as it printed it.
+
+usage: /usr/bin/python3 bench/results.py [--quick] [--out bench/RESULTS.md]
+  --quick   fewer repetitions (bench/gemm --quick, bench/infer.py --quick)
+Builds build/ first if needed.  This is a benchmark run, not a test.
+"""
+import argparse, datetime, os, platform, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = "/usr/bin/python3"
+
+
+def sh(cmd):
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout.strip()
+
+
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    a = ap.parse_args()
+    if not os.path.exists(os.path.join(ROOT, "build", "mlc")):
+        sh(["cmake", "-S", ".", "-B", "build"])
+        sh(["cmake", "--build", "build", "-j2"])
+    q = ["--quick"] if a.quick else []
+    runs = [
+        ("GEMM: `bench/gemm`", "mlc's GEMM against OpenBLAS `cblas_sgemm`, GFLOP/s (median of 7), 1 and 2 threads; "
+         "ratio = mlc / OpenBLAS throughput (above 1: mlc faster). Target: at least 0.9 for n >= 256.",
+         [os.path.join(ROOT, "bench", "gemm")] + q),
+        ("Inference: `bench/infer.py`", "median latency of the generated `<model>_run` (`mlc run --repeat`) and of "
+         "the same network in PyTorch under `torch.no_grad()`, 1 and 2 threads each; ratio = mlc / PyTorch at each "
+         "side's best thread count (below 1: mlc faster). Targets: every model faster than PyTorch; MLP batch 1 at "
+         "most 0.3.",
+         [PY, os.path.join(ROOT, "bench", "infer.py")] + q),
+        ("Training, 1 thread: `bench/train_fashion.py --threads 1`", "one Fashion-MNIST epoch, batch 64, "
+         "SGD(lr=0.05, momentum=0.9); ratio = mlc time / PyTorch time. Target: at most 0.5.",
+         [PY, os.path.join(ROOT, "bench", "train_fashion.py"), "--threads", "1"]),
+        ("Training, 2 threads: `bench/train_fashion.py --threads 2`", "the same with 2 threads on each side.",
+         [PY, os.path.join(ROOT, "bench", "train_fashion.py"), "--threads", "2"]),
+    ]
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = ["# Benchmark results", "",
+           f"Regenerate with `/usr/bin/python3 bench/results.py` (this file was written by it on {when}).",
+           f"Machine: {cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+           f"mlc built {sh(['sh', '-c', 'grep CMAKE_BUILD_TYPE: build/CMakeCache.txt | cut -d= -f2'])}, "
+           f"GEMM kernels chosen at run time.",
+           "The machine is shared: the load average before each run is given, and a loaded machine slows "
+           "both sides of a comparison (two-thread figures suffer most).", ""]
+    for title, what, cmd in runs:
+        load = open("/proc/loadavg").read().split()[0]
+        print(f"running {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)} ...",
+              flush=True)
+        text = sh(cmd)
+        out += [f"## {title}", "", what, f"Load average before the run: {load}.", "", "```", text, "```", ""]
+        with open(a.out, "w") as f:  # written after each run, so a long run leaves what it has
+            f.write("\n".join(out))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

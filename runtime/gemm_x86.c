@@ -265,7 +265,7 @@ __attribute__((target("avx512f"))) static void dots_avx512(int64_t M, int64_t N,
   }
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR,     A5_NR,        128,        96,
+const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR,     A5_NR,        256,        96,
                                             1024,     kernel_avx512, gemv_avx512, dots_avx512};
 
 #else

@@ -165,11 +165,12 @@ mlcrt_team *mlcrt_team_create(int nthreads, int isa);
 void mlcrt_team_destroy(mlcrt_team *t);
 int mlcrt_team_size(const mlcrt_team *t); /* 1 for NULL */
 int mlcrt_team_isa(const mlcrt_team *t);
-/* Runs fn(arg, i, ntasks) for i in 0..ntasks-1 (ntasks <= size), task 0 on
- * the caller and task i on member i; returns when all are done. */
+/* Runs fn(arg, i, ntasks) for i in 0..ntasks-1 (ntasks <= size) on the
+ * caller and the workers, whichever is free first; returns when all are done.
+ * Task i should use slot i of any per-thread buffers (e.g. workspace i). */
 typedef void (*mlcrt_task_fn)(void *arg, int task, int ntasks);
 void mlcrt_team_run(mlcrt_team *t, int ntasks, mlcrt_task_fn fn, void *arg);
-/* Each member's scratch, MLCRT_TEAM_WS_FLOATS floats, 64-byte aligned. */
+/* Slot i's scratch (for task i), MLCRT_TEAM_WS_FLOATS floats, 64-byte aligned. */
 #define MLCRT_TEAM_WS_FLOATS (320 * 1024)
 float *mlcrt_team_workspace(mlcrt_team *t, int member);
 

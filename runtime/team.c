@@ -1,10 +1,13 @@
 /* team.c — the runtime's thread team: a fixed set of worker threads that an
  * instance creates once (at <model>_create) and hands to its heavy kernels.
  *
- * mlcrt_team_run(t, n, fn, arg) runs fn(arg, i, n) for i = 0..n-1, task 0 on
- * the calling thread and task i on worker i, and returns when all are done.
- * Work is split statically by the caller (task i always gets the same slice),
- * so a given thread count gives bit-identical results on every run.
+ * mlcrt_team_run(t, n, fn, arg) runs fn(arg, i, n) for i = 0..n-1 and returns
+ * when all are done.  The caller splits the work into n fixed slices (task i
+ * always gets the same slice and uses the buffers of slot i), so a given
+ * thread count gives bit-identical results on every run; which thread runs a
+ * task is decided at run time: the caller and the awake workers take tasks
+ * from one atomic ticket, so a worker the OS has not scheduled yet (a busy
+ * machine) delays nothing: the caller does its share.
  *
  * Workers spin for a short while after each job before sleeping on a condition
  * variable: back-to-back kernels of one forward pass then hand off in well
@@ -38,19 +41,20 @@ struct mlcrt_team {
   int started;           /* workers successfully started */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  atomic_uint gen;       /* bumped once per job */
-  atomic_int pending;    /* workers still busy with the current job */
+  atomic_uint gen;       /* bumped once per job: wakes the workers */
+  atomic_uint_fast64_t ticket; /* job << 16 | ntasks << 8 | next task */
+  atomic_int done;       /* tasks of the current job finished */
   atomic_int quit;
-  mlcrt_task_fn fn;      /* the current job (written before gen is bumped) */
+  uint64_t job;          /* the caller's job counter */
+  mlcrt_task_fn fn;      /* the current job (written before the ticket) */
   void *arg;
-  int ntasks;
   float *ws[MAX_TEAM];   /* per-member workspace, MLCRT_TEAM_WS_FLOATS each */
 };
 
 typedef struct {
   mlcrt_team *t;
   int id;
-} worker_arg;
+} worker_arg; /* id: the member, for debugging; tasks pick their own slots */
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -78,16 +82,28 @@ static unsigned wait_job(mlcrt_team *t, unsigned seen) {
   return g;
 }
 
+/* Takes and runs tasks of job `job` until none is left.  A ticket taken for
+ * the current job keeps that job unfinished until its task is done, so fn and
+ * arg cannot change under a thread that holds one. */
+static void take_tasks(mlcrt_team *t, uint64_t job) {
+  for (;;) {
+    uint_fast64_t cur = atomic_load(&t->ticket);
+    const int ntasks = (int)((cur >> 8) & 0xff), next = (int)(cur & 0xff);
+    if ((cur >> 16) != (job & 0xffffffffffffull) || next >= ntasks) return;
+    if (!atomic_compare_exchange_weak(&t->ticket, &cur, cur + 1)) continue;
+    t->fn(t->arg, next, ntasks);
+    atomic_fetch_add(&t->done, 1);
+  }
+}
+
 static void *worker(void *p) {
   mlcrt_team *t = ((worker_arg *)p)->t;
-  int id = ((worker_arg *)p)->id;
   free(p);
   unsigned seen = 0;
   for (;;) {
     seen = wait_job(t, seen);
     if (atomic_load(&t->quit)) return NULL;
-    if (id < t->ntasks) t->fn(t->arg, id, t->ntasks);
-    atomic_fetch_sub(&t->pending, 1);
+    take_tasks(t, atomic_load(&t->ticket) >> 16);
   }
 }
 
@@ -111,7 +127,8 @@ mlcrt_team *mlcrt_team_create(int nthreads, int isa) {
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
   atomic_init(&t->gen, 0);
-  atomic_init(&t->pending, 0);
+  atomic_init(&t->ticket, 0);
+  atomic_init(&t->done, 0);
   atomic_init(&t->quit, 0);
   for (int i = 0; i < nthreads; i++) {
     t->ws[i] = aligned_alloc(64, MLCRT_TEAM_WS_FLOATS * sizeof(float));
@@ -169,12 +186,13 @@ void mlcrt_team_run(mlcrt_team *t, int ntasks, mlcrt_task_fn fn, void *arg) {
   if (ntasks > t->n) ntasks = t->n; /* callers split into at most n tasks */
   t->fn = fn;
   t->arg = arg;
-  t->ntasks = ntasks;
-  atomic_store(&t->pending, t->n - 1);
+  atomic_store(&t->done, 0);
+  t->job = (t->job + 1) & 0xffffffffffffull;
+  atomic_store(&t->ticket, (uint_fast64_t)t->job << 16 | (uint_fast64_t)ntasks << 8);
   pthread_mutex_lock(&t->mu);
   atomic_fetch_add(&t->gen, 1);
   pthread_cond_broadcast(&t->cv);
   pthread_mutex_unlock(&t->mu);
-  fn(arg, 0, ntasks);
-  while (atomic_load(&t->pending) > 0) cpu_relax();
+  take_tasks(t, t->job);
+  while (atomic_load(&t->done) < ntasks) cpu_relax();
 }

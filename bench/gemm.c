@@ -1,6 +1,6 @@
 /* bench/gemm.c — mlc's GEMM (libmlcrt) against OpenBLAS cblas_sgemm, side by
  * side in one run: square and skinny shapes, 1 and 2 threads, the median of
- * several timed repetitions each.  Prints GFLOP/s and the ratio mlc/OpenBLAS
+ * 9 samples each, the two sides' samples alternating.  Prints GFLOP/s and the ratio mlc/OpenBLAS
  * (above 1: mlc is faster).  Built and run by bench/gemm. */
 #define _GNU_SOURCE
 #include <cblas.h>
@@ -24,23 +24,29 @@ static int cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* median seconds of one call, repeating until ~0.15 s per sample */
+/* Median seconds of one call of f and of g, timed in alternating samples of
+ * ~20 ms each, so that both see the same machine load (this machine is
+ * shared: load comes and goes). */
 typedef void (*fn_t)(void *ctx);
-static double median_time(fn_t f, void *ctx) {
-  f(ctx); /* warm */
+static void median_times(fn_t f, fn_t g, void *ctx, double *tf, double *tg) {
+  f(ctx), g(ctx); /* warm */
   double t0 = now();
   int reps = 0;
   do f(ctx), reps++;
-  while (now() - t0 < 0.05);
-  double per = (now() - t0) / reps, s[7];
-  int inner = (int)(0.02 / per) + 1;
-  for (int i = 0; i < 7; i++) {
+  while (now() - t0 < 0.02);
+  const int inner = (int)(0.02 / ((now() - t0) / reps)) + 1;
+  double sf[9], sg[9];
+  for (int i = 0; i < 9; i++) {
     t0 = now();
     for (int r = 0; r < inner; r++) f(ctx);
-    s[i] = (now() - t0) / inner;
+    sf[i] = (now() - t0) / inner;
+    t0 = now();
+    for (int r = 0; r < inner; r++) g(ctx);
+    sg[i] = (now() - t0) / inner;
   }
-  qsort(s, 7, sizeof *s, cmp);
-  return s[3];
+  qsort(sf, 9, sizeof *sf, cmp);
+  qsort(sg, 9, sizeof *sg, cmp);
+  *tf = sf[4], *tg = sg[4];
 }
 
 typedef struct {
@@ -74,7 +80,7 @@ int main(int argc, char **argv) {
   };
   const int nshapes = quick ? 6 : (int)(sizeof shapes / sizeof shapes[0]);
   int isa = mlcrt_cpu_isa();
-  printf("mlc GEMM (%s kernels) vs OpenBLAS cblas_sgemm; GFLOP/s, median of 7\n", mlcrt_isa_name(isa));
+  printf("mlc GEMM (%s kernels) vs OpenBLAS cblas_sgemm; GFLOP/s, median of 9 alternating samples\n", mlcrt_isa_name(isa));
   printf("%5s %5s %5s %3s %3s | %7s %9s %6s | %7s %9s %6s\n", "M", "N", "K", "tA", "tB", "mlc1", "openblas1", "ratio",
          "mlc2", "openblas2", "ratio");
   for (int s = 0; s < nshapes; s++) {
@@ -90,7 +96,8 @@ int main(int argc, char **argv) {
     for (int t = 1; t <= 2; t++) {
       j.team = mlcrt_team_create(t, isa);
       openblas_set_num_threads(t);
-      double tm = median_time(run_mlc, &j), tb = median_time(run_blas, &j);
+      double tm, tb;
+      median_times(run_mlc, run_blas, &j, &tm, &tb);
       printf(" %7.1f %9.1f %6.2f%s", flops / tm * 1e-9, flops / tb * 1e-9, tb / tm, t == 1 ? " |" : "\n");
       fflush(stdout);
       mlcrt_team_destroy(j.team);

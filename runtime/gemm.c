@@ -208,12 +208,19 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
   }
 }
 
+/* Task's slice [*lo, *hi) of the split dim; false when it is empty. */
+static int slice(const gemm_job *g, int task, int64_t *lo, int64_t *hi) {
+  const int64_t total = g->split_n ? g->N : g->M;
+  *lo = (int64_t)task * g->step;
+  *hi = *lo + g->step < total ? *lo + g->step : total;
+  return *lo < *hi;
+}
+
 static void gemm_task(void *arg, int task, int ntasks) {
   const gemm_job *g = arg;
   (void)ntasks;
-  const int64_t total = g->split_n ? g->N : g->M;
-  const int64_t lo = (int64_t)task * g->step, hi = lo + g->step < total ? lo + g->step : total;
-  if (lo >= hi) return;
+  int64_t lo, hi;
+  if (!slice(g, task, &lo, &hi)) return;
   float *ws = mlcrt_team_workspace(g->team, task);
   if (g->split_n)
     gemm_block(g, 0, g->M, lo, hi, ws, MLCRT_TEAM_WS_FLOATS);
@@ -226,9 +233,8 @@ static void gemm_task(void *arg, int task, int ntasks) {
 static void gemv_task(void *arg, int task, int ntasks) {
   const gemm_job *g = arg;
   (void)ntasks;
-  const int64_t total = g->split_n ? g->N : g->M;
-  const int64_t lo = (int64_t)task * g->step, hi = lo + g->step < total ? lo + g->step : total;
-  if (lo >= hi) return;
+  int64_t lo, hi;
+  if (!slice(g, task, &lo, &hi)) return;
   if (!g->split_n) {
     g->k->gemv(hi - lo, g->K, g->alpha, g->B, g->A + lo * g->lda, g->lda, g->beta, g->C + lo);
     return;

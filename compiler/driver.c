@@ -76,9 +76,10 @@ int embed_weights_read(const Graph *g, const Plan *p, const char *path, unsigned
     desc[i].rank = nd->ty.rank;
     for (int k = 0; k < nd->ty.rank; k++)
       if (!dim_is_const(nd->ty.dim[k], &desc[i].shape[k])) {
+        const char *name = desc[i].name; /* in the graph's arena */
         free(desc);
         free(w);
-        return mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "%s: tensor '%s' has a symbolic shape and cannot be embedded", path, desc[i].name);
+        return mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "%s: tensor '%s' has a symbolic shape and cannot be embedded", path, name);
       }
     desc[i].offset = p->weight_off[id];
   }

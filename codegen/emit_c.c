@@ -1127,7 +1127,8 @@ static char *emit_header(E *e) {
   out(&b, " *\n * Usage:\n *   %s *m = %s_create(", e->M, e->M);
   for (int s = 1; s <= g->nsym; s++) out(&b, "max_%s, ", g->sym[s]);
   out(&b, "NULL);\n *   if (!m) { fprintf(stderr, \"%%s\\n\", mlcrt_last_error()); ... }\n");
-  out(&b, " *   if (%s_load(m, \"weights.safetensors\")) fprintf(stderr, \"%%s\\n\", %s_last_error(m));\n", e->M, e->M);
+  if (e->embed) out(&b, " *   (starts with the weights embedded from %s; %s_load or _init replaces them)\n", e->embed, e->M);
+  else out(&b, " *   if (%s_load(m, \"weights.safetensors\")) fprintf(stderr, \"%%s\\n\", %s_last_error(m));\n", e->M, e->M);
   out(&b, " *   %s_run(m, ...);\n *   %s_destroy(m);\n */\n", e->M, e->M);
   out(&b, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n#include <mlcrt.h> /* mlcrt_options, MLCRT_CPU, status codes */\n\n", guard, guard);
   out(&b, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");

@@ -55,9 +55,10 @@ static const char *usage_compile =
     "An output name ending in .cu (CUDA) is not implemented yet.\n";
 
 static const char *usage_check =
-    "usage: mlc check MODEL.mdl [--model NAME] [--emit-ir]\n"
+    "usage: mlc check MODEL.mdl [--model NAME] [--emit-ir] [--embed-weights W.safetensors]\n"
     "\n"
     "Parses and type-checks the model and reports every error found.\n"
+    "With --embed-weights, also checks that W fits the model (as mlc -o would).\n"
     "With --emit-ir, prints the typed IR of the model.\n";
 
 static const char *usage_run =
@@ -604,7 +605,8 @@ int main(int argc, char **argv) {
   Arena *A = arena_new();
   Diag d = {0};
   d.echo = stderr;
-  Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir, &d);
+  /* check --embed-weights W checks W against the model too: that needs the plan */
+  Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir && !a.embed, &d);
   if (!c) {
     if (d.nerrors > 1) fprintf(stderr, "%d errors\n", d.nerrors);
     diag_free(&d);
@@ -619,6 +621,10 @@ int main(int argc, char **argv) {
     rc = 1;
   } else if (cmd && streq(cmd, "run")) {
     rc = cmd_run(A, &a, c);
+  } else if (cmd && a.embed) { /* check */
+    unsigned char *w = read_embedded(c, a.embed);
+    rc = w ? 0 : 1;
+    free(w);
   } else if (!cmd && a.out) {
     /* OUT.c and OUT.h */
     char *h = arena_strdup(A, a.out);

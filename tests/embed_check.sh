@@ -48,6 +48,8 @@ expect_error() { # NAME PATTERN
   check "error $1: message" grep -q "^$tmp/$1.safetensors: error: .*$2" "$tmp/e_$1/err"
   check "error $1: nothing written" test ! -e "$tmp/e_$1/embed.c" -a ! -e "$tmp/e_$1/embed_weights.c"
 }
+check "check accepts good weights" "$mlc" check $m --embed-weights "$tmp/good.safetensors"
+check "check refuses bad weights" sh -c "! '$mlc' check $m --embed-weights '$tmp/shape.safetensors' 2>/dev/null"
 expect_error shape "tensor 'fc.bias': shape \[3\] expected"
 expect_error dtype "tensor 'half': dtype F16 expected"
 expect_error missing "tensor 'count' is missing"

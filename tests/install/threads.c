@@ -2,7 +2,7 @@
  * instances work side by side, also in two threads."  fashion_mlp with
  * embedded weights (mlc_add_model EMBED_WEIGHTS): each of two threads creates
  * its own instance and classifies its own half of a batch of pseudo-random
- * images, both at once, several times over; the logits must equal,
+ * images, both at once, several times over (argv[1], default 20); the logits must equal,
  * bit for bit, those of one instance run alone in the main thread, and those
  * of an instance that loads the same weights from the file instead.
  * Prints "N checks passed" and exits 0, or prints each failed check. */
@@ -14,7 +14,8 @@
 
 #include "fashion_mlp.h"
 
-enum { N = 512, HALF = N / 2, ROUNDS = 20 };
+enum { N = 512, HALF = N / 2 };
+static int rounds = 20; /* argv[1] */
 static uint8_t x[N * 784];
 static float alone[N * 10];
 static int nchecks, nfailed;
@@ -44,7 +45,7 @@ static void *worker(void *arg) {
     j->status = -1;
     return NULL;
   }
-  for (int r = 0; r < ROUNDS && !j->status; r++) {
+  for (int r = 0; r < rounds && !j->status; r++) {
     memset(j->logits, 0, sizeof j->logits);
     j->status = fashion_mlp_run(m, HALF, x + (size_t)j->half * HALF * 784, j->logits);
     j->mismatches += memcmp(j->logits, alone + (size_t)j->half * HALF * 10, sizeof j->logits) != 0;
@@ -53,7 +54,8 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  if (argc > 1) rounds = atoi(argv[1]) > 0 ? atoi(argv[1]) : 1;
   uint64_t s = 88172645463325252ULL; /* xorshift: images of noise and stripes */
   for (size_t i = 0; i < sizeof x; i++) {
     s ^= s << 13, s ^= s >> 7, s ^= s << 17;
@@ -87,7 +89,7 @@ int main(void) {
   for (int i = 0; i < 2; i++) {
     CHECK(jobs[i].status == 0, "thread %d: status %d", i, jobs[i].status);
     CHECK(jobs[i].mismatches == 0, "thread %d: %d of %d rounds differ from the single-threaded run", i,
-          jobs[i].mismatches, ROUNDS);
+          jobs[i].mismatches, rounds);
   }
   fashion_mlp_destroy(m);
   if (nfailed) {

@@ -31,12 +31,14 @@ with open("big.safetensors", "wb") as f:
     f.write(struct.pack("<Q", len(h)) + h + b"".join(v.tobytes() for v in t.values()))
 PY
 measure() { # LABEL COMMAND...
+  label=$1
+  shift
   /usr/bin/time -f "%e s, %M KB max RSS" -o t.txt "$@" >/dev/null
-  echo "$1: $(cat t.txt)" | sed "s|$tmp/||g"
+  echo "$label: $(cat t.txt)"
 }
-echo "weights: $(du -m big.safetensors | cut -f1) MB"
-measure "$mlc" "$mlc" big.mdl -o big.c --embed-weights big.safetensors
-echo "big_weights.c: $(du -m big_weights.c | cut -f1) MB"
+echo "weights: $(stat -c %s big.safetensors) bytes"
+measure "mlc --embed-weights" "$mlc" big.mdl -o big.c --embed-weights big.safetensors
+echo "big_weights.c: $(stat -c %s big_weights.c) bytes"
 for cc in gcc clang; do
   command -v $cc >/dev/null || continue
   measure "$cc -O2 -c big_weights.c" $cc -std=c11 -O2 -Wall -Wextra -Werror -c big_weights.c -o big_weights.o

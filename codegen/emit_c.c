@@ -54,6 +54,7 @@ typedef struct E {
   size_t step_off, weight_bytes;
   int nckpt;
   const char *M;     /* model name */
+  const char *embed; /* --embed-weights: the weights file (model_weights.c), or NULL */
 } E;
 
 static bool is_reserved(const char *s) {
@@ -1135,7 +1136,8 @@ static char *emit_header(E *e) {
   out(&b, " *\n * Usage:\n *   %s *m = %s_create(", e->M, e->M);
   for (int s = 1; s <= g->nsym; s++) out(&b, "max_%s, ", g->sym[s]);
   out(&b, "NULL);\n *   if (!m) { fprintf(stderr, \"%%s\\n\", mlcrt_last_error()); ... }\n");
-  out(&b, " *   if (%s_load(m, \"weights.safetensors\")) fprintf(stderr, \"%%s\\n\", %s_last_error(m));\n", e->M, e->M);
+  if (e->embed) out(&b, " *   (starts with the weights embedded from %s; %s_load or _init replaces them)\n", e->embed, e->M);
+  else out(&b, " *   if (%s_load(m, \"weights.safetensors\")) fprintf(stderr, \"%%s\\n\", %s_last_error(m));\n", e->M, e->M);
   out(&b, " *   %s_run(m, ...);\n *   %s_destroy(m);\n */\n", e->M, e->M);
   out(&b, "#ifndef %s_H\n#define %s_H\n\n#include <stdint.h>\n#include <mlcrt.h> /* mlcrt_options, MLCRT_CPU, status codes */\n\n", guard, guard);
   out(&b, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
@@ -1146,7 +1148,9 @@ static char *emit_header(E *e) {
     for (int s = 1; s <= g->nsym; s++) out(&b, "%s%s", s > 1 ? ", " : "", g->sym[s]);
     out(&b, "):\n   their maximum values size the one arena; nothing is allocated after create.");
   }
-  out(&b, "\n   opts may be NULL (CPU, default threads).  Returns NULL on failure, with the\n   reason in mlcrt_last_error().  Weights start as zeros until _init or _load. */\n");
+  out(&b, "\n   opts may be NULL (CPU, default threads).  Returns NULL on failure, with the\n   reason in mlcrt_last_error().  ");
+  if (e->embed) out(&b, "Weights start as those embedded from %s\n   (--embed-weights) until _init or _load replaces them. */\n", e->embed);
+  else out(&b, "Weights start as zeros until _init or _load. */\n");
   emit_create_signature(e, &b);
   out(&b, ";\n\n/* Loads params and buffers from a safetensors file; 0 or an MLCRT_E* status. */\n");
   out(&b, "int %s_load(%s *m, const char *safetensors_path);\n\n", e->M, e->M);
@@ -1359,6 +1363,8 @@ static char *emit_source(E *e, const char *header_name) {
   out(&b, " * activations planned at create time; %s_run%s allocates nothing. */\n", M, tp ? " and _train_step" : "");
   out(&b, "#include \"%s\"\n\n#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\n", header_name);
   out(&b, "@MLC_F2I@"); /* replaced below by the helper, or nothing when unused */
+  if (e->embed)
+    out(&b, "/* The params and buffers embedded from %s (--embed-weights), laid out as\n   the weights region: defined in the weights translation unit (emitc_weights). */\nextern const unsigned char %s_embedded_weights[];\n\n", e->embed, M);
 
   /* descriptor tables */
   out(&b, "/* Params and buffers: name, dtype, shape, offset in the weights region, initialiser. */\n");
@@ -1445,7 +1451,10 @@ static char *emit_source(E *e, const char *header_name) {
   out(&b, "  m->arena = aligned_alloc(64, m->arena_bytes ? (m->arena_bytes + 63) / 64 * 64 : 64);\n");
   out(&b, "  m->team = mlcrt_team_create(nthreads, mlcrt_cpu_isa());\n");
   out(&b, "  if (!m->weights || !m->arena || !m->team) {\n    snprintf(msg, sizeof msg, \"%s_create: cannot allocate %%zu bytes of weights and %%zu of activations\", (size_t)WEIGHT_BYTES, m->arena_bytes);\n    mlcrt_set_last_error(msg);\n    %s_destroy(m);\n    return NULL;\n  }\n", M, M);
-  out(&b, "  memset(m->weights, 0, WEIGHT_BYTES); /* zeros until init or load */\n  return m;\n}\n\n");
+  if (e->embed)
+    out(&b, "  memcpy(m->weights, %s_embedded_weights, %zu); /* the embedded weights until init or load */\n  memset(m->weights + %zu, 0, WEIGHT_BYTES - %zu);\n  return m;\n}\n\n",
+        M, p->weight_bytes, p->weight_bytes, p->weight_bytes);
+  else out(&b, "  memset(m->weights, 0, WEIGHT_BYTES); /* zeros until init or load */\n  return m;\n}\n\n");
 
   out(&b, "void %s_destroy(%s *m) {\n  if (!m) return;\n  mlcrt_team_destroy(m->team);\n  free(m->weights);\n  free(m->arena);\n  free(m);\n}\n\n", M, M);
   out(&b, "const char *%s_last_error(const %s *m) { return m ? m->err : \"NULL instance\"; }\n\n", M, M);
@@ -1605,7 +1614,8 @@ static char *emit_harness(E *e, const char *header_name) {
   out(&b, "  %s *m = %s_create(", M, M);
   for (int s = 1; s <= g->nsym; s++) out(&b, "dim[%d] > 0 ? dim[%d] : 1, ", s, s);
   out(&b, "NULL);\n  if (!m) {\n    fprintf(stderr, \"mlc run: error: %%s\\n\", mlcrt_last_error());\n    goto done;\n  }\n");
-  out(&b, "  int rc = weights ? %s_load(m, weights) : %s_init(m, seed);\n", M, M);
+  if (e->embed) out(&b, "  (void)seed; /* the weights are embedded */\n  int rc = weights ? %s_load(m, weights) : 0;\n", M);
+  else out(&b, "  int rc = weights ? %s_load(m, weights) : %s_init(m, seed);\n", M, M);
   out(&b, "  if (!rc) rc = %s_run(m", M);
   for (int s = 1; s <= g->nsym; s++) out(&b, ", dim[%d]", s);
   for (int i = 0; i < g->ninputs; i++) out(&b, ", in[%d].data", i);
@@ -1732,7 +1742,12 @@ static void layout_optimizer(E *e) {
 }
 
 EmitC emitc_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name) {
-  E e = {.g = g, .p = p, .A = g->A, .M = g->name, .train = train, .eval = train ? eval : NULL, .off = "off"};
+  return emitc_model_embed(g, p, train, eval, header_name, NULL);
+}
+
+EmitC emitc_model_embed(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
+                        const char *embed) {
+  E e = {.g = g, .p = p, .A = g->A, .M = g->name, .train = train, .eval = train ? eval : NULL, .off = "off", .embed = embed};
   layout_optimizer(&e);
   e.var = arena_alloc(g->A, sizeof(char *) * (size_t)(g->n + 1));
   for (int i = 0; i < g->n; i++) {
@@ -1754,4 +1769,43 @@ EmitC emitc_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, 
   r.train_why = "the model has no train step";
   if (train) r.train_harness = emit_train_harness(&e, header_name, &r.train_why);
   return r;
+}
+
+/* ---- the weights translation unit (--embed-weights) ------------------------------ */
+/* One const, 64-byte aligned array holding the weights region image, written
+ * as string literals (a compiler reads those about 1 byte per byte; a list
+ * of integers costs it a tree node per element).  Printable characters stand
+ * for themselves; other bytes are octal escapes, three digits only where an
+ * octal digit follows.  '?' is escaped too (trigraphs under -std=c11).
+ * Streams to f: a 100 MB region becomes ~250 MB of source without holding it. */
+int emitc_weights(FILE *f, const Graph *g, const char *weights_path, const unsigned char *bytes, size_t n) {
+  fprintf(f, "/* %s_weights — generated by mlc from %s.  Do not edit.\n", g->name, g->source_path);
+  fprintf(f, " * The params and buffers of model %s embedded from %s (--embed-weights):\n", g->name, weights_path);
+  fprintf(f, " * %zu bytes laid out as the instance's weights region; %s_create copies them. */\n", n, g->name);
+  fprintf(f, "_Alignas(64) const unsigned char %s_embedded_weights[%zu] =\n\"", g->name, n + 1);
+  char line[4200];
+  size_t len = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned c = bytes[i];
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '?') line[len++] = (char)c;
+    else {
+      bool digit_next = i + 1 < n && bytes[i + 1] >= '0' && bytes[i + 1] <= '7';
+      line[len++] = '\\';
+      if (digit_next || c >= 0100) line[len++] = (char)('0' + (c >> 6));
+      if (digit_next || c >= 010) line[len++] = (char)('0' + ((c >> 3) & 7));
+      line[len++] = (char)('0' + (c & 7));
+    }
+    if (len >= 4096 && i + 1 < n) { /* a new literal: a shorter one would not break an escape */
+      line[len++] = '"';
+      line[len++] = '\n';
+      line[len++] = '"';
+      if (fwrite(line, 1, len, f) != len) return -1;
+      len = 0;
+    }
+  }
+  line[len++] = '"';
+  line[len++] = ';';
+  line[len++] = '\n';
+  if (fwrite(line, 1, len, f) != len) return -1;
+  return ferror(f) ? -1 : 0;
 }

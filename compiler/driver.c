@@ -2,12 +2,19 @@
  * re-check types, plan storage, emit C.  The CLI (main.c) and, later, libmlc
  * call only this. */
 #include "mlcc.h"
+#include "mlcrt.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d) {
   Source *src = source_from_file(A, path, d);
   if (!src) return NULL;
+  return compile_source(A, src, o, check_only, d);
+}
+
+Compiled *compile_source(Arena *A, Source *src, const Options *o, bool check_only, Diag *d) {
+  const char *path = src->path;
   Ast *file = parse_source(A, src, d);
   if (!file || d->nerrors) return NULL;
   Graph *g = lower_model(A, file, o->model, d);
@@ -47,4 +54,38 @@ Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_
     c->eval_plan = plan_eval(g, o->opt_level);
   }
   return c;
+}
+
+/* The descriptor table of the generated code (emit_c.c emit_desc / emit_ties),
+ * built here to check and read --embed-weights at compile time. */
+int embed_weights_read(const Graph *g, const Plan *p, const char *path, unsigned char **bytes, char *err) {
+  *bytes = NULL;
+  int n = g->ntensors + g->nties;
+  mlcrt_tensor_desc *desc = calloc((size_t)(n ? n : 1), sizeof *desc);
+  unsigned char *w = calloc(p->weight_bytes ? p->weight_bytes : 1, 1);
+  if (!desc || !w) {
+    free(desc);
+    free(w);
+    return mlcrt_seterr(err, MLCRT_ENOMEM, "%s: out of memory", path);
+  }
+  for (int i = 0; i < n; i++) {
+    int id = i < g->ntensors ? g->tensors[i] : g->tie_nodes[i - g->ntensors];
+    const Node *nd = &g->nodes[id];
+    desc[i].name = i < g->ntensors ? nd->name : g->tie_names[i - g->ntensors];
+    desc[i].dtype = (mlcrt_dtype)nd->ty.dt; /* DType and mlcrt_dtype list the dtypes in the same order */
+    desc[i].rank = nd->ty.rank;
+    for (int k = 0; k < nd->ty.rank; k++)
+      if (!dim_is_const(nd->ty.dim[k], &desc[i].shape[k])) {
+        const char *name = desc[i].name; /* in the graph's arena */
+        free(desc);
+        free(w);
+        return mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "%s: tensor '%s' has a symbolic shape and cannot be embedded", path, name);
+      }
+    desc[i].offset = p->weight_off[id];
+  }
+  int rc = mlcrt_load_safetensors(path, desc, n, w, err);
+  free(desc);
+  if (rc) free(w);
+  else *bytes = w;
+  return rc;
 }

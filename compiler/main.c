@@ -39,30 +39,35 @@ static const char *usage_main =
     "  --repeat N         mlc run: time N more runs, print the median and minimum\n"
     "  --threads N        threads of mlc run / mlc train (default: $MLCRT_NUM_THREADS,\n"
     "                     else one per CPU); a thread count gives bit-identical results\n"
+    "  --embed-weights W  embed the weights of W.safetensors as const data (OUT_weights.c)\n"
     "  --version          print the version\n"
     "\n"
     "Errors in a model are reported as FILE:LINE:COL: error: MESSAGE.\n"
     "Exit status: 0 on success, 1 on an error in the model or a file, 2 on a usage error.\n";
 
 static const char *usage_compile =
-    "usage: mlc MODEL.mdl -o OUT.c [--model NAME] [-O0|-O2] [--emit-ir]\n"
+    "usage: mlc MODEL.mdl -o OUT.c [--model NAME] [-O0|-O2] [--emit-ir] [--embed-weights W.safetensors]\n"
     "\n"
     "Compiles the model to a C translation unit OUT.c and its header OUT.h, with\n"
     "the API NAME_create / _load / _save / _init / _run / _last_error / _destroy.\n"
     "Build the result with any C11 compiler and link libmlcrt and libm:\n"
     "  cc -O2 -c OUT.c -I<mlc>/runtime && cc app.c OUT.o -lmlcrt -lm\n"
+    "With --embed-weights W.safetensors the weights (checked against the model as\n"
+    "NAME_load checks them) are also written as const data to OUT_weights.c, a\n"
+    "second translation unit to build with OUT.c; NAME_create then starts from them.\n"
     "An output name ending in .cu (CUDA) is not implemented yet.\n";
 
 static const char *usage_check =
-    "usage: mlc check MODEL.mdl [--model NAME] [--emit-ir]\n"
+    "usage: mlc check MODEL.mdl [--model NAME] [--emit-ir] [--embed-weights W.safetensors]\n"
     "\n"
     "Parses and type-checks the model and reports every error found.\n"
+    "With --embed-weights, also checks that W fits the model (as mlc -o would).\n"
     "With --emit-ir, prints the typed IR of the model.\n";
 
 static const char *usage_run =
     "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
     "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu] [--threads N]\n"
-    "               [--repeat N]\n"
+    "               [--repeat N] [--embed-weights W.safetensors]\n"
     "\n"
     "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
     "cache ($MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc) keyed by a\n"
@@ -105,7 +110,7 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg) {
 
 typedef struct Args {
   const char *cmd; /* NULL = compile */
-  const char *model_path, *out, *weights, *out_dir, *device;
+  const char *model_path, *out, *weights, *out_dir, *device, *embed;
   const char *inputs[64];
   int ninputs;
   bool emit_ir, help, jit;
@@ -143,6 +148,7 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
     else if (streq(s, "--weights")) { NEED(); a->weights = next; }
     else if (streq(s, "--out")) { NEED(); a->out_dir = next; }
     else if (streq(s, "--device")) { NEED(); a->device = next; }
+    else if (streq(s, "--embed-weights")) { NEED(); a->embed = next; }
     else if (streq(s, "--input")) {
       NEED();
       if (a->ninputs == 64) return usage_error(a->cmd, "too many --input options%s", "");
@@ -169,7 +175,7 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
     else if (streq(s, "-O2") || streq(s, "-O")) a->o.opt_level = 2;
     else if (streq(s, "--emit-ir")) a->emit_ir = true;
     else if (streq(s, "--jit")) a->jit = true;
-    else if (streq(s, "--report") || streq(s, "--dot") || streq(s, "--embed-weights") || streq(s, "--target")) {
+    else if (streq(s, "--report") || streq(s, "--dot") || streq(s, "--target")) {
       fprintf(stderr, "mlc: error: option %s is not implemented yet\n", s);
       return 1;
     } else if (s[0] == '-' && s[1]) return usage_error(a->cmd, "unknown option '%s'", s);
@@ -193,6 +199,37 @@ static bool write_file(const char *path, const char *text) {
   return ok;
 }
 
+/* Prints a runtime message "PATH: text" as "PATH: error: text". */
+static void report_file_error(const char *path, const char *err) {
+  size_t n = strlen(path);
+  if (!strncmp(err, path, n) && !strncmp(err + n, ": ", 2)) fprintf(stderr, "%s: error: %s\n", path, err + n + 2);
+  else fprintf(stderr, "%s: error: %s\n", path, err);
+}
+
+/* --embed-weights: the weights region image, checked against the model. */
+static unsigned char *read_embedded(const Compiled *c, const char *path) {
+  char err[MLCRT_ERRLEN];
+  unsigned char *w;
+  if (embed_weights_read(c->g, c->plan, path, &w, err)) {
+    report_file_error(path, err);
+    return NULL;
+  }
+  return w;
+}
+
+/* Writes the weights translation unit. */
+static bool write_weights(const char *path, const Compiled *c, const char *wpath, const unsigned char *w) {
+  FILE *f = fopen(path, "wb");
+  if (!f) {
+    fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
+    return false;
+  }
+  bool ok = emitc_weights(f, c->g, wpath, w, c->plan->weight_bytes) == 0;
+  ok &= fclose(f) == 0;
+  if (!ok) fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
+  return ok;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
   const unsigned char *s = p;
   for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
@@ -201,8 +238,10 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
 
 static bool exists(const char *p) { return access(p, F_OK) == 0; }
 
-/* Where the runtime header and library are: the build tree mlc was built
- * in, $MLC_RUNTIME_INCLUDE / $MLC_RUNTIME_LIB, or the install prefix. */
+/* Where the runtime header and library are: $MLC_RUNTIME_INCLUDE /
+ * $MLC_RUNTIME_LIB, else beside an installed mlc (BIN/../include and
+ * BIN/../lib/libmlcrt.a, as `cmake --install` lays them out, wherever the
+ * prefix was moved to), else the build tree mlc was built in. */
 static void runtime_paths(Arena *A, const char **inc, const char **lib) {
   *inc = getenv("MLC_RUNTIME_INCLUDE");
   *lib = getenv("MLC_RUNTIME_LIB");
@@ -212,9 +251,11 @@ static void runtime_paths(Arena *A, const char **inc, const char **lib) {
   exe[n > 0 ? n : 0] = 0;
   char *slash = strrchr(exe, '/');
   if (slash) *slash = 0;
-  const char *cand_inc = arena_printf(A, "%s/../include", exe), *cand_lib = arena_printf(A, "%s/../lib/libmlcrt.a", exe);
-  if (!*inc) *inc = exists(MLC_BUILD_RUNTIME_INCLUDE "/mlcrt.h") ? MLC_BUILD_RUNTIME_INCLUDE : cand_inc;
-  if (!*lib) *lib = exists(MLC_BUILD_RUNTIME_LIB) ? MLC_BUILD_RUNTIME_LIB : cand_lib;
+  const char *cand_inc = arena_printf(A, "%s/../" MLC_INSTALL_INCLUDEDIR, exe);
+  const char *cand_lib = arena_printf(A, "%s/../" MLC_INSTALL_LIBDIR "/libmlcrt.a", exe);
+  bool installed = exists(arena_printf(A, "%s/mlcrt.h", cand_inc)) && exists(cand_lib);
+  if (!*inc) *inc = installed || !exists(MLC_BUILD_RUNTIME_INCLUDE "/mlcrt.h") ? cand_inc : MLC_BUILD_RUNTIME_INCLUDE;
+  if (!*lib) *lib = installed || !exists(MLC_BUILD_RUNTIME_LIB) ? cand_lib : MLC_BUILD_RUNTIME_LIB;
 }
 
 static char *read_all(const char *path, size_t *len) {
@@ -303,7 +344,8 @@ static int spawn_wait(char **argv, bool quiet_stdout) {
 
 /* Builds the generated model + harness in the cache (unless there already)
  * and returns the path of the executable. */
-static const char *build_cached(Arena *A, EmitC *e, const char *harness) {
+static const char *build_cached(Arena *A, EmitC *e, const char *harness, const Compiled *c, const char *wpath,
+                                const unsigned char *w) {
   const char *inc, *lib;
   runtime_paths(A, &inc, &lib);
   if (!exists(lib) || !exists(arena_printf(A, "%s/mlcrt.h", inc))) {
@@ -325,6 +367,7 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness) {
   h = fnv1a(h, inc, strlen(inc));
   if (libbytes) h = fnv1a(h, libbytes, liblen);
   free(libbytes);
+  if (w) h = fnv1a(fnv1a(h, "embed", 6), w, c->plan->weight_bytes);
   const char *base = getenv("MLC_CACHE_DIR");
   if (!base || !*base) {
     const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -345,6 +388,8 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness) {
   const char *mc = arena_printf(A, "%s/model.c", tmp), *mh = arena_printf(A, "%s/model.h", tmp),
              *hc = arena_printf(A, "%s/main.c", tmp), *out = arena_printf(A, "%s/run", tmp);
   if (!write_file(mc, e->c) || !write_file(mh, e->h) || !write_file(hc, harness)) return NULL;
+  const char *wc = arena_printf(A, "%s/model_weights.c", tmp);
+  if (w && !write_weights(wc, c, wpath, w)) return NULL;
   /* $MLC_CFLAGS adds flags (space-separated), e.g. sanitizers in the test suite */
   char *argv[64];
   int n = 0;
@@ -355,6 +400,7 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness) {
   for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;
   const char *rest[] = {"-I", inc, mc, hc, lib, "-lm", "-pthread", "-o", out};
   for (int i = 0; i < 9; i++) argv[n++] = (char *)rest[i];
+  if (w) argv[n++] = (char *)wc;
   argv[n] = NULL;
   int rc = spawn_wait(argv, true);
   if (rc != 0) {
@@ -363,8 +409,8 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness) {
   }
   if (rename(tmp, dir) != 0) { /* another process won the race: use theirs */
     if (exists(exe)) {
-      const char *files[] = {mc, mh, hc, out};
-      for (int i = 0; i < 4; i++) unlink(files[i]);
+      const char *files[] = {mc, mh, hc, out, wc};
+      for (int i = 0; i < 5; i++) unlink(files[i]);
       rmdir(tmp);
       return exe;
     }
@@ -385,8 +431,11 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
     fprintf(stderr, "mlc run: error: --jit is not implemented yet\n");
     return 1;
   }
-  EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, "model.h");
-  const char *exe = build_cached(A, &e, e.harness);
+  unsigned char *w = NULL;
+  if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
+  EmitC e = emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, "model.h", a->embed);
+  const char *exe = build_cached(A, &e, e.harness, c, a->embed, w);
+  free(w);
   if (!exe) return 1;
   const char *out_dir = a->out_dir ? a->out_dir : ".";
   if (mkdirs(out_dir) != 0) {
@@ -513,7 +562,7 @@ static int cmd_train(int argc, char **argv) {
     fprintf(stderr, "%s: error: %s\n", a.model_path, e.train_why);
     goto out;
   }
-  const char *exe = build_cached(A, &e, e.train_harness);
+  const char *exe = build_cached(A, &e, e.train_harness, c, NULL, NULL);
   if (!exe) goto out;
   fwd[0] = (char *)exe;
   fwd[nf] = NULL;
@@ -588,7 +637,8 @@ int main(int argc, char **argv) {
   Arena *A = arena_new();
   Diag d = {0};
   d.echo = stderr;
-  Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir, &d);
+  /* check --embed-weights W checks W against the model too: that needs the plan */
+  Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir && !a.embed, &d);
   if (!c) {
     if (d.nerrors > 1) fprintf(stderr, "%d errors\n", d.nerrors);
     diag_free(&d);
@@ -603,13 +653,25 @@ int main(int argc, char **argv) {
     rc = 1;
   } else if (cmd && streq(cmd, "run")) {
     rc = cmd_run(A, &a, c);
+  } else if (cmd && a.embed) { /* check */
+    unsigned char *w = read_embedded(c, a.embed);
+    rc = w ? 0 : 1;
+    free(w);
   } else if (!cmd && a.out) {
     /* OUT.c and OUT.h */
     char *h = arena_strdup(A, a.out);
     h[strlen(h) - 1] = 'h';
     const char *slash = strrchr(h, '/');
-    EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h);
-    rc = write_file(a.out, e.c) && write_file(h, e.h) ? 0 : 1;
+    unsigned char *w = NULL;
+    if (a.embed && !(w = read_embedded(c, a.embed))) rc = 1;
+    else {
+      EmitC e = emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h, a.embed);
+      rc = write_file(a.out, e.c) && write_file(h, e.h) ? 0 : 1;
+      /* OUT_weights.c: the embedded weights, a translation unit of their own */
+      char *wc = arena_printf(A, "%.*s_weights.c", (int)strlen(a.out) - 2, a.out);
+      if (!rc && w && !write_weights(wc, c, a.embed, w)) rc = 1;
+    }
+    free(w);
   }
   diag_free(&d);
   arena_free(A);

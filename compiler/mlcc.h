@@ -258,6 +258,15 @@ typedef struct EmitC {
   const char *train_why; /* ... and why not */
 } EmitC;
 EmitC emitc_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name);
+/* The same with --embed-weights: create starts from the array
+ * NAME_embedded_weights (emitc_weights) instead of zeros, and the run harness
+ * uses it unless given --weights.  embed names the weights file (comments). */
+EmitC emitc_model_embed(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
+                        const char *embed);
+/* Writes the weights translation unit: `NAME_embedded_weights`, a const
+ * 64-byte aligned array of the n bytes of the weights region (params and
+ * buffers; see embed_weights_read).  Returns 0, or -1 on a write error. */
+int emitc_weights(FILE *f, const Graph *g, const char *weights_path, const unsigned char *bytes, size_t n);
 
 /* ---- driver.c: the pipeline --------------------------------------------------- */
 typedef struct Options {
@@ -279,7 +288,15 @@ typedef struct Compiled {
 bool idx_is_idx(const char *path);                          /* not a .npy name */
 int idx_to_npy(const char *path, const char *npy, char *err); /* MLCRT_* status */
 
+/* --embed-weights: reads a safetensors file into a new malloc'd image of the
+ * weights region (p->weight_bytes bytes, gaps zero) with the loader's strict
+ * checks (every tensor present, no extra one, exact dtypes and shapes).
+ * Returns MLCRT_OK, or a status with the message ("PATH: ...") in err. */
+int embed_weights_read(const Graph *g, const Plan *p, const char *path, unsigned char **bytes, char *err);
+
 /* Parses, checks and (unless check_only) emits.  Returns NULL on errors. */
 Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d);
+/* The same for a source already in memory (source_from_string). */
+Compiled *compile_source(Arena *A, Source *src, const Options *o, bool check_only, Diag *d);
 
 #endif

@@ -51,7 +51,7 @@ static const char *usage_compile =
     "Compiles the model to a C translation unit OUT.c and its header OUT.h, with\n"
     "the API NAME_create / _load / _save / _init / _run / _last_error / _destroy.\n"
     "Build the result with any C11 compiler and link libmlcrt and libm:\n"
-    "  cc -O2 -c OUT.c -I<mlc>/runtime && cc app.c OUT.o -lmlcrt -lm\n"
+    "  cc -O2 -c OUT.c -I<mlc>/runtime && cc app.c OUT.o -lmlcrt -lm -pthread\n"
     "With --embed-weights W.safetensors the weights (checked against the model as\n"
     "NAME_load checks them) are also written as const data to OUT_weights.c, a\n"
     "second translation unit to build with OUT.c; NAME_create then starts from them.\n"

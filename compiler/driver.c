@@ -8,6 +8,11 @@
 Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d) {
   Source *src = source_from_file(A, path, d);
   if (!src) return NULL;
+  return compile_source(A, src, o, check_only, d);
+}
+
+Compiled *compile_source(Arena *A, const Source *src, const Options *o, bool check_only, Diag *d) {
+  const char *path = src->path;
   Ast *file = parse_source(A, src, d);
   if (!file || d->nerrors) return NULL;
   Graph *g = lower_model(A, file, o->model, d);

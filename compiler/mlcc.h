@@ -277,5 +277,7 @@ int idx_to_npy(const char *path, const char *npy, char *err); /* MLCRT_* status 
 
 /* Parses, checks and (unless check_only) emits.  Returns NULL on errors. */
 Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d);
+/* The same for source text already in memory (the fuzzing harness). */
+Compiled *compile_source(Arena *A, const Source *src, const Options *o, bool check_only, Diag *d);
 
 #endif

@@ -281,6 +281,12 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
           start ? "" : "");
   if (start) fprintf(stderr, "resuming at step %lld (epoch %lld, batch %lld)\n", (long long)start,
                      (long long)(start / nb) + 1, (long long)(start % nb));
+  /* resuming a checkpoint of the last epoch (a run killed between writing it
+   * and the weights): nothing is left to train, but --save is still owed */
+  if (start / nb >= epochs && save && t->save(m, save)) {
+    fprintf(stderr, "mlc train: error: %s\n", t->last_error(m));
+    rc = 1;
+  }
   for (int64_t epoch = start / nb; epoch < epochs && !rc; epoch++) {
     permutation(perm, train.n, seed, epoch, shuffle);
     double t0 = now(), sum = 0;

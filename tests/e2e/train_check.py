@@ -1156,7 +1156,7 @@ def case_err_truncated_dataset(wd):
     with open(os.path.join(wd, "xcut.npy"), "wb") as f:
         f.write(raw[:-6])  # 10 records of 12 bytes: the last one cut in half
     expect_error(wd, ["--data", "x=xcut.npy", "--data", "y=y.npy", "--epochs", "1", "--batch", "4"], 1,
-                 [r"xcut\.npy: truncated: header says 10x3 float32 \(120 bytes\), file has 114"], mdl)
+                 [r"xcut\.npy: error: truncated: header says 10x3 float32 \(120 bytes\), file has 114"], mdl)
     pix = write_mdl(wd, "pix", LENETISH)
     a = np.arange(5 * 36, dtype=np.uint8).reshape(5, 1, 6, 6)
     cut = idx_bytes(a)[:-20]  # 5 images of 36 bytes: the last one short
@@ -1168,7 +1168,7 @@ def case_err_truncated_dataset(wd):
         f.write(idx_bytes(np.zeros(5, np.uint8)))
     for name in ("img.idx", "img.idx.gz"):
         expect_error(wd, ["--data", "x=" + name, "--data", "y=lab.idx", "--epochs", "1", "--batch", "2"], 1,
-                     [re.escape(name) + r": truncated: the header says 5 records of 36 bytes, "
+                     [re.escape(name) + r": error: truncated: the header says 5 records of 36 bytes, "
                       r"the file holds 160 bytes of data \(4 complete records\)"], pix)
 
 

@@ -3,11 +3,11 @@
 
     /usr/bin/python3 tests/e2e/kill_check.py --mlc build/mlc [--reps N] [--seed S] [--keep]
 
-Trains a small model whose checkpoint (weights + Adam state, about 6 MiB) is
-large next to its per-epoch compute, so most of the run is spent writing
-checkpoints.  Once straight through (the reference), then N times: start
-`mlc train` with a checkpoint per epoch, SIGKILL its whole process group
-(mlc and the generated trainer) at a random moment of the run, and check:
+Trains a small model whose checkpoint (weights + Adam state, 12 MiB, plus
+4 MiB of weights per epoch) is large next to its per-epoch compute, so much
+of the run is spent writing files.  Once straight through (the reference),
+then N times: start `mlc train` with a checkpoint per epoch, SIGKILL its
+whole process group (mlc and the generated trainer), and check:
 
   - the checkpoint file, if there is one, is a complete, valid safetensors
     file (header, offsets, sizes) holding exactly the reference checkpoint's
@@ -16,6 +16,12 @@ checkpoints.  Once straight through (the reference), then N times: start
     checkpoint are bit-identical to the straight run's;
   - killed before the first checkpoint: there is no checkpoint file (a torn
     PATH.tmp may be left; it must not be mistaken for one).
+
+The kill moments alternate: odd repetitions at a uniformly random time of
+the run (start-up included); even ones aimed at a write: at a random time
+after the first epoch, wait for a PATH.tmp to appear, then kill within 20 ms.
+A PATH.tmp left behind shows that the kill interrupted a write; the summary
+counts those.
 
 Prints one line per repetition and a summary; exit status 1 on any failure.
 ctest runs it with a small N (KILL_REPS, default 10).
@@ -34,13 +40,13 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EPOCHS, BATCH, N = 24, 32, 64  # 2 steps per epoch
+EPOCHS, BATCH, N = 12, 32, 64  # 2 steps per epoch
 MODEL = """
 model killme {
   input  x: f32[B, 256]
-  param  fc1.weight: f32[2048, 256] = kaiming_uniform
-  param  fc1.bias:   f32[2048]      = zeros
-  param  fc2.weight: f32[10, 2048]  = kaiming_uniform
+  param  fc1.weight: f32[4096, 256] = kaiming_uniform
+  param  fc1.bias:   f32[4096]      = zeros
+  param  fc2.weight: f32[10, 4096]  = kaiming_uniform
   param  fc2.bias:   f32[10]        = zeros
   output logits = linear(relu(linear(x, fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
 }
@@ -107,7 +113,7 @@ def group_alive(pgid):
         return False
 
 
-def one_rep(mlc, wd, env, rng, duration, ref_ckpt, ref_weights):
+def one_rep(mlc, wd, env, rng, aim, first, duration, ref_ckpt, ref_weights):
     for f in os.listdir(wd):
         if f.startswith("cut"):
             os.remove(os.path.join(wd, f))
@@ -116,8 +122,16 @@ def one_rep(mlc, wd, env, rng, duration, ref_ckpt, ref_weights):
             "--checkpoint", "cut.ckpt.safetensors"]
     p = subprocess.Popen(argv, cwd=wd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
-    delay = rng.uniform(0, duration)
-    time.sleep(delay)
+    t0 = time.time()
+    tmps = [os.path.join(wd, "cut.ckpt.safetensors.tmp"), os.path.join(wd, "cut.safetensors.tmp")]
+    if aim:  # at a write: some time after the first epoch, the next PATH.tmp
+        time.sleep(rng.uniform(first, first + 0.85 * (duration - first)))
+        while p.poll() is None and not any(os.path.exists(t) for t in tmps):
+            time.sleep(0.0002)
+        time.sleep(rng.uniform(0, 0.02))
+    else:
+        time.sleep(rng.uniform(0, duration))
+    delay = time.time() - t0
     try:
         os.killpg(p.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -127,11 +141,13 @@ def one_rep(mlc, wd, env, rng, duration, ref_ckpt, ref_weights):
         if not group_alive(p.pid):
             break
         time.sleep(0.01)
+    torn = [os.path.basename(t) for t in tmps if os.path.exists(t)]
+    how = "killed at %.2fs%s" % (delay, " during a write (%s left)" % torn[0] if torn else "")
     ck = os.path.join(wd, "cut.ckpt.safetensors")
     if not os.path.exists(ck):
         if os.path.exists(os.path.join(wd, "cut.safetensors")):
             raise Fail("weights were saved but no checkpoint")
-        return "killed at %.2fs: before the first checkpoint" % delay
+        return how + ": before the first checkpoint"
     got, _ = check_safetensors(ck)
     if sorted(got) != sorted(ref_ckpt):
         raise Fail("checkpoint tensors %s, want %s" % (sorted(got), sorted(ref_ckpt)))
@@ -149,7 +165,7 @@ def one_rep(mlc, wd, env, rng, duration, ref_ckpt, ref_weights):
         raise Fail("resumed from epoch %d: final weights differ from the straight run" % (step // steps_per_epoch))
     if open(ck, "rb").read() != open(os.path.join(wd, "ref.ckpt.safetensors"), "rb").read():
         raise Fail("resumed from epoch %d: final checkpoint differs from the straight run" % (step // steps_per_epoch))
-    return "killed at %.2fs: checkpoint of epoch %d valid, resumed to the same weights" % (delay, step // steps_per_epoch)
+    return how + ": checkpoint of epoch %d valid, resumed to the same weights" % (step // steps_per_epoch)
 
 
 def main():
@@ -174,8 +190,18 @@ def main():
     np.save(os.path.join(wd, "y.npy"), g.integers(0, 10, N).astype(np.int64))
     train(mlc, wd, env, "--epochs", "1")  # builds (or finds in the cache) the trainer
     t0 = time.time()
-    train(mlc, wd, env, "--save", "ref.safetensors", "--checkpoint", "ref.ckpt.safetensors")
+    p = subprocess.Popen([mlc, "train", "killme.mdl", "--data", "x=x.npy", "--data", "y=y.npy", "--epochs",
+                          str(EPOCHS), "--batch", str(BATCH), "--shuffle", "--seed", "3", "--save", "ref.safetensors",
+                          "--checkpoint", "ref.ckpt.safetensors"], cwd=wd, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    while p.poll() is None and not os.path.exists(os.path.join(wd, "ref.ckpt.safetensors")):
+        time.sleep(0.001)
+    first = time.time() - t0
+    _, err = p.communicate()
     duration = time.time() - t0
+    if p.returncode:
+        print("FAIL: the straight run failed:\n" + err.decode(errors="replace"))
+        return 1
     ref_ckpt, _ = check_safetensors(os.path.join(wd, "ref.ckpt.safetensors"))
     ref_weights = open(os.path.join(wd, "ref.safetensors"), "rb").read()
     # the narrowest window, forced: killed after the last checkpoint but before
@@ -187,19 +213,20 @@ def main():
     if not os.path.exists(last) or open(last, "rb").read() != ref_weights:
         print("FAIL: resuming the last epoch's checkpoint did not write the final weights")
         return 1
-    print("straight run: %d epochs in %.2fs; %d repetitions, kill times uniform in [0, %.2fs] (--seed %d)"
-          % (EPOCHS, duration, args.reps, duration, seed), flush=True)
-    failed, early = 0, 0
+    print("straight run: %d epochs in %.2fs, first checkpoint at %.2fs; %d repetitions (--seed %d)"
+          % (EPOCHS, duration, first, args.reps, seed), flush=True)
+    failed, early, torn = 0, 0, 0
     for r in range(args.reps):
         try:
-            msg = one_rep(mlc, wd, env, rng, duration, ref_ckpt, ref_weights)
+            msg = one_rep(mlc, wd, env, rng, r % 2 == 1, first, duration, ref_ckpt, ref_weights)
             early += "before the first" in msg
+            torn += "during a write" in msg
             print("PASS %d: %s" % (r + 1, msg), flush=True)
         except (Fail, subprocess.TimeoutExpired) as e:
             failed += 1
             print("FAIL %d: %s" % (r + 1, e), flush=True)
-    print("%d repetitions: %d passed, %d failed (%d killed before the first checkpoint)"
-          % (args.reps, args.reps - failed, failed, early))
+    print("%d repetitions: %d passed, %d failed (%d kills interrupted a write, %d came before the first checkpoint)"
+          % (args.reps, args.reps - failed, failed, torn, early))
     if not failed and not args.keep:
         shutil.rmtree(wd, ignore_errors=True)
     return 1 if failed else 0

@@ -1,8 +1,9 @@
 /* tests/fuzz/fuzz_mdl.c — the MDL front end on arbitrary text: lexer,
  * parser, lowering, shape inference and, when those accept the model, the
- * rest of the pipeline (train-mode rewrite, autodiff, planning) exactly as
- * `mlc check` / `mlc -o` run it (compile_source, driver.c).  Diagnostics
- * are collected, not printed.  The input may hold NUL bytes. */
+ * rest of the pipeline (train-mode rewrite, autodiff, planning, the C
+ * emitter) exactly as `mlc -o` runs it (compile_source in driver.c, then
+ * emitc_model).  Diagnostics are collected, not printed.  The input may
+ * hold NUL bytes. */
 #include "fuzz.h"
 #include "mlcc.h"
 #include <string.h>
@@ -20,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Options o = {0};
   o.opt_level = 2;
   o.need_train = true;
-  compile_source(A, src, &o, false, &d);
+  Compiled *c = compile_source(A, src, &o, false, &d);
+  if (c) emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, "model.h");
   diag_free(&d);
   arena_free(A);
   return 0;

@@ -13,7 +13,7 @@ Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_
   return compile_source(A, src, o, check_only, d);
 }
 
-Compiled *compile_source(Arena *A, Source *src, const Options *o, bool check_only, Diag *d) {
+Compiled *compile_source(Arena *A, const Source *src, const Options *o, bool check_only, Diag *d) {
   const char *path = src->path;
   Ast *file = parse_source(A, src, d);
   if (!file || d->nerrors) return NULL;

@@ -56,20 +56,32 @@ int idx_to_npy(const char *path, const char *npy, char *err) {
     numel *= (size_t)a.shape[i];
   }
   a.nbytes = numel * esize;
-  a.data = malloc(a.nbytes ? a.nbytes : 1);
-  if (!a.data) {
-    rc = mlcrt_seterr(err, MLCRT_ENOMEM, "%s: out of memory for %zu bytes", path, a.nbytes);
-    goto out;
-  }
-  size_t got = 0;
+  /* The header's size is not trusted for the allocation: a few bytes can
+   * claim a terabyte, and a .gz file's real size is unknown until it is read.
+   * The buffer grows with the data actually read (doubling, from 1 MiB). */
+  size_t cap = 0, got = 0;
   while (got < a.nbytes) {
-    unsigned chunk = a.nbytes - got > (1u << 30) ? 1u << 30 : (unsigned)(a.nbytes - got);
+    if (got == cap) {
+      size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
+      if (ncap > a.nbytes) ncap = a.nbytes;
+      void *bigger = realloc(a.data, ncap);
+      if (!bigger) {
+        rc = mlcrt_seterr(err, MLCRT_ENOMEM, "%s: out of memory for %zu bytes", path, ncap);
+        goto out;
+      }
+      a.data = bigger;
+      cap = ncap;
+    }
+    unsigned chunk = cap - got > (1u << 30) ? 1u << 30 : (unsigned)(cap - got);
     int r = gzread(f, (char *)a.data + got, chunk);
     if (r <= 0) break;
     got += (size_t)r;
   }
   if (got != a.nbytes) {
-    rc = mlcrt_seterr(err, MLCRT_EFORMAT, "%s: truncated: the header says %zu bytes of data, the file has %zu", path, a.nbytes, got);
+    size_t rec = a.nbytes / (size_t)a.shape[0]; /* a.shape[0] > 0: got < a.nbytes */
+    rc = mlcrt_seterr(err, MLCRT_EFORMAT,
+                      "%s: truncated: the header says %lld records of %zu bytes, the file holds %zu bytes of data "
+                      "(%zu complete records)", path, (long long)a.shape[0], rec, got, got / rec);
     goto out;
   }
   char extra;

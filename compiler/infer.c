@@ -1101,10 +1101,11 @@ bool infer_node(Graph *g, int id, Diag *d) {
   if (op_info[n->op].flags & F_INTERNAL) return true; /* typed when made */
   if (!(op_info[n->op].flags & F_CPU)) return rule_none(g, n, d);
   if (!rules[n->op](g, n, d)) return false;
-  bool bad = type_numel(&n->ty).bad;
+  /* the size in bytes must be representable too (buffer sizes are size_t) */
+  bool bad = dim_mul(type_numel(&n->ty), dim_const((int64_t)dtype_size(n->ty.dt))).bad;
   for (int i = 0; i < n->ty.rank; i++) bad |= n->ty.dim[i].bad;
   if (bad) {
-    diag_error(d, n->loc, "shape expression too complex for the symbolic dim representation (at most %d symbols in a product, %d terms)",
+    diag_error(d, n->loc, "shape expression too complex for the symbolic dim representation (at most %d symbols in a product, %d terms) or too large (2^63 bytes or more)",
                DIM_VARS, DIM_TERMS);
     return false;
   }

@@ -1104,6 +1104,14 @@ static void lower_stmt(L *l, const Ast *s) {
     /* a train input may only use the model's symbolic dims: the run API
      * passes the same dims */
     if (!lower_type(l, s->a, !l->in_train, false, &t)) return;
+    /* symbolic dims are >= 1, so the fixed dims bound the size from below */
+    int64_t fixed = 1, c;
+    for (int i = 0; i < t.rank; i++)
+      if (dim_is_const(t.dim[i], &c) && c > 0 && __builtin_mul_overflow(fixed, c, &fixed)) fixed = INT64_MAX;
+    if (fixed > ((int64_t)1 << 36)) {
+      diag_error(l->d, s->loc, "input '%s' is too large (more than 2^36 elements)", s->name);
+      return;
+    }
     int id = ir_add(g, OP_INPUT, s->loc, 0, NULL);
     g->nodes[id].ty = t;
     g->nodes[id].name = s->name;

@@ -3,7 +3,7 @@
  *   mlc MODEL.mdl -o model.c        compile to C (model.c + model.h)
  *   mlc check MODEL.mdl             parse and type-check
  *   mlc run MODEL.mdl --input x=x.npy [--weights W] [--out DIR]
- *   mlc train ...                   (not implemented yet)
+ *   mlc train MODEL.mdl --data NAME=FILE ... --epochs N --batch B   train
  *
  * Exit status: 0 success, 1 an error in the model or its files, 2 usage.
  */
@@ -28,7 +28,8 @@ static const char *usage_main =
     "       mlc check MODEL.mdl [options]        parse and type-check only\n"
     "       mlc run MODEL.mdl --input NAME=FILE.npy ... [options]\n"
     "                                            compile, build, run; writes DIR/<output>.npy\n"
-    "       mlc train MODEL.mdl ...              train (not implemented yet)\n"
+    "       mlc train MODEL.mdl --data NAME=FILE ... --epochs N --batch B\n"
+    "                                            train with reverse-mode gradients\n"
     "       mlc COMMAND --help                   help on one command\n"
     "\n"
     "common options:\n"
@@ -515,7 +516,9 @@ static int cmd_train(int argc, char **argv) {
           }
           char *npy = arena_printf(A, "%s/%d.npy", tmpdir, ntmp);
           if (idx_to_npy(path, npy, err)) {
-            fprintf(stderr, "%s\n", err);
+            size_t n = strlen(path); /* "PATH: REASON" as "PATH: error: REASON" */
+            if (!strncmp(err, path, n) && !strncmp(err + n, ": ", 2)) fprintf(stderr, "%s: error: %s\n", path, err + n + 2);
+            else fprintf(stderr, "mlc train: error: %s\n", err);
             goto out;
           }
           tmpfiles[ntmp++] = npy;

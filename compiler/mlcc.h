@@ -296,7 +296,8 @@ int embed_weights_read(const Graph *g, const Plan *p, const char *path, unsigned
 
 /* Parses, checks and (unless check_only) emits.  Returns NULL on errors. */
 Compiled *compile_file(Arena *A, const char *path, const Options *o, bool check_only, Diag *d);
-/* The same for a source already in memory (source_from_string). */
-Compiled *compile_source(Arena *A, Source *src, const Options *o, bool check_only, Diag *d);
+/* The same for source text already in memory (source_from_string, the
+ * fuzzing harness). */
+Compiled *compile_source(Arena *A, const Source *src, const Options *o, bool check_only, Diag *d);
 
 #endif

@@ -114,6 +114,8 @@ typedef struct Ast {
 /* parse_source() rejects deeper trees (counting the file and statement nodes),
  * so passes may recurse over the AST without fear for the C stack. */
 #define AST_MAX_DEPTH 1000
+/* The lexer rejects longer identifiers and paths (bytes). */
+#define AST_MAX_NAME 1024
 
 void ast_list_push(Arena *A, AstList *l, Ast *item);
 Ast *ast_new(Arena *A, AstKind kind, Loc loc);

@@ -56,12 +56,18 @@ typedef struct Set {
   int64_t n; /* samples */
 } Set;
 
-static int usage(const char *prog, const char *msg) {
-  fprintf(stderr, "mlc train: error: %s\n", msg);
-  fprintf(stderr, "usage: %s --data NAME=FILE.npy ... --epochs N --batch B [--shuffle] [--seed S]\n"
-                  "       [--eval NAME=FILE.npy,NAME=FILE.npy] [--save W.safetensors] [--checkpoint C.safetensors]\n"
-                  "       [--weights INIT.safetensors] [--resume CKPT.safetensors]\n", prog);
+/* The trainer runs as `mlc train` (its own path is a cache entry): the usage
+ * names that command. */
+static int usage(const char *msg) {
+  fprintf(stderr, "mlc train: error: %s\n(see 'mlc train --help')\n", msg);
   return 2;
+}
+
+/* A reader's message "PATH: REASON" printed as "PATH: error: REASON". */
+static void file_error(const char *path, const char *err) {
+  size_t n = strlen(path);
+  if (!strncmp(err, path, n) && !strncmp(err + n, ": ", 2)) fprintf(stderr, "%s: error: %s\n", path, err + n + 2);
+  else fprintf(stderr, "mlc train: error: %s\n", err);
 }
 
 /* Reads one dataset (--data or --eval) and checks it against the inputs. */
@@ -76,7 +82,7 @@ static int load_set(const mlcrt_trainer *t, const char **paths, Set *s, int64_t 
       return 2;
     }
     if (mlcrt_npy_read(paths[i], &s->a[i], err)) {
-      fprintf(stderr, "%s\n", err);
+      file_error(paths[i], err);
       return 1;
     }
     mlcrt_array *a = &s->a[i];
@@ -191,7 +197,7 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--shuffle")) { shuffle = 1; continue; }
-    if (!v) { snprintf(msg, sizeof msg, "option %s needs a value", a); return usage(argv[0], msg); }
+    if (!v) { snprintf(msg, sizeof msg, "option %s needs a value", a); return usage(msg); }
     i++;
     if (!strcmp(a, "--epochs")) epochs = strtoll(v, NULL, 10);
     else if (!strcmp(a, "--batch")) batch = strtoll(v, NULL, 10);
@@ -212,17 +218,17 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
           if ((size_t)(eq - tok) == strlen(t->inputs[j].name) && !strncmp(tok, t->inputs[j].name, (size_t)(eq - tok))) k = j;
         if (k < 0) {
           snprintf(msg, sizeof msg, "%s %s: expected NAME=FILE with NAME an input of model %s", a, tok, t->model);
-          return usage(argv[0], msg);
+          return usage(msg);
         }
         dst[k] = eq + 1;
       }
     } else {
       snprintf(msg, sizeof msg, "unknown option '%s'", a);
-      return usage(argv[0], msg);
+      return usage(msg);
     }
   }
-  if (epochs < 1 || batch < 1) return usage(argv[0], "--epochs and --batch must be given and at least 1");
-  if (weights && resume) return usage(argv[0], "--weights and --resume exclude each other");
+  if (epochs < 1 || batch < 1) return usage("--epochs and --batch must be given and at least 1");
+  if (weights && resume) return usage("--weights and --resume exclude each other");
   if (!ckpt && save) {
     size_t n = strlen(save);
     const char *ext = n > 12 && !strcmp(save + n - 12, ".safetensors") ? save + n - 12 : save + n;
@@ -281,6 +287,12 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
           start ? "" : "");
   if (start) fprintf(stderr, "resuming at step %lld (epoch %lld, batch %lld)\n", (long long)start,
                      (long long)(start / nb) + 1, (long long)(start % nb));
+  /* resuming a checkpoint of the last epoch (a run killed between writing it
+   * and the weights): nothing is left to train, but --save is still owed */
+  if (start / nb >= epochs && save && t->save(m, save)) {
+    fprintf(stderr, "mlc train: error: %s\n", t->last_error(m));
+    rc = 1;
+  }
   for (int64_t epoch = start / nb; epoch < epochs && !rc; epoch++) {
     permutation(perm, train.n, seed, epoch, shuffle);
     double t0 = now(), sum = 0;

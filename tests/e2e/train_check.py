@@ -1148,6 +1148,30 @@ def case_err_empty_dataset(wd):
                  [r"empty"], mdl)
 
 
+def case_err_truncated_dataset(wd):
+    """A dataset file cut in the middle of a record (.npy, IDX, gzip IDX) is a
+    clear error naming the file and how much of it is there."""
+    mdl = small_setup(wd)
+    raw = open(os.path.join(wd, "x.npy"), "rb").read()
+    with open(os.path.join(wd, "xcut.npy"), "wb") as f:
+        f.write(raw[:-6])  # 10 records of 12 bytes: the last one cut in half
+    expect_error(wd, ["--data", "x=xcut.npy", "--data", "y=y.npy", "--epochs", "1", "--batch", "4"], 1,
+                 [r"xcut\.npy: error: truncated: header says 10x3 float32 \(120 bytes\), file has 114"], mdl)
+    pix = write_mdl(wd, "pix", LENETISH)
+    a = np.arange(5 * 36, dtype=np.uint8).reshape(5, 1, 6, 6)
+    cut = idx_bytes(a)[:-20]  # 5 images of 36 bytes: the last one short
+    with open(os.path.join(wd, "img.idx"), "wb") as f:
+        f.write(cut)
+    with gzip.open(os.path.join(wd, "img.idx.gz"), "wb") as f:
+        f.write(cut)
+    with open(os.path.join(wd, "lab.idx"), "wb") as f:
+        f.write(idx_bytes(np.zeros(5, np.uint8)))
+    for name in ("img.idx", "img.idx.gz"):
+        expect_error(wd, ["--data", "x=" + name, "--data", "y=lab.idx", "--epochs", "1", "--batch", "2"], 1,
+                     [re.escape(name) + r": error: truncated: the header says 5 records of 36 bytes, "
+                      r"the file holds 160 bytes of data \(4 complete records\)"], pix)
+
+
 # ---------------------------------------------------------------------------
 # 6. determinism
 # ---------------------------------------------------------------------------
@@ -1333,6 +1357,7 @@ def all_cases():
         ("err_resume_wrong_file", case_err_resume_wrong_file),
         ("err_empty_dataset", case_err_empty_dataset),
         ("err_corrupt_checkpoint", case_err_corrupt_checkpoint),
+        ("err_truncated_dataset", case_err_truncated_dataset),
         ("determinism_two_runs", case_determinism_two_runs),
         ("determinism_from_weights", case_determinism_from_weights),
     ]

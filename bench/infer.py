@@ -6,7 +6,9 @@ and GPT-2 small, each at batch 1 and batch 256, with 1 and 2 threads each.
 mlc's time is `mlc run --repeat N --threads T` (the median of N timed runs of the
 generated <model>_run after one warm-up run; compiling and file I/O not counted).
 PyTorch's is the median of as many calls of the same network under
-torch.no_grad() with torch.set_num_threads(T).  The ratio compares each side at its
+torch.no_grad() with T threads (torch.set_num_threads and, as Debian's PyTorch
+multiplies matrices in OpenBLAS, openblas_set_num_threads: bench/torch_threads.py).
+The ratio compares each side at its
 best thread count: mlc time / PyTorch time (below 1: mlc is faster).
 
 usage: /usr/bin/python3 bench/infer.py [--mlc build/mlc] [--models mlp,lenet5,resnet18,gpt2]
@@ -22,6 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from trainmode_check import ResNet18  # noqa: E402  (the e2e suite's reference models)
 from grad_ops2_check import GPT2  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from torch_threads import set_threads  # noqa: E402
 
 GPT2_SMALL = dict(V=50257, BLOCK=1024, LAYERS=12, HEADS=12, C=768)
 
@@ -81,7 +85,7 @@ def time_mlc(mlc, mdl, x, reps, threads, td):
 
 
 def time_torch(model, x, reps, threads):
-    torch.set_num_threads(threads)
+    set_threads(threads)  # PyTorch's pool and its BLAS's
     xt = torch.from_numpy(x)
     with torch.no_grad():
         model(xt)

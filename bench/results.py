@@ -37,7 +37,7 @@ def main():
         sh(["cmake", "--build", "build", "-j2"])
     q = ["--quick"] if a.quick else []
     runs = [
-        ("GEMM: `bench/gemm`", "mlc's GEMM against OpenBLAS `cblas_sgemm`, GFLOP/s (median of 7), 1 and 2 threads; "
+        ("GEMM: `bench/gemm`", "mlc's GEMM against OpenBLAS `cblas_sgemm`, GFLOP/s (median of 9 alternating samples), 1 and 2 threads; "
          "ratio = mlc / OpenBLAS throughput (above 1: mlc faster). Target: at least 0.9 for n >= 256.",
          [os.path.join(ROOT, "bench", "gemm")] + q),
         ("Inference: `bench/infer.py`", "median latency of the generated `<model>_run` (`mlc run --repeat`) and of "

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_threads import set_threads  # noqa: E402
+
 D = "/usr/share/datasets/fashion-mnist"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,7 +95,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=1)
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    set_threads(a.threads)  # PyTorch's pool and its BLAS's (bench/torch_threads.py)
     xtr, ytr = idx(f"{D}/train-images-idx3-ubyte.gz"), idx(f"{D}/train-labels-idx1-ubyte.gz")
     xte, yte = idx(f"{D}/t10k-images-idx3-ubyte.gz"), idx(f"{D}/t10k-labels-idx1-ubyte.gz")
     print(f"Fashion-MNIST, {a.epochs} epoch(s), batch 64, SGD(lr=0.05, momentum=0.9), PyTorch {torch.__version__} "

@@ -345,6 +345,11 @@ static int spawn_wait(char **argv, bool quiet_stdout) {
 
 /* Builds the generated model + harness in the cache (unless there already)
  * and returns the path of the executable. */
+/* The flags mlc run / mlc train build generated code with (part of the
+ * cache key): -O3, as GCC 12 vectorizes little at -O2 (its "very cheap" cost
+ * model) and the generated loops are written for the vectorizer. */
+#define BASE_CFLAGS "-std=c11 -O3"
+
 static const char *build_cached(Arena *A, EmitC *e, const char *harness, const Compiled *c, const char *wpath,
                                 const unsigned char *w) {
   const char *inc, *lib;
@@ -364,6 +369,7 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness, const C
   h = fnv1a(h, e->h, strlen(e->h));
   h = fnv1a(h, harness, strlen(harness));
   h = fnv1a(h, cc, strlen(cc));
+  h = fnv1a(h, BASE_CFLAGS, sizeof BASE_CFLAGS);
   h = fnv1a(h, flags, strlen(flags) + 1);
   h = fnv1a(h, inc, strlen(inc));
   if (libbytes) h = fnv1a(h, libbytes, liblen);
@@ -395,8 +401,8 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness, const C
   char *argv[64];
   int n = 0;
   argv[n++] = (char *)cc;
-  argv[n++] = "-std=c11";
-  argv[n++] = "-O2";
+  argv[n++] = "-std=c11"; /* BASE_CFLAGS */
+  argv[n++] = "-O3";
   char *extra = arena_strdup(A, flags);
   for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;
   const char *rest[] = {"-I", inc, mc, hc, lib, "-lm", "-pthread", "-o", out};

@@ -85,7 +85,8 @@ size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads) 
 
 /* The image with its zero padding made real: xp[c][PH][PW] with PH = H +
  * 2*ph, PW = W + 2*pw, so that im2col copies rows without bounds checks. */
-INLINE_LOOPS static void pad_image(const mlcrt_conv2d_params *p, const float *x, int64_t cg, float *xp) {
+INLINE_LOOPS static void pad_image(const mlcrt_conv2d_params *p, const float *x, int64_t cg,
+                                   float *xp) {
   const int64_t H = p->H, W = p->W, PW = W + 2 * p->pw, PH = H + 2 * p->ph;
   for (int64_t c = 0; c < cg; c++) {
     float *d = xp + c * PH * PW;
@@ -103,7 +104,8 @@ INLINE_LOOPS static void pad_image(const mlcrt_conv2d_params *p, const float *x,
 
 /* Unfolds one group's channels of one (padded: pad_image) image:
  * cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow] = xp[c][oh*sh + kh*dh][ow*sw + kw*dw]. */
-INLINE_LOOPS static void im2col(const mlcrt_conv2d_params *p, const float *xp, int64_t cg, float *cols, int64_t ld) {
+INLINE_LOOPS static void im2col(const mlcrt_conv2d_params *p, const float *xp, int64_t cg,
+                                float *cols, int64_t ld) {
   const int64_t OH = p->OH, OW = p->OW, PW = p->W + 2 * p->pw, PH = p->H + 2 * p->ph, sw = p->sw;
   for (int64_t c = 0; c < cg; c++)
     for (int64_t kh = 0; kh < p->KH; kh++)
@@ -121,7 +123,8 @@ INLINE_LOOPS static void im2col(const mlcrt_conv2d_params *p, const float *xp, i
 
 /* col2im, the adjoint of im2col: dx[c, ih, iw] += cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow]
  * for every tap that lands inside the input; dx is zeroed first. */
-static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, int64_t cg, float *x) {
+static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, int64_t cg,
+                   float *x) {
   const int64_t OH = p->OH, OW = p->OW, H = p->H, W = p->W;
   memset(x, 0, (size_t)(cg * H * W) * sizeof *x);
   for (int64_t c = 0; c < cg; c++) {
@@ -208,9 +211,11 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
           if (j->b)
             for (int64_t oc = 0; oc < ocg; oc++)
               for (int64_t l = 0; l < L; l++) yg[oc * L + l] = j->b[g * ocg + oc];
-          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L, j->b ? 1.0f : 0.0f, yg, L);
+          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
+                           j->b ? 1.0f : 0.0f, yg, L);
         } else {
-          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, ld, kdim, 1.0f, wg, kdim, src, ld, 0.0f, yb, ld);
+          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, ld, kdim, 1.0f, wg, kdim, src, ld, 0.0f, yb,
+                           ld);
           for (int64_t i = 0; i < nb; i++)
             for (int64_t oc = 0; oc < ocg; oc++) {
               float *yr = j->y + ((n0 + i) * p->OC + g * ocg + oc) * L;
@@ -223,12 +228,14 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
           mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, L, ocg, 1.0f, wg, kdim, dyg, L, 0.0f,
                            j->y + (n0 * p->C + g * cg) * HW, L);
         } else {
-          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, ld, ocg, 1.0f, wg, kdim, dyg, ld, 0.0f, cols, ld);
-          for (int64_t i = 0; i < nb; i++) col2im(p, cols + i * L, ld, cg, j->y + ((n0 + i) * p->C + g * cg) * HW);
+          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, ld, ocg, 1.0f, wg, kdim, dyg, ld, 0.0f, cols,
+                           ld);
+          for (int64_t i = 0; i < nb; i++)
+            col2im(p, cols + i * L, ld, cg, j->y + ((n0 + i) * p->C + g * cg) * HW);
         }
       } else { /* dw */
-        mlcrt_sgemm_team(j->gemm_team, 0, 1, ocg, kdim, ld, 1.0f, dyg, ld, src, ld, c == c0 ? 0.0f : 1.0f,
-                         dw + g * ocg * kdim, kdim);
+        mlcrt_sgemm_team(j->gemm_team, 0, 1, ocg, kdim, ld, 1.0f, dyg, ld, src, ld,
+                         c == c0 ? 0.0f : 1.0f, dw + g * ocg * kdim, kdim);
       }
     }
   }
@@ -241,8 +248,8 @@ static void conv_task(void *arg, int task, int ntasks) {
   conv_chunks(j, c0, c1, task);
 }
 
-static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x, const float *w,
-                     const float *b, const float *dy, float *y, void *scratch) {
+static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x,
+                     const float *w, const float *b, const float *dy, float *y, void *scratch) {
   conv_job j = {p, op, shape_of(p, op, mlcrt_team_size(team)), x, w, b, dy, y, scratch, NULL};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;
@@ -254,18 +261,19 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
   mlcrt_team_run(t > 1 ? team : NULL, t, conv_task, &j);
   if (op == MLCRT_CONV_DW) /* dw = member 0's sum + the partials, in member order */
     for (int m = 1; m < t; m++) {
-      const float *part = j.scratch + (size_t)m * (j.s.cols + j.s.yb + j.s.part + j.s.xpad) + j.s.cols + j.s.yb;
+      const float *part =
+          j.scratch + (size_t)m * (j.s.cols + j.s.yb + j.s.part + j.s.xpad) + j.s.cols + j.s.yb;
       for (int64_t i = 0; i < wn; i++) y[i] += part[i];
     }
 }
-void mlcrt_conv2d_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x, const float *w,
-                      const float *b, float *y, void *scratch) {
+void mlcrt_conv2d_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
+                      const float *w, const float *b, float *y, void *scratch) {
   if (p->OH * p->OW <= 0 || p->OC <= 0) return;
   conv_run(team, p, MLCRT_CONV_FWD, x, w, b, NULL, y, scratch);
 }
 
-void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx,
-                         void *scratch) {
+void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy,
+                         const float *w, float *dx, void *scratch) {
   if (p->OH * p->OW <= 0 || p->OC <= 0) {
     memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
     return;
@@ -273,8 +281,8 @@ void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const f
   conv_run(team, p, MLCRT_CONV_DX, NULL, w, NULL, dy, dx, scratch);
 }
 
-void mlcrt_conv2d_dw_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy, const float *x, float *dw,
-                         void *scratch) {
+void mlcrt_conv2d_dw_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy,
+                         const float *x, float *dw, void *scratch) {
   if (p->OH * p->OW <= 0 || p->OC <= 0) {
     memset(dw, 0, sizeof(float) * (size_t)(p->OC * (p->C / p->groups) * p->KH * p->KW));
     return;

@@ -39,8 +39,8 @@
 #define G_MR 4
 #define G_NR 16
 
-static void kernel_generic(int64_t kc, const float *restrict ap, const float *restrict bp, int64_t bs, float *c,
-                           int64_t ldc, int mr, int nr, float beta) {
+static void kernel_generic(int64_t kc, const float *restrict ap, const float *restrict bp,
+                           int64_t bs, float *c, int64_t ldc, int mr, int nr, float beta) {
   float t[G_MR][G_NR];
   for (int r = 0; r < G_MR; r++)
     for (int j = 0; j < G_NR; j++) t[r][j] = 0.0f;
@@ -50,11 +50,12 @@ static void kernel_generic(int64_t kc, const float *restrict ap, const float *re
       for (int j = 0; j < G_NR; j++) t[r][j] += a[r] * b[j];
   }
   for (int r = 0; r < mr; r++)
-    for (int j = 0; j < nr; j++) c[r * ldc + j] = beta == 0.0f ? t[r][j] : beta * c[r * ldc + j] + t[r][j];
+    for (int j = 0; j < nr; j++)
+      c[r * ldc + j] = beta == 0.0f ? t[r][j] : beta * c[r * ldc + j] + t[r][j];
 }
 
-static void gemv_generic(int64_t N, int64_t K, float alpha, const float *a, const float *b, int64_t ldb, float beta,
-                         float *y) {
+static void gemv_generic(int64_t N, int64_t K, float alpha, const float *a, const float *b,
+                         int64_t ldb, float beta, float *y) {
   for (int64_t j = 0; j < N; j++) {
     const float *bj = b + j * ldb;
     float s[8] = {0}; /* eight partial sums: vectorisable, fixed order */
@@ -67,18 +68,19 @@ static void gemv_generic(int64_t N, int64_t K, float alpha, const float *a, cons
   }
 }
 
-void mlcrt__dots_by_rows(const mlcrt__gemm_isa *k, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+void mlcrt__dots_by_rows(const mlcrt__gemm_isa *k, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                         float *C, int64_t ldc) {
   for (int64_t i = 0; i < M; i++) k->gemv(N, K, alpha, A + i * lda, B, ldb, beta, C + i * ldc);
 }
 
-static void dots_generic(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                         int64_t ldb, float beta, float *C, int64_t ldc) {
+static void dots_generic(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   mlcrt__dots_by_rows(&mlcrt__gemm_generic, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_generic = {"generic",      G_MR,         G_NR,        256, 64, 512,
-                                             kernel_generic, gemv_generic, dots_generic};
+const mlcrt__gemm_isa mlcrt__gemm_generic = {
+    "generic", G_MR, G_NR, 256, 64, 512, kernel_generic, gemv_generic, dots_generic};
 
 /* ---- instruction set ------------------------------------------------------------ */
 
@@ -92,8 +94,8 @@ int mlcrt_cpu_isa(void) {
   /* MLCRT_ISA=generic|avx2|avx512 asks for a lesser one (tests, comparisons) */
   const char *want = getenv("MLCRT_ISA");
   if (want) {
-    int w = !strcmp(want, "generic") ? MLCRT_ISA_GENERIC
-            : !strcmp(want, "avx2")  ? MLCRT_ISA_AVX2
+    int w = !strcmp(want, "generic")  ? MLCRT_ISA_GENERIC
+            : !strcmp(want, "avx2")   ? MLCRT_ISA_AVX2
             : !strcmp(want, "avx512") ? MLCRT_ISA_AVX512
                                       : best;
     if (w < best) best = w;
@@ -101,7 +103,9 @@ int mlcrt_cpu_isa(void) {
   return best;
 }
 
-const char *mlcrt_isa_name(int isa) { return mlcrt__gemm_for(isa)->name; }
+const char *mlcrt_isa_name(int isa) {
+  return mlcrt__gemm_for(isa)->name;
+}
 
 const mlcrt__gemm_isa *mlcrt__gemm_for(int isa) {
 #if defined(__x86_64__)
@@ -123,14 +127,15 @@ typedef struct {
   int64_t lda, ldb, ldc;
   float *C;
   mlcrt_team *team;
-  int split_n;     /* slices are column ranges (else row ranges) */
-  int64_t step;    /* slice width, a multiple of the tile */
+  int split_n;  /* slices are column ranges (else row ranges) */
+  int64_t step; /* slice width, a multiple of the tile */
 } gemm_job;
 
 #define STACK_WS_FLOATS (48 * 1024)
 
 /* C[i0:i1, j0:j1] of the job, on one thread with workspace ws (wsn floats). */
-static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float *ws, size_t wsn) {
+static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float *ws,
+                       size_t wsn) {
   const mlcrt__gemm_isa *k = g->k;
   const int MR = k->mr, NR = k->nr, KC = k->kc, MC = k->mc;
   /* the B panel gets whatever the A block leaves of the workspace */
@@ -200,7 +205,8 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
             const int64_t ii = ic + q * MR, mi = i1 - ii < MR ? i1 - ii : MR;
             const int in_place = direct && nj == NR;
             k->kernel(kc, apack + q * kc * MR, in_place ? B + pc * b_sk + jj : bpack + p * kc * NR,
-                      in_place ? b_sk : NR, g->C + ii * g->ldc + jj, g->ldc, (int)mi, (int)nj, beta);
+                      in_place ? b_sk : NR, g->C + ii * g->ldc + jj, g->ldc, (int)mi, (int)nj,
+                      beta);
           }
         }
       }
@@ -240,17 +246,19 @@ static void gemv_task(void *arg, int task, int ntasks) {
     return;
   }
   if (g->M <= 2) /* one or two rows: each streams B once */
-    mlcrt__dots_by_rows(g->k, g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta,
-                        g->C + lo, g->ldc);
+    mlcrt__dots_by_rows(g->k, g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb,
+                        g->ldb, g->beta, g->C + lo, g->ldc);
   else
-    g->k->dots(g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta, g->C + lo, g->ldc);
+    g->k->dots(g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta,
+               g->C + lo, g->ldc);
 }
 
 /* Threads pay off above about this many multiply-adds (~20 us on one core). */
 #define MT_MIN_MACS (1 << 21)
 
-void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                      float beta, float *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) { /* C = beta * C */
     for (int64_t i = 0; i < M; i++) {
@@ -262,8 +270,23 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
     }
     return;
   }
-  gemm_job g = {mlcrt__gemm_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()), trans_a, trans_b, M, N, K, alpha,
-                beta, A, B, lda, ldb, ldc, C, team, 1, 0};
+  gemm_job g = {mlcrt__gemm_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
+                trans_a,
+                trans_b,
+                M,
+                N,
+                K,
+                alpha,
+                beta,
+                A,
+                B,
+                lda,
+                ldb,
+                ldc,
+                C,
+                team,
+                1,
+                0};
   const int nt = mlcrt_team_size(team);
   const double macs = (double)M * (double)N * (double)K;
   int use = macs < MT_MIN_MACS ? 1 : nt;
@@ -300,15 +323,17 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
   mlcrt_team_run(use > 1 ? team : NULL, (int)((total + step - 1) / step), gemm_task, &g);
 }
 
-void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                 int64_t ldc) {
   mlcrt_sgemm_team(NULL, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---- matmul ------------------------------------------------------------------- */
 
-void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape, const float *b, int rb,
-                      const int64_t *bshape, float *y, int yr, const int64_t *yshape) {
+void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape,
+                      const float *b, int rb, const int64_t *bshape, float *y, int yr,
+                      const int64_t *yshape) {
   /* torch.matmul: a 1-D a is [1, K] and a 1-D b is [K, 1], with that dim
    * dropped from the result; leading dims broadcast NumPy-style. */
   const int64_t K = ashape[ra - 1];
@@ -347,7 +372,8 @@ void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *a
   int64_t idx[MLCRT_MAX_RANK] = {0};
   int64_t aoff = 0, boff = 0;
   for (int64_t t = 0; t < nbatch; t++) {
-    mlcrt_sgemm_team(team, 0, 0, M, N, K, 1.0f, a + aoff, lda, b + boff, ldb, 0.0f, y + t * M * N, ldc);
+    mlcrt_sgemm_team(team, 0, 0, M, N, K, 1.0f, a + aoff, lda, b + boff, ldb, 0.0f, y + t * M * N,
+                     ldc);
     /* Odometer increment of the batch index. */
     for (int d = ybr - 1; d >= 0; d--) {
       aoff += as[d];
@@ -360,8 +386,8 @@ void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *a
   }
 }
 
-void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w, int64_t N,
-                      const float *b, float *y) {
+void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w,
+                      int64_t N, const float *b, float *y) {
   if (M <= 0 || N <= 0) return;
   if (b) {
     for (int64_t i = 0; i < M; i++) memcpy(y + i * N, b, (size_t)N * sizeof *y);

@@ -22,8 +22,8 @@
 #define A2_NR 16
 
 __attribute__((target("avx2,fma"), always_inline)) static inline void
-tile_avx2(const int R, int64_t kc, const float *ap, const float *bp, int64_t bs, float *c, int64_t ldc, int mr, int nr,
-          float beta) {
+tile_avx2(const int R, int64_t kc, const float *ap, const float *bp, int64_t bs, float *c,
+          int64_t ldc, int mr, int nr, float beta) {
   __m256 acc[A2_MR][2];
 #pragma GCC unroll 6
   for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
@@ -60,11 +60,14 @@ tile_avx2(const int R, int64_t kc, const float *ap, const float *bp, int64_t bs,
     _mm256_storeu_ps(t[r] + 8, acc[r][1]);
   }
   for (int r = 0; r < mr; r++)
-    for (int j = 0; j < nr; j++) c[r * ldc + j] = beta == 0.0f ? t[r][j] : beta * c[r * ldc + j] + t[r][j];
+    for (int j = 0; j < nr; j++)
+      c[r * ldc + j] = beta == 0.0f ? t[r][j] : beta * c[r * ldc + j] + t[r][j];
 }
 
-__attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kc, const float *ap, const float *bp, int64_t bs,
-                                                             float *c, int64_t ldc, int mr, int nr, float beta) {
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kc, const float *ap,
+                                                            const float *bp, int64_t bs, float *c,
+                                                            int64_t ldc, int mr, int nr,
+                                                            float beta) {
   if (mr <= 3)
     tile_avx2(3, kc, ap, bp, bs, c, ldc, mr, nr, beta);
   else
@@ -78,12 +81,14 @@ __attribute__((target("avx2,fma"))) static float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) static void gemv_avx2(int64_t N, int64_t K, float alpha, const float *a,
-                                                           const float *b, int64_t ldb, float beta, float *y) {
+__attribute__((target("avx2,fma"))) static void gemv_avx2(int64_t N, int64_t K, float alpha,
+                                                          const float *a, const float *b,
+                                                          int64_t ldb, float beta, float *y) {
   int64_t j = 0;
   for (; j + 4 <= N; j += 4) { /* four rows of b at once: a is loaded once for all */
     const float *b0 = b + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(),
+           s3 = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
       const __m256 av = _mm256_loadu_ps(a + k);
@@ -105,19 +110,21 @@ __attribute__((target("avx2,fma"))) static void gemv_avx2(int64_t N, int64_t K, 
     const float *bj = b + j * ldb;
     __m256 s = _mm256_setzero_ps();
     int64_t k = 0;
-    for (; k + 8 <= K; k += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(bj + k), s);
+    for (; k + 8 <= K; k += 8)
+      s = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(bj + k), s);
     float r = hsum256(s);
     for (; k < K; k++) r += a[k] * bj[k];
     y[j] = alpha * r + (beta == 0.0f ? 0.0f : beta * y[j]);
   }
 }
 
-static void dots_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, float beta, float *C, int64_t ldc) {
+static void dots_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   mlcrt__dots_by_rows(&mlcrt__gemm_avx2, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR, A2_NR, 256, 96, 1024, kernel_avx2, gemv_avx2, dots_avx2};
+const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR,       A2_NR,     256,      96,
+                                          1024,   kernel_avx2, gemv_avx2, dots_avx2};
 
 /* ---- AVX-512: 12 x 32 ------------------------------------------------------ */
 
@@ -125,8 +132,8 @@ const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR, A2_NR, 256, 96, 1024, k
 #define A5_NR 32
 
 __attribute__((target("avx512f"), always_inline)) static inline void
-tile_avx512(const int R, int64_t kc, const float *ap, const float *bp, int64_t bs, float *c, int64_t ldc, int mr,
-            int nr, float beta) {
+tile_avx512(const int R, int64_t kc, const float *ap, const float *bp, int64_t bs, float *c,
+            int64_t ldc, int mr, int nr, float beta) {
   __m512 acc[A5_MR][2];
 #pragma GCC unroll 12
   for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -174,8 +181,10 @@ tile_avx512(const int R, int64_t kc, const float *ap, const float *bp, int64_t b
 }
 
 /* 12 rows, or fewer for a short last panel (small M: a conv with few channels) */
-__attribute__((target("avx512f"))) static void kernel_avx512(int64_t kc, const float *ap, const float *bp, int64_t bs,
-                                                             float *c, int64_t ldc, int mr, int nr, float beta) {
+__attribute__((target("avx512f"))) static void kernel_avx512(int64_t kc, const float *ap,
+                                                             const float *bp, int64_t bs, float *c,
+                                                             int64_t ldc, int mr, int nr,
+                                                             float beta) {
   if (mr <= 4)
     tile_avx512(4, kc, ap, bp, bs, c, ldc, mr, nr, beta);
   else if (mr <= 6)
@@ -186,14 +195,16 @@ __attribute__((target("avx512f"))) static void kernel_avx512(int64_t kc, const f
     tile_avx512(A5_MR, kc, ap, bp, bs, c, ldc, mr, nr, beta);
 }
 
-__attribute__((target("avx512f"))) static void gemv_avx512(int64_t N, int64_t K, float alpha, const float *a,
-                                                           const float *b, int64_t ldb, float beta, float *y) {
+__attribute__((target("avx512f"))) static void gemv_avx512(int64_t N, int64_t K, float alpha,
+                                                           const float *a, const float *b,
+                                                           int64_t ldb, float beta, float *y) {
   const __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1);
   const int64_t K16 = K & ~(int64_t)15;
   int64_t j = 0;
   for (; j + 4 <= N; j += 4) {
     const float *b0 = b + j * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(),
+           s3 = _mm512_setzero_ps();
     for (int64_t k = 0; k < K16; k += 16) {
       const __m512 av = _mm512_loadu_ps(a + k);
       s0 = _mm512_fmadd_ps(av, _mm512_loadu_ps(b0 + k), s0);
@@ -208,15 +219,18 @@ __attribute__((target("avx512f"))) static void gemv_avx512(int64_t N, int64_t K,
       s2 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b2 + K16), s2);
       s3 = _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, b3 + K16), s3);
     }
-    const float r[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
-                        _mm512_reduce_add_ps(s3)};
+    const float r[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1),
+                        _mm512_reduce_add_ps(s2), _mm512_reduce_add_ps(s3)};
     for (int q = 0; q < 4; q++) y[j + q] = alpha * r[q] + (beta == 0.0f ? 0.0f : beta * y[j + q]);
   }
   for (; j < N; j++) {
     const float *bj = b + j * ldb;
     __m512 s = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K16; k += 16) s = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(bj + k), s);
-    if (tail) s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + K16), _mm512_maskz_loadu_ps(tail, bj + K16), s);
+    for (int64_t k = 0; k < K16; k += 16)
+      s = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(bj + k), s);
+    if (tail)
+      s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + K16),
+                          _mm512_maskz_loadu_ps(tail, bj + K16), s);
     const float r = _mm512_reduce_add_ps(s);
     y[j] = alpha * r + (beta == 0.0f ? 0.0f : beta * y[j]);
   }
@@ -224,9 +238,10 @@ __attribute__((target("avx512f"))) static void gemv_avx512(int64_t N, int64_t K,
 
 /* 4 rows of A by 4 rows of B per step: 16 accumulators, 8 loads per 16 FMAs.
  * Rows past the edge re-read row 0 and are discarded. */
-__attribute__((target("avx512f"))) static void dots_avx512(int64_t M, int64_t N, int64_t K, float alpha,
-                                                           const float *A, int64_t lda, const float *B, int64_t ldb,
-                                                           float beta, float *C, int64_t ldc) {
+__attribute__((target("avx512f"))) static void dots_avx512(int64_t M, int64_t N, int64_t K,
+                                                           float alpha, const float *A, int64_t lda,
+                                                           const float *B, int64_t ldb, float beta,
+                                                           float *C, int64_t ldc) {
   const __mmask16 tail = (__mmask16)((1u << (K & 15)) - 1);
   const int64_t K16 = K & ~(int64_t)15;
   for (int64_t i = 0; i < M; i += 4) {
@@ -265,7 +280,7 @@ __attribute__((target("avx512f"))) static void dots_avx512(int64_t M, int64_t N,
   }
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR,     A5_NR,        256,        96,
+const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR,         A5_NR,       256,        96,
                                             1024,     kernel_avx512, gemv_avx512, dots_avx512};
 
 #else

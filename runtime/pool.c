@@ -26,12 +26,14 @@ static int64_t imax(int64_t a, int64_t b) {
 }
 
 int mlcrt__pool_is_2x2(const mlcrt_pool2d_params *p) {
-  return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0 && 2 * p->OH <= p->H &&
-         2 * p->OW <= p->W;
+  return p->kh == 2 && p->kw == 2 && p->sh == 2 && p->sw == 2 && p->ph == 0 && p->pw == 0 &&
+         2 * p->OH <= p->H && 2 * p->OW <= p->W;
 }
 
 /* max with PyTorch's NaN rule: a NaN wins */
-static inline float pick_max(float m, float v) { return v > m || isnan(v) ? v : m; }
+static inline float pick_max(float m, float v) {
+  return v > m || isnan(v) ? v : m;
+}
 
 void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y) {
   const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
@@ -41,7 +43,8 @@ void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y
         const float *r0 = x + nc * H * W + 2 * oh * W, *r1 = r0 + W;
         float *yr = y + (nc * OH + oh) * OW;
         for (int64_t ow = 0; ow < OW; ow++)
-          yr[ow] = pick_max(pick_max(pick_max(r0[2 * ow], r0[2 * ow + 1]), r1[2 * ow]), r1[2 * ow + 1]);
+          yr[ow] =
+              pick_max(pick_max(pick_max(r0[2 * ow], r0[2 * ow + 1]), r1[2 * ow]), r1[2 * ow + 1]);
       }
     return;
   }

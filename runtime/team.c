@@ -35,20 +35,20 @@
 #define SPIN_NS 200000 /* how long an idle worker spins before it sleeps */
 
 struct mlcrt_team {
-  int n;                 /* members, the caller included */
-  int isa;               /* MLCRT_ISA_* of the GEMM kernels */
+  int n;   /* members, the caller included */
+  int isa; /* MLCRT_ISA_* of the GEMM kernels */
   pthread_t th[MAX_TEAM];
-  int started;           /* workers successfully started */
+  int started; /* workers successfully started */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  atomic_uint gen;       /* bumped once per job: wakes the workers */
+  atomic_uint gen;             /* bumped once per job: wakes the workers */
   atomic_uint_fast64_t ticket; /* job << 16 | ntasks << 8 | next task */
-  atomic_int done;       /* tasks of the current job finished */
+  atomic_int done;             /* tasks of the current job finished */
   atomic_int quit;
-  uint64_t job;          /* the caller's job counter */
-  mlcrt_task_fn fn;      /* the current job (written before the ticket) */
+  uint64_t job;     /* the caller's job counter */
+  mlcrt_task_fn fn; /* the current job (written before the ticket) */
   void *arg;
-  float *ws[MAX_TEAM];   /* per-member workspace, MLCRT_TEAM_WS_FLOATS each */
+  float *ws[MAX_TEAM]; /* per-member workspace, MLCRT_TEAM_WS_FLOATS each */
 };
 
 typedef struct {
@@ -71,13 +71,16 @@ static unsigned wait_job(mlcrt_team *t, unsigned seen) {
     cpu_relax();
     if ((spins & 255) == 255) {
       uint64_t now = now_ns();
-      if (!start) start = now;
-      else if (now - start > SPIN_NS) break;
+      if (!start)
+        start = now;
+      else if (now - start > SPIN_NS)
+        break;
     }
   }
   pthread_mutex_lock(&t->mu);
   unsigned g;
-  while ((g = atomic_load(&t->gen)) == seen && !atomic_load(&t->quit)) pthread_cond_wait(&t->cv, &t->mu);
+  while ((g = atomic_load(&t->gen)) == seen && !atomic_load(&t->quit))
+    pthread_cond_wait(&t->cv, &t->mu);
   pthread_mutex_unlock(&t->mu);
   return g;
 }
@@ -169,9 +172,13 @@ void mlcrt_team_destroy(mlcrt_team *t) {
   free(t);
 }
 
-int mlcrt_team_size(const mlcrt_team *t) { return t ? t->n : 1; }
+int mlcrt_team_size(const mlcrt_team *t) {
+  return t ? t->n : 1;
+}
 
-int mlcrt_team_isa(const mlcrt_team *t) { return t ? t->isa : mlcrt_cpu_isa(); }
+int mlcrt_team_isa(const mlcrt_team *t) {
+  return t ? t->isa : mlcrt_cpu_isa();
+}
 
 float *mlcrt_team_workspace(mlcrt_team *t, int member) {
   return t && member >= 0 && member < t->n ? t->ws[member] : NULL;

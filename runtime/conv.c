@@ -69,9 +69,14 @@ static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads) {
   return s;
 }
 
+/* floats of one slot of the scratch: columns, Y or dY, partial dw, padded image */
+static size_t slot_floats(const conv_shape *s) {
+  return s->cols + s->yb + s->part + s->xpad;
+}
+
 size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads) {
   const conv_shape s = shape_of(p, op, nthreads);
-  return (size_t)s.tasks * (s.cols + s.yb + s.part + s.xpad) * sizeof(float);
+  return (size_t)s.tasks * slot_floats(&s) * sizeof(float);
 }
 
 /* Unfolds one group's channels of one image: cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow]. */
@@ -160,13 +165,18 @@ typedef struct {
   mlcrt_team *gemm_team; /* threads inside each GEMM (a batch of one chunk) */
 } conv_job;
 
+/* Slot m's partial dw (valid for dw with more than one task). */
+static float *slot_partial(const conv_job *j, int m) {
+  return j->scratch + (size_t)m * slot_floats(&j->s) + j->s.cols + j->s.yb;
+}
+
 /* Chunks [c0, c1) of the job on member's buffers. */
 static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
   const mlcrt_conv2d_params *p = j->p;
   const conv_shape *s = &j->s;
   const int64_t L = s->L, kdim = s->kdim, ocg = s->ocg, cg = s->cg, HW = p->H * p->W;
-  float *cols = j->scratch + (size_t)member * (s->cols + s->yb + s->part + s->xpad);
-  float *yb = cols + s->cols, *partial = yb + s->yb, *xpad = partial + s->part;
+  float *cols = j->scratch + (size_t)member * slot_floats(s);
+  float *yb = cols + s->cols, *partial = slot_partial(j, member), *xpad = partial + s->part;
   /* dw: member 0 sums into dw itself, the others into their partials */
   float *dw = j->op == MLCRT_CONV_DW && member > 0 ? partial : j->y;
   for (int64_t c = c0; c < c1; c++) {
@@ -261,8 +271,7 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
   mlcrt_team_run(t > 1 ? team : NULL, t, conv_task, &j);
   if (op == MLCRT_CONV_DW) /* dw = member 0's sum + the partials, in member order */
     for (int m = 1; m < t; m++) {
-      const float *part =
-          j.scratch + (size_t)m * (j.s.cols + j.s.yb + j.s.part + j.s.xpad) + j.s.cols + j.s.yb;
+      const float *part = slot_partial(&j, m);
       for (int64_t i = 0; i < wn; i++) y[i] += part[i];
     }
 }

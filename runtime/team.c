@@ -51,11 +51,6 @@ struct mlcrt_team {
   float *ws[MAX_TEAM]; /* per-member workspace, MLCRT_TEAM_WS_FLOATS each */
 };
 
-typedef struct {
-  mlcrt_team *t;
-  int id;
-} worker_arg; /* id: the member, for debugging; tasks pick their own slots */
-
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -100,8 +95,7 @@ static void take_tasks(mlcrt_team *t, uint64_t job) {
 }
 
 static void *worker(void *p) {
-  mlcrt_team *t = ((worker_arg *)p)->t;
-  free(p);
+  mlcrt_team *t = p;
   unsigned seen = 0;
   for (;;) {
     seen = wait_job(t, seen);
@@ -140,14 +134,8 @@ mlcrt_team *mlcrt_team_create(int nthreads, int isa) {
       return NULL;
     }
   }
-  for (int i = 1; i < nthreads; i++) {
-    worker_arg *wa = malloc(sizeof *wa);
-    if (!wa) break;
-    *wa = (worker_arg){t, i};
-    if (pthread_create(&t->th[i], NULL, worker, wa) != 0) {
-      free(wa);
-      break;
-    }
+  for (int i = 1; i < nthreads; i++) { /* workers need only the team: tasks pick their own slots */
+    if (pthread_create(&t->th[i], NULL, worker, t) != 0) break;
     t->started = i;
   }
   if (t->started != nthreads - 1) {

@@ -1249,10 +1249,14 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
     }
   }
   out(b, "\n");
-  for (int i = 0; i < g->n; i++) {
+  for (int gi = 0; gi < p->ngroups; gi++) { /* one kernel per fusion group, in schedule order */
+    const Group *gr = &p->groups[gi];
+    int i = gr->root;
     Node *n = &g->nodes[i];
-    if (p->storage[i] != ST_ARENA && p->storage[i] != ST_ALIAS) continue;
-    if (op_info[n->op].flags & F_VIEW) continue;
+    if (gr->kind != GK_SINGLE) {
+      out(b, "#error \"mlc internal error: the C emitter has no rule for this fusion group\"\n");
+      continue;
+    }
     out(b, "  /* line %d: %s   -> %s %s */\n", n->loc.line, src_line(e, n->loc), describe(e, n), type_str(e->A, g, &n->ty));
     emit_node(e, b, i);
   }

@@ -219,7 +219,8 @@ typedef enum Storage {
   ST_INPUT,  /* the caller's input pointer */
   ST_WEIGHT, /* a param or buffer in the weights region */
   ST_ARENA,  /* a planned activation buffer */
-  ST_ALIAS   /* a view of another node's storage */
+  ST_ALIAS,  /* a view of another node's storage */
+  ST_FUSED   /* computed inside its fusion group, never stored (fuse.c) */
 } Storage;
 
 typedef struct PlanBuf {
@@ -227,6 +228,39 @@ typedef struct PlanBuf {
   bool scratch;      /* kernel scratch space rather than a value */
   int first, last;   /* live range in schedule steps (node ids) */
 } PlanBuf;
+
+/* A fusion group: nodes one backend kernel (one C loop nest, one CUDA
+ * kernel) computes together.  Groups are per function (run, train step,
+ * evaluate), because whether a value is used twice depends on which nodes
+ * the function runs.  Every node a function computes (storage ST_ARENA,
+ * ST_FUSED, or an ST_ALIAS that is not an F_VIEW op) is in exactly one
+ * group; groups are listed in schedule order (a group's inputs are computed
+ * by earlier groups).
+ *
+ *   GK_SINGLE    one node, emitted as today: nodes = {root}.
+ *   GK_ELEM      elementwise nodes (F_ELEM, broadcasting, casts) evaluated in
+ *                one loop nest over the root's shape.  nodes lists them in
+ *                schedule order, root last; every member but the root is
+ *                ST_FUSED and used only inside the group.  A member's value
+ *                at an output index is its expression over its own inputs,
+ *                each read at the index broadcast to that input's shape
+ *                (broadcasting composes, so a leaf's index is the output
+ *                index broadcast straight to the leaf's shape).
+ *   GK_EPILOGUE  nodes[0] is a producer (linear, matmul, conv2d, ...) whose
+ *                output is ST_FUSED; nodes[1..n-1] are an elementwise tail
+ *                (as GK_ELEM) that ends at root, has the producer's shape
+ *                and dtype, and reads the producer only at the same index.
+ *                Valid to emit as: producer writes into the root's buffer,
+ *                then the tail runs in place over it (a backend may instead
+ *                apply the tail per output tile while the tile is in cache).
+ */
+typedef enum GroupKind { GK_SINGLE, GK_ELEM, GK_EPILOGUE } GroupKind;
+typedef struct Group {
+  GroupKind kind;
+  int root;   /* the node whose value leaves the group */
+  int *nodes; /* members in schedule order */
+  int n;
+} Group;
 
 typedef struct Plan {
   Storage *storage;   /* per node */
@@ -238,11 +272,22 @@ typedef struct Plan {
   size_t *weight_off; /* per node: byte offset in the weights region */
   size_t weight_bytes;
   bool reuse;         /* -O0 turns buffer reuse off */
+  /* fuse.c */
+  Group *groups;      /* in schedule order */
+  int ngroups;
+  int *group_of;      /* per node: index into groups, or -1 */
 } Plan;
 
 Plan *plan_graph(Graph *g, int opt_level);  /* for run: the outputs */
 Plan *plan_train(Graph *g, int opt_level);  /* for the train step: loss and gradients */
 Plan *plan_eval(Graph *g, int opt_level);   /* for evaluate: loss and outputs */
+/* ---- fuse.c: fusion groups ------------------------------------------------- */
+/* Forms the groups of a function's plan (called by plan_graph/plan_train/
+ * plan_eval after storage classes are known and before buffers get live
+ * ranges): marks fused members ST_FUSED and fills p->groups / p->group_of.
+ * opt_level 0 makes every node its own GK_SINGLE group. */
+void fuse_plan(Graph *g, Plan *p, const bool *live, int opt_level);
+
 /* Arena bytes for given symbol values (uses the runtime planner). */
 size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals);
 /* Bytes of a node's value (or a conv scratch) as a Dim, for emitters. */

@@ -105,11 +105,13 @@ static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
     else if (op_info[nd->op].flags & F_VIEW) {
       p->storage[i] = ST_ALIAS;
       p->alias_of[i] = p->alias_of[nd->in[0]];
-    } else {
-      p->storage[i] = ST_ARENA;
-      p->buf[i] = new_buf(A, p, i, false, &cap);
-    }
-    if (nd->op == OP_CONV2D || nd->op == OP_CONV1D || nd->op == OP_CONV2D_DX || nd->op == OP_CONV2D_DW)
+    } else p->storage[i] = ST_ARENA;
+  }
+  fuse_plan(g, p, live, opt_level); /* may turn ST_ARENA members into ST_FUSED */
+  for (int i = 0; i < n; i++) {
+    Node *nd = &g->nodes[i];
+    if (p->storage[i] == ST_ARENA) p->buf[i] = new_buf(A, p, i, false, &cap);
+    if (live[i] && (nd->op == OP_CONV2D || nd->op == OP_CONV1D || nd->op == OP_CONV2D_DX || nd->op == OP_CONV2D_DW))
       p->scratch[i] = new_buf(A, p, i, true, &cap);
   }
   /* extend each buffer's range to the last use of it or any view of it */

@@ -12,4 +12,6 @@ def reference(params, inputs):
         "tanh_sat": torch.tanh(x * 1000.0),
         "big_exp": torch.exp(x * 50.0),
         "silu_big": F.silu(x * 200.0),
+        "relu_nan": F.relu(torch.sqrt(-x.abs() - 1.0)) + F.relu(x),
+        "relu_negzero": 1.0 / F.relu(-(x.abs() * 0.0)),
     }

@@ -20,28 +20,50 @@ void mlcrt_linear_dw_f32(mlcrt_team *team, const float *dy, const float *x, int6
 
 /* Routes each dy to the first maximum of its window (as PyTorch's CPU kernel;
  * a NaN counts as the maximum). */
+/* mask ? a : b for a mask of all ones or zeros, in integer operations that
+ * compilers keep free of branches */
+static inline float select_f32(uint32_t mask, float a, float b) {
+  uint32_t ua, ub;
+  memcpy(&ua, &a, 4);
+  memcpy(&ub, &b, 4);
+  ua = (ua & mask) | (ub & ~mask);
+  memcpy(&a, &ua, 4);
+  return a;
+}
+
 void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx) {
-  memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
-  if (mlcrt__pool_is_2x2(p)) { /* the same rule, unrolled for the common 2x2 stride-2 window */
-    const int64_t W = p->W;
-    for (int64_t nc = 0; nc < p->N * p->C; nc++)
-      for (int64_t oh = 0; oh < p->OH; oh++) {
-        const float *r0 = x + nc * p->H * W + 2 * oh * W;
-        float *d0 = dx + nc * p->H * W + 2 * oh * W;
-        const float *g = dy + (nc * p->OH + oh) * p->OW;
-        for (int64_t ow = 0; ow < p->OW; ow++) {
-          const int64_t at[4] = {2 * ow, 2 * ow + 1, W + 2 * ow, W + 2 * ow + 1};
-          int64_t best = at[0];
-          float m = r0[best];
-          for (int q = 1; q < 4; q++) {
-            const float v = r0[at[q]];
-            if (v > m || (isnan(v) && !isnan(m))) m = v, best = at[q];
+  if (mlcrt__pool_is_2x2(p)) {
+    /* The common 2x2 stride-2 window: windows do not overlap, so every dx
+     * element is written once (the window's winner gets dy, the others 0;
+     * a last odd row or column no window covers gets 0), without branches:
+     * random data mispredicts every compare of the general loop. */
+    const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
+    for (int64_t nc = 0; nc < p->N * p->C; nc++) {
+      for (int64_t oh = 0; oh < OH; oh++) {
+        const float *r0 = x + (nc * H + 2 * oh) * W, *r1 = r0 + W;
+        float *d0 = dx + (nc * H + 2 * oh) * W, *d1 = d0 + W;
+        const float *g = dy + (nc * OH + oh) * OW;
+        for (int64_t ow = 0; ow < OW; ow++) {
+          const float v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+          float m = v[0];
+          uint32_t best = 0;
+          for (uint32_t q = 1; q < 4; q++) { /* the same rule as below: a greater value or the first NaN */
+            const uint32_t take = -(uint32_t)((v[q] > m) | ((v[q] != v[q]) & (m == m))); /* all ones or 0 */
+            m = select_f32(take, v[q], m);
+            best = (q & take) | (best & ~take);
           }
-          d0[best] += g[ow];
+          d0[2 * ow] = select_f32(-(uint32_t)(best == 0), g[ow], 0.0f);
+          d0[2 * ow + 1] = select_f32(-(uint32_t)(best == 1), g[ow], 0.0f);
+          d1[2 * ow] = select_f32(-(uint32_t)(best == 2), g[ow], 0.0f);
+          d1[2 * ow + 1] = select_f32(-(uint32_t)(best == 3), g[ow], 0.0f);
         }
+        for (int64_t w = 2 * OW; w < W; w++) d0[w] = d1[w] = 0.0f;
       }
+      if (H > 2 * OH) memset(dx + (nc * H + 2 * OH) * W, 0, sizeof(float) * (size_t)((H - 2 * OH) * W));
+    }
     return;
   }
+  memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
   for (int64_t nc = 0; nc < p->N * p->C; nc++) {
     const float *xp = x + nc * p->H * p->W;
     float *dxp = dx + nc * p->H * p->W;

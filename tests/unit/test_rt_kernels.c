@@ -618,6 +618,15 @@ static void test_max_pool_2x2_path(void **state) {
   const float want[20] = {0, 1, 0, 0, 0, /* */ 0, 0, 10, 0, 0, /* */ 100, 0, 0, 0, 0, /* */ 0, 0, 0, 1000, 0};
   for (int i = 0; i < 20; i++)
     if (dx[i] != want[i]) fail_msg("dx[%d] = %g, want %g", i, (double)dx[i], (double)want[i]);
+  /* an odd height too: the last row is in no window and its gradient is 0
+   * even where dx held garbage (the 2x2 path writes every element once) */
+  float x5[25], dx5[25], y5[4];
+  for (int i = 0; i < 25; i++) x5[i] = i < 20 ? x[i] : 50.0f, dx5[i] = -7.0f;
+  const mlcrt_pool2d_params p5 = {1, 1, 5, 5, 2, 2, 2, 2, 2, 2, 0, 0, 0};
+  mlcrt_max_pool2d_f32(&p5, x5, y5);
+  mlcrt_max_pool2d_dx_f32(&p5, dy, x5, dx5);
+  for (int i = 0; i < 25; i++)
+    if (dx5[i] != (i < 20 ? want[i] : 0.0f)) fail_msg("5x5: dx[%d] = %g, want %g", i, (double)dx5[i], (double)(i < 20 ? want[i] : 0.0f));
 }
 
 static void test_pools_vs_naive(void **state) {

@@ -24,6 +24,7 @@
  * its GEMMs instead.
  */
 #include "mlcrt.h"
+#include "rt_internal.h"
 
 #include <string.h>
 
@@ -75,6 +76,9 @@ static size_t slot_floats(const conv_shape *s) {
 }
 
 size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads) {
+  if (mlcrt__conv_direct_ok(p, op)) /* a tiny kernel volume: conv_direct.c */
+    return (size_t)mlcrt__conv_direct_tasks(p, nthreads) * mlcrt__conv_direct_slot(p, op) *
+           sizeof(float);
   const conv_shape s = shape_of(p, op, nthreads);
   return (size_t)s.tasks * slot_floats(&s) * sizeof(float);
 }
@@ -260,6 +264,10 @@ static void conv_task(void *arg, int task, int ntasks) {
 
 static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x,
                      const float *w, const float *b, const float *dy, float *y, void *scratch) {
+  if (mlcrt__conv_direct_ok(p, op)) {
+    mlcrt__conv_direct(team, p, op, x, w, b, dy, y, scratch);
+    return;
+  }
   conv_job j = {p, op, shape_of(p, op, mlcrt_team_size(team)), x, w, b, dy, y, scratch, NULL};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;

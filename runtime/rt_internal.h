@@ -35,6 +35,14 @@ void mlcrt__tie_origins(const mlcrt_tensor_desc *desc, int n, int *orig);
 /* A pool with 2x2 windows, stride 2, no padding, every window inside the
  * input: the unrolled fast path of max_pool2d and its gradient (pool.c). */
 int mlcrt__pool_is_2x2(const mlcrt_pool2d_params *p);
+/* Direct convolution for a tiny kernel volume (conv_direct.c): whether it
+ * takes (p, op), how many members share the images, the floats of one
+ * member's scratch, and the kernel (same arguments as conv.c's). */
+int mlcrt__conv_direct_ok(const mlcrt_conv2d_params *p, int op);
+int mlcrt__conv_direct_tasks(const mlcrt_conv2d_params *p, int nthreads);
+size_t mlcrt__conv_direct_slot(const mlcrt_conv2d_params *p, int op);
+void mlcrt__conv_direct(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x,
+                        const float *w, const float *b, const float *dy, float *y, void *scratch);
 
 
 #endif

@@ -380,8 +380,10 @@ static void check_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, i
                 want_dx[xi] += g * w[wi];
                 want_dw[wi] += g * x[xi];
               }
-  for (int t = 0; t <= 3; t++) { /* no team, then 1..3 threads (by image when N >= t) */
-    mlcrt_team *team = t ? teams[mlcrt_cpu_isa()][t] : NULL;
+  /* no team, then 1..3 threads (by image when N >= t) on every ISA the CPU has */
+  for (int ti = 0; ti <= 3 * (mlcrt_cpu_isa() + 1); ti++) {
+    const int t = ti ? 1 + (ti - 1) % 3 : 0, isa = ti ? (ti - 1) / 3 : mlcrt_cpu_isa();
+    mlcrt_team *team = t ? teams[isa][t] : NULL;
     int nt = t ? t : 1;
     size_t ss = mlcrt_conv2d_scratch(&p, MLCRT_CONV_FWD, nt), sdx = mlcrt_conv2d_scratch(&p, MLCRT_CONV_DX, nt),
            sdw = mlcrt_conv2d_scratch(&p, MLCRT_CONV_DW, nt);
@@ -423,6 +425,10 @@ static void test_conv2d(void **state) {
   check_conv(7, 4, 4, 4, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1);   /* few positions: all images in one GEMM */
   check_conv(40, 3, 4, 4, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1);  /* pointwise, chunks of 16 images */
   check_conv(37, 2, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0);  /* ragged last chunk */
+  /* a tiny kernel volume (C*KH*KW <= 32): the direct path of conv_direct.c */
+  check_conv(3, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1);  /* LeNet's first layer */
+  check_conv(2, 1, 9, 40, 9, 3, 7, 2, 1, 1, 3, 1, 1, 1, 1);   /* KW 7, row stride 2, OC 4+4+1, 2 tiles */
+  check_conv(2, 2, 5, 70, 3, 2, 4, 1, 1, 0, 0, 1, 1, 1, 0);   /* 3 tiles, the last of 3 columns */
   mlcrt_conv2d_params pw = {1, 6, 7, 7, 6, 1, 1, 7, 7, 1, 1, 0, 0, 1, 1, 3};
   assert_int_equal(mlcrt_conv2d_scratch(&pw, MLCRT_CONV_FWD, 1), 0);
   assert_int_equal(mlcrt_conv2d_scratch(&pw, MLCRT_CONV_DX, 4), 0);

@@ -42,8 +42,8 @@ enum { MLCRT_PRECISION_F32 = 0, MLCRT_PRECISION_TF32 = 1 };
  * stream and cuBLAS handle, allocates dev_bytes on the device and host_bytes
  * of pinned host memory (both zeroed).  Returns NULL with the reason in err:
  * no CUDA driver, no device, a bad device index, out of memory. */
-mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_t host_bytes, int precision,
-                              char *err);
+mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_t host_bytes,
+                              int precision, char *err);
 void mlcrt_cuda_destroy(mlcrt_cuda *c);
 unsigned char *mlcrt_cuda_device_base(mlcrt_cuda *c);
 unsigned char *mlcrt_cuda_host_base(mlcrt_cuda *c);
@@ -68,22 +68,24 @@ int mlcrt_cuda_sync(mlcrt_cuda *c, char *err);
  * later calls with the same key replay it; a different key (other dims)
  * captures again.  With $MLCRT_CUDA_GRAPHS=0 enqueue runs directly every
  * time.  enqueue returns a status (and writes err) if a launch failed. */
-int mlcrt_cuda_graph_run(mlcrt_cuda *c, int slot, const int64_t *key, int nkey, int (*enqueue)(void *ctx),
-                         void *ctx, char *err);
+int mlcrt_cuda_graph_run(mlcrt_cuda *c, int slot, const int64_t *key, int nkey,
+                         int (*enqueue)(void *ctx), void *ctx, char *err);
 
 /* ---- GEMMs through cuBLAS (row-major, like mlcrt_sgemm) -------------------- */
 /* C = alpha op(A) op(B) + beta C on the instance's stream. */
-int mlcrt_cuda_sgemm(mlcrt_cuda *c, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                     char *err);
+int mlcrt_cuda_sgemm(mlcrt_cuda *c, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float beta, float *C, int64_t ldc, char *err);
 /* The same for `batch` products at fixed strides (a stride 0 broadcasts). */
-int mlcrt_cuda_sgemm_batched(mlcrt_cuda *c, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                             const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
-                             int64_t stride_b, float *C, int64_t ldc, int64_t stride_c, int64_t batch, char *err);
+int mlcrt_cuda_sgemm_batched(mlcrt_cuda *c, int trans_a, int trans_b, int64_t M, int64_t N,
+                             int64_t K, const float *A, int64_t lda, int64_t stride_a,
+                             const float *B, int64_t ldb, int64_t stride_b, float *C, int64_t ldc,
+                             int64_t stride_c, int64_t batch, char *err);
 /* torch.matmul with the shapes of mlcrt_matmul_f32 (1-D operands promoted,
  * batch dims broadcast), device pointers. */
-int mlcrt_cuda_matmul(mlcrt_cuda *c, const float *a, int ra, const int64_t *ashape, const float *b, int rb,
-                      const int64_t *bshape, float *y, int yr, const int64_t *yshape, char *err);
+int mlcrt_cuda_matmul(mlcrt_cuda *c, const float *a, int ra, const int64_t *ashape, const float *b,
+                      int rb, const int64_t *bshape, float *y, int yr, const int64_t *yshape,
+                      char *err);
 
 #ifdef __cplusplus
 }

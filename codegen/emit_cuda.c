@@ -101,7 +101,7 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
     out(&args, "%s%s", i ? ", " : "", c->vars[k->ids[i]]);
   }
   if (k->status)
-    out(&sig, "%sint64_t *__restrict__ status", sig.len ? ", " : ""),
+    out(&sig, "%sint64_t *__restrict__ mlc_status", sig.len ? ", " : ""),
         out(&args, "%sm->d_status", args.len ? ", " : "");
   const char *text =
       arena_printf(e->A, "(%s%s) {\n%s}\n", sig.len ? sig.s : "", sym_params(e), body);
@@ -122,7 +122,7 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
     c->kbodies[c->nk] = (char *)text, c->knames[c->nk++] = name;
     out(c->kern, "/* %s */\nstatic __global__ void %s%s\n", what, name, text);
   }
-  out(h, "  %s<<<grid_for(%s), MLCD_THREADS, 0, s>>>(%s%s);\n  CHECK_LAUNCH(\"%s\");\n", name,
+  out(h, "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s%s);\n  CHECK_LAUNCH(\"%s\");\n", name,
       threads, args.len ? args.s : "", sym_args(e), what);
 }
 
@@ -264,16 +264,16 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   const char *cmp = n->op == OP_MAX || n->op == OP_ARGMAX ? ">" : "<";
   Buf b = {.A = e->A};
   const char *nout = dimc(e, type_numel(&kept)), *nred = dimc(e, type_numel(&red));
-  out(&b, "  const int lane = threadIdx.x %% 32;\n  MLCD_FOR_WARP(o, %s) {\n", nout);
+  out(&b, "  const int lane_ = threadIdx.x %% 32;\n  MLCD_FOR_WARP(o, %s) {\n", nout);
   /* the kept index from o, the reduced one from r */
-  Buf base = {.A = e->A}, off = {.A = e->A};
+  Buf base_ = {.A = e->A}, off = {.A = e->A};
   out(&b, "    int64_t q_ = o;\n");
   for (int q = kept.rank - 1; q >= 0; q--) {
     out(&b, "    const int64_t i%d = q_ %% (%s);\n    q_ /= (%s);\n", kd[q], dimc(e, kept.dim[q]),
         dimc(e, kept.dim[q]));
-    out(&base, " + i%d*%s", kd[q], dimc(e, xs[kd[q]]));
+    out(&base_, " + i%d*%s", kd[q], dimc(e, xs[kd[q]]));
   }
-  out(&b, "    (void)q_;\n    const int64_t base = 0%s;\n", base.len ? base.s : "");
+  out(&b, "    (void)q_;\n    const int64_t base_ = 0%s;\n", base_.len ? base_.s : "");
   for (int q = red.rank - 1; q >= 0; q--) out(&off, " + i%d*%s", rd[q], dimc(e, xs[rd[q]]));
   const char *init =
       sum                ? "0"
@@ -282,14 +282,14 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
            : (n->op == OP_MAX || n->op == OP_ARGMAX ? "INT64_MAX * 0 + INT64_MIN" : "INT64_MAX");
   out(&b, "    %s acc = %s;\n%s", acc_t, init,
       sum || n->op == OP_PROD ? "" : "    int64_t best = -1;\n");
-  out(&b, "    for (int64_t r = lane; r < %s; r += 32) {\n      int64_t p_ = r;\n", nred);
+  out(&b, "    for (int64_t r = lane_; r < %s; r += 32) {\n      int64_t p_ = r;\n", nred);
   for (int q = red.rank - 1; q >= 0; q--)
     out(&b, "      const int64_t i%d = p_ %% (%s);\n      p_ /= (%s);\n", rd[q],
         dimc(e, red.dim[q]), dimc(e, red.dim[q]));
   out(&b, "      (void)p_;\n      const %s v = %s;\n", v_t,
-      cu_convert(e, arena_printf(e->A, "%s[base%s]", c->vars[xi], off.len ? off.s : ""), x->dt,
+      cu_convert(e, arena_printf(e->A, "%s[base_%s]", c->vars[xi], off.len ? off.s : ""), x->dt,
                  fl ? DT_F32 : DT_I64));
-  /* the per-lane step, then the combine of two (acc, best) pairs across lanes:
+  /* the per-lane_ step, then the combine of two (acc, best) pairs across lanes:
    * the CPU's serial order is index order, so ties keep the smaller index and
    * a NaN wins (the first NaN) */
   const char *nanw = fl ? "(v != v && acc == acc) || " : "";
@@ -305,7 +305,7 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   else if (n->op == OP_PROD)
     out(&b,
         "    for (int s_ = 16; s_ > 0; s_ >>= 1) {\n      const %s o_ = "
-        "__shfl_down_sync(0xffffffffu, acc, s_);\n      if (lane + s_ < 32) acc %s;\n    }\n    "
+        "__shfl_down_sync(0xffffffffu, acc, s_);\n      if (lane_ + s_ < 32) acc %s;\n    }\n    "
         "acc = __shfl_sync(0xffffffffu, acc, 0);\n",
         acc_t, fl ? "*= o_" : "= (int64_t)((uint64_t)acc * (uint64_t)o_)");
   else
@@ -313,7 +313,7 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
         "    for (int s_ = 16; s_ > 0; s_ >>= 1) {\n      const %s oa = "
         "__shfl_down_sync(0xffffffffu, acc, s_);\n"
         "      const int64_t ob = __shfl_down_sync(0xffffffffu, best, s_);\n"
-        "      if (lane + s_ < 32 && ob >= 0 && (best < 0 || %s(oa %s acc) || (oa == acc && ob < "
+        "      if (lane_ + s_ < 32 && ob >= 0 && (best < 0 || %s(oa %s acc) || (oa == acc && ob < "
         "best)%s)) { acc = oa; best = ob; }\n"
         "    }\n    acc = __shfl_sync(0xffffffffu, acc, 0);\n    best = __shfl_sync(0xffffffffu, "
         "best, 0);\n",
@@ -326,7 +326,7 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   const char *val =
       arg ? fin
           : cu_store(e, arena_printf(e->A, "(%s)(%s)", v_t, fin), fl ? DT_F32 : DT_I64, n->ty.dt);
-  out(&b, "    if (lane == 0) %s[o] = %s;\n  }\n", c->vars[id], val);
+  out(&b, "    if (lane_ == 0) %s[o] = %s;\n  }\n", c->vars[id], val);
   KArgs k = {.n = 0};
   karg(&k, id, true);
   karg(&k, xi, false);
@@ -478,7 +478,7 @@ static void emit_gather(CU *c, Buf *h, int id, const char *what) {
   karg(&k, id, true), karg(&k, n->in[0], false), karg(&k, n->in[1], false);
   const char *pre = arena_printf(
       e->A,
-      "    int64_t v = %s[i];\n    if (v < 0 || v >= (%s)) { mlcd_fail(status, %d, v); v = 0; }\n",
+      "    int64_t v = %s[i];\n    if (v < 0 || v >= (%s)) { mlcd_fail(mlc_status, %d, v); v = 0; }\n",
       c->vars[n->in[1]], dimc(e, x->dim[kd]), chk);
   Buf b = {.A = e->A};
   out(&b, "  MLCD_FOR(i, %s) {\n%s%s    %s[i] = %s[%s];\n  }\n", dimc(e, type_numel(o)),
@@ -509,7 +509,7 @@ static void emit_index_select(CU *c, Buf *h, int id, const char *what) {
   out(&b,
       "  MLCD_FOR(i, %s) {\n"
       "    const int64_t t = i %% (%s), j = (i / (%s)) %% (%s), o = i / ((%s) * (%s));\n"
-      "    int64_t v = %s[j];\n    if (v < 0 || v >= (%s)) { mlcd_fail(status, %d, v); v = 0; }\n"
+      "    int64_t v = %s[j];\n    if (v < 0 || v >= (%s)) { mlcd_fail(mlc_status, %d, v); v = 0; }\n"
       "    %s[i] = %s[(o*(%s) + v)*(%s) + t];\n  }\n",
       dimc(e, type_numel(&n->ty)), inner, inner, nidx, inner, nidx, c->vars[ii], size, chk,
       c->vars[id], c->vars[xi], size, inner);
@@ -752,14 +752,14 @@ static const char *conv_struct(E *e, const Node *n) {
 static void call(E *e, Buf *h, const char *what, const char *kern, const char *threads,
                  const char *args) {
   (void)e;
-  out(h, "  %s<float><<<grid_for(%s), MLCD_THREADS, 0, s>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n", kern,
+  out(h, "  %s<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n", kern,
       threads, args, what);
 }
 /* ... over `blocks` blocks (block-per-channel kernels). */
 static void call_blocks(E *e, Buf *h, const char *what, const char *kern, const char *blocks,
                         const char *args) {
   (void)e;
-  out(h, "  %s<float><<<blocks_for(%s), MLCD_THREADS, 0, s>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n",
+  out(h, "  %s<float><<<blocks_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n",
       kern, blocks, args, what);
 }
 
@@ -939,7 +939,7 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
            arena_printf(e->A, "%s, %s, %s, m->d_status, %d", x, args, y, chk));
     else
       out(h,
-          "  mlcd_cross_entropy<float><<<1, MLCD_THREADS, 0, s>>>(%s, %s, m->d_status, %d);\n  "
+          "  mlcd_cross_entropy<float><<<1, MLCD_THREADS, 0, mlc_stream>>>(%s, %s, m->d_status, %d);\n  "
           "CHECK_LAUNCH(\"%s\");\n",
           args, y, chk, what);
     return;
@@ -1231,6 +1231,11 @@ static void emit_body(CU *c, Buf *h, const Plan *p, const char *offs) {
         gr->kind == GK_ELEM       ? arena_printf(e->A, " (%d fused)", gr->n)
         : gr->kind == GK_EPILOGUE ? " (with its epilogue)"
                                   : "");
+    bool k0;
+    if (type_numel_const(&n->ty, &k0) == 0 && k0) { /* nothing to compute (and no kernel dividing by 0) */
+      out(h, "  /* (no elements) */\n");
+      continue;
+    }
     if (gr->kind == GK_SINGLE)
       emit_single(c, h, gr->root, what);
     else if (gr->kind == GK_ELEM)
@@ -1305,7 +1310,7 @@ static void emit_updates(CU *c, Buf *h) {
         "float *__restrict__ grad, "
         "float *__restrict__ s1, float *__restrict__ s2, const int64_t *__restrict__ step_p, const "
         "float *__restrict__ loss, "
-        "const int64_t *__restrict__ status) {\n  (void)s1, (void)s2;\n%s}\n",
+        "const int64_t *__restrict__ mlc_status) {\n  (void)s1, (void)s2;\n%s}\n",
         o->kind == OPT_SGD    ? "sgd"
         : o->kind == OPT_ADAM ? "adam"
                               : "adamw",
@@ -1317,7 +1322,7 @@ static void emit_updates(CU *c, Buf *h) {
                                                    e->slot_off[t] + e->slot2_gap[t])
                                     : "NULL";
     out(h,
-        "  %s<<<grid_for(%s), MLCD_THREADS, 0, s>>>((float *)(m->d_weights + %zu), %s, %s, %s, "
+        "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>((float *)(m->d_weights + %zu), %s, %s, %s, "
         "(const int64_t *)(m->d_weights + %zu), %s, m->d_status);\n  CHECK_LAUNCH(\"update "
         "%s\");\n",
         name, dimc(e, type_numel(&n->ty)), e->p->weight_off[id], e->var[g->grads[t]], s1, s2,
@@ -1370,14 +1375,14 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
     out(&h,
         "  /* the step counts only with a finite loss and no failed check; so do the updates */\n");
     out(&h,
-        "  mlcd_step_begin<float><<<1, 32, 0, s>>>(%s, m->d_status, (int64_t *)(m->d_weights + "
+        "  mlcd_step_begin<float><<<1, 32, 0, mlc_stream>>>(%s, m->d_status, (int64_t *)(m->d_weights + "
         "%zu));\n  CHECK_LAUNCH(\"step\");\n",
         e->var[g->loss], e->step_off);
     for (int u = 0; u < g->ntrain_updates; u++) {
       const Node *sn = &g->nodes[g->train_updates[u]];
       const Type *xt = &g->nodes[sn->in[0]].ty;
       out(&h,
-          "  mlcd_batch_norm_update<float><<<grid_for(%s), MLCD_THREADS, 0, s>>>(%s, %s, %s, "
+          "  mlcd_batch_norm_update<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s, %s, %s, "
           "%.17g, %s, %s, %s, m->d_status);\n  CHECK_LAUNCH(\"batch_norm running statistics\");\n",
           dimc(e, xt->dim[1]), e->var[g->train_updates[u]], dimc(e, xt->dim[1]),
           dimc(e, dim_mul(xt->dim[0], dims_prod(xt, 2, xt->rank))), sn->fa[1], e->var[sn->in[1]],

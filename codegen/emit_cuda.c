@@ -1271,7 +1271,7 @@ static void emit_updates(CU *c, Buf *h) {
     int id = g->tensors[t];
     Node *n = &g->nodes[id];
     Buf b = {.A = e->A};
-    out(&b, "  if (!mlcd_step_ok(loss, status)) return;\n  const int64_t step = *step_p;\n  "
+    out(&b, "  if (!mlcd_step_ok(loss, mlc_status)) return;\n  const int64_t step = *step_p;\n  "
             "(void)step;\n");
     if (o->kind != OPT_SGD) {
       out(&b, "  const float step_size = (float)(%.17g / (1.0 - pow(%.17g, (double)step)));\n",
@@ -1341,8 +1341,8 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
   c->fn = fns[kind];
   Buf h = {.A = e->A};
   out(&h,
-      "static int %s_enqueue_%s(void *ctx) {\n  %s *m = (%s *)ctx;\n  cudaStream_t s = "
-      "(cudaStream_t)mlcrt_cuda_stream(m->cu);\n  (void)s;\n",
+      "static int %s_enqueue_%s(void *ctx) {\n  %s *m = (%s *)ctx;\n  cudaStream_t mlc_stream = "
+      "(cudaStream_t)mlcrt_cuda_stream(m->cu);\n  (void)mlc_stream;\n",
       e->M, fns[kind], e->M, e->M);
   for (int sy = 1; sy <= g->nsym; sy++)
     out(&h, "  const int64_t %s = m->dims[%d];\n  (void)%s;\n", g->sym[sy], sy - 1, g->sym[sy]);

@@ -267,13 +267,13 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   out(&b, "  const int lane_ = threadIdx.x %% 32;\n  MLCD_FOR_WARP(o, %s) {\n", nout);
   /* the kept index from o, the reduced one from r */
   Buf base_ = {.A = e->A}, off = {.A = e->A};
-  out(&b, "    int64_t q_ = o;\n");
+  out(&b, kept.rank ? "    int64_t q_ = o;\n" : "");
   for (int q = kept.rank - 1; q >= 0; q--) {
     out(&b, "    const int64_t i%d = q_ %% (%s);\n    q_ /= (%s);\n", kd[q], dimc(e, kept.dim[q]),
         dimc(e, kept.dim[q]));
     out(&base_, " + i%d*%s", kd[q], dimc(e, xs[kd[q]]));
   }
-  out(&b, "    (void)q_;\n    const int64_t base_ = 0%s;\n", base_.len ? base_.s : "");
+  out(&b, "%s    const int64_t base_ = 0%s;\n", kept.rank ? "    (void)q_;\n" : "", base_.len ? base_.s : "");
   for (int q = red.rank - 1; q >= 0; q--) out(&off, " + i%d*%s", rd[q], dimc(e, xs[rd[q]]));
   const char *init =
       sum                ? "0"
@@ -667,11 +667,11 @@ static void emit_reduce_dx(CU *c, Buf *h, int id, const char *what) {
   out(&loop, "      (void)p_;\n");
   const char *nred = dimc(e, type_numel(&red));
   Buf b = {.A = e->A};
-  out(&b, "  MLCD_FOR(o, %s) {\n    int64_t q_ = o;\n", dimc(e, type_numel(&kept)));
+  out(&b, "  MLCD_FOR(o, %s) {\n%s", dimc(e, type_numel(&kept)), kept.rank ? "    int64_t q_ = o;\n" : "");
   for (int q = kept.rank - 1; q >= 0; q--)
     out(&b, "    const int64_t i%d = q_ %% (%s);\n    q_ /= (%s);\n", kd[q], dimc(e, kept.dim[q]),
         dimc(e, kept.dim[q]));
-  out(&b, "    (void)q_;\n");
+  if (kept.rank) out(&b, "    (void)q_;\n");
   const char *pass[3] = {0};
   if (n->op == OP_PROD_DX) {
     out(&b, "    double p = 1; int64_t zeros = 0; const float g = %s[o];\n", dY);
@@ -1412,8 +1412,8 @@ static void emit_entry(CU *c, Buf *b, int kind) {
         ctype(n->ty.dt), dimc(e, type_numel(&n->ty)));
   }
   out(b,
-      "  int rc = mlcrt_cuda_graph_run(m->cu, %d, m->dims, %d, %s_enqueue_%s, m, m->err);\n  if "
-      "(!rc) rc = mlcrt_cuda_sync(m->cu, m->err);\n  if (rc) return rc;\n",
+      "  int mlc_rc = mlcrt_cuda_graph_run(m->cu, %d, m->dims, %d, %s_enqueue_%s, m, m->err);\n  if "
+      "(!mlc_rc) mlc_rc = mlcrt_cuda_sync(m->cu, m->err);\n  if (mlc_rc) return mlc_rc;\n",
       kind, g->nsym, e->M, fns[kind]);
   out(b,
       "  if (m->h_status[0] > 0 && m->h_status[0] <= NCHECKS)\n    return mlcrt_seterr(m->err, "

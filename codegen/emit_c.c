@@ -7,21 +7,14 @@
  * the op table's C expression; GEMM, convolution, pooling and softmax call
  * libmlcrt.  Output is deterministic: the same graph gives the same bytes.
  */
-#include "mlcc.h"
+#include "emit.h"
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a growable string ------------------------------------------------------ */
-typedef struct Buf {
-  Arena *A;
-  char *s;
-  size_t len, cap;
-} Buf;
-
-__attribute__((format(printf, 2, 3))) static void out(Buf *b, const char *fmt, ...) {
+void out(Buf *b, const char *fmt, ...) {
   va_list ap;
   for (;;) {
     size_t room = b->cap - b->len;
@@ -39,24 +32,6 @@ __attribute__((format(printf, 2, 3))) static void out(Buf *b, const char *fmt, .
 }
 
 /* ---- names -------------------------------------------------------------------- */
-typedef struct E {
-  Graph *g;
-  const Plan *p;
-  Arena *A;
-  const char **var;  /* C name of each node's value */
-  const char **outnames; /* C parameter name of each output */
-  const char *off;   /* "off" (run) or "toff" (train step): the arena offsets in use */
-  const Plan *train; /* plan of the train step, or NULL */
-  const Plan *eval;  /* plan of evaluate (loss and outputs), with train */
-  int nslots;        /* optimizer slots per param: 0, 1 (sgd momentum) or 2 (adam) */
-  size_t *slot_off;  /* per tensor index: byte offset of its first slot (-1: none) */
-  size_t *slot2_gap; /* per tensor: bytes from its first slot to its second */
-  size_t step_off, weight_bytes;
-  int nckpt;
-  const char *M;     /* model name */
-  const char *embed; /* --embed-weights: the weights file (model_weights.c), or NULL */
-} E;
-
 static bool is_reserved(const char *s) {
   static const char *kw[] = {"auto", "break", "case", "char", "const", "continue", "default", "do",
       "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
@@ -83,7 +58,7 @@ static bool is_reserved(const char *s) {
 }
 
 /* A C identifier for an MDL name: dots become underscores. */
-static const char *cident(Arena *A, const char *prefix, const char *s) {
+const char *cident(Arena *A, const char *prefix, const char *s) {
   size_t n = strlen(prefix) + strlen(s);
   char *c = arena_alloc(A, n + 2);
   snprintf(c, n + 1, "%s%s", prefix, s);
@@ -93,18 +68,18 @@ static const char *cident(Arena *A, const char *prefix, const char *s) {
   return c;
 }
 
-static const char *dimc(E *e, Dim d) { return dim_str(e->A, d, e->g->sym); }
+const char *dimc(E *e, Dim d) { return dim_str(e->A, d, e->g->sym); }
 
-static const char *ctype(DType t) {
+const char *ctype(DType t) {
   static const char *names[DT_COUNT] = {"float", "uint16_t", "uint16_t", "int32_t", "int64_t", "uint8_t", "uint8_t"};
   return names[t];
 }
-static const char *mlcrt_dtype_c(DType t) {
+const char *mlcrt_dtype_c(DType t) {
   static const char *names[DT_COUNT] = {"MLCRT_F32", "MLCRT_F16", "MLCRT_BF16", "MLCRT_I32", "MLCRT_I64", "MLCRT_U8", "MLCRT_BOOL"};
   return names[t];
 }
 /* The type arithmetic happens in: f16/bf16 compute in float. */
-static DType compute_dt(DType t) { return t == DT_F16 || t == DT_BF16 ? DT_F32 : t; }
+DType compute_dt(DType t) { return t == DT_F16 || t == DT_BF16 ? DT_F32 : t; }
 
 /* Converts expression x of dtype `from` to the compute type of `to`. */
 static const char *convert(E *e, const char *x, DType from, DType to) {
@@ -125,7 +100,7 @@ static const char *store(E *e, const char *x, DType ct, DType to) {
   return convert(e, x, ct, to);
 }
 
-static const char *literal(E *e, double v, DType ct) {
+const char *literal(E *e, double v, DType ct) {
   if (ct == DT_F32) {
     if (isnan(v)) return "NAN";
     if (isinf(v)) return v > 0 ? "INFINITY" : "(-INFINITY)";
@@ -141,7 +116,7 @@ static const char *literal(E *e, double v, DType ct) {
 /* ---- loop nests -------------------------------------------------------------- */
 /* Strides of operand type t read along output shape `o` (NumPy broadcasting:
  * missing and size-1 dims read with stride 0). */
-static void bcast_strides(const Type *t, const Type *o, Dim *st) {
+void bcast_strides(const Type *t, const Type *o, Dim *st) {
   Dim s = dim_const(1);
   for (int k = o->rank - 1; k >= 0; k--) {
     int j = t->rank - o->rank + k;
@@ -154,7 +129,7 @@ static void bcast_strides(const Type *t, const Type *o, Dim *st) {
   }
 }
 
-static const char *index_expr(E *e, const Dim *st, int rank) {
+const char *index_expr(E *e, const Dim *st, int rank) {
   char buf[1024] = "";
   size_t len = 0;
   for (int k = 0; k < rank; k++) {
@@ -169,7 +144,7 @@ static const char *index_expr(E *e, const Dim *st, int rank) {
   return len ? arena_strdup(e->A, buf) : "0";
 }
 
-static bool same_shape(const Type *a, const Type *b) {
+bool same_shape(const Type *a, const Type *b) {
   if (a->rank != b->rank) return false;
   for (int i = 0; i < a->rank; i++)
     if (!dim_eq(a->dim[i], b->dim[i])) return false;
@@ -181,7 +156,7 @@ static void indent(Buf *b, int n) { out(b, "%*s", 2 * n, ""); }
 /* The node's alternative of its op's CEXPR (alternatives are separated by
  * ';', see ops.def): ia[0] where lower.c set attributes, else 1 for an
  * integer compute type. */
-static const char *elem_template(E *e, const Node *n, DType ct) {
+const char *elem_template(E *e, const Node *n, DType ct) {
   const char *t = op_info[n->op].cexpr;
   if (!strchr(t, ';')) return t;
   int v = n->nia ? (int)n->ia[0] : !dtype_is_float(ct);
@@ -485,13 +460,13 @@ static void emit_conv_transpose2d(E *e, Buf *b, int id) {
 }
 
 /* ---- shape and indexing ops: loops in the generated code -------------------- */
-static Dim dims_prod(const Type *t, int from, int to) {
+Dim dims_prod(const Type *t, int from, int to) {
   Dim p = dim_const(1);
   for (int k = from; k < to; k++) p = dim_mul(p, t->dim[k]);
   return p;
 }
 
-static void dense_strides(const Type *t, Dim *st) {
+void dense_strides(const Type *t, Dim *st) {
   Dim s = dim_const(1);
   for (int k = t->rank - 1; k >= 0; k--) st[k] = s, s = dim_mul(s, t->dim[k]);
 }
@@ -505,7 +480,7 @@ static void emit_loops(E *e, Buf *b, const Type *t, int at) {
 }
 
 /* "FILE:LINE:COL" of a node, for run-time error messages. */
-static const char *node_where(E *e, const Node *n) {
+const char *node_where(E *e, const Node *n) {
   return arena_printf(e->A, "%s:%d:%d", n->loc.src ? n->loc.src->path : e->g->source_path, n->loc.line, n->loc.col);
 }
 
@@ -1058,7 +1033,7 @@ static void emit_node(E *e, Buf *b, int id) {
   }
 }
 
-static const char *describe(E *e, const Node *n) {
+const char *describe(E *e, const Node *n) {
   if (n->op == OP_CONST) return arena_printf(e->A, "const %.9g", n->fa[0]);
   return op_info[n->op].name;
 }
@@ -1077,7 +1052,7 @@ static bool name_taken(E *e, const char *n, int upto_output) {
 
 /* The C parameter name of output i: its MDL name, made unique against every
  * other name in the run function. */
-static const char *outname(E *e, int i) { return e->outnames[i]; }
+const char *outname(E *e, int i) { return e->outnames[i]; }
 
 static void name_outputs(E *e) {
   e->outnames = arena_alloc(e->A, sizeof(char *) * (size_t)(e->g->noutputs + 1));
@@ -1093,8 +1068,7 @@ static void name_outputs(E *e) {
  * the symbolic dims and the model's inputs; then for training and evaluation
  * the train section's inputs and the loss; then for run and evaluation the
  * outputs. */
-enum { SIG_RUN, SIG_TRAIN, SIG_EVAL };
-static void emit_signature(E *e, Buf *b, int kind) {
+void emit_signature(E *e, Buf *b, int kind) {
   static const char *const names[] = {"run", "train_step", "evaluate"};
   Graph *g = e->g;
   out(b, "int %s_%s(%s *m", e->M, names[kind], e->M);
@@ -1113,13 +1087,13 @@ static void emit_signature(E *e, Buf *b, int kind) {
 }
 
 
-static void emit_create_signature(E *e, Buf *b) {
+void emit_create_signature(E *e, Buf *b) {
   out(b, "%s *%s_create(", e->M, e->M);
   for (int s = 1; s <= e->g->nsym; s++) out(b, "int64_t max_%s, ", e->g->sym[s]);
   out(b, "const mlcrt_options *opts)");
 }
 
-static char *emit_header(E *e) {
+char *emit_header(E *e) {
   Graph *g = e->g;
   Buf b = {.A = e->A};
   char guard[256];
@@ -1148,7 +1122,8 @@ static char *emit_header(E *e) {
     for (int s = 1; s <= g->nsym; s++) out(&b, "%s%s", s > 1 ? ", " : "", g->sym[s]);
     out(&b, "):\n   their maximum values size the one arena; nothing is allocated after create.");
   }
-  out(&b, "\n   opts may be NULL (CPU, default threads).  Returns NULL on failure, with the\n   reason in mlcrt_last_error().  ");
+  if (e->cuda) out(&b, "\n   A CUDA model: it runs on CUDA device opts->device_index (opts NULL: device 0).\n   Returns NULL on failure, with the reason in mlcrt_last_error().  ");
+  else out(&b, "\n   opts may be NULL (CPU, default threads).  Returns NULL on failure, with the\n   reason in mlcrt_last_error().  ");
   if (e->embed) out(&b, "Weights start as those embedded from %s\n   (--embed-weights) until _init or _load replaces them. */\n", e->embed);
   else out(&b, "Weights start as zeros until _init or _load. */\n");
   emit_create_signature(e, &b);
@@ -1196,7 +1171,7 @@ static const char *init_name(InitKind k) {
   return names[k];
 }
 
-static const char *src_line(E *e, Loc loc) {
+const char *src_line(E *e, Loc loc) {
   if (!loc.src) return "";
   const char *p = loc.src->text;
   for (int l = 1; l < loc.line && *p; p++)
@@ -1211,7 +1186,7 @@ static const char *src_line(E *e, Loc loc) {
 }
 
 /* A float constant written so that appending 'f' gives a C float literal. */
-static const char *literal_plain(E *e, double v) {
+const char *literal_plain(E *e, double v) {
   char buf[64];
   snprintf(buf, sizeof buf, "%.9g", v);
   if (!strpbrk(buf, ".en")) strcat(buf, ".0");
@@ -1263,7 +1238,7 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
 }
 
 /* Checks of the dims, the pointers and the run-time shape constraints. */
-static void emit_checks(E *e, Buf *b, const char *fn, bool train) {
+void emit_checks(E *e, Buf *b, const char *fn, bool train) {
   Graph *g = e->g;
   const char *M = e->M;
   out(b, " {\n  if (!m) return MLCRT_EINVAL;\n");
@@ -1287,7 +1262,7 @@ static void emit_checks(E *e, Buf *b, const char *fn, bool train) {
   }
 }
 
-static void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, const char **dnames) {
+void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, const char **dnames) {
   Graph *g = e->g;
   out(b, "  mlcrt_plan_item %s[%d] = {\n", name, p->nbufs ? p->nbufs : 1);
   for (int i = 0; i < p->nbufs; i++) {
@@ -1310,7 +1285,7 @@ static void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, 
   out(b, "  };\n");
 }
 
-static void emit_desc(E *e, Buf *b, const char *name, DType dt, const Type *t, size_t off, InitKind init, double ia, double ib) {
+void emit_desc(E *e, Buf *b, const char *name, DType dt, const Type *t, size_t off, InitKind init, double ia, double ib) {
   out(b, "    {\"%s\", %s, %d, {", name, mlcrt_dtype_c(dt), t ? t->rank : 0);
   for (int i = 0; t && i < t->rank; i++) out(b, "%s%s", i ? ", " : "", dimc(e, t->dim[i]));
   if (!t || t->rank == 0) out(b, "0"); /* a scalar: ISO C wants a non-empty initializer */
@@ -1350,7 +1325,7 @@ static void emit_update(E *e, Buf *b, int t) {
 
 /* Tied names: a descriptor at the original's offset, after the originals
  * (runtime/safetensors.c loads either name and saves the first). */
-static void emit_ties(E *e, Buf *b) {
+void emit_ties(E *e, Buf *b) {
   for (int i = 0; i < e->g->nties; i++) {
     Node *n = &e->g->nodes[e->g->tie_nodes[i]];
     emit_desc(e, b, e->g->tie_names[i], n->ty.dt, &n->ty, e->p->weight_off[e->g->tie_nodes[i]], n->init, n->init_a, n->init_b);
@@ -1548,7 +1523,7 @@ static char *emit_source(E *e, const char *header_name) {
 }
 
 /* ---- the `mlc run` harness ---------------------------------------------------- */
-static char *emit_harness(E *e, const char *header_name) {
+char *emit_harness(E *e, const char *header_name) {
   Graph *g = e->g;
   Buf b = {.A = e->A};
   const char *M = e->M;
@@ -1650,7 +1625,7 @@ static char *emit_harness(E *e, const char *header_name) {
 /* A main() that describes the model to mlcrt_train_main (runtime/trainloop.c).
  * Returns NULL (and sets *why) when the model's inputs do not fit batching:
  * every input must start with the same symbolic batch dim. */
-static char *emit_train_harness(E *e, const char *header_name, const char **why) {
+char *emit_train_harness(E *e, const char *header_name, const char **why) {
   Graph *g = e->g;
   const char *M = e->M;
   int n = g->ninputs + g->ntrain_inputs;
@@ -1722,7 +1697,7 @@ static char *emit_train_harness(E *e, const char *header_name, const char **why)
 
 /* The weights region: params and buffers (planned), then for a train step
  * the optimizer slots of each trained param and the step counter. */
-static void layout_optimizer(E *e) {
+void layout_optimizer(E *e) {
   Graph *g = e->g;
   size_t off = e->p->weight_bytes;
   e->weight_bytes = off;
@@ -1745,26 +1720,31 @@ static void layout_optimizer(E *e) {
   e->weight_bytes = off + 64;
 }
 
+void emitc_setup(E *e, Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *embed) {
+  *e = (E){.g = g, .p = p, .A = g->A, .M = g->name, .train = train, .eval = train ? eval : NULL, .off = "off", .embed = embed};
+  layout_optimizer(e);
+  e->var = arena_alloc(g->A, sizeof(char *) * (size_t)(g->n + 1));
+  for (int i = 0; i < g->n; i++) {
+    Node *n = &g->nodes[i];
+    if (n->op == OP_INPUT) e->var[i] = cident(g->A, "", n->name);
+    else if (n->op == OP_PARAM || n->op == OP_BUFFER) e->var[i] = cident(g->A, "p_", n->name);
+    else e->var[i] = n->hint ? cident(g->A, arena_printf(g->A, "t%d_", i), n->hint) : arena_printf(g->A, "t%d", i);
+  }
+  /* params whose sanitised names collide get their node id appended */
+  for (int i = 0; i < g->n; i++)
+    for (int j = 0; j < i; j++)
+      if (strcmp(e->var[i], e->var[j]) == 0) e->var[i] = arena_printf(g->A, "%s_%d", e->var[i], i);
+  name_outputs(e);
+}
+
 EmitC emitc_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name) {
   return emitc_model_embed(g, p, train, eval, header_name, NULL);
 }
 
 EmitC emitc_model_embed(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
                         const char *embed) {
-  E e = {.g = g, .p = p, .A = g->A, .M = g->name, .train = train, .eval = train ? eval : NULL, .off = "off", .embed = embed};
-  layout_optimizer(&e);
-  e.var = arena_alloc(g->A, sizeof(char *) * (size_t)(g->n + 1));
-  for (int i = 0; i < g->n; i++) {
-    Node *n = &g->nodes[i];
-    if (n->op == OP_INPUT) e.var[i] = cident(g->A, "", n->name);
-    else if (n->op == OP_PARAM || n->op == OP_BUFFER) e.var[i] = cident(g->A, "p_", n->name);
-    else e.var[i] = n->hint ? cident(g->A, arena_printf(g->A, "t%d_", i), n->hint) : arena_printf(g->A, "t%d", i);
-  }
-  /* params whose sanitised names collide get their node id appended */
-  for (int i = 0; i < g->n; i++)
-    for (int j = 0; j < i; j++)
-      if (strcmp(e.var[i], e.var[j]) == 0) e.var[i] = arena_printf(g->A, "%s_%d", e.var[i], i);
-  name_outputs(&e);
+  E e;
+  emitc_setup(&e, g, p, train, eval, embed);
   EmitC r;
   r.h = emit_header(&e);
   r.c = emit_source(&e, header_name);

@@ -112,6 +112,7 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg) {
 typedef struct Args {
   const char *cmd; /* NULL = compile */
   const char *model_path, *out, *weights, *out_dir, *device, *embed;
+  const char *target; /* --target c|cuda (the output name's suffix must agree) */
   const char *inputs[64];
   int ninputs;
   bool emit_ir, help, jit;
@@ -176,7 +177,11 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
     else if (streq(s, "-O2") || streq(s, "-O")) a->o.opt_level = 2;
     else if (streq(s, "--emit-ir")) a->emit_ir = true;
     else if (streq(s, "--jit")) a->jit = true;
-    else if (streq(s, "--report") || streq(s, "--dot") || streq(s, "--target")) {
+    else if (streq(s, "--target")) {
+      NEED();
+      if (!streq(next, "c") && !streq(next, "cuda")) return usage_error(a->cmd, "--target must be c or cuda, got '%s'", next);
+      a->target = next;
+    } else if (streq(s, "--report") || streq(s, "--dot")) {
       fprintf(stderr, "mlc: error: option %s is not implemented yet\n", s);
       return 1;
     } else if (s[0] == '-' && s[1]) return usage_error(a->cmd, "unknown option '%s'", s);
@@ -637,11 +642,12 @@ int main(int argc, char **argv) {
   if (!cmd && !a.out && !a.emit_ir) return usage_error(NULL, "no output file given (use -o OUT.c)%s", "");
   if (!cmd && a.out) {
     size_t n = strlen(a.out);
-    if (n > 3 && streq(a.out + n - 3, ".cu")) {
-      fprintf(stderr, "mlc: error: CUDA output (%s) is not implemented yet; use a .c output name\n", a.out);
-      return 1;
-    }
-    if (n < 3 || !streq(a.out + n - 2, ".c")) return usage_error(NULL, "the output name must end in .c, got '%s'", a.out);
+    bool cu = n > 3 && streq(a.out + n - 3, ".cu");
+    if (!cu && (n < 3 || !streq(a.out + n - 2, ".c")))
+      return usage_error(NULL, "the output name must end in .c (C) or .cu (CUDA), got '%s'", a.out);
+    if (a.target && streq(a.target, "cuda") != cu)
+      return usage_error(NULL, cu ? "--target c needs an output name ending in .c, got '%s'"
+                                  : "--target cuda needs an output name ending in .cu, got '%s'", a.out);
   }
   Arena *A = arena_new();
   Diag d = {0};
@@ -667,17 +673,20 @@ int main(int argc, char **argv) {
     rc = w ? 0 : 1;
     free(w);
   } else if (!cmd && a.out) {
-    /* OUT.c and OUT.h */
+    /* OUT.c (or OUT.cu) and OUT.h */
+    const bool cu = streq(a.out + strlen(a.out) - 3, ".cu");
     char *h = arena_strdup(A, a.out);
+    if (cu) h[strlen(h) - 1] = 0;
     h[strlen(h) - 1] = 'h';
     const char *slash = strrchr(h, '/');
     unsigned char *w = NULL;
     if (a.embed && !(w = read_embedded(c, a.embed))) rc = 1;
     else {
-      EmitC e = emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h, a.embed);
+      EmitC e = cu ? emitcu_model(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h, a.embed)
+                   : emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h, a.embed);
       rc = write_file(a.out, e.c) && write_file(h, e.h) ? 0 : 1;
       /* OUT_weights.c: the embedded weights, a translation unit of their own */
-      char *wc = arena_printf(A, "%.*s_weights.c", (int)strlen(a.out) - 2, a.out);
+      char *wc = arena_printf(A, "%.*s_weights.c", (int)strlen(a.out) - (cu ? 3 : 2), a.out);
       if (!rc && w && !write_weights(wc, c, a.embed, w)) rc = 1;
     }
     free(w);

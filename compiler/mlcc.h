@@ -313,6 +313,13 @@ EmitC emitc_model_embed(Graph *g, const Plan *p, const Plan *train, const Plan *
  * buffers; see embed_weights_read).  Returns 0, or -1 on a write error. */
 int emitc_weights(FILE *f, const Graph *g, const char *weights_path, const unsigned char *bytes, size_t n);
 
+/* ---- codegen/emit_cuda.c: the CUDA backend ---------------------------------- */
+/* The same as emitc_model_embed for CUDA: .c holds model.cu (device kernels,
+ * then host code inside #ifndef __CUDACC_RTC__), .h the same header as the
+ * C backend's, and the same harnesses.  embed may be NULL. */
+EmitC emitcu_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
+                   const char *embed);
+
 /* ---- driver.c: the pipeline --------------------------------------------------- */
 typedef struct Options {
   const char *model; /* --model */

@@ -202,6 +202,9 @@ void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symva
       if (!dup) b += nbytes(&g->nodes[x].ty, symvals);
     }
   }
+  /* the C backend finishes an epilogue in a second pass over the root, in
+   * place (mlcc.h allows a per-tile tail; this backend does not do it yet) */
+  if (gr->kind == GK_EPILOGUE) b += 2 * nbytes(&g->nodes[gr->root].ty, symvals);
   *flops = f;
   *bytes = b;
 }
@@ -260,21 +263,22 @@ void fuse_report(FILE *out, const Graph *g, const Plan *p, const Plan *p0, const
 /* A node's label: op, shape, and the MDL variable it was bound to. */
 static void dot_node(FILE *out, const Graph *g, int i, const char *indent) {
   const Node *n = &g->nodes[i];
-  const char *shape = n->op == OP_INPUT                         ? "box"
-                      : n->op == OP_PARAM || n->op == OP_BUFFER ? "note"
-                                                                : "ellipse";
-  const char *name =
-      n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_BUFFER ? n->name : op_info[n->op].name;
+  bool named =
+      n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_BUFFER; /* by their MDL names */
+  const char *shape = n->op == OP_INPUT ? "box" : named ? "note" : "ellipse";
+  const char *name = named ? n->name : n->op == OP_CONST ? "const" : op_info[n->op].name;
+  bool bound = n->hint && !named; /* the MDL variable a computed value was bound to */
   fprintf(out, "%sn%d [shape=%s, label=\"%s\\n%s%s%s\"];\n", indent, i, shape, name,
-          type_str(g->A, g, &n->ty), n->hint && n->op != OP_INPUT ? "\\n= " : "",
-          n->hint && n->op != OP_INPUT ? n->hint : "");
+          type_str(g->A, g, &n->ty), bound ? "\\n= " : "", bound ? n->hint : "");
 }
 
 void fuse_dot(FILE *out, const Graph *g, const Plan *p) {
   fprintf(out,
           "// mlc --dot: model %s; each cluster is one fused kernel (mlc --report lists them)\n",
           g->name);
-  fprintf(out, "digraph \"%s\" {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n",
+  fprintf(out,
+          "digraph \"%s\" {\n  rankdir=TB;\n  fontname=\"Helvetica\";\n  node "
+          "[fontname=\"Helvetica\", fontsize=10];\n",
           g->name);
   fprintf(out, "  edge [color=gray40];\n");
   for (int i = 0; i < g->n; i++) { /* inputs, weights, views, unfused nodes */

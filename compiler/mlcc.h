@@ -299,7 +299,8 @@ void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots
 /* Estimated work of group gi for the given symbol values: floating-point
  * operations (2 per multiply-add in GEMMs and convolutions, 1 per element
  * per elementwise op, about 1 per element read for the rest) and bytes moved
- * (each distinct input read once, the root written once). */
+ * (each distinct input read once, the root written once; an epilogue's tail
+ * pass reads and writes the root again, as the C backend runs it). */
 void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symvals, double *flops, double *bytes);
 /* --report: per group its ops, FLOPs and bytes moved, then totals and the
  * arena bytes of p (-O2) and p0 (-O0, the same function) for the given

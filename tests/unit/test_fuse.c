@@ -508,7 +508,7 @@ static char *random_model(int nops) {
   char *s = malloc(65536);
   int len = sprintf(s, "model rnd {\n  input x: f32[B, 8]\n  input r: f32[B, 1]\n");
   int f[64], nv = 2, np = 0;
-  char name[64][8];
+  char name[64][16];
   strcpy(name[0], "x"), f[0] = 8;
   strcpy(name[1], "r"), f[1] = 1;
   for (int i = 0; i < nops; i++) {

@@ -164,75 +164,124 @@ const char *elem_template(E *e, const Node *n, DType ct) {
   return arena_strndup(e->A, t, strcspn(t, ";"));
 }
 
-/* Elementwise node: y[...] = CEXPR(operands...) over the output shape. */
-static void emit_elementwise(E *e, Buf *b, int id) {
-  Node *n = &e->g->nodes[id];
-  const Type *o = &n->ty;
+/* The compute type an elementwise node's expression works in. */
+static DType elem_compute_dt(E *e, const Node *n) {
   int flags = op_info[n->op].flags;
-  DType ct = compute_dt(o->dt);
-  if ((flags & F_CMP) && n->nin == 1) ct = compute_dt(e->g->nodes[n->in[0]].ty.dt); /* logical_not */
-  else if (flags & F_CMP) ct = compute_dt(infer_promote(&e->g->nodes[n->in[0]], &e->g->nodes[n->in[1]]));
-  else if (flags & F_CAST) ct = compute_dt(o->dt);
-  bool flat = true;
-  for (int j = 0; j < n->nin; j++) {
-    Node *x = &e->g->nodes[n->in[j]];
-    if (e->p->storage[n->in[j]] != ST_NONE && !same_shape(&x->ty, o)) flat = false;
-  }
+  if ((flags & F_CMP) && n->nin == 1) return compute_dt(e->g->nodes[n->in[0]].ty.dt); /* logical_not */
+  if (flags & F_CMP) return compute_dt(infer_promote(&e->g->nodes[n->in[0]], &e->g->nodes[n->in[1]]));
+  return compute_dt(n->ty.dt);
+}
+
+/* One elementwise loop nest (a fusion group, see Group in mlcc.h): members
+ * nodes[first..n-1], root last, over the root's shape.  A member other than
+ * the root is a local named like its node, holding its value as stored (so
+ * f16, integer and bool intermediates round exactly as a buffer would); a
+ * leaf input is read at the output index broadcast to its shape.  With
+ * first = 1 (an epilogue), nodes[0] is the producer, whose result already
+ * sits in the root's buffer and is read at the same index. */
+typedef struct ElemLoop {
+  const int *nodes;
+  int first, n;
+  int producer; /* nodes[0] of an epilogue, or -1 */
+  bool flat;    /* every leaf has the root's shape: one flat loop */
+} ElemLoop;
+
+static bool in_loop(const ElemLoop *L, int id) {
+  for (int k = L->first; k < L->n - 1; k++)
+    if (L->nodes[k] == id) return true;
+  return false;
+}
+
+/* The value of member m: its op's C expression over its operands, stored. */
+static const char *elem_value(E *e, const ElemLoop *L, int id) {
+  Node *n = &e->g->nodes[id];
+  const Type *o = &e->g->nodes[L->nodes[L->n - 1]].ty; /* the loop's shape */
+  int flags = op_info[n->op].flags;
+  DType ct = elem_compute_dt(e, n);
   const char *ops[4];
   for (int j = 0; j < n->nin && j < 4; j++) {
-    Node *x = &e->g->nodes[n->in[j]];
-    if (e->p->storage[n->in[j]] == ST_NONE) { /* inlined scalar constant */
-      ops[j] = literal(e, x->fa[0], n->op == OP_WHERE && j == 0 ? DT_BOOL : ct);
+    int xi = n->in[j];
+    Node *x = &e->g->nodes[xi];
+    DType want = n->op == OP_WHERE && j == 0 ? DT_BOOL : ct; /* where's condition stays bool */
+    if (e->p->storage[xi] == ST_NONE) { /* inlined scalar constant */
+      ops[j] = literal(e, x->fa[0], want);
       continue;
     }
-    const char *idx;
-    if (flat) idx = "i";
+    /* the producer's result is in the root's buffer (the same shape) */
+    const char *arr = xi == L->producer ? e->var[L->nodes[L->n - 1]] : e->var[xi];
+    const char *src;
+    if (in_loop(L, xi)) src = e->var[xi]; /* a local computed above */
+    else if (L->flat) src = arena_printf(e->A, "%s[i]", arr);
     else {
       Dim st[MAX_RANK];
       bcast_strides(&x->ty, o, st);
-      idx = index_expr(e, st, o->rank);
+      src = arena_printf(e->A, "%s[%s]", arr, index_expr(e, st, o->rank));
     }
-    DType want = n->op == OP_WHERE && j == 0 ? DT_BOOL : ct; /* where's condition stays bool */
-    ops[j] = convert(e, arena_printf(e->A, "%s[%s]", e->var[n->in[j]], idx), x->ty.dt, want);
+    ops[j] = convert(e, src, x->ty.dt, want);
   }
   /* substitute $0.. into the op's C expression */
-  const char *tpl = elem_template(e, n, ct);
-  char body[2048];
-  size_t len = 0;
-  for (const char *q = tpl; *q && len < sizeof body - 300; q++) {
+  Buf body = {.A = e->A};
+  out(&body, "%s", "");
+  for (const char *q = elem_template(e, n, ct); *q; q++) {
     if (*q == '$' && q[1] >= '0' && q[1] <= '3') {
-      len += (size_t)snprintf(body + len, sizeof body - len, "%s", ops[q[1] - '0']);
+      out(&body, "%s", ops[q[1] - '0']);
       q++;
     } else if (*q == '$' && q[1] == 'a' && q[2] >= '0' && q[2] <= '3') { /* a float attribute */
-      len += (size_t)snprintf(body + len, sizeof body - len, "%s", literal(e, n->fa[q[2] - '0'], ct));
+      out(&body, "%s", literal(e, n->fa[q[2] - '0'], ct));
       q += 2;
     } else if (*q == '$' && q[1] == 'd' && q[2] >= '0' && q[2] <= '3') { /* a dim attribute, maybe symbolic */
-      len += (size_t)snprintf(body + len, sizeof body - len, "(float)(%s)", dimc(e, n->da[q[2] - '0']));
+      out(&body, "(float)(%s)", dimc(e, n->da[q[2] - '0']));
       q += 2;
-    } else if (ct == DT_F32 || !(q[0] == 'f' && q[1] == '(')) {
-      body[len++] = *q;
     } else {
-      body[len++] = *q;
+      out(&body, "%c", *q);
     }
   }
-  body[len] = 0;
-  /* integer relu/abs/neg templates use float literals nowhere; float ops on
-   * integers never happen (F_FLOATOUT makes ct float) */
-  const char *val = store(e, body, (flags & F_CMP) ? DT_BOOL : ct, o->dt);
-  if (flags & F_CMP) val = body;
-  const char *y = e->var[id];
-  if (flat) {
-    out(b, "  for (int64_t i = 0; i < %s; i++)\n    %s[i] = %s;\n", dimc(e, type_numel(o)), y, val);
-    return;
-  }
-  out(b, "  {\n    int64_t o = 0;\n");
-  for (int k = 0; k < o->rank; k++) {
-    indent(b, 2 + k);
-    out(b, "for (int64_t i%d = 0; i%d < %s; i%d++)\n", k, k, dimc(e, o->dim[k]), k);
-  }
-  indent(b, 2 + o->rank);
-  out(b, "%s[o++] = %s;\n  }\n", y, val);
+  /* comparisons give 0/1 already; float ops on integers never happen
+   * (F_FLOATOUT makes ct float) */
+  return (flags & F_CMP) ? body.s : store(e, body.s, ct, n->ty.dt);
 }
+
+static void emit_elem_loop(E *e, Buf *b, const int *nodes, int n, bool epilogue) {
+  ElemLoop L = {nodes, epilogue ? 1 : 0, n, epilogue ? nodes[0] : -1, true};
+  int root = nodes[n - 1];
+  const Type *o = &e->g->nodes[root].ty;
+  for (int k = L.first; k < n; k++) {
+    const Node *m = &e->g->nodes[nodes[k]];
+    for (int j = 0; j < m->nin; j++) {
+      int xi = m->in[j];
+      if (e->p->storage[xi] != ST_NONE && !in_loop(&L, xi) && xi != L.producer && !same_shape(&e->g->nodes[xi].ty, o))
+        L.flat = false;
+    }
+  }
+  const char *y = e->var[root];
+  const char *val = elem_value(e, &L, root);
+  int depth = L.flat ? 2 : 2 + o->rank;
+  if (L.flat) out(b, "  for (int64_t i = 0; i < %s; i++)%s\n", dimc(e, type_numel(o)), n - L.first > 1 ? " {" : "");
+  else {
+    out(b, "  {\n    int64_t o = 0;\n");
+    for (int k = 0; k < o->rank; k++) {
+      indent(b, 2 + k);
+      out(b, "for (int64_t i%d = 0; i%d < %s; i%d++)%s\n", k, k, dimc(e, o->dim[k]), k,
+          k == o->rank - 1 && n - L.first > 1 ? " {" : "");
+    }
+  }
+  for (int k = L.first; k < n - 1; k++) {
+    const Node *m = &e->g->nodes[nodes[k]];
+    indent(b, depth);
+    out(b, "const %s %s = %s; /* %s */\n", ctype(m->ty.dt), e->var[nodes[k]], elem_value(e, &L, nodes[k]),
+        op_info[m->op].name);
+  }
+  indent(b, depth);
+  if (L.flat) out(b, "%s[i] = %s;\n", y, val);
+  else out(b, "%s[o++] = %s;\n", y, val);
+  if (n - L.first > 1) {
+    indent(b, depth - 1);
+    out(b, "}\n");
+  }
+  if (!L.flat) out(b, "  }\n");
+}
+
+static void emit_elementwise(E *e, Buf *b, int id) { emit_elem_loop(e, b, &id, 1, false); }
 
 /* permute / transpose: a strided copy. */
 static void emit_permute(E *e, Buf *b, int id) {
@@ -1205,7 +1254,7 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
         ctype(n->ty.dt), p->weight_off[id], n->name, type_str(e->A, g, &n->ty));
     bool used = false; /* by a node that runs */
     for (int j = 0; j < g->n && !used; j++)
-      if (p->storage[j] == ST_ARENA || p->storage[j] == ST_ALIAS)
+      if (p->storage[j] == ST_ARENA || p->storage[j] == ST_ALIAS || p->storage[j] == ST_FUSED)
         for (int k = 0; k < g->nodes[j].nin; k++) used |= g->nodes[j].in[k] == id;
     for (int j = 0; j < g->noutputs; j++) used |= g->outputs[j].node == id;
     if (!used) out(b, "  (void)%s; /* not used by %s */\n", e->var[id], fn);
@@ -1228,12 +1277,32 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
     const Group *gr = &p->groups[gi];
     int i = gr->root;
     Node *n = &g->nodes[i];
-    if (gr->kind != GK_SINGLE) {
-      out(b, "#error \"mlc internal error: the C emitter has no rule for this fusion group\"\n");
+    if (gr->kind == GK_SINGLE) {
+      out(b, "  /* line %d: %s   -> %s %s%s */\n", n->loc.line, src_line(e, n->loc), describe(e, n),
+          type_str(e->A, g, &n->ty), gr->inplace >= 0 ? arena_printf(e->A, ", in place over %s", e->var[gr->inplace]) : "");
+      emit_node(e, b, i);
       continue;
     }
-    out(b, "  /* line %d: %s   -> %s %s */\n", n->loc.line, src_line(e, n->loc), describe(e, n), type_str(e->A, g, &n->ty));
-    emit_node(e, b, i);
+    /* a fusion group: its ops, then the source lines they come from */
+    out(b, "  /* fused: ");
+    for (int k = 0; k < gr->n; k++) out(b, "%s%s", k ? " + " : "", describe(e, &g->nodes[gr->nodes[k]]));
+    out(b, "   -> %s%s\n", type_str(e->A, g, &n->ty),
+        gr->inplace >= 0 ? arena_printf(e->A, ", in place over %s", e->var[gr->inplace]) : "");
+    for (int k = 0; k < gr->n; k++) {
+      Loc loc = g->nodes[gr->nodes[k]].loc;
+      bool seen = false;
+      for (int k2 = 0; k2 < k; k2++) seen |= g->nodes[gr->nodes[k2]].loc.line == loc.line;
+      if (!seen) out(b, "   *   line %d: %s\n", loc.line, src_line(e, loc));
+    }
+    out(b, "   */\n");
+    if (gr->kind == GK_EPILOGUE) { /* the producer writes the root's buffer; the tail finishes it in place */
+      int prod = gr->nodes[0];
+      const char *own = e->var[prod];
+      e->var[prod] = e->var[i];
+      emit_node(e, b, prod);
+      e->var[prod] = own;
+    }
+    emit_elem_loop(e, b, gr->nodes, gr->n, gr->kind == GK_EPILOGUE);
   }
 }
 

@@ -94,10 +94,18 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
                    const char *tag) {
   E *e = c->e;
   Buf sig = {.A = e->A}, args = {.A = e->A};
+  /* an in-place group root (Group.inplace) shares its buffer with a leaf:
+   * then no parameter may be __restrict__ */
+  bool shared = false;
+  for (int i = 0; i < k->n; i++)
+    for (int j = i + 1; j < k->n; j++) {
+      const int bi = e->p->buf[e->p->alias_of[k->ids[i]]], bj = e->p->buf[e->p->alias_of[k->ids[j]]];
+      shared |= bi >= 0 && bi == bj;
+    }
   for (int i = 0; i < k->n; i++) {
     const Node *n = &e->g->nodes[k->ids[i]];
-    out(&sig, "%s%s%s *__restrict__ %s", i ? ", " : "", k->written[i] ? "" : "const ",
-        ctype(n->ty.dt), c->vars[k->ids[i]]);
+    out(&sig, "%s%s%s *%s%s", i ? ", " : "", k->written[i] ? "" : "const ", ctype(n->ty.dt),
+        shared ? "" : "__restrict__ ", c->vars[k->ids[i]]);
     out(&args, "%s%s", i ? ", " : "", c->vars[k->ids[i]]);
   }
   if (k->status)

@@ -4,23 +4,311 @@
  * storage classes are known and before buffers are made, so a value that a
  * group computes and consumes internally (ST_FUSED) never gets a buffer.
  *
- * This version forms only GK_SINGLE groups: every computed node is its own
- * kernel.  The fusion rules (elementwise chains, epilogues) are issue 6.
+ * The rules (docs/design.md, "Fusion"), all asked of the op table's flags:
+ *
+ *   elementwise  A node N joins the group of its consumer C (N becomes
+ *                ST_FUSED, computed inside C's loop) when
+ *                  - N and C are elementwise (F_ELEM) and N is ST_ARENA;
+ *                  - C is N's only consumer among the nodes this function
+ *                    runs (C may read N more than once: N is computed once
+ *                    per index into a local), and N is not a root of the
+ *                    function (an output, the loss, a gradient);
+ *                  - N has exactly C's shape: a value with fewer elements
+ *                    than its consumer (a [B, 1] statistic feeding a
+ *                    [B, C] division) would be recomputed for every element
+ *                    it is broadcast to, so it stays a kernel of its own;
+ *                  - the group stays at most MAX_MEMBERS nodes.
+ *                A reduction or any other non-elementwise op between two
+ *                elementwise nodes ends a group, since it is not F_ELEM.
+ *   epilogue     A producer P (linear, matmul, conv1d, conv2d: the F_ELEM-
+ *                free ops whose kernel writes a dense f32 result) folds into
+ *                the elementwise group that consumes it when P's only
+ *                consumer is in that group, P is not a root, and the group's
+ *                root has P's shape and dtype (bias add, activation,
+ *                residual add, scale).  The group becomes GK_EPILOGUE with P
+ *                first.
+ *
+ * -O0 makes every computed node its own GK_SINGLE group.
  */
 #include "mlcc.h"
+#include <string.h>
 
-void fuse_plan(Graph *g, Plan *p, const bool *live, int opt_level) {
-  (void)opt_level;
+enum { MAX_MEMBERS = 16 };
+
+static bool same_shape(const Type *a, const Type *b) {
+  if (a->rank != b->rank) return false;
+  for (int i = 0; i < a->rank; i++)
+    if (!dim_eq(a->dim[i], b->dim[i])) return false;
+  return true;
+}
+
+static bool is_elem(const Graph *g, int id) {
+  return op_info[g->nodes[id].op].flags & F_ELEM;
+}
+
+/* Ops whose result an elementwise tail may finish in place: their kernels
+ * write every element of a dense f32 output exactly once. */
+static bool is_producer(const Graph *g, int id) {
+  Op o = g->nodes[id].op;
+  return (o == OP_LINEAR || o == OP_MATMUL || o == OP_CONV2D || o == OP_CONV1D) &&
+         g->nodes[id].ty.dt == DT_F32;
+}
+
+void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots, int opt_level) {
   Arena *A = g->A;
-  p->group_of = arena_alloc(A, sizeof(int) * (size_t)(g->n + 1));
-  p->groups = arena_alloc(A, sizeof(Group) * (size_t)(g->n + 1));
+  int n = g->n;
+  p->group_of = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  p->groups = arena_alloc(A, sizeof(Group) * (size_t)(n + 1));
   p->ngroups = 0;
-  for (int i = 0; i < g->n; i++) {
-    p->group_of[i] = -1;
-    if (!live[i] || p->storage[i] != ST_ARENA) continue;
-    int *nodes = arena_alloc(A, sizeof(int));
-    nodes[0] = i;
-    p->group_of[i] = p->ngroups;
-    p->groups[p->ngroups++] = (Group){GK_SINGLE, i, nodes, 1};
+
+  /* the only consumer of each node among the nodes this function runs
+   * (-1: none yet, -2: more than one, or a root of the function) */
+  int *consumer = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  for (int i = 0; i < n; i++) consumer[i] = -1;
+  for (int i = 0; i < n; i++) {
+    if (!live[i]) continue;
+    for (int j = 0; j < g->nodes[i].nin; j++) {
+      int x = g->nodes[i].in[j];
+      consumer[x] = consumer[x] == -1 || consumer[x] == i ? i : -2;
+    }
   }
+  for (int r = 0; r < nroots; r++) consumer[roots[r]] = -2;
+
+  /* into[i]: the node whose group i joins, or -1 (i roots a group).
+   * Consumers come after their inputs, so walking backwards places every
+   * consumer before the nodes that may join it. */
+  int *into = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  int *head = arena_alloc(A, sizeof(int) * (size_t)(n + 1)); /* the root of i's group */
+  int *size = arena_alloc(A, sizeof(int) * (size_t)(n + 1)); /* members, per root */
+  for (int i = n - 1; i >= 0; i--) {
+    into[i] = -1;
+    head[i] = i;
+    size[i] = 0;
+    if (!live[i] || p->storage[i] != ST_ARENA) continue;
+    int c = consumer[i];
+    bool join = opt_level > 0 && c >= 0 && is_elem(g, i) && is_elem(g, c) &&
+                p->storage[c] == ST_ARENA && same_shape(&g->nodes[i].ty, &g->nodes[c].ty) &&
+                size[head[c]] < MAX_MEMBERS;
+    if (join) {
+      into[i] = c;
+      head[i] = head[c];
+    }
+    size[head[i]]++;
+  }
+  /* epilogues: a producer joins the elementwise group of its only consumer */
+  bool *producer = arena_alloc(A, (size_t)(n + 1)); /* per root: has one */
+  for (int i = 0; i < n; i++) {
+    if (!live[i] || p->storage[i] != ST_ARENA || opt_level == 0 || !is_producer(g, i)) continue;
+    int c = consumer[i];
+    if (c < 0 || !is_elem(g, c) || p->storage[c] != ST_ARENA) continue;
+    int r = head[c];
+    const Node *pn = &g->nodes[i], *rn = &g->nodes[r];
+    if (rn->ty.dt != pn->ty.dt || !same_shape(&rn->ty, &pn->ty) || size[r] >= MAX_MEMBERS) continue;
+    if (producer[r]) continue; /* one producer per group (linear(a) + linear(b): the first) */
+    producer[r] = true;
+    into[i] = c;
+    head[i] = r;
+    size[r]++;
+  }
+
+  /* the groups, in the order of their roots; members in schedule order,
+   * except that an epilogue's producer comes first */
+  int *gid = arena_alloc(A, sizeof(int) * (size_t)(n + 1)); /* per root */
+  for (int i = 0; i < n; i++) {
+    p->group_of[i] = -1;
+    if (!live[i] || p->storage[i] != ST_ARENA || into[i] >= 0) continue;
+    Group *gr = &p->groups[p->ngroups];
+    *gr = (Group){size[i] == 1 ? GK_SINGLE : GK_ELEM, i,
+                  arena_alloc(A, sizeof(int) * (size_t)size[i]), 0, -1};
+    gid[i] = p->ngroups++;
+  }
+  for (int j = 0; j < n; j++) {
+    if (!live[j] || p->storage[j] != ST_ARENA) continue;
+    Group *gr = &p->groups[gid[head[j]]];
+    if (is_producer(g, j) && into[j] >= 0) { /* the epilogue's producer: first */
+      memmove(gr->nodes + 1, gr->nodes, sizeof(int) * (size_t)gr->n);
+      gr->nodes[0] = j;
+      gr->kind = GK_EPILOGUE;
+    } else {
+      gr->nodes[gr->n] = j;
+    }
+    gr->n++;
+    p->group_of[j] = gid[head[j]];
+    if (into[j] >= 0) p->storage[j] = ST_FUSED;
+  }
+}
+
+/* ---- --report and --dot ------------------------------------------------------ */
+/* The elements of a type for the given symbol values. */
+static double numel(const Type *t, const int64_t *sv) {
+  return (double)dim_eval(type_numel(t), sv);
+}
+static double nbytes(const Type *t, const int64_t *sv) {
+  return numel(t, sv) * (double)dtype_size(t->dt);
+}
+
+/* Floating-point operations of one node (see fuse_group_cost). */
+static double node_flops(const Graph *g, const Node *n, const int64_t *sv) {
+  const Type *x = n->nin ? &g->nodes[n->in[0]].ty : NULL;
+  switch (n->op) {
+  case OP_LINEAR: /* [M, K] x [N, K]^T */
+  case OP_MATMUL: /* every output element is a dot product over x's last dim */
+    return 2.0 * numel(&n->ty, sv) * (double)dim_eval(x->dim[x->rank - 1], sv);
+  case OP_LINEAR_DW: /* dW[N, K] summed over the rows of dy */
+    return 2.0 * numel(x, sv) * (double)dim_eval(n->ty.dim[1], sv);
+  case OP_CONV1D:
+  case OP_CONV2D:
+  case OP_CONV2D_DX:
+  case OP_CONV2D_DW: {
+    const Type *cx, *w, *y;
+    int h;
+    conv_types(g, n, &cx, &w, &y, &h);
+    return 2.0 * numel(y, sv) * numel(w, sv) /
+           (double)dim_eval(w->dim[0], sv); /* per output: C/groups * KH * KW */
+  }
+  case OP_SDPA:
+  case OP_SDPA_BWD: { /* q k^T and p v: 2 * Tq * Tk * (D + Dv) per batch (the backward about twice)
+                       */
+    const Type *k = &g->nodes[n->in[1]].ty, *v = &g->nodes[n->in[2]].ty;
+    int r = x->rank;
+    double f = 2.0 * numel(x, sv) / (double)dim_eval(x->dim[r - 1], sv) *
+               (double)dim_eval(k->dim[r - 2], sv) *
+               (double)(dim_eval(x->dim[r - 1], sv) + dim_eval(v->dim[r - 1], sv));
+    return n->op == OP_SDPA ? f : 2.0 * f;
+  }
+  default: { /* elementwise: one per element; others about one per element read or written */
+    double f = numel(&n->ty, sv);
+    if (!(op_info[n->op].flags & F_ELEM) && x && numel(x, sv) > f) f = numel(x, sv);
+    return f;
+  }
+  }
+}
+
+void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symvals, double *flops,
+                     double *bytes) {
+  const Group *gr = &p->groups[gi];
+  double f = 0, b = nbytes(&g->nodes[gr->root].ty, symvals); /* the root, written once */
+  for (int k = 0; k < gr->n; k++) {
+    const Node *m = &g->nodes[gr->nodes[k]];
+    f += node_flops(g, m, symvals);
+    for (int j = 0; j < m->nin; j++) {
+      int x = m->in[j];
+      if (p->group_of[x] == gi || p->storage[x] == ST_NONE)
+        continue;       /* computed here, or a literal */
+      bool dup = false; /* each distinct input is read once */
+      for (int k2 = 0; k2 <= k && !dup; k2++)
+        for (int j2 = 0; j2 < g->nodes[gr->nodes[k2]].nin && !(k2 == k && j2 >= j); j2++)
+          dup |= g->nodes[gr->nodes[k2]].in[j2] == x;
+      if (!dup) b += nbytes(&g->nodes[x].ty, symvals);
+    }
+  }
+  /* the C backend finishes an epilogue in a second pass over the root, in
+   * place (mlcc.h allows a per-tile tail; this backend does not do it yet) */
+  if (gr->kind == GK_EPILOGUE) b += 2 * nbytes(&g->nodes[gr->root].ty, symvals);
+  *flops = f;
+  *bytes = b;
+}
+
+static const char *kind_name(GroupKind k) {
+  return k == GK_SINGLE ? "single" : k == GK_ELEM ? "elem" : "epilogue";
+}
+
+/* The sum of the bytes of every value p gives an arena buffer (scratch not
+ * counted): for an -O0 plan, every intermediate tensor. */
+static double values_bytes(const Graph *g, const Plan *p, const int64_t *sv) {
+  double s = 0;
+  for (int b = 0; b < p->nbufs; b++)
+    if (!p->bufs[b].scratch) s += (double)dim_eval(plan_buf_bytes(g, p, b), sv);
+  return s;
+}
+
+void fuse_report(FILE *out, const Graph *g, const Plan *p, const Plan *p0, const int64_t *symvals,
+                 const char *fn) {
+  fprintf(out, "%s of model %s at", fn, g->name);
+  for (int s = 1; s <= g->nsym; s++) fprintf(out, " %s=%lld", g->sym[s], (long long)symvals[s]);
+  fprintf(out, "%s\n", g->nsym ? "" : " (no symbolic dims)");
+  fprintf(out, "%5s  %-8s  %12s  %12s  %-22s  %s\n", "group", "kind", "MFLOP", "bytes moved",
+          "result", "ops");
+  double tf = 0, tb = 0, tf0 = 0, tb0 = 0;
+  int fused = 0;
+  for (int gi = 0; gi < p->ngroups; gi++) {
+    const Group *gr = &p->groups[gi];
+    double f, b;
+    fuse_group_cost(g, p, gi, symvals, &f, &b);
+    tf += f, tb += b;
+    fused += gr->n > 1;
+    const Node *r = &g->nodes[gr->root];
+    fprintf(out, "%5d  %-8s  %12.4f  %12.0f  %-22s  ", gi, kind_name(gr->kind), f / 1e6, b,
+            type_str(g->A, g, &r->ty));
+    for (int k = 0; k < gr->n; k++) {
+      const Node *m = &g->nodes[gr->nodes[k]];
+      fprintf(out, "%s%s", k ? " + " : "", m->op == OP_CONST ? "const" : op_info[m->op].name);
+    }
+    fprintf(out, "  (line %d%s)\n", r->loc.line, gr->inplace >= 0 ? ", in place" : "");
+  }
+  for (int gi = 0; gi < p0->ngroups; gi++) {
+    double f, b;
+    fuse_group_cost(g, p0, gi, symvals, &f, &b);
+    tf0 += f, tb0 += b;
+  }
+  fprintf(out,
+          "totals: %d kernels (%d fused groups) at -O2, %d at -O0; %.4f MFLOP; bytes moved %.0f at "
+          "-O2, %.0f at -O0\n",
+          p->ngroups, fused, p0->ngroups, tf / 1e6, tb, tb0);
+  fprintf(out, "arena: %zu bytes at -O2, %zu at -O0; intermediate tensors %.0f bytes in all\n",
+          plan_arena_bytes(g, p, symvals), plan_arena_bytes(g, p0, symvals),
+          values_bytes(g, p0, symvals));
+}
+
+/* A node's label: op, shape, and the MDL variable it was bound to. */
+static void dot_node(FILE *out, const Graph *g, int i, const char *indent) {
+  const Node *n = &g->nodes[i];
+  bool named =
+      n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_BUFFER; /* by their MDL names */
+  const char *shape = n->op == OP_INPUT ? "box" : named ? "note" : "ellipse";
+  const char *name = named ? n->name : n->op == OP_CONST ? "const" : op_info[n->op].name;
+  bool bound = n->hint && !named; /* the MDL variable a computed value was bound to */
+  fprintf(out, "%sn%d [shape=%s, label=\"%s\\n%s%s%s\"];\n", indent, i, shape, name,
+          type_str(g->A, g, &n->ty), bound ? "\\n= " : "", bound ? n->hint : "");
+}
+
+void fuse_dot(FILE *out, const Graph *g, const Plan *p) {
+  fprintf(out,
+          "// mlc --dot: model %s; each cluster is one fused kernel (mlc --report lists them)\n",
+          g->name);
+  fprintf(out,
+          "digraph \"%s\" {\n  rankdir=TB;\n  fontname=\"Helvetica\";\n  node "
+          "[fontname=\"Helvetica\", fontsize=10];\n",
+          g->name);
+  fprintf(out, "  edge [color=gray40];\n");
+  for (int i = 0; i < g->n; i++) { /* inputs, weights, views, unfused nodes */
+    Storage st = p->storage[i];
+    bool shown = st != ST_NONE && (p->group_of[i] < 0 || p->groups[p->group_of[i]].n == 1);
+    if (st == ST_WEIGHT) { /* only the weights this function reads */
+      shown = false;
+      for (int j = 0; j < g->n && !shown; j++)
+        if (p->storage[j] != ST_NONE && p->storage[j] != ST_WEIGHT)
+          for (int k = 0; k < g->nodes[j].nin; k++) shown |= g->nodes[j].in[k] == i;
+    }
+    if (shown) dot_node(out, g, i, "  ");
+  }
+  for (int gi = 0; gi < p->ngroups; gi++) {
+    const Group *gr = &p->groups[gi];
+    if (gr->n == 1) continue;
+    fprintf(out,
+            "  subgraph cluster_%d {\n    label=\"group %d: %s%s\";\n    style=filled; "
+            "color=lightblue; fillcolor=aliceblue;\n",
+            gi, gi, kind_name(gr->kind), gr->inplace >= 0 ? ", in place" : "");
+    for (int k = 0; k < gr->n; k++) dot_node(out, g, gr->nodes[k], "    ");
+    fprintf(out, "  }\n");
+  }
+  for (int i = 0; i < g->n; i++) {
+    Storage st = p->storage[i];
+    if (st == ST_NONE || st == ST_WEIGHT || st == ST_INPUT) continue;
+    for (int k = 0; k < g->nodes[i].nin; k++) {
+      int x = g->nodes[i].in[k];
+      if (p->storage[x] != ST_NONE) fprintf(out, "  n%d -> n%d;\n", x, i);
+    }
+  }
+  fprintf(out, "}\n");
 }

@@ -34,8 +34,12 @@ static const char *usage_main =
     "\n"
     "common options:\n"
     "  --model NAME       the model to compile when the file defines several\n"
-    "  -O0, -O2           optimisation level (default -O2; -O0 turns off buffer reuse)\n"
+    "  -O0, -O2           optimisation level (default -O2: fusion and buffer reuse;\n"
+    "                     -O0: one kernel per operation, no reuse)\n"
     "  --emit-ir          print the typed IR to standard output\n"
+    "  --report           print the fused kernels (ops, FLOPs, bytes moved) and the\n"
+    "                     arena at -O2 and -O0; --dim NAME=V sets a symbolic dim (default 1)\n"
+    "  --dot FILE         write a Graphviz picture of the graph, fused kernels as clusters\n"
     "  --seed N           seed for the initialisers (mlc run without --weights)\n"
     "  --repeat N         mlc run: time N more runs, print the median and minimum\n"
     "  --threads N        threads of mlc run / mlc train (default: $MLCRT_NUM_THREADS,\n"
@@ -48,6 +52,7 @@ static const char *usage_main =
 
 static const char *usage_compile =
     "usage: mlc MODEL.mdl -o OUT.c [--model NAME] [-O0|-O2] [--emit-ir] [--embed-weights W.safetensors]\n"
+    "                     [--report [--dim NAME=V ...]] [--dot FILE]\n"
     "\n"
     "Compiles the model to a C translation unit OUT.c and its header OUT.h, with\n"
     "the API NAME_create / _load / _save / _init / _run / _last_error / _destroy.\n"
@@ -56,14 +61,21 @@ static const char *usage_compile =
     "With --embed-weights W.safetensors the weights (checked against the model as\n"
     "NAME_load checks them) are also written as const data to OUT_weights.c, a\n"
     "second translation unit to build with OUT.c; NAME_create then starts from them.\n"
+    "--report prints the fused kernels and the arena (see mlc check --help); --dot\n"
+    "FILE writes a Graphviz picture of them.\n"
     "An output name ending in .cu (CUDA) is not implemented yet.\n";
 
 static const char *usage_check =
     "usage: mlc check MODEL.mdl [--model NAME] [--emit-ir] [--embed-weights W.safetensors]\n"
+    "                 [--report [--dim NAME=V ...]] [--dot FILE]\n"
     "\n"
     "Parses and type-checks the model and reports every error found.\n"
     "With --embed-weights, also checks that W fits the model (as mlc -o would).\n"
-    "With --emit-ir, prints the typed IR of the model.\n";
+    "With --emit-ir, prints the typed IR of the model.\n"
+    "With --report, prints the kernels of run (and of the train step): the ops each\n"
+    "fused group computes, its FLOPs and bytes moved, then totals and the arena bytes\n"
+    "at -O2 and -O0, for symbolic dims set by --dim NAME=V (default 1).  With --dot\n"
+    "FILE, writes the graph of run for Graphviz (dot -Tsvg FILE), fused groups as clusters.\n";
 
 static const char *usage_run =
     "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
@@ -116,6 +128,10 @@ typedef struct Args {
   const char *inputs[64];
   int ninputs;
   bool emit_ir, help, jit;
+  bool report;     /* --report: fusion groups, FLOPs, bytes, arena */
+  const char *dot; /* --dot FILE: Graphviz picture of the groups */
+  const char *dims[MAX_SYMS]; /* --dim NAME=V for --report */
+  int ndims;
   long repeat; /* mlc run --repeat N: time N more runs */
   Options o;
 } Args;
@@ -181,9 +197,13 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
       NEED();
       if (!streq(next, "c") && !streq(next, "cuda")) return usage_error(a->cmd, "--target must be c or cuda, got '%s'", next);
       a->target = next;
-    } else if (streq(s, "--report") || streq(s, "--dot")) {
-      fprintf(stderr, "mlc: error: option %s is not implemented yet\n", s);
-      return 1;
+    } else if (streq(s, "--report")) a->report = true;
+    else if (streq(s, "--dot")) { NEED(); a->dot = next; }
+    else if (streq(s, "--dim")) {
+      NEED();
+      if (a->ndims == MAX_SYMS) return usage_error(a->cmd, "too many --dim options%s", "");
+      if (!strchr(next, '=')) return usage_error(a->cmd, "--dim needs NAME=VALUE, got '%s'", next);
+      a->dims[a->ndims++] = next;
     } else if (s[0] == '-' && s[1]) return usage_error(a->cmd, "unknown option '%s'", s);
     else if (!a->model_path) a->model_path = s;
     else return usage_error(a->cmd, "unexpected argument '%s' (one model file at a time)", s);
@@ -601,6 +621,46 @@ static void list_ops(void) {
   }
 }
 
+/* --report and --dot: the fusion groups of run (and of the train step). */
+static int report_groups(const Args *a, const Compiled *c) {
+  Graph *g = c->g;
+  int64_t sv[MAX_SYMS + 1];
+  for (int s = 0; s <= MAX_SYMS; s++) sv[s] = 1;
+  for (int i = 0; i < a->ndims; i++) {
+    const char *eq = strchr(a->dims[i], '=');
+    int id = 0;
+    for (int s = 1; s <= g->nsym; s++)
+      if (strlen(g->sym[s]) == (size_t)(eq - a->dims[i]) && !strncmp(g->sym[s], a->dims[i], (size_t)(eq - a->dims[i]))) id = s;
+    char *end;
+    errno = 0;
+    long long v = strtoll(eq + 1, &end, 10);
+    if (!id) return usage_error(a->cmd, "--dim: the model has no symbolic dim '%s'", a->dims[i]);
+    if (errno || *end || v < 1 || v > ((long long)1 << 40))
+      return usage_error(a->cmd, "--dim needs a value from 1 to 2^40, got '%s'", a->dims[i]);
+    sv[id] = v;
+  }
+  if (a->report) {
+    fuse_report(stdout, g, c->plan, plan_graph(g, 0), sv, "run");
+    if (c->train_plan) {
+      printf("\n");
+      fuse_report(stdout, g, c->train_plan, plan_train(g, 0), sv, "train step");
+    }
+  }
+  if (a->dot) {
+    FILE *f = fopen(a->dot, "w");
+    if (!f) {
+      fprintf(stderr, "mlc: error: cannot write %s: %s\n", a->dot, strerror(errno));
+      return 1;
+    }
+    fuse_dot(f, g, c->plan);
+    if (fclose(f)) {
+      fprintf(stderr, "mlc: error: cannot write %s: %s\n", a->dot, strerror(errno));
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   Args a = {0};
   a.o.opt_level = 2;
@@ -639,7 +699,7 @@ int main(int argc, char **argv) {
   if (!a.model_path) return usage_error(a.cmd, "no model file given%s", "");
   bool is_train = cmd && streq(cmd, "train");
   bool check_only = (cmd && streq(cmd, "check")) || is_train;
-  if (!cmd && !a.out && !a.emit_ir) return usage_error(NULL, "no output file given (use -o OUT.c)%s", "");
+  if (!cmd && !a.out && !a.emit_ir && !a.report && !a.dot) return usage_error(NULL, "no output file given (use -o OUT.c)%s", "");
   if (!cmd && a.out) {
     size_t n = strlen(a.out);
     bool cu = n > 3 && streq(a.out + n - 3, ".cu");
@@ -653,7 +713,7 @@ int main(int argc, char **argv) {
   Diag d = {0};
   d.echo = stderr;
   /* check --embed-weights W checks W against the model too: that needs the plan */
-  Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir && !a.embed, &d);
+  Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir && !a.embed && !a.report && !a.dot, &d);
   if (!c) {
     if (d.nerrors > 1) fprintf(stderr, "%d errors\n", d.nerrors);
     diag_free(&d);
@@ -661,7 +721,12 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (a.emit_ir) ir_print(stdout, c->g);
-  rc = 0;
+  rc = a.report || a.dot ? report_groups(&a, c) : 0;
+  if (rc) {
+    diag_free(&d);
+    arena_free(A);
+    return rc;
+  }
   if (is_train) {
     fprintf(stderr, "mlc train: error: training is not implemented yet in this version of mlc "
                     "(the model and its train section parse and type-check)\n");

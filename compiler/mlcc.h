@@ -253,6 +253,14 @@ typedef struct PlanBuf {
  *                Valid to emit as: producer writes into the root's buffer,
  *                then the tail runs in place over it (a backend may instead
  *                apply the tail per output tile while the tile is in cache).
+ *
+ * A group runs at its root's place in the schedule, so plan.c keeps every
+ * value a member reads live until the root.  In place (-O2): the root of a
+ * GK_ELEM group or of a GK_SINGLE elementwise node may share the buffer of
+ * one of its leaf inputs (`inplace`, else -1): a value of the root's shape
+ * and element size that dies in this group, read only at the output index.
+ * p->buf[root] is then that leaf's buffer, so emitters need do nothing
+ * (each element is read before it is written, in the same iteration).
  */
 typedef enum GroupKind { GK_SINGLE, GK_ELEM, GK_EPILOGUE } GroupKind;
 typedef struct Group {
@@ -260,6 +268,7 @@ typedef struct Group {
   int root;   /* the node whose value leaves the group */
   int *nodes; /* members in schedule order */
   int n;
+  int inplace; /* the leaf whose buffer the root overwrites, or -1 */
 } Group;
 
 typedef struct Plan {
@@ -286,7 +295,20 @@ Plan *plan_eval(Graph *g, int opt_level);   /* for evaluate: loss and outputs */
  * plan_eval after storage classes are known and before buffers get live
  * ranges): marks fused members ST_FUSED and fills p->groups / p->group_of.
  * opt_level 0 makes every node its own GK_SINGLE group. */
-void fuse_plan(Graph *g, Plan *p, const bool *live, int opt_level);
+void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots, int opt_level);
+/* Estimated work of group gi for the given symbol values: floating-point
+ * operations (2 per multiply-add in GEMMs and convolutions, 1 per element
+ * per elementwise op, about 1 per element read for the rest) and bytes moved
+ * (each distinct input read once, the root written once; an epilogue's tail
+ * pass reads and writes the root again, as the C backend runs it). */
+void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symvals, double *flops, double *bytes);
+/* --report: per group its ops, FLOPs and bytes moved, then totals and the
+ * arena bytes of p (-O2) and p0 (-O0, the same function) for the given
+ * symbol values (symvals[id]); fn names the function ("run"). */
+void fuse_report(FILE *out, const Graph *g, const Plan *p, const Plan *p0, const int64_t *symvals, const char *fn);
+/* --dot: a Graphviz digraph of the function p plans, fused groups drawn as
+ * clusters. */
+void fuse_dot(FILE *out, const Graph *g, const Plan *p);
 
 /* Arena bytes for given symbol values (uses the runtime planner). */
 size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals);

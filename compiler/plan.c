@@ -27,6 +27,41 @@ static int new_buf(Arena *A, Plan *p, int node, bool scratch, int *cap) {
   return p->nbufs++;
 }
 
+static bool same_shape(const Type *a, const Type *b) {
+  if (a->rank != b->rank) return false;
+  for (int i = 0; i < a->rank; i++)
+    if (!dim_eq(a->dim[i], b->dim[i])) return false;
+  return true;
+}
+
+/* The leaf input whose buffer group gi's root may overwrite, or -1: a value
+ * with its own arena buffer, the root's shape and dtype (so every member
+ * reads it at the output index), that no step after the group reads
+ * (last[] per storage root), and that no other leaf of the group views.
+ * Only elementwise loops qualify: an epilogue's producer writes the root's
+ * buffer while its inputs are still being read. */
+static int inplace_leaf(const Graph *g, const Plan *p, int gi, const int *last) {
+  const Group *gr = &p->groups[gi];
+  const Node *rn = &g->nodes[gr->root];
+  if (gr->kind == GK_EPILOGUE || !(op_info[rn->op].flags & F_ELEM)) return -1;
+  for (int k = 0; k < gr->n; k++) {
+    const Node *m = &g->nodes[gr->nodes[k]];
+    for (int j = 0; j < m->nin; j++) {
+      int L = m->in[j];
+      if (p->group_of[L] == gi || p->storage[L] != ST_ARENA || last[L] != gr->root) continue;
+      if (g->nodes[L].ty.dt != rn->ty.dt || !same_shape(&g->nodes[L].ty, &rn->ty)) continue;
+      bool viewed = false; /* another leaf reads L's bytes under another shape */
+      for (int k2 = 0; k2 < gr->n && !viewed; k2++)
+        for (int j2 = 0; j2 < g->nodes[gr->nodes[k2]].nin; j2++) {
+          int x = g->nodes[gr->nodes[k2]].in[j2];
+          viewed |= x != L && p->alias_of[x] == L;
+        }
+      if (!viewed) return L;
+    }
+  }
+  return -1;
+}
+
 /* Plans the nodes that `roots` need, in schedule order; roots stay live to
  * the end (outputs of run, or the loss and gradients of a train step). */
 static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots);
@@ -107,24 +142,44 @@ static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
       p->alias_of[i] = p->alias_of[nd->in[0]];
     } else p->storage[i] = ST_ARENA;
   }
-  fuse_plan(g, p, live, opt_level); /* may turn ST_ARENA members into ST_FUSED */
-  for (int i = 0; i < n; i++) {
-    Node *nd = &g->nodes[i];
-    if (p->storage[i] == ST_ARENA) p->buf[i] = new_buf(A, p, i, false, &cap);
-    if (live[i] && (nd->op == OP_CONV2D || nd->op == OP_CONV1D || nd->op == OP_CONV2D_DX || nd->op == OP_CONV2D_DW))
-      p->scratch[i] = new_buf(A, p, i, true, &cap);
-  }
-  /* extend each buffer's range to the last use of it or any view of it */
+  fuse_plan(g, p, live, roots, nroots, opt_level); /* may turn ST_ARENA members into ST_FUSED */
+
+  /* A group runs at its root's step: a member reads its inputs there. */
+  int *at = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  for (int i = 0; i < n; i++) at[i] = p->group_of[i] >= 0 ? p->groups[p->group_of[i]].root : i;
+  /* the last step that reads each storage root (directly or through views) */
+  int *last = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
+  for (int i = 0; i < n; i++) last[i] = i;
   for (int i = 0; i < n; i++) {
     if (!live[i]) continue;
     for (int j = 0; j < g->nodes[i].nin; j++) {
-      int root = p->alias_of[g->nodes[i].in[j]];
-      if (p->buf[root] >= 0 && p->bufs[p->buf[root]].last < i) p->bufs[p->buf[root]].last = i;
+      int r = p->alias_of[g->nodes[i].in[j]];
+      if (last[r] < at[i]) last[r] = at[i];
     }
   }
-  for (int i = 0; i < nroots; i++) {
-    int root = p->alias_of[roots[i]];
-    if (p->buf[root] >= 0) p->bufs[p->buf[root]].last = n;
+  for (int i = 0; i < nroots; i++) last[p->alias_of[roots[i]]] = n;
+  if (p->reuse)
+    for (int gi = 0; gi < p->ngroups; gi++) p->groups[gi].inplace = inplace_leaf(g, p, gi, last);
+
+  for (int i = 0; i < n; i++) {
+    Node *nd = &g->nodes[i];
+    int gi = p->group_of[i];
+    if (p->storage[i] == ST_ARENA) {
+      if (gi >= 0 && p->groups[gi].root == i && p->groups[gi].inplace >= 0)
+        p->buf[i] = p->buf[p->groups[gi].inplace]; /* written over a leaf that dies here */
+      else
+        p->buf[i] = new_buf(A, p, i, false, &cap);
+    }
+    if (live[i] && (nd->op == OP_CONV2D || nd->op == OP_CONV1D || nd->op == OP_CONV2D_DX || nd->op == OP_CONV2D_DW)) {
+      p->scratch[i] = new_buf(A, p, i, true, &cap);
+      p->bufs[p->scratch[i]].first = p->bufs[p->scratch[i]].last = at[i]; /* an epilogue's producer runs late */
+    }
+  }
+  /* each buffer lives from its definition to the last read of it or of any
+   * view of it (reads by group members happen at the group's root) */
+  for (int i = 0; i < n; i++) {
+    int b = p->storage[i] == ST_ARENA ? p->buf[i] : -1;
+    if (b >= 0 && p->bufs[b].last < last[i]) p->bufs[b].last = last[i];
   }
   if (!p->reuse)
     for (int b = 0; b < p->nbufs; b++) p->bufs[b].first = 0, p->bufs[b].last = n;

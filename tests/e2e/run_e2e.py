@@ -3,7 +3,7 @@
 and compare every output with a PyTorch reference.
 
 Usage:  /usr/bin/python3 tests/e2e/run_e2e.py --mlc build/mlc [--filter SUBSTR] [--keep]
-            [--sanitize] [--mlc-args=-O0] [--workdir DIR] [--cc gcc,clang] [-j N]
+            [--sanitize] [--mlc-args=-O0] [--same-at-O0] [--workdir DIR] [--cc gcc,clang] [-j N]
         /usr/bin/python3 tests/e2e/run_e2e.py --references-only   (no mlc needed)
 
 Three kinds of cases (see tests/e2e/README.md for how to add one):
@@ -280,6 +280,7 @@ def save_npy(path, t):
 # ---------------------------------------------------------------------------
 
 EXTRA_ARGS = []   # --mlc-args: appended to every `mlc run`
+SAME_AT_O0 = False  # --same-at-O0: also run at -O0 and compare outputs bit for bit
 ENV = dict(os.environ)
 
 SANITIZER = re.compile(r"ERROR: AddressSanitizer|runtime error:")
@@ -436,6 +437,17 @@ def run_model_case(name, mlc, workdir):
         produced = sorted(f[:-4] for f in os.listdir(out_dir) if f.endswith(".npy")) \
             if os.path.isdir(out_dir) else []
         outputs = {n: np.load(os.path.join(out_dir, n + ".npy")) for n in produced}
+        if SAME_AT_O0:  # -O0 (no fusion, no reuse) must give the very same bytes
+            argv0 = [a for a in run_argv if a not in ("-O0", "-O2")]
+            argv0[argv0.index("--out") + 1] = "out0"
+            rc, _, err = run_mlc(argv0 + ["-O0"], run_dir)
+            if rc != 0:
+                raise CaseError("mlc -O0 exited with %d %s" % (rc, where), err)
+            for n in produced:
+                with open(os.path.join(out_dir, n + ".npy"), "rb") as f2, \
+                        open(os.path.join(run_dir, "out0", n + ".npy"), "rb") as f0:
+                    if f2.read() != f0.read():
+                        raise CaseError("output %s differs between -O2 and -O0 %s" % (n, where))
         # references see the exact values mlc saw
         ref_inputs = {n: t.clone() for n, t in inputs.items()}
         ref_params = {n: t.clone() for n, t in params.items()}
@@ -846,6 +858,8 @@ def main():
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--mlc-args", default="",
                     help="extra arguments for every model case's `mlc run`, e.g. -O0")
+    ap.add_argument("--same-at-O0", action="store_true",
+                    help="also run each model case at -O0 and require bit-identical outputs")
     ap.add_argument("--sanitize", action="store_true",
                     help="build the generated programs with ASan+UBSan (via MLC_CFLAGS)")
     ap.add_argument("--cc", default="gcc,clang",
@@ -857,6 +871,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)  # the workers and mlc share the cores
     EXTRA_ARGS.extend(args.mlc_args.split())
+    global SAME_AT_O0
+    SAME_AT_O0 = args.same_at_O0
     global MLCRT_LIB
     MLCRT_LIB = args.mlcrt and os.path.abspath(args.mlcrt)
     COMPILERS[:] = args.cc.split(",")

@@ -152,6 +152,10 @@ static size_t check_plan(const Graph *g, const Plan *p, bool reuse, const int64_
         assert_int_equal(p->alias_of[i], r);
         assert_true(p->storage[r] == ST_ARENA || p->storage[r] == ST_INPUT || p->storage[r] == ST_WEIGHT);
         assert_int_equal(p->buf[i], -1);
+      } else if (st == ST_FUSED) { /* computed inside its group, not its root */
+        assert_true(reuse);
+        assert_true(p->group_of[i] >= 0);
+        assert_true(p->groups[p->group_of[i]].root != i);
       } else {
         assert_int_equal(st, ST_ARENA);
         assert_int_equal(p->alias_of[i], i);
@@ -160,9 +164,16 @@ static size_t check_plan(const Graph *g, const Plan *p, bool reuse, const int64_
     if (st == ST_ARENA) {
       int b = p->buf[i];
       assert_true(b >= 0 && b < p->nbufs);
-      assert_int_equal(p->bufs[b].node, i);
       assert_false(p->bufs[b].scratch);
-      seen[b]++;
+      if (p->bufs[b].node != i) { /* in place: the root of a group that overwrites a leaf */
+        const Group *gr = &p->groups[p->group_of[i]];
+        assert_true(reuse);
+        assert_int_equal(gr->root, i);
+        assert_true(gr->inplace >= 0);
+        assert_int_equal(p->buf[gr->inplace], b);
+      } else {
+        seen[b]++;
+      }
     } else {
       assert_int_equal(p->buf[i], -1);
     }
@@ -181,20 +192,32 @@ static size_t check_plan(const Graph *g, const Plan *p, bool reuse, const int64_
 
   /* the true live range of each buffer, computed here: from its definition
    * to its last use (directly or through views), outputs to the end */
+  /* (a group member reads its inputs when the group runs: at its root) */
   int *tfirst = calloc((size_t)p->nbufs + 1, sizeof(int)), *tlast = calloc((size_t)p->nbufs + 1, sizeof(int));
   for (int b = 0; b < p->nbufs; b++) {
     const PlanBuf *pb = &p->bufs[b];
-    int want = pb->node;
+    int want = pb->node, first = pb->node;
     if (!pb->scratch) {
-      for (int j = 0; j < n; j++) {
-        if (!live[j]) continue;
-        for (int k = 0; k < g->nodes[j].nin; k++)
-          if (root_of(g, g->nodes[j].in[k]) == pb->node && j > want) want = j;
+      for (int v = 0; v < n; v++) { /* every value stored in b: the owner and in-place roots */
+        if (p->storage[v] != ST_ARENA || p->buf[v] != b) continue;
+        int vlast = v;
+        for (int j = 0; j < n; j++) {
+          if (!live[j]) continue;
+          int at = p->group_of[j] >= 0 ? p->groups[p->group_of[j]].root : j;
+          for (int k = 0; k < g->nodes[j].nin; k++)
+            if (root_of(g, g->nodes[j].in[k]) == v && at > vlast) vlast = at;
+        }
+        for (int o = 0; o < g->noutputs; o++)
+          if (root_of(g, g->outputs[o].node) == v) vlast = n;
+        /* a value overwritten in place is dead once its overwriter runs */
+        for (int gi = 0; gi < p->ngroups; gi++)
+          if (p->groups[gi].inplace == v) assert_int_equal(vlast, p->groups[gi].root);
+        if (vlast > want) want = vlast;
       }
-      for (int o = 0; o < g->noutputs; o++)
-        if (root_of(g, g->outputs[o].node) == pb->node) want = n;
+    } else {
+      first = want = p->group_of[pb->node] >= 0 ? p->groups[p->group_of[pb->node]].root : pb->node;
     }
-    tfirst[b] = pb->node;
+    tfirst[b] = first;
     tlast[b] = want;
     /* the plan's ranges: exact at -O2, everything at -O0 */
     if (reuse) {
@@ -208,10 +231,12 @@ static size_t check_plan(const Graph *g, const Plan *p, bool reuse, const int64_
   /* every use of an arena value (directly or through views) is inside its range */
   for (int j = 0; j < n; j++) {
     if (!live[j]) continue;
+    int at = p->group_of[j] >= 0 ? p->groups[p->group_of[j]].root : j;
     for (int k = 0; k < g->nodes[j].nin; k++) {
       int r = root_of(g, g->nodes[j].in[k]);
+      assert_true(p->storage[r] != ST_FUSED || p->group_of[r] == p->group_of[j]); /* fused values stay inside */
       if (p->buf[r] < 0) continue;
-      assert_true(p->bufs[p->buf[r]].first <= j && j <= p->bufs[p->buf[r]].last);
+      assert_true(p->bufs[p->buf[r]].first <= at && at <= p->bufs[p->buf[r]].last);
     }
   }
 
@@ -331,16 +356,21 @@ static void test_storage_classes(void **state) {
   /* the unused param and the buffer still have weight slots */
   assert_int_equal(p->storage[tensor_node(g, "unused.weight")], ST_WEIGHT);
   assert_int_equal(p->storage[tensor_node(g, "stats")], ST_WEIGHT);
-  /* arena buffers: to_f32, div, linear, relu, linear (and nothing else) */
-  assert_int_equal(p->nbufs, 5);
+  /* arena buffers: the to_f32 / 255 loop, linear + relu (one fused group
+   * each) and the last linear (and nothing else) */
+  assert_int_equal(p->nbufs, 3);
+  assert_int_equal(plan_graph(g, 0)->nbufs, 5); /* -O0: one per node */
   /* r is an output through a view: h1's buffer lives to the end */
   assert_int_equal(p->bufs[p->buf[h1]].last, g->n);
   int logits = output_node(g, "logits");
   assert_int_equal(p->bufs[p->buf[logits]].last, g->n);
-  /* h's last use is the linear that reads it through the flatten view */
+  /* h's last use is the linear that reads it through the flatten view,
+   * which runs inside h1's group (linear + relu) */
   int lin1 = g->nodes[h1].in[0];
   assert_int_equal(g->nodes[lin1].op, OP_LINEAR);
-  assert_int_equal(p->bufs[p->buf[h]].last, lin1);
+  assert_int_equal(p->storage[lin1], ST_FUSED);
+  assert_int_equal(p->groups[p->group_of[lin1]].kind, GK_EPILOGUE);
+  assert_int_equal(p->bufs[p->buf[h]].last, h1);
   assert_int_equal(p->bufs[p->buf[h]].first, h);
   done(l);
 }
@@ -376,19 +406,26 @@ static void test_live_ranges_explicit(void **state) {
   int64_t sv[2] = {0, 3};
   check_plan(g, p, true, sv);
   int a = hinted(g, "a"), b = hinted(g, "b"), d = hinted(g, "d"), e = hinted(g, "e"), f = hinted(g, "f");
+  /* -O2: d, e and f are one loop (f's group); a is read there last, so f
+   * is written over a's buffer */
+  assert_int_equal(p->storage[d], ST_FUSED);
+  assert_int_equal(p->storage[e], ST_FUSED);
+  assert_int_equal(p->groups[p->group_of[f]].kind, GK_ELEM);
+  assert_int_equal(p->groups[p->group_of[f]].inplace, a);
+  assert_int_equal(p->buf[f], p->buf[a]);
   assert_int_equal(p->bufs[p->buf[a]].first, a);
-  assert_int_equal(p->bufs[p->buf[a]].last, e);
-  assert_int_equal(p->bufs[p->buf[b]].last, d);
-  assert_int_equal(p->bufs[p->buf[d]].last, e);
-  assert_int_equal(p->bufs[p->buf[e]].last, f);
-  assert_int_equal(p->bufs[p->buf[f]].last, g->n);
-  /* b and e never live together: -O2 can share; with B = 3 every buffer
-   * is 192 bytes, at most 3 are live at once */
-  assert_int_equal(plan_arena_bytes(g, p, sv), 3 * 192);
+  assert_int_equal(p->bufs[p->buf[a]].last, g->n);
+  assert_int_equal(p->bufs[p->buf[b]].first, b);
+  assert_int_equal(p->bufs[p->buf[b]].last, f); /* read through two views inside f's group */
+  assert_int_equal(p->nbufs, 2);
+  assert_int_equal(plan_arena_bytes(g, p, sv), 2 * 192); /* B = 3: every value is 192 bytes */
+  /* -O0: a buffer per node, live throughout */
   Plan *p0 = plan_graph(g, 0);
   check_plan(g, p0, false, sv);
+  assert_int_equal(p0->nbufs, 5);
   assert_int_equal(plan_arena_bytes(g, p0, sv), (size_t)p0->nbufs * 192);
-  assert_int_equal(p0->nbufs, p->nbufs);
+  assert_int_equal(p0->bufs[p0->buf[a]].first, 0);
+  assert_int_equal(p0->bufs[p0->buf[a]].last, g->n);
   done(l);
 }
 
@@ -412,7 +449,8 @@ static void test_conv_scratch(void **state) {
         int s = p->scratch[i];
         assert_true(s >= 0);
         assert_true(p->bufs[s].scratch);
-        if (O) assert_int_equal(p->bufs[s].first, i);
+        /* the first conv is relu's epilogue producer: it runs at relu's step */
+        if (O) assert_int_equal(p->bufs[s].first, p->groups[p->group_of[i]].root);
       }
     assert_int_equal(nconv, 2);
     for (int64_t n = 1; n <= 4; n += 3) {
@@ -565,7 +603,7 @@ static void test_property_random_dags(void **state) {
     Low *l = lower_ok(src);
     Graph *g = l->g;
     Plan *p2 = plan_graph(g, 2), *p0 = plan_graph(g, 0);
-    assert_int_equal(p2->nbufs, p0->nbufs);
+    assert_true(p2->nbufs <= p0->nbufs); /* fused values and in-place roots need none */
     total_bufs += p2->nbufs;
     static const int64_t Bs[] = {1, 3, 64};
     for (int k = 0; k < 3; k++) {

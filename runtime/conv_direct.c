@@ -169,29 +169,15 @@ dw_image(const mlcrt_conv2d_params *p, const float *xp, const float *dy, float *
     for (int64_t c = 0; c < p->C; c++)
       for (int64_t kh = 0; kh < p->KH; kh++) {
         float *ar = acc + (oc * kdim + (c * p->KH + kh) * p->KW) * LANES;
-        switch (p->KW) { /* mlcrt__conv_direct_ok: KW <= 7 */
-        case 1:
-          dw_taps(1, p, xp, dy, ar, oc, c, kh);
-          break;
-        case 2:
-          dw_taps(2, p, xp, dy, ar, oc, c, kh);
-          break;
-        case 3:
-          dw_taps(3, p, xp, dy, ar, oc, c, kh);
-          break;
-        case 4:
-          dw_taps(4, p, xp, dy, ar, oc, c, kh);
-          break;
-        case 5:
-          dw_taps(5, p, xp, dy, ar, oc, c, kh);
-          break;
-        case 6:
-          dw_taps(6, p, xp, dy, ar, oc, c, kh);
-          break;
-        default:
-          dw_taps(7, p, xp, dy, ar, oc, c, kh);
-          break;
-        }
+        /* KW a constant in each instance (mlcrt__conv_direct_ok: KW <= 7) */
+#define TAPS(K) dw_taps(K, p, xp, dy, ar, oc, c, kh)
+        if (p->KW <= 3)
+          p->KW == 1 ? TAPS(1) : p->KW == 2 ? TAPS(2) : TAPS(3);
+        else if (p->KW <= 5)
+          p->KW == 4 ? TAPS(4) : TAPS(5);
+        else
+          p->KW == 6 ? TAPS(6) : TAPS(7);
+#undef TAPS
       }
 }
 

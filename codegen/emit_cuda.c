@@ -1443,7 +1443,7 @@ static void emit_entry(CU *c, Buf *b, int kind) {
   out(b, "  return MLCRT_OK;\n}\n\n");
 }
 
-static char *emit_cu(E *e, const char *header_name) {
+static char *emit_cu(E *e, const char *header_name, CuPrecision prec) {
   Graph *g = e->g;
   const Plan *p = e->p, *tp = e->train;
   const char *M = e->M;
@@ -1466,6 +1466,8 @@ static char *emit_cu(E *e, const char *header_name) {
       " * CUDA: one kernel per fusion group (or a kernel of mlcrt_kernels.cuh, or cuBLAS);\n");
   out(&src, " * run%s enqueue everything on the instance's stream and replay it as a CUDA graph.\n",
       tp ? ", the train step and evaluate" : "");
+  if (prec == CU_PREC_TF32)
+    out(&src, " * --precision tf32: cuBLAS GEMMs use TF32 tensor cores (float32 accumulation).\n");
   out(&src, " * The device part (up to #ifndef __CUDACC_RTC__) compiles with NVRTC alone. */\n");
   out(&src, "#include \"mlcrt_kernels.cuh\"\n\n");
   out(&src, "%s", kern.s ? kern.s : "");
@@ -1638,7 +1640,8 @@ static char *emit_cu(E *e, const char *header_name) {
       "out of memory\");\n    return NULL;\n  }\n",
       M, M, M);
   for (int s = 1; s <= g->nsym; s++) out(&src, "  m->max_%s = max_%s;\n", g->sym[s], g->sym[s]);
-  out(&src, "  m->cu = mlcrt_cuda_create(opts, dev, host, MLCRT_PRECISION_F32, msg);\n");
+  out(&src, "  m->cu = mlcrt_cuda_create(opts, dev, host, %s, msg);\n",
+      prec == CU_PREC_TF32 ? "MLCRT_PRECISION_TF32 /* --precision tf32 */" : "MLCRT_PRECISION_F32");
   out(&src,
       "  if (!m->cu) {\n    char full[MLCRT_ERRLEN + 64];\n    snprintf(full, sizeof full, "
       "\"%s_create: %%s\", msg);\n    mlcrt_set_last_error(full);\n    free(m);\n    return "
@@ -1732,12 +1735,17 @@ static char *emit_cu(E *e, const char *header_name) {
 
 EmitC emitcu_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval,
                    const char *header_name, const char *embed) {
+  return emitcu_model_prec(g, p, train, eval, header_name, embed, CU_PREC_F32);
+}
+
+EmitC emitcu_model_prec(Graph *g, const Plan *p, const Plan *train, const Plan *eval,
+                        const char *header_name, const char *embed, CuPrecision prec) {
   E e;
   emitc_setup(&e, g, p, train, eval, embed);
   e.cuda = true;
   EmitC r;
   r.h = emit_header(&e);
-  r.c = emit_cu(&e, header_name);
+  r.c = emit_cu(&e, header_name, prec);
   r.harness = emit_harness(&e, header_name);
   r.train_harness = NULL;
   r.train_why = "the model has no train step";

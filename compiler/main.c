@@ -420,8 +420,11 @@ static const char *cache_base(Arena *A) {
  * and returns the path of the executable. */
 /* The flags mlc run / mlc train build generated code with (part of the
  * cache key): -O3, as GCC 12 vectorizes little at -O2 (its "very cheap" cost
- * model) and the generated loops are written for the vectorizer. */
-#define BASE_CFLAGS "-std=c11 -O3"
+ * model) and the generated loops are written for the vectorizer;
+ * -fno-trapping-math lets GCC turn the selects of mlcrt_expf/mlcrt_tanhf
+ * (mlcrt.h) into SIMD blends (nothing reads FP exception flags, so results
+ * do not change). */
+#define BASE_CFLAGS "-std=c11 -O3 -fno-trapping-math"
 
 static const char *build_cached(Arena *A, EmitC *e, const char *harness, const Compiled *c, const char *wpath,
                                 const unsigned char *w) {
@@ -472,6 +475,7 @@ static const char *build_cached(Arena *A, EmitC *e, const char *harness, const C
   argv[n++] = (char *)cc;
   argv[n++] = "-std=c11"; /* BASE_CFLAGS */
   argv[n++] = "-O3";
+  argv[n++] = "-fno-trapping-math";
   char *extra = arena_strdup(A, flags);
   for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;
   const char *rest[] = {"-I", inc, mc, hc, lib, "-lm", "-pthread", "-o", out};

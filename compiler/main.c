@@ -600,6 +600,10 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
   if (!cc || !*cc) cc = "cc";
   const char *nvflags = getenv("MLC_NVCCFLAGS");
   if (!nvflags) nvflags = "";
+  /* $MLC_CFLAGS (e.g. the sanitizers of an instrumented libmlcrt) go to the
+   * harness's compile and, through -Xcompiler, to the link */
+  const char *cflags = getenv("MLC_CFLAGS");
+  if (!cflags) cflags = "";
   EmitC e = emitcu_model_prec(c->g, c->plan, c->train_plan, c->eval_plan, "model.h", wpath, prec);
   const char *harness = train ? e.train_harness : e.harness;
   if (!harness) {
@@ -607,7 +611,7 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
     return NULL;
   }
   uint64_t h = fnv1a(0xcbf29ce484222325ULL, "cuda", 5);
-  const char *keys[] = {e.c, e.h, harness, nvcc, version, cc, BASE_CFLAGS, BASE_NVCCFLAGS, nvflags, arch, inc, cuinc};
+  const char *keys[] = {e.c, e.h, harness, nvcc, version, cc, BASE_CFLAGS, BASE_NVCCFLAGS, nvflags, cflags, arch, inc, cuinc};
   for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) h = fnv1a(h, keys[i], strlen(keys[i]) + 1);
   const char *libs[] = {lib, culib};
   for (int i = 0; i < 2; i++) {
@@ -641,6 +645,8 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
   for (int k = 0; k < (w ? 2 : 1) && rc == 0; k++) {
     const char *cc_args[] = {cc, "-std=c11", "-O3", "-I", inc, "-c", k ? f[6] : f[2], "-o", k ? f[7] : f[4]};
     for (n = 0; n < 9; n++) argv[n] = (char *)cc_args[n];
+    char *fl = arena_strdup(A, cflags);
+    for (char *t = strtok(fl, " "); t && n < 80; t = strtok(NULL, " ")) argv[n++] = t;
     argv[n] = NULL;
     rc = spawn_wait(argv, true);
   }
@@ -660,6 +666,21 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
     n = 0;
     const char *link[] = {nvcc, f[3], f[4], culib, lib, "-lcublas", "-lm", "-lpthread", "-o", f[5]};
     for (int i = 0; i < 10; i++) argv[n++] = (char *)link[i];
+    char *fl = arena_strdup(A, cflags);
+    for (char *t = strtok(fl, " "); t && n < 80; t = strtok(NULL, " ")) {
+      /* nvcc splits -Xcompiler at commas: -fsanitize=address,undefined goes as
+       * -fsanitize=address and -fsanitize=undefined */
+      char *eq = strchr(t, '=');
+      if (!eq || !strchr(eq, ',')) {
+        argv[n++] = arena_printf(A, "-Xcompiler=%s", t);
+        continue;
+      }
+      for (const char *v = eq + 1; *v && n < 80;) { /* one flag per comma-separated value */
+        size_t len = strcspn(v, ",");
+        argv[n++] = arena_printf(A, "-Xcompiler=%.*s%.*s", (int)(eq + 1 - t), t, (int)len, v);
+        v += len + (v[len] == ',');
+      }
+    }
     if (w) argv[n++] = f[7];
     argv[n] = NULL;
     rc = spawn_wait(argv, true);

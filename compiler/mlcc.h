@@ -341,6 +341,12 @@ int emitc_weights(FILE *f, const Graph *g, const char *weights_path, const unsig
  * C backend's, and the same harnesses.  embed may be NULL. */
 EmitC emitcu_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
                    const char *embed);
+/* GEMM precision of a CUDA model (--precision): IEEE float32 (the default) or
+ * TF32 tensor cores for cuBLAS's GEMMs (about 10 mantissa bits in the
+ * products, float32 accumulation; docs/cuda.md gives the tolerance). */
+typedef enum { CU_PREC_F32, CU_PREC_TF32 } CuPrecision;
+EmitC emitcu_model_prec(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
+                        const char *embed, CuPrecision prec);
 
 /* ---- driver.c: the pipeline --------------------------------------------------- */
 typedef struct Options {

@@ -576,7 +576,8 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
     char *beside = arena_strdup(A, lib), *slash = strrchr(beside, '/');
     if (slash) *slash = 0;
     culib = arena_printf(A, "%s/libmlcrt_cuda.a", slash ? beside : ".");
-    if (!exists(culib) && *MLC_BUILD_CUDA_LIB) culib = MLC_BUILD_CUDA_LIB;
+    const char *built = MLC_BUILD_CUDA_LIB; /* "" when mlc was built without CUDA */
+    if (!exists(culib) && built[0]) culib = built;
   }
   if (!cuinc || !*cuinc) cuinc = exists(arena_printf(A, "%s/mlcrt_cuda.h", inc)) ? inc : MLC_BUILD_CUDA_INCLUDE;
   if (!exists(culib) || !exists(arena_printf(A, "%s/mlcrt_kernels.cuh", cuinc))) {

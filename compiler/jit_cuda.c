@@ -35,6 +35,8 @@ typedef struct Nvrtc {
   int (*GetPTXSize)(nvrtcProgram, size_t *);
   int (*GetPTX)(nvrtcProgram, char *);
   int (*DestroyProgram)(nvrtcProgram *);
+  int (*AddNameExpression)(nvrtcProgram, const char *);
+  int (*GetLoweredName)(nvrtcProgram, const char *, const char **);
   int (*GetNumSupportedArchs)(int *); /* CUDA 11.2 and later; may be NULL */
   int (*GetSupportedArchs)(int *);
 } Nvrtc;
@@ -74,7 +76,9 @@ static bool nvrtc_open(Nvrtc *n, char *err) {
             SYM(l, n->GetProgramLogSize, "nvrtcGetProgramLogSize") &&
             SYM(l, n->GetProgramLog, "nvrtcGetProgramLog") &&
             SYM(l, n->GetPTXSize, "nvrtcGetPTXSize") && SYM(l, n->GetPTX, "nvrtcGetPTX") &&
-            SYM(l, n->DestroyProgram, "nvrtcDestroyProgram");
+            SYM(l, n->DestroyProgram, "nvrtcDestroyProgram") &&
+            SYM(l, n->AddNameExpression, "nvrtcAddNameExpression") &&
+            SYM(l, n->GetLoweredName, "nvrtcGetLoweredName");
   SYM(l, n->GetNumSupportedArchs, "nvrtcGetNumSupportedArchs");
   SYM(l, n->GetSupportedArchs, "nvrtcGetSupportedArchs");
   if (!ok) {
@@ -90,8 +94,9 @@ static uint64_t ptx_sum(const char *ptx, size_t n) {
   return build_hash(BUILD_HASH_INIT, ptx, n);
 }
 
-/* Reads a cache entry; NULL if absent or damaged. */
-static char *ptx_read(Arena *A, const char *path) {
+/* Reads a cache entry; NULL if absent or damaged.  Its text starts with a
+ * line "// mlc-name LOWERED" per name expression (a PTX comment). */
+static char *ptx_read(Arena *A, const char *path, int nnames, const char **lowered) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
   unsigned long long size, sum;
@@ -104,6 +109,13 @@ static char *ptx_read(Arena *A, const char *path) {
       ptx = NULL;
   }
   fclose(f);
+  char *p = ptx;
+  for (int i = 0; p && i < nnames; i++) {
+    char *nl = strchr(p, '\n');
+    if (strncmp(p, "// mlc-name ", 12) || !nl) return NULL;
+    lowered[i] = arena_printf(A, "%.*s", (int)(nl - p - 12), p + 12);
+    p = nl + 1;
+  }
   return ptx;
 }
 
@@ -128,7 +140,8 @@ static void ptx_write(Arena *A, const char *dir, const char *path, const char *p
 }
 
 char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh,
-                const char *const *opts, int nopts, int arch, bool *cached, char *err) {
+                const char *const *opts, int nopts, const char *const *names, int nnames,
+                const char **lowered, int arch, bool *cached, char *err) {
   if (cached) *cached = false;
   Nvrtc nv;
   if (!nvrtc_open(&nv, err)) return NULL;
@@ -150,12 +163,13 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
   key = build_hash_str(build_hash_str(key, name), src);
   for (int i = 0; i < nh; i++) key = build_hash_str(build_hash_str(key, h[i].name), h[i].text);
   for (int i = 0; i < nopts; i++) key = build_hash_str(key, opts[i]);
+  for (int i = 0; i < nnames; i++) key = build_hash_str(build_hash_str(key, "name"), names[i]);
   key = build_hash_str(key, archopt);
   int ver[2] = {major, minor};
   key = build_hash(key, ver, sizeof ver);
   const char *dir = arena_printf(A, "%s/ptx", build_cache_dir(A));
   const char *path = arena_printf(A, "%s/%016llx.ptx", dir, (unsigned long long)key);
-  char *ptx = ptx_read(A, path);
+  char *ptx = ptx_read(A, path, nnames, lowered);
   if (ptx) {
     if (cached) *cached = true;
     dlclose(nv.lib);
@@ -175,7 +189,8 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
     dlclose(nv.lib);
     return NULL;
   }
-  rc = nv.CompileProgram(prog, nopts + 1, o);
+  for (int i = 0; i < nnames && !rc; i++) rc = nv.AddNameExpression(prog, names[i]);
+  if (!rc) rc = nv.CompileProgram(prog, nopts + 1, o);
   if (rc) {
     size_t n = 0;
     nv.GetProgramLogSize(prog, &n);
@@ -183,11 +198,25 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
     if (n) nv.GetProgramLog(prog, log);
     mlcrt_seterr(err, MLCRT_EFORMAT, "%s: NVRTC: %s\n%s", name, nv.GetErrorString(rc), log);
   } else {
+    /* the kernels' lowered (mangled) names, for cuModuleGetFunction */
+    const char *names_text = "";
+    for (int i = 0; i < nnames; i++) {
+      const char *low = NULL;
+      if (nv.GetLoweredName(prog, names[i], &low) || !low) {
+        mlcrt_seterr(err, MLCRT_EFORMAT, "%s: NVRTC: no kernel '%s'", name, names[i]);
+        nv.DestroyProgram(&prog);
+        dlclose(nv.lib);
+        return NULL;
+      }
+      lowered[i] = arena_strdup(A, low);
+      names_text = arena_printf(A, "%s// mlc-name %s\n", names_text, low);
+    }
     size_t n = 0;
     nv.GetPTXSize(prog, &n);
-    ptx = arena_alloc(A, n + 1);
-    nv.GetPTX(prog, ptx);
-    ptx[n] = 0;
+    char *code = arena_alloc(A, n + 1);
+    nv.GetPTX(prog, code);
+    code[n] = 0;
+    ptx = arena_printf(A, "%s%s", names_text, code);
     ptx_write(A, dir, path, ptx);
   }
   nv.DestroyProgram(&prog);

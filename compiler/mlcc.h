@@ -438,10 +438,14 @@ typedef struct JitCuHeader {
 } JitCuHeader;
 /* Compiles CUDA C to PTX for compute capability arch (80 = compute_80;
  * lowered to the newest this NVRTC supports) through the PTX cache; *cached
- * (may be NULL) says whether it came from there.  Returns the PTX (in A), or
- * NULL with the reason in err: no NVRTC, or NVRTC's log for a bad source. */
+ * (may be NULL) says whether it came from there.  names are NVRTC name
+ * expressions of the kernels to keep ("model_run_elem0", "mlcd_add_bias<float>":
+ * a static or template kernel that no device code calls is otherwise
+ * dropped); lowered[i] receives each one's name in the PTX.  Returns the PTX
+ * (in A), or NULL with the reason in err: no NVRTC, or NVRTC's log. */
 char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh, const char *const *opts,
-                int nopts, int arch, bool *cached, char *err);
+                int nopts, const char *const *names, int nnames, const char **lowered, int arch, bool *cached,
+                char *err);
 /* The driver and device `ordinal` (its primary context made current), or
  * NULL with "no CUDA driver: ..." / "no CUDA device: ..." in err. */
 typedef struct JitCuda JitCuda;

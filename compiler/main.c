@@ -82,14 +82,18 @@ static const char *usage_check =
 static const char *usage_run =
     "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
     "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu] [--threads N]\n"
-    "               [--repeat N] [--embed-weights W.safetensors]\n"
+    "               [--repeat N] [--embed-weights W.safetensors] [--jit]\n"
     "\n"
     "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
     "cache ($MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc) keyed by a\n"
     "hash of the generated code and the compiler and flags ($MLC_CFLAGS adds flags),\n"
     "runs it on the .npy inputs and writes each output to\n"
     "DIR/<output>.npy (DIR defaults to the current directory).  Without --weights the\n"
-    "parameters come from the model's initialisers seeded with --seed (default 0).\n";
+    "parameters come from the model's initialisers seeded with --seed (default 0).\n"
+    "With --jit the model runs inside mlc through libmlc's JIT (mlc.h): the same\n"
+    "code built as a shared object in the same cache and loaded with dlopen; the\n"
+    "outputs are bit-identical.  --device cuda needs --jit and is not implemented yet\n"
+    "(it reports a missing CUDA driver or GPU first).\n";
 
 static const char *usage_train =
     "usage: mlc train MODEL.mdl --data NAME=FILE ... --epochs N --batch B [options]\n"
@@ -110,6 +114,8 @@ static const char *usage_train =
     "                          (default: W.ckpt.safetensors beside --save)\n"
     "  --resume C              continue exactly from a checkpoint\n"
     "  --threads N             threads (default: $MLCRT_NUM_THREADS, else one per CPU)\n"
+    "  --jit                   train inside mlc through libmlc's JIT (mlc.h): the same\n"
+    "                          loop and code, loaded as a shared object; bit-identical\n"
     "  --model NAME, -O0, -O2, --device cpu\n"
     "\n"
     "A progress bar shows batch, loss, samples/s and ETA on a terminal (plain lines\n"

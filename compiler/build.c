@@ -195,7 +195,10 @@ static int run_logged(char **argv, const char *log, Diag *d) {
   }
   int st;
   while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) return -1;
+    if (errno != EINTR) {
+      diag_error(d, (Loc){0}, "cannot wait for the C compiler %s: %s", argv[0], strerror(errno));
+      return -1;
+    }
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
@@ -365,7 +368,7 @@ const char *build_cached(Arena *A, const BuildSpec *s, Diag *d, bool *was_cached
     }
     build_evict(A, dir);
   }
-  return out; /* ours, outside the cache (left for the next run to clean up never: rare) */
+  return out; /* ours, outside the cache: used once and left in BASE/tmp.* (rare) */
 fail:
   remove_tree(tmp);
   return NULL;

@@ -26,7 +26,6 @@ typedef struct nvrtc_program *nvrtcProgram;
 typedef struct Nvrtc {
   void *lib;
   const char *(*GetErrorString)(int);
-  int (*Version)(int *, int *);
   int (*CreateProgram)(nvrtcProgram *, const char *, const char *, int, const char *const *,
                        const char *const *);
   int (*CompileProgram)(nvrtcProgram, int, const char *const *);
@@ -71,7 +70,7 @@ static bool nvrtc_open(Nvrtc *n, char *err) {
   }
   void *l = n->lib;
   bool ok = SYM(l, n->GetErrorString, "nvrtcGetErrorString") &&
-            SYM(l, n->Version, "nvrtcVersion") && SYM(l, n->CreateProgram, "nvrtcCreateProgram") &&
+            SYM(l, n->CreateProgram, "nvrtcCreateProgram") &&
             SYM(l, n->CompileProgram, "nvrtcCompileProgram") &&
             SYM(l, n->GetProgramLogSize, "nvrtcGetProgramLogSize") &&
             SYM(l, n->GetProgramLog, "nvrtcGetProgramLog") &&
@@ -143,10 +142,23 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
                 const char *const *opts, int nopts, const char *const *names, int nnames,
                 const char **lowered, int arch, bool *cached, char *err) {
   if (cached) *cached = false;
+  /* the key needs no NVRTC: loading it costs 40-100 ms, too much for a warm
+   * start (so a new toolkit reuses the PTX cached by an older one) */
+  uint64_t key = build_hash_str(BUILD_HASH_INIT, "ptx");
+  key = build_hash_str(build_hash_str(key, name), src);
+  for (int i = 0; i < nh; i++) key = build_hash_str(build_hash_str(key, h[i].name), h[i].text);
+  for (int i = 0; i < nopts; i++) key = build_hash_str(key, opts[i]);
+  for (int i = 0; i < nnames; i++) key = build_hash_str(build_hash_str(key, "name"), names[i]);
+  key = build_hash(key, &arch, sizeof arch);
+  const char *dir = arena_printf(A, "%s/ptx", build_cache_dir(A));
+  const char *path = arena_printf(A, "%s/%016llx.ptx", dir, (unsigned long long)key);
+  char *ptx = ptx_read(A, path, nnames, lowered);
+  if (ptx) {
+    if (cached) *cached = true;
+    return ptx;
+  }
   Nvrtc nv;
   if (!nvrtc_open(&nv, err)) return NULL;
-  int major = 0, minor = 0;
-  nv.Version(&major, &minor);
   /* a GPU newer than this NVRTC: its newest virtual architecture (the driver
    * compiles PTX for later GPUs) */
   int nsup = 0;
@@ -159,22 +171,6 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
     if (best) arch = best;
   }
   const char *archopt = arena_printf(A, "--gpu-architecture=compute_%d", arch);
-  uint64_t key = build_hash_str(BUILD_HASH_INIT, "ptx");
-  key = build_hash_str(build_hash_str(key, name), src);
-  for (int i = 0; i < nh; i++) key = build_hash_str(build_hash_str(key, h[i].name), h[i].text);
-  for (int i = 0; i < nopts; i++) key = build_hash_str(key, opts[i]);
-  for (int i = 0; i < nnames; i++) key = build_hash_str(build_hash_str(key, "name"), names[i]);
-  key = build_hash_str(key, archopt);
-  int ver[2] = {major, minor};
-  key = build_hash(key, ver, sizeof ver);
-  const char *dir = arena_printf(A, "%s/ptx", build_cache_dir(A));
-  const char *path = arena_printf(A, "%s/%016llx.ptx", dir, (unsigned long long)key);
-  char *ptx = ptx_read(A, path, nnames, lowered);
-  if (ptx) {
-    if (cached) *cached = true;
-    dlclose(nv.lib);
-    return ptx;
-  }
   const char **hn = arena_alloc(A, sizeof(char *) * (size_t)(nh + 1)),
              **ht = arena_alloc(A, sizeof(char *) * (size_t)(nh + 1));
   for (int i = 0; i < nh; i++) hn[i] = h[i].name, ht[i] = h[i].text;

@@ -5,7 +5,9 @@
  * Neither library is linked: libcuda.so.1 (the driver, present only where a
  * GPU is) and libnvrtc (the toolkit's run-time compiler) are opened with
  * dlopen when first needed, so libmlc starts on any machine and says clearly
- * what is missing.  The few driver and NVRTC types used are declared here
+ * what is missing.  Once opened they stay loaded (never dlclose'd), as in a
+ * program linked with them: NVRTC costs 40-100 ms to load and keeps memory
+ * of its own, and the driver runs threads; a second dlopen is cheap.  The few driver and NVRTC types used are declared here
  * (handles are pointers, results ints), so no CUDA header is needed to build.
  *
  * PTX cache: BASE/ptx/<16 hex digits>.ptx, keyed by a hash of the source, the
@@ -182,7 +184,6 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
   if (rc) {
     mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "%s: NVRTC cannot create the program: %s", name,
                  nv.GetErrorString(rc));
-    dlclose(nv.lib);
     return NULL;
   }
   for (int i = 0; i < nnames && !rc; i++) rc = nv.AddNameExpression(prog, names[i]);
@@ -201,7 +202,6 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
       if (nv.GetLoweredName(prog, names[i], &low) || !low) {
         mlcrt_seterr(err, MLCRT_EFORMAT, "%s: NVRTC: no kernel '%s'", name, names[i]);
         nv.DestroyProgram(&prog);
-        dlclose(nv.lib);
         return NULL;
       }
       lowered[i] = arena_strdup(A, low);
@@ -216,7 +216,6 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
     ptx_write(A, dir, path, ptx);
   }
   nv.DestroyProgram(&prog);
-  dlclose(nv.lib);
   return ptx;
 }
 
@@ -348,7 +347,6 @@ int jitcu_arch(const JitCuda *cu) {
 void jitcu_close(JitCuda *cu) {
   if (!cu) return;
   if (cu->ctx) cu->PrimaryCtxRelease(cu->device);
-  dlclose(cu->lib);
   free(cu);
 }
 

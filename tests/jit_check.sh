@@ -11,7 +11,7 @@
 #   - cold and warm JIT starts (printed, not checked: this machine is shared);
 #   - --device cuda with --jit on a machine without a CUDA driver or GPU
 #     fails with a clear message and exit status 1, never a crash.
-# (mlc run --jit against mlc run for every conformance model: e2e_jit.)
+# (mlc run --jit against mlc run for every conformance model: the e2e test.)
 set -u
 MLC=$1 BUILD=$2
 JIT="$BUILD/examples/jit/mlc_jit"

@@ -9,6 +9,8 @@
  *     plan_graph       plan.c        storage classes, liveness, arena items
  *     emitc_model      codegen/      IR -> model.c + model.h (+ run harness)
  * Later passes (autodiff, fusion, CUDA) read and extend the same Graph.
+ * After the passes: build.c builds generated C (cached), jit_cpu.c and
+ * jit_cuda.c load it into the process (the JIT), libmlc.c is mlc.h.
  *
  * The IR is a flat array of typed nodes in topological (creation) order;
  * node ids are indices.  Shapes are lists of Dim: integer polynomials over

@@ -59,6 +59,9 @@ def main():
            f"GEMM kernels chosen at run time.",
            "The machine is shared: the load average before each run is given, and a loaded machine slows "
            "both sides of a comparison (two-thread figures suffer most).", ""]
+    # the GPU section (bench/gpu_bench.py, run on a GPU machine) is kept as it is
+    old = open(a.out).read() if os.path.exists(a.out) else ""
+    gpu = old[old.find("## GPU: "):] if "## GPU: " in old else ""
     for title, what, cmd in runs:
         load = open("/proc/loadavg").read().split()[0]
         print(f"running {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)} ...",
@@ -66,7 +69,7 @@ def main():
         text = sh(cmd)
         out += [f"## {title}", "", what, f"Load average before the run: {load}.", "", "```", text, "```", ""]
         with open(a.out, "w") as f:  # written after each run, so a long run leaves what it has
-            f.write("\n".join(out))
+            f.write("\n".join(out) + ("\n" + gpu if gpu else ""))
     print(f"wrote {a.out}")
 
 

@@ -99,7 +99,8 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
   bool shared = false;
   for (int i = 0; i < k->n; i++)
     for (int j = i + 1; j < k->n; j++) {
-      const int bi = e->p->buf[e->p->alias_of[k->ids[i]]], bj = e->p->buf[e->p->alias_of[k->ids[j]]];
+      const int bi = e->p->buf[e->p->alias_of[k->ids[i]]],
+                bj = e->p->buf[e->p->alias_of[k->ids[j]]];
       shared |= bi >= 0 && bi == bj;
     }
   for (int i = 0; i < k->n; i++) {
@@ -130,23 +131,23 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
     c->kbodies[c->nk] = (char *)text, c->knames[c->nk++] = name;
     out(c->kern, "/* %s */\nstatic __global__ void %s%s\n", what, name, text);
   }
-  out(h, "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s%s);\n  CHECK_LAUNCH(\"%s\");\n", name,
-      threads, args.len ? args.s : "", sym_args(e), what);
+  out(h, "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s%s);\n  CHECK_LAUNCH(\"%s\");\n",
+      name, threads, args.len ? args.s : "", sym_args(e), what);
 }
 
 /* A flat index i decomposed into i0..i{r-1} over type t. */
 static const char *unflatten(E *e, const Type *t, const char *flat) {
   Buf b = {.A = e->A};
   if (t->rank == 0) return "";
-  out(&b, "    int64_t r_ = %s;\n", flat);
+  out(&b, "    int64_t mlc_flat = %s;\n", flat);
   for (int k = t->rank - 1; k >= 0; k--) {
     if (k)
-      out(&b, "    const int64_t i%d = r_ %% (%s);\n    r_ /= (%s);\n", k, dimc(e, t->dim[k]),
-          dimc(e, t->dim[k]));
+      out(&b, "    const int64_t i%d = mlc_flat %% (%s);\n    mlc_flat /= (%s);\n", k,
+          dimc(e, t->dim[k]), dimc(e, t->dim[k]));
     else
-      out(&b, "    const int64_t i0 = r_;\n");
+      out(&b, "    const int64_t i0 = mlc_flat;\n");
   }
-  out(&b, "    (void)r_;\n");
+  out(&b, "    (void)mlc_flat;\n");
   for (int k = 0; k < t->rank; k++) out(&b, "    (void)i%d;\n", k);
   return b.s;
 }
@@ -212,7 +213,7 @@ static void emit_elem_kernel(CU *c, Buf *h, const int *members, int nm, int skip
       }
       const char *v;
       if (in_group(&grp, in) && in != skip)
-        v = arena_printf(e->A, "v%d", in);
+        v = arena_printf(e->A, "mlc_v%d", in);
       else {
         const char *idx = "i";
         if (!same_shape(&x->ty, o)) {
@@ -242,9 +243,9 @@ static void emit_elem_kernel(CU *c, Buf *h, const int *members, int nm, int skip
     }
     const char *val = (flags & F_CMP) ? arena_printf(e->A, "(uint8_t)%s", body.s)
                                       : cu_store(e, body.s, ct, n->ty.dt);
-    out(&b, "    const %s v%d = %s; /* %s */\n", ctype(n->ty.dt), id, val, describe(e, n));
+    out(&b, "    const %s mlc_v%d = %s; /* %s */\n", ctype(n->ty.dt), id, val, describe(e, n));
   }
-  out(&b, "    %s[i] = v%d;\n  }\n", c->vars[root], root);
+  out(&b, "    %s[i] = mlc_v%d;\n  }\n", c->vars[root], root);
   kernel(c, h, what, &k, b.s, dimc(e, type_numel(o)), "elem");
 }
 
@@ -272,16 +273,17 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   const char *cmp = n->op == OP_MAX || n->op == OP_ARGMAX ? ">" : "<";
   Buf b = {.A = e->A};
   const char *nout = dimc(e, type_numel(&kept)), *nred = dimc(e, type_numel(&red));
-  out(&b, "  const int lane_ = threadIdx.x %% 32;\n  MLCD_FOR_WARP(o, %s) {\n", nout);
+  out(&b, "  const int mlc_lane = threadIdx.x %% 32;\n  MLCD_FOR_WARP(o, %s) {\n", nout);
   /* the kept index from o, the reduced one from r */
   Buf base_ = {.A = e->A}, off = {.A = e->A};
-  out(&b, kept.rank ? "    int64_t q_ = o;\n" : "");
+  out(&b, kept.rank ? "    int64_t mlc_kq = o;\n" : "");
   for (int q = kept.rank - 1; q >= 0; q--) {
-    out(&b, "    const int64_t i%d = q_ %% (%s);\n    q_ /= (%s);\n", kd[q], dimc(e, kept.dim[q]),
-        dimc(e, kept.dim[q]));
+    out(&b, "    const int64_t i%d = mlc_kq %% (%s);\n    mlc_kq /= (%s);\n", kd[q],
+        dimc(e, kept.dim[q]), dimc(e, kept.dim[q]));
     out(&base_, " + i%d*%s", kd[q], dimc(e, xs[kd[q]]));
   }
-  out(&b, "%s    const int64_t base_ = 0%s;\n", kept.rank ? "    (void)q_;\n" : "", base_.len ? base_.s : "");
+  out(&b, "%s    const int64_t mlc_base = 0%s;\n", kept.rank ? "    (void)mlc_kq;\n" : "",
+      base_.len ? base_.s : "");
   for (int q = red.rank - 1; q >= 0; q--) out(&off, " + i%d*%s", rd[q], dimc(e, xs[rd[q]]));
   const char *init =
       sum                ? "0"
@@ -290,12 +292,15 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
            : (n->op == OP_MAX || n->op == OP_ARGMAX ? "INT64_MAX * 0 + INT64_MIN" : "INT64_MAX");
   out(&b, "    %s acc = %s;\n%s", acc_t, init,
       sum || n->op == OP_PROD ? "" : "    int64_t best = -1;\n");
-  out(&b, "    for (int64_t r = lane_; r < %s; r += 32) {\n      int64_t p_ = r;\n", nred);
+  out(&b,
+      "    for (int64_t mlc_r = mlc_lane; mlc_r < %s; mlc_r += 32) {\n      int64_t mlc_rq = "
+      "mlc_r;\n",
+      nred);
   for (int q = red.rank - 1; q >= 0; q--)
-    out(&b, "      const int64_t i%d = p_ %% (%s);\n      p_ /= (%s);\n", rd[q],
+    out(&b, "      const int64_t i%d = mlc_rq %% (%s);\n      mlc_rq /= (%s);\n", rd[q],
         dimc(e, red.dim[q]), dimc(e, red.dim[q]));
-  out(&b, "      (void)p_;\n      const %s v = %s;\n", v_t,
-      cu_convert(e, arena_printf(e->A, "%s[base_%s]", c->vars[xi], off.len ? off.s : ""), x->dt,
+  out(&b, "      (void)mlc_rq;\n      const %s v = %s;\n", v_t,
+      cu_convert(e, arena_printf(e->A, "%s[mlc_base%s]", c->vars[xi], off.len ? off.s : ""), x->dt,
                  fl ? DT_F32 : DT_I64));
   /* the per-lane_ step, then the combine of two (acc, best) pairs across lanes:
    * the CPU's serial order is index order, so ties keep the smaller index and
@@ -306,27 +311,29 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   else if (n->op == OP_PROD)
     out(&b, fl ? "      acc *= v;\n" : "      acc = (int64_t)((uint64_t)acc * (uint64_t)v);\n");
   else
-    out(&b, "      if (best < 0 || %sv %s acc) { acc = v; best = r; }\n", nanw, cmp);
+    out(&b, "      if (best < 0 || %sv %s acc) { acc = v; best = mlc_r; }\n", nanw, cmp);
   out(&b, "    }\n");
   if (sum)
     out(&b, "    acc = mlcd_warp_sum(acc);\n");
   else if (n->op == OP_PROD)
     out(&b,
-        "    for (int s_ = 16; s_ > 0; s_ >>= 1) {\n      const %s o_ = "
-        "__shfl_down_sync(0xffffffffu, acc, s_);\n      if (lane_ + s_ < 32) acc %s;\n    }\n    "
+        "    for (int mlc_s = 16; mlc_s > 0; mlc_s >>= 1) {\n      const %s mlc_o = "
+        "__shfl_down_sync(0xffffffffu, acc, mlc_s);\n      if (mlc_lane + mlc_s < 32) acc %s;\n    "
+        "}\n    "
         "acc = __shfl_sync(0xffffffffu, acc, 0);\n",
-        acc_t, fl ? "*= o_" : "= (int64_t)((uint64_t)acc * (uint64_t)o_)");
+        acc_t, fl ? "*= mlc_o" : "= (int64_t)((uint64_t)acc * (uint64_t)mlc_o)");
   else
     out(&b,
-        "    for (int s_ = 16; s_ > 0; s_ >>= 1) {\n      const %s oa = "
-        "__shfl_down_sync(0xffffffffu, acc, s_);\n"
-        "      const int64_t ob = __shfl_down_sync(0xffffffffu, best, s_);\n"
-        "      if (lane_ + s_ < 32 && ob >= 0 && (best < 0 || %s(oa %s acc) || (oa == acc && ob < "
-        "best)%s)) { acc = oa; best = ob; }\n"
+        "    for (int mlc_s = 16; mlc_s > 0; mlc_s >>= 1) {\n      const %s mlc_oa = "
+        "__shfl_down_sync(0xffffffffu, acc, mlc_s);\n"
+        "      const int64_t mlc_ob = __shfl_down_sync(0xffffffffu, best, mlc_s);\n"
+        "      if (mlc_lane + mlc_s < 32 && mlc_ob >= 0 && (best < 0 || %s(mlc_oa %s acc) || "
+        "(mlc_oa == acc && mlc_ob < "
+        "best)%s)) { acc = mlc_oa; best = mlc_ob; }\n"
         "    }\n    acc = __shfl_sync(0xffffffffu, acc, 0);\n    best = __shfl_sync(0xffffffffu, "
         "best, 0);\n",
-        acc_t, fl ? "(oa != oa && (acc == acc || ob < best)) || " : "", cmp,
-        fl ? " && !(acc != acc && oa == oa)" : "");
+        acc_t, fl ? "(mlc_oa != mlc_oa && (acc == acc || mlc_ob < best)) || " : "", cmp,
+        fl ? " && !(acc != acc && mlc_oa == mlc_oa)" : "");
   const char *fin = arg                ? "(best < 0 ? 0 : best)"
                     : n->op == OP_MEAN ? arena_printf(e->A, "(acc / (double)(%s))", nred)
                                        : "acc";
@@ -334,7 +341,7 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   const char *val =
       arg ? fin
           : cu_store(e, arena_printf(e->A, "(%s)(%s)", v_t, fin), fl ? DT_F32 : DT_I64, n->ty.dt);
-  out(&b, "    if (lane_ == 0) %s[o] = %s;\n  }\n", c->vars[id], val);
+  out(&b, "    if (mlc_lane == 0) %s[o] = %s;\n  }\n", c->vars[id], val);
   KArgs k = {.n = 0};
   karg(&k, id, true);
   karg(&k, xi, false);
@@ -395,17 +402,17 @@ static void emit_concat(CU *c, Buf *h, int id, const char *what) {
   KArgs k = {.n = 0};
   karg(&k, id, true);
   Buf b = {.A = e->A};
-  out(&b, "  MLCD_FOR(i, %s) {\n    const int64_t i0 = i / (%s), j = i %% (%s);\n",
+  out(&b, "  MLCD_FOR(i, %s) {\n    const int64_t i0 = i / (%s), mlc_j = i %% (%s);\n",
       dimc(e, type_numel(o)), dimc(e, row), dimc(e, row));
   for (int j = 0; j < n->nin; j++) {
     const Node *x = &e->g->nodes[n->in[j]];
     karg(&k, n->in[j], false);
     Dim xrow = dims_prod(&x->ty, kdim, x->ty.rank);
     const char *src = cu_convert(e,
-                                 arena_printf(e->A, "%s[i0*(%s) + j - (%s)]", c->vars[n->in[j]],
+                                 arena_printf(e->A, "%s[i0*(%s) + mlc_j - (%s)]", c->vars[n->in[j]],
                                               dimc(e, xrow), dimc(e, off)),
                                  x->ty.dt, ct);
-    out(&b, "    %sif (j < (%s) + (%s)) %s[i] = %s;\n", j ? "else " : "", dimc(e, off),
+    out(&b, "    %sif (mlc_j < (%s) + (%s)) %s[i] = %s;\n", j ? "else " : "", dimc(e, off),
         dimc(e, xrow), c->vars[id], cu_store(e, src, ct, o->dt));
     off = dim_add(off, xrow);
   }
@@ -440,8 +447,8 @@ static void emit_slice(CU *c, Buf *h, int id, const char *what) {
   karg(&k, id, true), karg(&k, n->in[0], false);
   Buf b = {.A = e->A};
   out(&b,
-      "  MLCD_FOR(i, %s) {\n    const int64_t i0 = i / (%s), j = i %% (%s);\n    %s[i] = "
-      "%s[(i0*(%s) + (%s))*(%s) + j];\n  }\n",
+      "  MLCD_FOR(i, %s) {\n    const int64_t i0 = i / (%s), mlc_j = i %% (%s);\n    %s[i] = "
+      "%s[(i0*(%s) + (%s))*(%s) + mlc_j];\n  }\n",
       dimc(e, type_numel(&n->ty)), run, run, c->vars[id], c->vars[n->in[0]], size, s,
       dimc(e, inner));
   kernel(c, h, what, &k, b.s, dimc(e, type_numel(&n->ty)), "slice");
@@ -458,10 +465,12 @@ static void emit_slice_dx(CU *c, Buf *h, int id, const char *what) {
   Buf b = {.A = e->A};
   /* dx[i0, t, j]: dy[i0, t - start, j] inside [start, end), else 0 */
   out(&b,
-      "  MLCD_FOR(i, %s) {\n    const int64_t j = i %% (%s), t = (i / (%s)) %% (%s), i0 = i / "
+      "  MLCD_FOR(i, %s) {\n    const int64_t mlc_j = i %% (%s), mlc_t = (i / (%s)) %% (%s), i0 = "
+      "i / "
       "((%s) * (%s));\n"
-      "    const int64_t u = t - (%s);\n    %s[i] = u >= 0 && u < (%s) ? %s[(i0*(%s) + u)*(%s) + "
-      "j] : (%s)0;\n  }\n",
+      "    const int64_t mlc_u = mlc_t - (%s);\n    %s[i] = mlc_u >= 0 && mlc_u < (%s) ? "
+      "%s[(i0*(%s) + mlc_u)*(%s) + "
+      "mlc_j] : (%s)0;\n  }\n",
       dimc(e, type_numel(x)), dimc(e, inner), dimc(e, inner), dimc(e, x->dim[kd]), dimc(e, inner),
       dimc(e, x->dim[kd]), dimc(e, n->da[2]), c->vars[id], dimc(e, dy->dim[kd]), c->vars[n->in[0]],
       dimc(e, dy->dim[kd]), dimc(e, inner), ctype(x->dt));
@@ -484,10 +493,10 @@ static void emit_gather(CU *c, Buf *h, int id, const char *what) {
                                    node_where(e, n), kd, type_str(e->A, e->g, x)));
   KArgs k = {.n = 0};
   karg(&k, id, true), karg(&k, n->in[0], false), karg(&k, n->in[1], false);
-  const char *pre = arena_printf(
-      e->A,
-      "    int64_t v = %s[i];\n    if (v < 0 || v >= (%s)) { mlcd_fail(mlc_status, %d, v); v = 0; }\n",
-      c->vars[n->in[1]], dimc(e, x->dim[kd]), chk);
+  const char *pre = arena_printf(e->A,
+                                 "    int64_t v = %s[i];\n    if (v < 0 || v >= (%s)) { "
+                                 "mlcd_fail(mlc_status, %d, v); v = 0; }\n",
+                                 c->vars[n->in[1]], dimc(e, x->dim[kd]), chk);
   Buf b = {.A = e->A};
   out(&b, "  MLCD_FOR(i, %s) {\n%s%s    %s[i] = %s[%s];\n  }\n", dimc(e, type_numel(o)),
       unflatten(e, o, "i"), pre, c->vars[id], c->vars[n->in[0]], idx.len ? idx.s : "0");
@@ -516,9 +525,10 @@ static void emit_index_select(CU *c, Buf *h, int id, const char *what) {
   k.status = true;
   out(&b,
       "  MLCD_FOR(i, %s) {\n"
-      "    const int64_t t = i %% (%s), j = (i / (%s)) %% (%s), o = i / ((%s) * (%s));\n"
-      "    int64_t v = %s[j];\n    if (v < 0 || v >= (%s)) { mlcd_fail(mlc_status, %d, v); v = 0; }\n"
-      "    %s[i] = %s[(o*(%s) + v)*(%s) + t];\n  }\n",
+      "    const int64_t mlc_t = i %% (%s), mlc_j = (i / (%s)) %% (%s), o = i / ((%s) * (%s));\n"
+      "    int64_t v = %s[mlc_j];\n    if (v < 0 || v >= (%s)) { mlcd_fail(mlc_status, %d, v); v = "
+      "0; }\n"
+      "    %s[i] = %s[(o*(%s) + v)*(%s) + mlc_t];\n  }\n",
       dimc(e, type_numel(&n->ty)), inner, inner, nidx, inner, nidx, c->vars[ii], size, chk,
       c->vars[id], c->vars[xi], size, inner);
   kernel(c, h, what, &k, b.s, dimc(e, type_numel(&n->ty)), "index_select");
@@ -591,12 +601,13 @@ static void emit_interpolate(CU *c, Buf *h, int id, const char *what) {
   Buf idx = {.A = e->A};
   for (int d = 0; d < r; d++)
     out(&idx, "%s%s*%s", d ? " + " : "",
-        d < 2 ? arena_printf(e->A, "i%d", d) : arena_printf(e->A, "u%d", d), dimc(e, os[d]));
+        d < 2 ? arena_printf(e->A, "i%d", d) : arena_printf(e->A, "mlc_u%d", d), dimc(e, os[d]));
   int depth = 2;
   for (int d = 2; d < r; d++, depth++) {
     out(&b,
-        "%*sfor (int64_t u%d = i%d * %lld - 1 < 0 ? 0 : i%d * %lld - 1; u%d < (%s) && u%d <= i%d * "
-        "%lld + %lld; u%d++) {\n",
+        "%*sfor (int64_t mlc_u%d = i%d * %lld - 1 < 0 ? 0 : i%d * %lld - 1; mlc_u%d < (%s) && "
+        "mlc_u%d <= i%d * "
+        "%lld + %lld; mlc_u%d++) {\n",
         2 * depth, "", d, d, (long long)s, d, (long long)s, d, dimc(e, o->dim[d]), d, d,
         (long long)s, (long long)s, d);
     const char *src = interp_src(e, d, s, dimc(e, x->dim[d]));
@@ -626,7 +637,8 @@ static void emit_cumsum(CU *c, Buf *h, int id, const char *what) {
   karg(&k, id, true), karg(&k, n->in[0], false);
   Buf b = {.A = e->A};
   out(&b,
-      "  MLCD_FOR(t, (%s) * (%s)) {\n    const int64_t i0 = t / (%s), i2 = t %% (%s);\n    %s acc "
+      "  MLCD_FOR(mlc_t, (%s) * (%s)) {\n    const int64_t i0 = mlc_t / (%s), i2 = mlc_t %% "
+      "(%s);\n    %s acc "
       "= 0;\n",
       outer, inner, inner, inner, fl ? "double" : "int64_t");
   if (bwd)
@@ -668,26 +680,29 @@ static void emit_reduce_dx(CU *c, Buf *h, int id, const char *what) {
              *at = idx.len ? idx.s : "0";
   const char *cmp = n->op == OP_MAX_DX ? ">" : "<";
   Buf loop = {.A = e->A}; /* the reduced dims from r */
-  out(&loop, "      int64_t p_ = r;\n");
+  out(&loop, "      int64_t mlc_rq = mlc_r;\n");
   for (int q = red.rank - 1; q >= 0; q--)
-    out(&loop, "      const int64_t i%d = p_ %% (%s);\n      p_ /= (%s);\n", rd[q],
+    out(&loop, "      const int64_t i%d = mlc_rq %% (%s);\n      mlc_rq /= (%s);\n", rd[q],
         dimc(e, red.dim[q]), dimc(e, red.dim[q]));
-  out(&loop, "      (void)p_;\n");
+  out(&loop, "      (void)mlc_rq;\n");
   const char *nred = dimc(e, type_numel(&red));
   Buf b = {.A = e->A};
-  out(&b, "  MLCD_FOR(o, %s) {\n%s", dimc(e, type_numel(&kept)), kept.rank ? "    int64_t q_ = o;\n" : "");
+  out(&b, "  MLCD_FOR(o, %s) {\n%s", dimc(e, type_numel(&kept)),
+      kept.rank ? "    int64_t mlc_kq = o;\n" : "");
   for (int q = kept.rank - 1; q >= 0; q--)
-    out(&b, "    const int64_t i%d = q_ %% (%s);\n    q_ /= (%s);\n", kd[q], dimc(e, kept.dim[q]),
-        dimc(e, kept.dim[q]));
-  if (kept.rank) out(&b, "    (void)q_;\n");
+    out(&b, "    const int64_t i%d = mlc_kq %% (%s);\n    mlc_kq /= (%s);\n", kd[q],
+        dimc(e, kept.dim[q]), dimc(e, kept.dim[q]));
+  if (kept.rank) out(&b, "    (void)mlc_kq;\n");
   const char *pass[3] = {0};
   if (n->op == OP_PROD_DX) {
-    out(&b, "    double p = 1; int64_t zeros = 0; const float g = %s[o];\n", dY);
-    pass[0] = arena_printf(e->A, "float v = %s[%s]; if (v == 0.0f) zeros++; else p *= v;", X, at);
-    pass[1] = arena_printf(e->A,
-                           "float v = %s[%s]; %s[%s] = zeros == 0 ? (float)(g * p / v) : zeros == "
-                           "1 && v == 0.0f ? (float)(g * p) : 0.0f;",
-                           X, at, dX, at);
+    out(&b, "    double mlc_prod = 1; int64_t mlc_zeros = 0; const float mlc_g = %s[o];\n", dY);
+    pass[0] = arena_printf(
+        e->A, "float v = %s[%s]; if (v == 0.0f) mlc_zeros++; else mlc_prod *= v;", X, at);
+    pass[1] = arena_printf(
+        e->A,
+        "float v = %s[%s]; %s[%s] = mlc_zeros == 0 ? (float)(mlc_g * mlc_prod / v) : mlc_zeros == "
+        "1 && v == 0.0f ? (float)(mlc_g * mlc_prod) : 0.0f;",
+        X, at, dX, at);
   } else if (!n->ia[15]) {
     out(&b, "    float acc = 0; int64_t best = -1;\n");
     pass[0] = arena_printf(e->A,
@@ -695,20 +710,21 @@ static void emit_reduce_dx(CU *c, Buf *h, int id, const char *what) {
                            "{ acc = v; best = %s; } %s[%s] = 0.0f;",
                            X, at, cmp, at, dX, at);
   } else {
-    out(&b, "    float acc = 0; int64_t best = -1, cnt = 0; float g = 0.0f;\n");
+    out(&b, "    float acc = 0; int64_t best = -1, mlc_cnt = 0; float mlc_g = 0.0f;\n");
     pass[0] = arena_printf(e->A,
                            "float v = %s[%s]; if (best < 0 || v %s acc || (v != v && acc == acc)) "
                            "{ acc = v; best = %s; }",
                            X, at, cmp, at);
-    pass[1] = arena_printf(e->A, "float v = %s[%s]; if (v == acc || (v != v && acc != acc)) cnt++;",
-                           X, at);
+    pass[1] = arena_printf(
+        e->A, "float v = %s[%s]; if (v == acc || (v != v && acc != acc)) mlc_cnt++;", X, at);
     pass[2] = arena_printf(
-        e->A, "float v = %s[%s]; %s[%s] = (v == acc || (v != v && acc != acc)) ? g : 0.0f;", X, at,
-        dX, at);
+        e->A, "float v = %s[%s]; %s[%s] = (v == acc || (v != v && acc != acc)) ? mlc_g : 0.0f;", X,
+        at, dX, at);
   }
   for (int q = 0; q < 3 && pass[q]; q++) {
-    if (q == 2) out(&b, "    g = %s[o] / (float)cnt;\n", dY);
-    out(&b, "    for (int64_t r = 0; r < (%s); r++) {\n%s      %s\n    }\n", nred, loop.s, pass[q]);
+    if (q == 2) out(&b, "    mlc_g = %s[o] / (float)mlc_cnt;\n", dY);
+    out(&b, "    for (int64_t mlc_r = 0; mlc_r < (%s); mlc_r++) {\n%s      %s\n    }\n", nred,
+        loop.s, pass[q]);
   }
   if (n->op != OP_PROD_DX && !n->ia[15]) out(&b, "    if (best >= 0) %s[best] = %s[o];\n", dX, dY);
   out(&b, "  }\n");
@@ -717,29 +733,39 @@ static void emit_reduce_dx(CU *c, Buf *h, int id, const char *what) {
   kernel(c, h, what, &k, b.s, dimc(e, type_numel(&kept)), "reduce_dx");
 }
 
-/* gather's gradient: dx = 0, then dx[.. index ..] += dy (atomicAdd). */
+/* gather's gradient, deterministic: each element of dx sums, in ascending k
+ * (the CPU's order, so the result is the CPU's bit for bit), the dy of the
+ * positions k along dim kd whose index names it:
+ *   dx[.. i_kd ..] = sum_k (index[.. k ..] == i_kd ? dy[.. k ..] : 0)
+ * over the other dims' positions inside the index's shape (dx is 0 outside). */
 static void emit_gather_dx(CU *c, Buf *h, int id, const char *what) {
   E *e = c->e;
   Node *n = &e->g->nodes[id];
   const Type *x = &n->ty, *o = &e->g->nodes[n->in[1]].ty;
   int kd = (int)n->ia[1], r = o->rank;
-  Dim xs[MAX_RANK];
-  dense_strides(x, xs);
-  Buf idx = {.A = e->A};
-  for (int d = 0; d < r; d++)
-    out(&idx, "%s%s*%s", d ? " + " : "", d == kd ? "v" : arena_printf(e->A, "i%d", d),
-        dimc(e, xs[d]));
-  out(h, "  RT(mlcrt_cuda_memset(m->cu, %s, 0, sizeof(float) * (size_t)(%s), m->err));\n",
-      c->vars[id], dimc(e, type_numel(x)));
+  Dim os[MAX_RANK];
+  dense_strides(o, os);
+  Buf at = {.A = e->A}, inside = {.A = e->A};
+  for (int d = 0; d < r; d++) {
+    out(&at, "%s%s*%s", d ? " + " : "", d == kd ? "mlc_k" : arena_printf(e->A, "i%d", d),
+        dimc(e, os[d]));
+    if (d != kd) out(&inside, " && i%d < (%s)", d, dimc(e, o->dim[d]));
+  }
   KArgs k = {.n = 0};
   karg(&k, id, true), karg(&k, n->in[0], false), karg(&k, n->in[1], false);
   Buf b = {.A = e->A};
-  out(&b,
-      "  MLCD_FOR(i, %s) {\n%s    const int64_t v = %s[i];\n    if (v >= 0 && v < (%s)) "
-      "atomicAdd(&%s[%s], %s[i]);\n  }\n",
-      dimc(e, type_numel(o)), unflatten(e, o, "i"), c->vars[n->in[1]],
-      r ? dimc(e, x->dim[kd]) : "1", c->vars[id], idx.len ? idx.s : "0", c->vars[n->in[0]]);
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(o)), "gather_dx");
+  out(&b, "  MLCD_FOR(i, %s) {\n%s    float mlc_acc = 0.0f;\n", dimc(e, type_numel(x)),
+      unflatten(e, x, "i"));
+  if (r)
+    out(&b,
+        "    %s%sfor (int64_t mlc_k = 0; mlc_k < (%s); mlc_k++) {\n      const int64_t mlc_at = "
+        "%s;\n      if (%s[mlc_at] == i%d) mlc_acc += %s[mlc_at];\n    }\n",
+        inside.len ? arena_printf(e->A, "if (%s)", inside.s + 4) : "", inside.len ? "\n    " : "",
+        dimc(e, o->dim[kd]), at.s, c->vars[n->in[1]], kd, c->vars[n->in[0]]);
+  else /* a scalar: index 0 picks it */
+    out(&b, "    if (%s[0] == 0) mlc_acc = %s[0];\n", c->vars[n->in[1]], c->vars[n->in[0]]);
+  out(&b, "    %s[i] = mlc_acc;\n  }\n", c->vars[id]);
+  kernel(c, h, what, &k, b.s, dimc(e, type_numel(x)), "gather_dx");
 }
 
 /* ---- calls into the kernels header and cuBLAS ------------------------------------------ */
@@ -760,14 +786,17 @@ static const char *conv_struct(E *e, const Node *n) {
 static void call(E *e, Buf *h, const char *what, const char *kern, const char *threads,
                  const char *args) {
   (void)e;
-  out(h, "  %s<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n", kern,
-      threads, args, what);
+  out(h,
+      "  %s<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n",
+      kern, threads, args, what);
 }
 /* ... over `blocks` blocks (block-per-channel kernels). */
 static void call_blocks(E *e, Buf *h, const char *what, const char *kern, const char *blocks,
                         const char *args) {
   (void)e;
-  out(h, "  %s<float><<<blocks_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n",
+  out(h,
+      "  %s<float><<<blocks_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  "
+      "CHECK_LAUNCH(\"%s\");\n",
       kern, blocks, args, what);
 }
 
@@ -947,7 +976,8 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
            arena_printf(e->A, "%s, %s, %s, m->d_status, %d", x, args, y, chk));
     else
       out(h,
-          "  mlcd_cross_entropy<float><<<1, MLCD_THREADS, 0, mlc_stream>>>(%s, %s, m->d_status, %d);\n  "
+          "  mlcd_cross_entropy<float><<<1, MLCD_THREADS, 0, mlc_stream>>>(%s, %s, m->d_status, "
+          "%d);\n  "
           "CHECK_LAUNCH(\"%s\");\n",
           args, y, chk, what);
     return;
@@ -1240,7 +1270,8 @@ static void emit_body(CU *c, Buf *h, const Plan *p, const char *offs) {
         : gr->kind == GK_EPILOGUE ? " (with its epilogue)"
                                   : "");
     bool k0;
-    if (type_numel_const(&n->ty, &k0) == 0 && k0) { /* nothing to compute (and no kernel dividing by 0) */
+    if (type_numel_const(&n->ty, &k0) == 0 &&
+        k0) { /* nothing to compute (and no kernel dividing by 0) */
       out(h, "  /* (no elements) */\n");
       continue;
     }
@@ -1330,7 +1361,8 @@ static void emit_updates(CU *c, Buf *h) {
                                                    e->slot_off[t] + e->slot2_gap[t])
                                     : "NULL";
     out(h,
-        "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>((float *)(m->d_weights + %zu), %s, %s, %s, "
+        "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>((float *)(m->d_weights + %zu), %s, "
+        "%s, %s, "
         "(const int64_t *)(m->d_weights + %zu), %s, m->d_status);\n  CHECK_LAUNCH(\"update "
         "%s\");\n",
         name, dimc(e, type_numel(&n->ty)), e->p->weight_off[id], e->var[g->grads[t]], s1, s2,
@@ -1383,14 +1415,16 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
     out(&h,
         "  /* the step counts only with a finite loss and no failed check; so do the updates */\n");
     out(&h,
-        "  mlcd_step_begin<float><<<1, 32, 0, mlc_stream>>>(%s, m->d_status, (int64_t *)(m->d_weights + "
+        "  mlcd_step_begin<float><<<1, 32, 0, mlc_stream>>>(%s, m->d_status, (int64_t "
+        "*)(m->d_weights + "
         "%zu));\n  CHECK_LAUNCH(\"step\");\n",
         e->var[g->loss], e->step_off);
     for (int u = 0; u < g->ntrain_updates; u++) {
       const Node *sn = &g->nodes[g->train_updates[u]];
       const Type *xt = &g->nodes[sn->in[0]].ty;
       out(&h,
-          "  mlcd_batch_norm_update<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s, %s, %s, "
+          "  mlcd_batch_norm_update<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s, %s, "
+          "%s, "
           "%.17g, %s, %s, %s, m->d_status);\n  CHECK_LAUNCH(\"batch_norm running statistics\");\n",
           dimc(e, xt->dim[1]), e->var[g->train_updates[u]], dimc(e, xt->dim[1]),
           dimc(e, dim_mul(xt->dim[0], dims_prod(xt, 2, xt->rank))), sn->fa[1], e->var[sn->in[1]],
@@ -1420,7 +1454,8 @@ static void emit_entry(CU *c, Buf *b, int kind) {
         ctype(n->ty.dt), dimc(e, type_numel(&n->ty)));
   }
   out(b,
-      "  int mlc_rc = mlcrt_cuda_graph_run(m->cu, %d, m->dims, %d, %s_enqueue_%s, m, m->err);\n  if "
+      "  int mlc_rc = mlcrt_cuda_graph_run(m->cu, %d, m->dims, %d, %s_enqueue_%s, m, m->err);\n  "
+      "if "
       "(!mlc_rc) mlc_rc = mlcrt_cuda_sync(m->cu, m->err);\n  if (mlc_rc) return mlc_rc;\n",
       kind, g->nsym, e->M, fns[kind]);
   out(b,
@@ -1443,7 +1478,7 @@ static void emit_entry(CU *c, Buf *b, int kind) {
   out(b, "  return MLCRT_OK;\n}\n\n");
 }
 
-static char *emit_cu(E *e, const char *header_name) {
+static char *emit_cu(E *e, const char *header_name, CuPrecision prec) {
   Graph *g = e->g;
   const Plan *p = e->p, *tp = e->train;
   const char *M = e->M;
@@ -1466,6 +1501,8 @@ static char *emit_cu(E *e, const char *header_name) {
       " * CUDA: one kernel per fusion group (or a kernel of mlcrt_kernels.cuh, or cuBLAS);\n");
   out(&src, " * run%s enqueue everything on the instance's stream and replay it as a CUDA graph.\n",
       tp ? ", the train step and evaluate" : "");
+  if (prec == CU_PREC_TF32)
+    out(&src, " * --precision tf32: cuBLAS GEMMs use TF32 tensor cores (float32 accumulation).\n");
   out(&src, " * The device part (up to #ifndef __CUDACC_RTC__) compiles with NVRTC alone. */\n");
   out(&src, "#include \"mlcrt_kernels.cuh\"\n\n");
   out(&src, "%s", kern.s ? kern.s : "");
@@ -1638,7 +1675,8 @@ static char *emit_cu(E *e, const char *header_name) {
       "out of memory\");\n    return NULL;\n  }\n",
       M, M, M);
   for (int s = 1; s <= g->nsym; s++) out(&src, "  m->max_%s = max_%s;\n", g->sym[s], g->sym[s]);
-  out(&src, "  m->cu = mlcrt_cuda_create(opts, dev, host, MLCRT_PRECISION_F32, msg);\n");
+  out(&src, "  m->cu = mlcrt_cuda_create(opts, dev, host, %s, msg);\n",
+      prec == CU_PREC_TF32 ? "MLCRT_PRECISION_TF32 /* --precision tf32 */" : "MLCRT_PRECISION_F32");
   out(&src,
       "  if (!m->cu) {\n    char full[MLCRT_ERRLEN + 64];\n    snprintf(full, sizeof full, "
       "\"%s_create: %%s\", msg);\n    mlcrt_set_last_error(full);\n    free(m);\n    return "
@@ -1732,12 +1770,17 @@ static char *emit_cu(E *e, const char *header_name) {
 
 EmitC emitcu_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval,
                    const char *header_name, const char *embed) {
+  return emitcu_model_prec(g, p, train, eval, header_name, embed, CU_PREC_F32);
+}
+
+EmitC emitcu_model_prec(Graph *g, const Plan *p, const Plan *train, const Plan *eval,
+                        const char *header_name, const char *embed, CuPrecision prec) {
   E e;
   emitc_setup(&e, g, p, train, eval, embed);
   e.cuda = true;
   EmitC r;
   r.h = emit_header(&e);
-  r.c = emit_cu(&e, header_name);
+  r.c = emit_cu(&e, header_name, prec);
   r.harness = emit_harness(&e, header_name);
   r.train_harness = NULL;
   r.train_why = "the model has no train step";

@@ -72,7 +72,7 @@ uint64_t build_hash_str(uint64_t h, const char *s) {
 }
 
 /* Hashes a file's bytes into *h; false if it cannot be read. */
-static bool hash_file(const char *path, uint64_t *h, size_t *size) {
+static bool build_hash_file_size(const char *path, uint64_t *h, size_t *size) {
   FILE *f = fopen(path, "rb");
   if (!f) return false;
   static const size_t chunk = 1 << 20; /* a multiple of 8: chunks hash as one stream */
@@ -92,6 +92,8 @@ static bool hash_file(const char *path, uint64_t *h, size_t *size) {
   if (size) *size = total;
   return ok;
 }
+
+bool build_hash_file(const char *path, uint64_t *h) { return build_hash_file_size(path, h, NULL); }
 
 const char *build_cache_dir(Arena *A) {
   const char *base = getenv("MLC_CACHE_DIR");
@@ -233,13 +235,13 @@ static bool entry_ok(Arena *A, const char *entry, const char *out_name) {
   fclose(f);
   uint64_t h = BUILD_HASH_INIT;
   size_t size = 0;
-  return ok && hash_file(out, &h, &size) && size == want_size && h == want_hash;
+  return ok && build_hash_file_size(out, &h, &size) && size == want_size && h == want_hash;
 }
 
 static bool write_sum(Diag *d, Arena *A, const char *dir, const char *out) {
   uint64_t h = BUILD_HASH_INIT;
   size_t size = 0;
-  if (!hash_file(out, &h, &size)) {
+  if (!build_hash_file_size(out, &h, &size)) {
     diag_file_error(d, out, "cannot read what the C compiler wrote: %s", strerror(errno));
     return false;
   }
@@ -283,7 +285,7 @@ const char *build_cached(Arena *A, const BuildSpec *s, Diag *d, bool *was_cached
   h = build_hash_str(h, BUILD_CFLAGS);
   h = build_hash_str(h, flags);
   h = build_hash_str(h, inc);
-  if (!hash_file(hdr, &h, NULL) || !hash_file(lib, &h, NULL)) {
+  if (!build_hash_file_size(hdr, &h, NULL) || !build_hash_file_size(lib, &h, NULL)) {
     diag_error(d, (Loc){0}, "cannot read the runtime (%s, %s): %s", hdr, lib, strerror(errno));
     return NULL;
   }
@@ -314,6 +316,7 @@ const char *build_cached(Arena *A, const BuildSpec *s, Diag *d, bool *was_cached
   argv[n++] = (char *)cc;
   argv[n++] = "-std=c11"; /* BUILD_CFLAGS */
   argv[n++] = "-O3";
+  argv[n++] = "-fno-trapping-math";
   char *extra = arena_strdup(A, flags);
   for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;
   if (s->shared) {

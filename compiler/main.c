@@ -27,6 +27,7 @@ extern char **environ;
 
 static const char *usage_main =
     "usage: mlc MODEL.mdl -o OUT.c [options]    compile a model to C (OUT.c and OUT.h)\n"
+    "       mlc MODEL.mdl -o OUT.cu [options]   compile a model to CUDA (OUT.cu and OUT.h)\n"
     "       mlc check MODEL.mdl [options]        parse and type-check only\n"
     "       mlc run MODEL.mdl --input NAME=FILE.npy ... [options]\n"
     "                                            compile, build, run; writes DIR/<output>.npy\n"
@@ -47,14 +48,16 @@ static const char *usage_main =
     "  --threads N        threads of mlc run / mlc train (default: $MLCRT_NUM_THREADS,\n"
     "                     else one per CPU); a thread count gives bit-identical results\n"
     "  --embed-weights W  embed the weights of W.safetensors as const data (OUT_weights.c)\n"
+    "  --device cpu|cuda  where mlc run / mlc train run the model (default cpu)\n"
+    "  --precision P      CUDA GEMMs: f32 (default, IEEE float32) or tf32 (tensor cores)\n"
     "  --version          print the version\n"
     "\n"
     "Errors in a model are reported as FILE:LINE:COL: error: MESSAGE.\n"
     "Exit status: 0 on success, 1 on an error in the model or a file, 2 on a usage error.\n";
 
 static const char *usage_compile =
-    "usage: mlc MODEL.mdl -o OUT.c [--model NAME] [-O0|-O2] [--emit-ir] [--embed-weights W.safetensors]\n"
-    "                     [--report [--dim NAME=V ...]] [--dot FILE]\n"
+    "usage: mlc MODEL.mdl -o OUT.c|OUT.cu [--model NAME] [-O0|-O2] [--emit-ir] [--embed-weights W.safetensors]\n"
+    "                     [--target c|cuda] [--precision f32|tf32] [--report [--dim NAME=V ...]] [--dot FILE]\n"
     "\n"
     "Compiles the model to a C translation unit OUT.c and its header OUT.h, with\n"
     "the API NAME_create / _load / _save / _init / _run / _last_error / _destroy.\n"
@@ -65,7 +68,13 @@ static const char *usage_compile =
     "second translation unit to build with OUT.c; NAME_create then starts from them.\n"
     "--report prints the fused kernels and the arena (see mlc check --help); --dot\n"
     "FILE writes a Graphviz picture of them.\n"
-    "An output name ending in .cu (CUDA) is not implemented yet.\n";
+    "\n"
+    "An output name ending in .cu (or --target cuda) gives CUDA instead: OUT.cu and\n"
+    "the same OUT.h, run on a GPU.  Build it with nvcc and link libmlcrt_cuda:\n"
+    "  nvcc -O3 -c OUT.cu -I<mlc>/runtime -I<mlc>/runtime/cuda\n"
+    "  cc app.c OUT.o -lmlcrt_cuda -lmlcrt -lcublas -lcudart -lstdc++ -lm -pthread\n"
+    "--precision tf32 lets cuBLAS use TF32 tensor cores for GEMMs (default f32:\n"
+    "IEEE float32; bf16 and f16 are not implemented yet).\n";
 
 static const char *usage_check =
     "usage: mlc check MODEL.mdl [--model NAME] [--emit-ir] [--embed-weights W.safetensors]\n"
@@ -81,8 +90,8 @@ static const char *usage_check =
 
 static const char *usage_run =
     "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
-    "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu] [--threads N]\n"
-    "               [--repeat N] [--embed-weights W.safetensors] [--jit]\n"
+    "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu|cuda] [--threads N]\n"
+    "               [--repeat N] [--embed-weights W.safetensors] [--precision f32|tf32] [--jit]\n"
     "\n"
     "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
     "cache ($MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc) keyed by a\n"
@@ -90,10 +99,18 @@ static const char *usage_run =
     "runs it on the .npy inputs and writes each output to\n"
     "DIR/<output>.npy (DIR defaults to the current directory).  Without --weights the\n"
     "parameters come from the model's initialisers seeded with --seed (default 0).\n"
+    "--repeat N times N more runs (host to host) and prints the median and minimum.\n"
+    "\n"
+    "--device cuda compiles the model to CUDA instead, builds it with nvcc ($MLC_NVCC,\n"
+    "else the nvcc mlc was built with, else PATH; $MLC_CUDA_ARCH lists the GPU\n"
+    "architectures, default 80,90; $MLC_NVCCFLAGS adds flags) with libmlcrt_cuda and\n"
+    "runs it on CUDA device 0.  Without a CUDA device or driver it fails with exit\n"
+    "status 1 and says which.  --precision tf32 lets cuBLAS use TF32 tensor cores.\n"
+    "\n"
     "With --jit the model runs inside mlc through libmlc's JIT (mlc.h): the same\n"
     "code built as a shared object in the same cache and loaded with dlopen; the\n"
-    "outputs are bit-identical.  --device cuda needs --jit and is not implemented yet\n"
-    "(it reports a missing CUDA driver or GPU first).\n";
+    "outputs are bit-identical.  --jit --device cuda is not implemented yet (it\n"
+    "reports a missing CUDA driver or GPU first).\n";
 
 static const char *usage_train =
     "usage: mlc train MODEL.mdl --data NAME=FILE ... --epochs N --batch B [options]\n"
@@ -114,9 +131,11 @@ static const char *usage_train =
     "                          (default: W.ckpt.safetensors beside --save)\n"
     "  --resume C              continue exactly from a checkpoint\n"
     "  --threads N             threads (default: $MLCRT_NUM_THREADS, else one per CPU)\n"
+    "  --device cpu|cuda       cuda: build with nvcc and train on CUDA device 0\n"
+    "                          (see mlc run --help); --precision f32|tf32 with cuda\n"
     "  --jit                   train inside mlc through libmlc's JIT (mlc.h): the same\n"
     "                          loop and code, loaded as a shared object; bit-identical\n"
-    "  --model NAME, -O0, -O2, --device cpu\n"
+    "  --model NAME, -O0, -O2\n"
     "\n"
     "A progress bar shows batch, loss, samples/s and ETA on a terminal (plain lines\n"
     "otherwise).  A non-finite loss stops training with an error naming the epoch\n"
@@ -133,6 +152,7 @@ typedef struct Args {
   const char *cmd; /* NULL = compile */
   const char *model_path, *out, *weights, *out_dir, *device, *embed;
   const char *target; /* --target c|cuda (the output name's suffix must agree) */
+  const char *precision; /* --precision f32|tf32|bf16|f16 (CUDA) */
   const char *inputs[64];
   int ninputs;
   bool emit_ir, help, jit;
@@ -157,6 +177,23 @@ static bool set_threads(const char *v) {
   return true;
 }
 
+/* --precision V of a CUDA model: -1 (and *p set) when V is known and done,
+ * else the exit status after the message. */
+static int parse_precision(const char *cmd, const char *v, CuPrecision *p) {
+  *p = CU_PREC_F32;
+  if (!v || streq(v, "f32")) return -1;
+  if (streq(v, "tf32")) {
+    *p = CU_PREC_TF32;
+    return -1;
+  }
+  if (streq(v, "bf16") || streq(v, "f16")) {
+    fprintf(stderr, "mlc%s%s: error: --precision %s is not implemented yet (f32 and tf32 are)\n", cmd ? " " : "",
+            cmd ? cmd : "", v);
+    return 1;
+  }
+  return usage_error(cmd, "--precision must be f32, tf32, bf16 or f16, got '%s'", v);
+}
+
 /* Parses options common to the commands.  Returns -1 when parsing may go on,
  * else the exit status. */
 static int parse_args(int argc, char **argv, int start, Args *a) {
@@ -175,6 +212,7 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
     else if (streq(s, "--out")) { NEED(); a->out_dir = next; }
     else if (streq(s, "--device")) { NEED(); a->device = next; }
     else if (streq(s, "--embed-weights")) { NEED(); a->embed = next; }
+    else if (streq(s, "--precision")) { NEED(); a->precision = next; }
     else if (streq(s, "--input")) {
       NEED();
       if (a->ninputs == 64) return usage_error(a->cmd, "too many --input options%s", "");
@@ -319,6 +357,205 @@ static const char *build_run(Arena *A, EmitC *e, const char *harness, const Comp
   return exe;
 }
 
+/* ---- --device cuda: the model as CUDA (model.cu) built with nvcc ------------------------ */
+/* The CUDA build of mlc run / mlc train: model.cu (emitcu_model_prec) is
+ * compiled by nvcc, the harness (plain C, the CPU build's) by $CC, and both
+ * linked by nvcc with libmlcrt_cuda, libmlcrt, cuBLAS and the CUDA runtime,
+ * into the same cache as the CPU builds.  The cache key adds nvcc's path and
+ * version, its flags and the GPU architectures.
+ *   $MLC_NVCC            nvcc (default: the one mlc was built with, else PATH)
+ *   $MLC_CUDA_ARCH       GPU architectures, e.g. "90" or "80,90" (default
+ *                        80,90: sm_80 and sm_90 code plus compute_90 PTX, which
+ *                        the driver compiles for newer GPUs), or "native"
+ *   $MLC_NVCCFLAGS       more nvcc flags (space-separated)
+ *   $MLC_RUNTIME_CUDA_LIB, $MLC_RUNTIME_CUDA_INCLUDE   libmlcrt_cuda.a and the
+ *                        folder of mlcrt_cuda.h / mlcrt_kernels.cuh */
+#define BASE_NVCCFLAGS "-O3 -std=c++17"
+
+#ifndef MLC_NVCC
+#define MLC_NVCC ""
+#endif
+#ifndef MLC_BUILD_CUDA_LIB
+#define MLC_BUILD_CUDA_LIB ""
+#endif
+#ifndef MLC_BUILD_CUDA_INCLUDE
+#define MLC_BUILD_CUDA_INCLUDE ""
+#endif
+
+/* The output of `nvcc --version` (part of the cache key), or NULL if nvcc
+ * does not run. */
+static char *nvcc_version(Arena *A, const char *nvcc) {
+  if (strchr(nvcc, '\'')) return NULL;
+  FILE *p = popen(arena_printf(A, "'%s' --version 2>/dev/null", nvcc), "r");
+  if (!p) return NULL;
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof buf - 1, p);
+  buf[n] = 0;
+  int st = pclose(p);
+  return st == 0 && n ? arena_strdup(A, buf) : NULL;
+}
+
+/* The nvcc flags for the GPU architectures of $MLC_CUDA_ARCH (space-separated
+ * into argv by the caller), or NULL if the variable is malformed. */
+static const char *cuda_arch_flags(Arena *A, const char *arch) {
+  if (streq(arch, "native") || streq(arch, "all") || streq(arch, "all-major")) return arena_printf(A, "-arch=%s", arch);
+  char *list = arena_strdup(A, arch), *last = NULL;
+  const char *flags = "";
+  for (char *t = strtok(list, ",; "); t; t = strtok(NULL, ",; ")) {
+    for (const char *q = t; *q; q++)
+      if (*q < '0' || *q > '9') return NULL;
+    if (strlen(t) < 2 || strlen(t) > 4) return NULL;
+    flags = arena_printf(A, "%s%s-gencode arch=compute_%s,code=sm_%s", flags, *flags ? " " : "", t, t);
+    last = t;
+  }
+  if (!last) return NULL;
+  /* PTX of the newest one, for GPUs newer than the list */
+  return arena_printf(A, "%s -gencode arch=compute_%s,code=compute_%s", flags, last, last);
+}
+
+/* Like build_cached for a CUDA model: returns the executable, or NULL after
+ * printing why (no nvcc, an mlc built without CUDA, a failed build). */
+static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, CuPrecision prec,
+                                     const char *wpath, const unsigned char *w) {
+  const char *cmdname = train ? "mlc train" : "mlc run";
+  const char *inc, *lib;
+  build_runtime_paths(A, &inc, &lib);
+  const char *nvcc = getenv("MLC_NVCC");
+  if (!nvcc || !*nvcc) nvcc = *MLC_NVCC && exists(MLC_NVCC) ? MLC_NVCC : "nvcc";
+  char *version = nvcc_version(A, nvcc);
+  if (!version) {
+    fprintf(stderr, "%s: error: --device cuda needs nvcc from the CUDA toolkit (tried '%s'); set MLC_NVCC\n", cmdname, nvcc);
+    return NULL;
+  }
+  /* libmlcrt_cuda: $MLC_RUNTIME_CUDA_LIB, else beside libmlcrt (an installed
+   * mlc), else the build tree's */
+  const char *culib = getenv("MLC_RUNTIME_CUDA_LIB"), *cuinc = getenv("MLC_RUNTIME_CUDA_INCLUDE");
+  if (!culib || !*culib) {
+    char *beside = arena_strdup(A, lib), *slash = strrchr(beside, '/');
+    if (slash) *slash = 0;
+    culib = arena_printf(A, "%s/libmlcrt_cuda.a", slash ? beside : ".");
+    const char *built = MLC_BUILD_CUDA_LIB; /* "" when mlc was built without CUDA */
+    if (!exists(culib) && built[0]) culib = built;
+  }
+  if (!cuinc || !*cuinc) cuinc = exists(arena_printf(A, "%s/mlcrt_cuda.h", inc)) ? inc : MLC_BUILD_CUDA_INCLUDE;
+  if (!exists(culib) || !exists(arena_printf(A, "%s/mlcrt_kernels.cuh", cuinc))) {
+    fprintf(stderr,
+            "%s: error: --device cuda: this mlc was built without the CUDA runtime (libmlcrt_cuda.a not found: "
+            "rebuild mlc where CMake finds the CUDA toolkit, or set MLC_RUNTIME_CUDA_LIB and MLC_RUNTIME_CUDA_INCLUDE)\n",
+            cmdname);
+    return NULL;
+  }
+  if (!exists(lib) || !exists(arena_printf(A, "%s/mlcrt.h", inc))) {
+    fprintf(stderr, "mlc: error: cannot find the runtime library (tried %s and %s/mlcrt.h); set MLC_RUNTIME_LIB and MLC_RUNTIME_INCLUDE\n", lib, inc);
+    return NULL;
+  }
+  const char *archenv = getenv("MLC_CUDA_ARCH");
+  const char *arch = cuda_arch_flags(A, archenv && *archenv ? archenv : "80,90");
+  if (!arch) {
+    fprintf(stderr, "%s: error: MLC_CUDA_ARCH must list compute capabilities like 80,90 (or be native), got '%s'\n", cmdname, archenv);
+    return NULL;
+  }
+  const char *cc = getenv("CC");
+  if (!cc || !*cc) cc = "cc";
+  const char *nvflags = getenv("MLC_NVCCFLAGS");
+  if (!nvflags) nvflags = "";
+  /* $MLC_CFLAGS (e.g. the sanitizers of an instrumented libmlcrt) go to the
+   * harness's compile and, through -Xcompiler, to the link */
+  const char *cflags = getenv("MLC_CFLAGS");
+  if (!cflags) cflags = "";
+  EmitC e = emitcu_model_prec(c->g, c->plan, c->train_plan, c->eval_plan, "model.h", wpath, prec);
+  const char *harness = train ? e.train_harness : e.harness;
+  if (!harness) {
+    fprintf(stderr, "%s: error: %s\n", c->g->source_path, e.train_why);
+    return NULL;
+  }
+  uint64_t h = build_hash_str(BUILD_HASH_INIT, "cuda");
+  const char *keys[] = {e.c, e.h, harness, nvcc, version, cc, BUILD_CFLAGS, BASE_NVCCFLAGS, nvflags, cflags, arch, inc, cuinc};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) h = build_hash_str(h, keys[i]);
+  const char *libs[] = {lib, culib};
+  for (int i = 0; i < 2; i++) build_hash_file(libs[i], &h);
+  if (w) h = build_hash(build_hash_str(h, "embed"), w, c->plan->weight_bytes);
+  const char *base = build_cache_dir(A);
+  const char *dir = arena_printf(A, "%s/%016llx", base, (unsigned long long)h);
+  const char *exe = arena_printf(A, "%s/run", dir);
+  if (exists(exe)) return exe;
+  if (build_mkdirs(base) != 0) {
+    fprintf(stderr, "mlc: error: cannot create the cache directory %s: %s\n", base, strerror(errno));
+    return NULL;
+  }
+  char *tmp = arena_printf(A, "%s/tmp.XXXXXX", base);
+  if (!mkdtemp(tmp)) {
+    fprintf(stderr, "mlc: error: cannot create a directory in %s: %s\n", base, strerror(errno));
+    return NULL;
+  }
+  char *f[8] = {arena_printf(A, "%s/model.cu", tmp), arena_printf(A, "%s/model.h", tmp), arena_printf(A, "%s/main.c", tmp),
+                arena_printf(A, "%s/model.o", tmp),  arena_printf(A, "%s/main.o", tmp),  arena_printf(A, "%s/run", tmp),
+                arena_printf(A, "%s/model_weights.c", tmp), arena_printf(A, "%s/model_weights.o", tmp)};
+  if (!write_file(f[0], e.c) || !write_file(f[1], e.h) || !write_file(f[2], harness)) return NULL;
+  if (w && !write_weights(f[6], c, wpath, w)) return NULL;
+  /* 1. the harness (and the embedded weights) with the C compiler */
+  char *argv[96];
+  int n = 0, rc = 0;
+  for (int k = 0; k < (w ? 2 : 1) && rc == 0; k++) {
+    const char *cc_args[] = {cc, "-std=c11", "-O3", "-I", inc, "-c", k ? f[6] : f[2], "-o", k ? f[7] : f[4]};
+    for (n = 0; n < 9; n++) argv[n] = (char *)cc_args[n];
+    char *fl = arena_strdup(A, cflags);
+    for (char *t = strtok(fl, " "); t && n < 80; t = strtok(NULL, " ")) argv[n++] = t;
+    argv[n] = NULL;
+    rc = spawn_wait(argv, true);
+  }
+  /* 2. model.cu with nvcc */
+  if (rc == 0) {
+    n = 0;
+    argv[n++] = (char *)nvcc;
+    char *fl = arena_printf(A, "%s %s %s", BASE_NVCCFLAGS, arch, nvflags);
+    for (char *t = strtok(fl, " "); t && n < 80; t = strtok(NULL, " ")) argv[n++] = t;
+    const char *rest[] = {"-I", inc, "-I", cuinc, "-c", f[0], "-o", f[3]};
+    for (int i = 0; i < 8; i++) argv[n++] = (char *)rest[i];
+    argv[n] = NULL;
+    rc = spawn_wait(argv, true);
+  }
+  /* 3. link with nvcc (the CUDA runtime statically, cuBLAS shared) */
+  if (rc == 0) {
+    n = 0;
+    const char *link[] = {nvcc, f[3], f[4], culib, lib, "-lcublas", "-lm", "-lpthread", "-o", f[5]};
+    for (int i = 0; i < 10; i++) argv[n++] = (char *)link[i];
+    char *fl = arena_strdup(A, cflags);
+    for (char *t = strtok(fl, " "); t && n < 80; t = strtok(NULL, " ")) {
+      /* nvcc splits -Xcompiler at commas: -fsanitize=address,undefined goes as
+       * -fsanitize=address and -fsanitize=undefined */
+      char *eq = strchr(t, '=');
+      if (!eq || !strchr(eq, ',')) {
+        argv[n++] = arena_printf(A, "-Xcompiler=%s", t);
+        continue;
+      }
+      for (const char *v = eq + 1; *v && n < 80;) { /* one flag per comma-separated value */
+        size_t len = strcspn(v, ",");
+        argv[n++] = arena_printf(A, "-Xcompiler=%.*s%.*s", (int)(eq + 1 - t), t, (int)len, v);
+        v += len + (v[len] == ',');
+      }
+    }
+    if (w) argv[n++] = f[7];
+    argv[n] = NULL;
+    rc = spawn_wait(argv, true);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "mlc: internal error: the generated CUDA did not build (%s exited with %d); sources kept in %s\n",
+            argv[0], rc, tmp);
+    return NULL;
+  }
+  unlink(f[3]), unlink(f[4]), unlink(f[7]); /* the objects */
+  if (rename(tmp, dir) != 0) { /* another process won the race: use theirs */
+    if (exists(exe)) {
+      for (int i = 0; i < 8; i++) unlink(f[i]);
+      rmdir(tmp);
+      return exe;
+    }
+    return f[5];
+  }
+  return exe;
+}
+
 static double now_us(void) {
   struct timespec ts;
   timespec_get(&ts, TIME_UTC);
@@ -447,18 +684,22 @@ done:
 }
 
 static int cmd_run(Arena *A, Args *a, Compiled *c) {
-  if (a->device && !streq(a->device, "cpu")) {
-    if (!streq(a->device, "cuda")) return usage_error("run", "--device must be cpu or cuda, got '%s'", a->device);
-    if (!a->jit) {
-      fprintf(stderr, "mlc run: error: --device cuda is not implemented yet (CPU only in this version)\n");
-      return 1;
-    }
-  }
-  if (a->jit) return run_jit(A, a, c, a->device && streq(a->device, "cuda"));
+  bool cuda = a->device && streq(a->device, "cuda");
+  if (a->device && !cuda && !streq(a->device, "cpu"))
+    return usage_error("run", "--device must be cpu or cuda, got '%s'", a->device);
+  CuPrecision prec;
+  int rc = parse_precision("run", a->precision, &prec);
+  if (rc >= 0) return rc;
+  if (a->precision && !cuda) return usage_error("run", "--precision %s needs --device cuda (the CPU computes in float32)", a->precision);
+  if (a->jit) return run_jit(A, a, c, cuda);
   unsigned char *w = NULL;
   if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
-  EmitC e = emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, "model.h", a->embed);
-  const char *exe = build_run(A, &e, e.harness, c, a->embed, w);
+  const char *exe;
+  if (cuda) exe = build_cached_cuda(A, c, false, prec, a->embed, w);
+  else {
+    EmitC e = emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, "model.h", a->embed);
+    exe = build_run(A, &e, e.harness, c, a->embed, w);
+  }
   free(w);
   if (!exe) return 1;
   const char *out_dir = a->out_dir ? a->out_dir : ".";
@@ -477,7 +718,7 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
   for (int i = 0; i < a->ninputs; i++) argv[n++] = "--input", argv[n++] = (char *)a->inputs[i];
   if (a->repeat) argv[n++] = "--repeat", argv[n++] = arena_printf(A, "%ld", a->repeat);
   argv[n] = NULL;
-  int rc = spawn_wait(argv, false);
+  rc = spawn_wait(argv, false);
   return rc < 0 ? 1 : rc;
 }
 
@@ -499,7 +740,6 @@ static int cmd_train(int argc, char **argv) {
   char **fwd = arena_alloc(A, sizeof(char *) * (size_t)(argc + 4));
   char **tmpfiles = arena_alloc(A, sizeof(char *) * (size_t)(argc * 8 + 1));
   int nf = 1, ntmp = 0, rc = 1;
-  bool cuda = false; /* --device cuda */
   char *tmpdir = NULL;
   for (int i = 2; i < argc; i++) {
     const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -515,11 +755,11 @@ static int cmd_train(int argc, char **argv) {
     if (streq(s, "--model")) { a.o.model = v; i++; continue; }
     if (streq(s, "--device")) {
       i++;
-      if (streq(v, "cpu")) continue;
-      if (streq(v, "cuda")) { cuda = true; continue; }
+      if (streq(v, "cpu") || streq(v, "cuda")) { a.device = v; continue; }
       rc = usage_error("train", "--device must be cpu or cuda, got '%s'", v);
       goto out;
     }
+    if (streq(s, "--precision")) { a.precision = v; i++; continue; }
     if (streq(s, "--data") || streq(s, "--eval")) {
       /* NAME=FILE[,NAME=FILE...]: IDX files become .npy in a temporary directory */
       char *copy = arena_strdup(A, v), *outv = arena_strdup(A, "");
@@ -575,8 +815,12 @@ static int cmd_train(int argc, char **argv) {
     a.model_path = s;
   }
   if (!a.model_path) { rc = usage_error("train", "no model file given%s", ""); goto out; }
-  if (cuda && !a.jit) {
-    fprintf(stderr, "mlc train: error: --device cuda is not implemented yet (CPU only in this version)\n");
+  const bool cuda = a.device && streq(a.device, "cuda");
+  CuPrecision prec;
+  if ((rc = parse_precision("train", a.precision, &prec)) >= 0) goto out;
+  rc = 1;
+  if (a.precision && !cuda) {
+    rc = usage_error("train", "--precision %s needs --device cuda (the CPU computes in float32)", a.precision);
     goto out;
   }
   Diag d = {0};
@@ -588,29 +832,41 @@ static int cmd_train(int argc, char **argv) {
   }
   diag_free(&d);
   if (!c) goto out;
-  EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, "model.h");
-  if (!e.train_harness) {
-    fprintf(stderr, "%s: error: %s\n", a.model_path, e.train_why);
-    goto out;
-  }
-  if (a.jit) { /* the same loop in this process, over the JIT-loaded model */
+  const char *exe = NULL;
+  if (cuda && a.jit) { /* says why not: no driver, no GPU, or not yet */
     Diag jd = {.echo = stderr};
     mlc_model *mm = NULL;
-    rc = mlc_model_from_compiled(c, NULL, NULL, cuda ? MLCRT_CUDA : MLCRT_CPU, 0, &mm, &jd);
+    rc = mlc_model_from_compiled(c, NULL, NULL, MLCRT_CUDA, 0, &mm, &jd);
     diag_free(&jd);
-    if (rc) goto out;
-    const char *why = NULL;
-    fwd[0] = "mlc train";
-    fwd[nf] = NULL;
-    rc = mlc_model_train_main(mm, nf, fwd, &why);
-    if (rc < 0) {
-      fprintf(stderr, "%s: error: %s\n", a.model_path, why);
-      rc = 1;
-    }
     mlc_model_free(mm);
     goto out;
   }
-  const char *exe = build_run(A, &e, e.train_harness, c, NULL, NULL);
+  if (cuda) exe = build_cached_cuda(A, c, true, prec, NULL, NULL);
+  else {
+    EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, "model.h");
+    if (!e.train_harness) {
+      fprintf(stderr, "%s: error: %s\n", a.model_path, e.train_why);
+      goto out;
+    }
+    if (a.jit) { /* the same loop in this process, over the JIT-loaded model */
+      Diag jd = {.echo = stderr};
+      mlc_model *mm = NULL;
+      rc = mlc_model_from_compiled(c, NULL, NULL, MLCRT_CPU, 0, &mm, &jd);
+      diag_free(&jd);
+      if (rc) goto out;
+      const char *why = NULL;
+      fwd[0] = "mlc train";
+      fwd[nf] = NULL;
+      rc = mlc_model_train_main(mm, nf, fwd, &why);
+      if (rc < 0) {
+        fprintf(stderr, "%s: error: %s\n", a.model_path, why);
+        rc = 1;
+      }
+      mlc_model_free(mm);
+      goto out;
+    }
+    exe = build_run(A, &e, e.train_harness, c, NULL, NULL);
+  }
   if (!exe) goto out;
   fwd[0] = (char *)exe;
   fwd[nf] = NULL;
@@ -723,6 +979,13 @@ int main(int argc, char **argv) {
       return usage_error(NULL, cu ? "--target c needs an output name ending in .c, got '%s'"
                                   : "--target cuda needs an output name ending in .cu, got '%s'", a.out);
   }
+  CuPrecision prec = CU_PREC_F32;
+  if (a.precision && !(cmd && streq(cmd, "run"))) {
+    size_t n = a.out ? strlen(a.out) : 0;
+    if (cmd || n < 3 || !streq(a.out + n - 3, ".cu"))
+      return usage_error(a.cmd, "--precision %s applies to CUDA models (-o NAME.cu, or run/train --device cuda)", a.precision);
+    if ((rc = parse_precision(NULL, a.precision, &prec)) >= 0) return rc;
+  }
   Arena *A = arena_new();
   Diag d = {0};
   d.echo = stderr;
@@ -761,7 +1024,7 @@ int main(int argc, char **argv) {
     unsigned char *w = NULL;
     if (a.embed && !(w = read_embedded(c, a.embed))) rc = 1;
     else {
-      EmitC e = cu ? emitcu_model(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h, a.embed)
+      EmitC e = cu ? emitcu_model_prec(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h, a.embed, prec)
                    : emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, slash ? slash + 1 : h, a.embed);
       rc = write_file(a.out, e.c) && write_file(h, e.h) ? 0 : 1;
       /* OUT_weights.c: the embedded weights, a translation unit of their own */

@@ -344,6 +344,12 @@ int emitc_weights(FILE *f, const Graph *g, const char *weights_path, const unsig
  * C backend's, and the same harnesses.  embed may be NULL. */
 EmitC emitcu_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
                    const char *embed);
+/* GEMM precision of a CUDA model (--precision): IEEE float32 (the default) or
+ * TF32 tensor cores for cuBLAS's GEMMs (about 10 mantissa bits in the
+ * products, float32 accumulation; docs/cuda.md gives the tolerance). */
+typedef enum { CU_PREC_F32, CU_PREC_TF32 } CuPrecision;
+EmitC emitcu_model_prec(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
+                        const char *embed, CuPrecision prec);
 
 /* ---- driver.c: the pipeline --------------------------------------------------- */
 typedef struct Options {
@@ -369,6 +375,7 @@ bool build_write_file(Diag *d, const char *path, const char *text);
 #define BUILD_HASH_INIT 0xcbf29ce484222325ULL
 uint64_t build_hash(uint64_t h, const void *p, size_t n); /* not cryptographic */
 uint64_t build_hash_str(uint64_t h, const char *s);      /* s and its NUL (NULL as "") */
+bool build_hash_file(const char *path, uint64_t *h);      /* false if unreadable */
 /* $MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc. */
 const char *build_cache_dir(Arena *A);
 int build_mkdirs(const char *path); /* mkdir -p; 0 or -1 with errno */
@@ -376,8 +383,11 @@ int build_mkdirs(const char *path); /* mkdir -p; 0 or -1 with errno */
 void build_runtime_paths(Arena *A, const char **inc, const char **lib);
 /* The flags generated code is built with (part of the cache key; $MLC_CFLAGS
  * adds more): -O3, as GCC 12 vectorizes little at -O2 (its "very cheap" cost
- * model) and the generated loops are written for the vectorizer. */
-#define BUILD_CFLAGS "-std=c11 -O3"
+ * model) and the generated loops are written for the vectorizer;
+ * -fno-trapping-math lets GCC turn the selects of mlcrt_expf/mlcrt_tanhf
+ * (mlcrt.h) into SIMD blends (nothing reads FP exception flags, so results
+ * do not change). */
+#define BUILD_CFLAGS "-std=c11 -O3 -fno-trapping-math"
 typedef struct BuildFile {
   const char *name, *text; /* written into the entry */
   bool compile;            /* a .c file to compile (else a header) */

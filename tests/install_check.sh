@@ -10,7 +10,9 @@
 #            else does; build a program with pkg-config (mlcrt.pc) and the
 #            plain `mlc -o --embed-weights` output; build examples/jit (the
 #            JIT of libmlc) against the prefix and compare it with mlc run;
-#            build and run tests/install (two threads, libmlc) against the prefix.
+#            build and run tests/install (two threads, libmlc) against the prefix;
+#            with CUDA, build examples/app through mlc_add_model(DEVICE cuda)
+#            (tests/cuda/app) and run it where there is a GPU.
 #   subdir   the same tests/install project with mlc added by add_subdirectory.
 # usage: tests/install_check.sh install|subdir SOURCE_DIR BUILD_DIR
 # Under the sanitizers ($MLC_CFLAGS set) the projects are built with those
@@ -146,6 +148,34 @@ np.save('$tmp/x5.npy', np.frombuffer(b, np.uint8, offset=16)[:5 * 784].reshape(5
     { cat "$tmp/log"; fail "mlc run for examples/jit"; }
   cmp -s "$tmp/jo/logits.npy" "$tmp/ro/logits.npy" || fail "examples/jit and mlc run differ"
   echo "PASS examples/jit (libmlc's JIT against the prefix, = mlc run)"
+
+  # mlc_add_model(... DEVICE cuda): examples/app's classifier as CUDA
+  # (tests/cuda/app), when this mlc has the CUDA runtime.  Built here; it runs
+  # only where a GPU is (then it must classify as the CPU build did); without
+  # one it must fail cleanly with "no CUDA device".  Not under the sanitizers.
+  nvcc=$(sed -n 's/^CUDAToolkit_NVCC_EXECUTABLE:FILEPATH=//p' "$build/CMakeCache.txt")
+  if [ -z "$flags" ] && [ -x "$nvcc" ] && { [ -e "$prefix/lib/libmlcrt_cuda.a" ] ||
+       [ -e "$prefix/lib/$(uname -m)-linux-gnu/libmlcrt_cuda.a" ]; }; then
+    cmake -S "$src/tests/cuda/app" -B "$tmp/capp" -DCMAKE_PREFIX_PATH="$prefix" -DWEIGHTS="$tmp/w.safetensors" \
+      -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="${MLC_CUDA_ARCH:-80}" -DCMAKE_BUILD_TYPE=Release \
+      >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "configure tests/cuda/app"; }
+    cmake --build "$tmp/capp" >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "build tests/cuda/app (DEVICE cuda)"; }
+    crc=0
+    (cd "$tmp" && ./capp/fashion_app_cuda images labels) >"$tmp/out3" 2>"$tmp/err3" || crc=$?
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+      [ $crc = 0 ] || { cat "$tmp/err3"; fail "fashion_app_cuda exited with $crc"; }
+      cacc=$(sed -n "s/^accuracy: \([0-9.]*\)% of $ntest images\$/\1/p" "$tmp/out3")
+      [ -n "$cacc" ] && awk "BEGIN { d = $cacc - $acc; exit !(d < 0.2 && d > -0.2) }" ||
+        fail "fashion_app_cuda: accuracy '$cacc', the CPU build's $acc"
+      echo "PASS mlc_add_model DEVICE cuda (accuracy $cacc% on the GPU, $acc% on the CPU)"
+    else
+      [ $crc = 1 ] && grep -q "no CUDA device" "$tmp/err3" ||
+        { cat "$tmp/err3"; fail "fashion_app_cuda without a GPU: exit $crc, not a clean 'no CUDA device'"; }
+      echo "PASS mlc_add_model DEVICE cuda: built; run SKIPPED (no CUDA device: $(cat "$tmp/err3"))"
+    fi
+  else
+    echo "SKIPPED mlc_add_model DEVICE cuda (no CUDA runtime in this mlc, or the sanitizers)"
+  fi
   set -- -DCMAKE_PREFIX_PATH="$prefix"
 else
   set -- -DMLC_SOURCE="$src"

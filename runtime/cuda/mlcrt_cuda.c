@@ -62,9 +62,20 @@ mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_
   int n = 0, dev = opts ? opts->device_index : 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
+    int drv = 0, rt = 0;
+    cudaDriverGetVersion(&drv);
+    cudaRuntimeGetVersion(&rt);
     if (e == cudaSuccess || e == cudaErrorNoDevice)
-      mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "no CUDA device found (cudaGetDeviceCount: %d devices)",
-                   n);
+      mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "no CUDA device found (the CUDA driver lists none)");
+    else if (e == cudaErrorInsufficientDriver && drv == 0)
+      mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
+                   "no CUDA device: the CUDA driver was not found (libcuda.so; is the NVIDIA "
+                   "driver installed?)");
+    else if (e == cudaErrorInsufficientDriver)
+      mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
+                   "the CUDA driver (CUDA %d.%d) is older than the CUDA runtime this model was "
+                   "built with (%d.%d)",
+                   drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
     else
       cuda_err(err, e, "no usable CUDA driver or device (cudaGetDeviceCount)");
     return NULL;

@@ -48,6 +48,12 @@ typedef unsigned long long uint64_t;
 #include <stdint.h>
 #endif
 
+/* The elementwise templates of compiler/ops.def call mlcrt_expf/mlcrt_tanhf
+ * (on the CPU: mlcrt.h's vectorizable versions); on the GPU they are CUDA's
+ * own expf/tanhf. */
+static __device__ __forceinline__ float mlcrt_expf(float x) { return expf(x); }
+static __device__ __forceinline__ float mlcrt_tanhf(float x) { return tanhf(x); }
+
 #define MLCD_THREADS 256
 /* i over 0..n-1, spread over the whole grid */
 #define MLCD_FOR(i, n)                                                                                            \

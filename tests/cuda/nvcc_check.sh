@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/cuda/nvcc_check.sh MLC NVCC SRC_DIR [FILTER] — the generated .cu of every
 # example and of every conformance model (tests/e2e/cases) must compile with
-# nvcc for sm_80 and sm_90 without a warning (-Werror all-warnings, host code
+# nvcc for sm_80 and sm_90 without a warning (tests/cuda/*.mdl too) (-Werror all-warnings, host code
 # with -Wall -Wextra -Werror).  Needs no GPU.  Exit 77 (ctest: skipped) when
 # nvcc is missing.
 set -u
@@ -10,7 +10,7 @@ MLC=$1 NVCC=$2 SRC=$3 FILTER=${4:-}
 W=$(mktemp -d /tmp/nvcc_check.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 fail=0 n=0
-for f in "$SRC"/examples/*.mdl "$SRC"/tests/e2e/cases/*.mdl "$SRC"/tests/gpt2_train.mdl; do
+for f in "$SRC"/examples/*.mdl "$SRC"/tests/e2e/cases/*.mdl "$SRC"/tests/gpt2_train.mdl "$SRC"/tests/cuda/*.mdl; do
   name=$(basename "$f" .mdl)
   case "$name" in *"$FILTER"*) ;; *) continue ;; esac
   n=$((n + 1))

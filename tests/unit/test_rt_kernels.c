@@ -635,6 +635,38 @@ static void test_max_pool_2x2_path(void **state) {
     if (dx5[i] != (i < 20 ? want[i] : 0.0f)) fail_msg("5x5: dx[%d] = %g, want %g", i, (double)dx5[i], (double)(i < 20 ? want[i] : 0.0f));
 }
 
+/* mlcrt_expf / mlcrt_tanhf (mlcrt.h, the vectorizable versions generated
+ * elementwise code calls): within 2 ulp of the correctly rounded result at a
+ * million floats spread over every exponent, and libm's special values. */
+static double ulp_error(float got, double want) {
+  if (isnan(want)) return isnan(got) ? 0 : 1e30;
+  const float wf = (float)want; /* correctly rounded (overflow gives inf) */
+  if (isinf(wf)) return got == wf ? 0 : 1e30;
+  if (got == wf) return 0;
+  double ulp = fabs((double)nextafterf(wf, INFINITY) - (double)wf);
+  if (fabsf(wf) < 1.17549435e-38f) ulp = 1.40129846e-45; /* denormal spacing */
+  return fabs((double)got - want) / ulp;
+}
+
+static void test_vector_math(void **state) {
+  (void)state;
+  double worst_exp = 0, worst_tanh = 0;
+  for (uint64_t u = 0; u < 0x100000000ull; u += 4099) {
+    const uint32_t b = (uint32_t)u;
+    float x;
+    memcpy(&x, &b, 4);
+    const double e = ulp_error(mlcrt_expf(x), exp((double)x)), t = ulp_error(mlcrt_tanhf(x), tanh((double)x));
+    if (e > worst_exp) worst_exp = e;
+    if (t > worst_tanh) worst_tanh = t;
+  }
+  if (worst_exp > 2 || worst_tanh > 2) fail_msg("exp %.2f ulp, tanh %.2f ulp", worst_exp, worst_tanh);
+  assert_true(isnan(mlcrt_expf(NAN)) && mlcrt_expf(INFINITY) == INFINITY && mlcrt_expf(-INFINITY) == 0.0f);
+  assert_true(mlcrt_expf(89.0f) == INFINITY && mlcrt_expf(-110.0f) == 0.0f && mlcrt_expf(0.0f) == 1.0f);
+  assert_true(mlcrt_expf(-100.0f) > 0.0f); /* a denormal, not 0 */
+  assert_true(isnan(mlcrt_tanhf(NAN)) && mlcrt_tanhf(INFINITY) == 1.0f && mlcrt_tanhf(-INFINITY) == -1.0f);
+  assert_true(mlcrt_tanhf(-0.0f) == 0.0f && signbit(mlcrt_tanhf(-0.0f)) && mlcrt_tanhf(20.0f) == 1.0f);
+}
+
 static void test_pools_vs_naive(void **state) {
   (void)state;
   for (int it = 0; it < 300; it++) {
@@ -866,6 +898,7 @@ int main(void) {
       cmocka_unit_test(test_pools_vs_naive),
       cmocka_unit_test(test_max_pool_nan),
       cmocka_unit_test(test_max_pool_2x2_path),
+      cmocka_unit_test(test_vector_math),
       cmocka_unit_test(test_softmax),
       cmocka_unit_test(test_f16),
       cmocka_unit_test(test_bf16),

@@ -93,7 +93,9 @@ static bool build_hash_file_size(const char *path, uint64_t *h, size_t *size) {
   return ok;
 }
 
-bool build_hash_file(const char *path, uint64_t *h) { return build_hash_file_size(path, h, NULL); }
+bool build_hash_file(const char *path, uint64_t *h) {
+  return build_hash_file_size(path, h, NULL);
+}
 
 const char *build_cache_dir(Arena *A) {
   const char *base = getenv("MLC_CACHE_DIR");

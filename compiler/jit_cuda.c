@@ -7,8 +7,9 @@
  * dlopen when first needed, so libmlc starts on any machine and says clearly
  * what is missing.  Once opened they stay loaded (never dlclose'd), as in a
  * program linked with them: NVRTC costs 40-100 ms to load and keeps memory
- * of its own, and the driver runs threads; a second dlopen is cheap.  The few driver and NVRTC types used are declared here
- * (handles are pointers, results ints), so no CUDA header is needed to build.
+ * of its own, and the driver runs threads; a second dlopen is cheap.  The few driver and NVRTC
+ * types used are declared here (handles are pointers, results ints), so no CUDA header is needed to
+ * build.
  *
  * PTX cache: BASE/ptx/<16 hex digits>.ptx, keyed by a hash of the source, the
  * in-memory headers, the options, the architecture and NVRTC's version.  The

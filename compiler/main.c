@@ -7,8 +7,10 @@
  *
  * Exit status: 0 success, 1 an error in the model or its files, 2 usage.
  */
+#include "mlc.h"
 #include "mlcc.h"
 #include "mlcrt.h"
+#include <time.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -89,7 +91,7 @@ static const char *usage_check =
 static const char *usage_run =
     "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
     "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu|cuda] [--threads N]\n"
-    "               [--repeat N] [--embed-weights W.safetensors] [--precision f32|tf32]\n"
+    "               [--repeat N] [--embed-weights W.safetensors] [--precision f32|tf32] [--jit]\n"
     "\n"
     "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
     "cache ($MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc) keyed by a\n"
@@ -103,7 +105,12 @@ static const char *usage_run =
     "else the nvcc mlc was built with, else PATH; $MLC_CUDA_ARCH lists the GPU\n"
     "architectures, default 80,90; $MLC_NVCCFLAGS adds flags) with libmlcrt_cuda and\n"
     "runs it on CUDA device 0.  Without a CUDA device or driver it fails with exit\n"
-    "status 1 and says which.  --precision tf32 lets cuBLAS use TF32 tensor cores.\n";
+    "status 1 and says which.  --precision tf32 lets cuBLAS use TF32 tensor cores.\n"
+    "\n"
+    "With --jit the model runs inside mlc through libmlc's JIT (mlc.h): the same\n"
+    "code built as a shared object in the same cache and loaded with dlopen; the\n"
+    "outputs are bit-identical.  --jit --device cuda is not implemented yet (it\n"
+    "reports a missing CUDA driver or GPU first).\n";
 
 static const char *usage_train =
     "usage: mlc train MODEL.mdl --data NAME=FILE ... --epochs N --batch B [options]\n"
@@ -126,6 +133,8 @@ static const char *usage_train =
     "  --threads N             threads (default: $MLCRT_NUM_THREADS, else one per CPU)\n"
     "  --device cpu|cuda       cuda: build with nvcc and train on CUDA device 0\n"
     "                          (see mlc run --help); --precision f32|tf32 with cuda\n"
+    "  --jit                   train inside mlc through libmlc's JIT (mlc.h): the same\n"
+    "                          loop and code, loaded as a shared object; bit-identical\n"
     "  --model NAME, -O0, -O2\n"
     "\n"
     "A progress bar shows batch, loss, samples/s and ETA on a terminal (plain lines\n"
@@ -250,15 +259,9 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
 }
 
 static bool write_file(const char *path, const char *text) {
-  FILE *f = fopen(path, "wb");
-  if (!f) {
-    fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
-    return false;
-  }
-  size_t n = strlen(text);
-  bool ok = fwrite(text, 1, n, f) == n;
-  ok &= fclose(f) == 0;
-  if (!ok) fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
+  Diag d = {.echo = stderr};
+  bool ok = build_write_file(&d, path, text);
+  diag_free(&d);
   return ok;
 }
 
@@ -283,76 +286,13 @@ static unsigned char *read_embedded(const Compiled *c, const char *path) {
 /* Writes the weights translation unit. */
 static bool write_weights(const char *path, const Compiled *c, const char *wpath, const unsigned char *w) {
   FILE *f = fopen(path, "wb");
-  if (!f) {
-    fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
-    return false;
-  }
-  bool ok = emitc_weights(f, c->g, wpath, w, c->plan->weight_bytes) == 0;
-  ok &= fclose(f) == 0;
-  if (!ok) fprintf(stderr, "mlc: error: cannot write %s: %s\n", path, strerror(errno));
+  bool ok = f && emitc_weights(f, c->g, wpath, w, c->plan->weight_bytes) == 0;
+  if (f) ok &= fclose(f) == 0;
+  if (!ok) fprintf(stderr, "%s: error: cannot write: %s\n", path, strerror(errno));
   return ok;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-  const unsigned char *s = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ULL;
-  return h;
-}
-
 static bool exists(const char *p) { return access(p, F_OK) == 0; }
-
-/* Where the runtime header and library are: $MLC_RUNTIME_INCLUDE /
- * $MLC_RUNTIME_LIB, else beside an installed mlc (BIN/../include and
- * BIN/../lib/libmlcrt.a, as `cmake --install` lays them out, wherever the
- * prefix was moved to), else the build tree mlc was built in. */
-static void runtime_paths(Arena *A, const char **inc, const char **lib) {
-  *inc = getenv("MLC_RUNTIME_INCLUDE");
-  *lib = getenv("MLC_RUNTIME_LIB");
-  if (*inc && *lib) return;
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  exe[n > 0 ? n : 0] = 0;
-  char *slash = strrchr(exe, '/');
-  if (slash) *slash = 0;
-  const char *cand_inc = arena_printf(A, "%s/../" MLC_INSTALL_INCLUDEDIR, exe);
-  const char *cand_lib = arena_printf(A, "%s/../" MLC_INSTALL_LIBDIR "/libmlcrt.a", exe);
-  bool installed = exists(arena_printf(A, "%s/mlcrt.h", cand_inc)) && exists(cand_lib);
-  if (!*inc) *inc = installed || !exists(MLC_BUILD_RUNTIME_INCLUDE "/mlcrt.h") ? cand_inc : MLC_BUILD_RUNTIME_INCLUDE;
-  if (!*lib) *lib = installed || !exists(MLC_BUILD_RUNTIME_LIB) ? cand_lib : MLC_BUILD_RUNTIME_LIB;
-}
-
-static char *read_all(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = NULL;
-  size_t cap = 0, n = 0;
-  for (;;) {
-    if (n == cap) {
-      cap = cap ? cap * 2 : 1 << 16;
-      char *nb = realloc(buf, cap);
-      if (!nb) { free(buf); fclose(f); return NULL; }
-      buf = nb;
-    }
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0) break;
-  }
-  fclose(f);
-  *len = n;
-  return buf;
-}
-
-static int mkdirs(const char *path) {
-  char tmp[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      mkdir(tmp, 0755);
-      *p = '/';
-    }
-  return mkdir(tmp, 0755) == 0 || errno == EEXIST ? 0 : -1;
-}
 
 /* The child being waited for: SIGINT/SIGTERM sent to mlc are passed on to it
  * (the trainer saves a checkpoint on Ctrl-C), and mlc waits for it to end. */
@@ -405,97 +345,15 @@ static int spawn_wait(char **argv, bool quiet_stdout) {
   return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
-/* The cache of built models: $MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else
- * ~/.cache/mlc. */
-static const char *cache_base(Arena *A) {
-  const char *base = getenv("MLC_CACHE_DIR");
-  if (!base || !*base) {
-    const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    base = x && *x ? arena_printf(A, "%s/mlc", x) : home && *home ? arena_printf(A, "%s/.cache/mlc", home) : "/tmp/mlc-cache";
-  }
-  return base;
-}
-
-/* Builds the generated model + harness in the cache (unless there already)
- * and returns the path of the executable. */
-/* The flags mlc run / mlc train build generated code with (part of the
- * cache key): -O3, as GCC 12 vectorizes little at -O2 (its "very cheap" cost
- * model) and the generated loops are written for the vectorizer;
- * -fno-trapping-math lets GCC turn the selects of mlcrt_expf/mlcrt_tanhf
- * (mlcrt.h) into SIMD blends (nothing reads FP exception flags, so results
- * do not change). */
-#define BASE_CFLAGS "-std=c11 -O3 -fno-trapping-math"
-
-static const char *build_cached(Arena *A, EmitC *e, const char *harness, const Compiled *c, const char *wpath,
-                                const unsigned char *w) {
-  const char *inc, *lib;
-  runtime_paths(A, &inc, &lib);
-  if (!exists(lib) || !exists(arena_printf(A, "%s/mlcrt.h", inc))) {
-    fprintf(stderr, "mlc: error: cannot find the runtime library (tried %s and %s/mlcrt.h); set MLC_RUNTIME_LIB and MLC_RUNTIME_INCLUDE\n", lib, inc);
-    return NULL;
-  }
-  const char *cc = getenv("CC");
-  if (!cc || !*cc) cc = "cc";
-  const char *flags = getenv("MLC_CFLAGS");
-  if (!flags) flags = "";
-  size_t liblen = 0;
-  char *libbytes = read_all(lib, &liblen);
-  uint64_t h = 0xcbf29ce484222325ULL;
-  h = fnv1a(h, e->c, strlen(e->c));
-  h = fnv1a(h, e->h, strlen(e->h));
-  h = fnv1a(h, harness, strlen(harness));
-  h = fnv1a(h, cc, strlen(cc));
-  h = fnv1a(h, BASE_CFLAGS, sizeof BASE_CFLAGS);
-  h = fnv1a(h, flags, strlen(flags) + 1);
-  h = fnv1a(h, inc, strlen(inc));
-  if (libbytes) h = fnv1a(h, libbytes, liblen);
-  free(libbytes);
-  if (w) h = fnv1a(fnv1a(h, "embed", 6), w, c->plan->weight_bytes);
-  const char *base = cache_base(A);
-  const char *dir = arena_printf(A, "%s/%016llx", base, (unsigned long long)h);
-  const char *exe = arena_printf(A, "%s/run", dir);
-  if (exists(exe)) return exe;
-  if (mkdirs(base) != 0) {
-    fprintf(stderr, "mlc: error: cannot create the cache directory %s: %s\n", base, strerror(errno));
-    return NULL;
-  }
-  char *tmp = arena_printf(A, "%s/tmp.XXXXXX", base);
-  if (!mkdtemp(tmp)) {
-    fprintf(stderr, "mlc: error: cannot create a directory in %s: %s\n", base, strerror(errno));
-    return NULL;
-  }
-  const char *mc = arena_printf(A, "%s/model.c", tmp), *mh = arena_printf(A, "%s/model.h", tmp),
-             *hc = arena_printf(A, "%s/main.c", tmp), *out = arena_printf(A, "%s/run", tmp);
-  if (!write_file(mc, e->c) || !write_file(mh, e->h) || !write_file(hc, harness)) return NULL;
-  const char *wc = arena_printf(A, "%s/model_weights.c", tmp);
-  if (w && !write_weights(wc, c, wpath, w)) return NULL;
-  /* $MLC_CFLAGS adds flags (space-separated), e.g. sanitizers in the test suite */
-  char *argv[64];
-  int n = 0;
-  argv[n++] = (char *)cc;
-  argv[n++] = "-std=c11"; /* BASE_CFLAGS */
-  argv[n++] = "-O3";
-  argv[n++] = "-fno-trapping-math";
-  char *extra = arena_strdup(A, flags);
-  for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;
-  const char *rest[] = {"-I", inc, mc, hc, lib, "-lm", "-pthread", "-o", out};
-  for (int i = 0; i < 9; i++) argv[n++] = (char *)rest[i];
-  if (w) argv[n++] = (char *)wc;
-  argv[n] = NULL;
-  int rc = spawn_wait(argv, true);
-  if (rc != 0) {
-    fprintf(stderr, "mlc: internal error: the generated C did not compile (%s exited with %d); sources kept in %s\n", cc, rc, tmp);
-    return NULL;
-  }
-  if (rename(tmp, dir) != 0) { /* another process won the race: use theirs */
-    if (exists(exe)) {
-      const char *files[] = {mc, mh, hc, out, wc};
-      for (int i = 0; i < 5; i++) unlink(files[i]);
-      rmdir(tmp);
-      return exe;
-    }
-    return out;
-  }
+/* Builds the generated model + harness in the cache (build.c) unless there
+ * already, and returns the path of the executable. */
+static const char *build_run(Arena *A, EmitC *e, const char *harness, const Compiled *c, const char *wpath,
+                             const unsigned char *w) {
+  const BuildFile files[] = {{"model.c", e->c, true}, {"model.h", e->h, false}, {"main.c", harness, true}};
+  BuildSpec s = {.files = files, .nfiles = 3, .out_name = "run", .c = c, .weights_path = wpath, .weights = w};
+  Diag d = {.echo = stderr};
+  const char *exe = build_cached(A, &s, &d, NULL);
+  diag_free(&d);
   return exe;
 }
 
@@ -561,7 +419,7 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
                                      const char *wpath, const unsigned char *w) {
   const char *cmdname = train ? "mlc train" : "mlc run";
   const char *inc, *lib;
-  runtime_paths(A, &inc, &lib);
+  build_runtime_paths(A, &inc, &lib);
   const char *nvcc = getenv("MLC_NVCC");
   if (!nvcc || !*nvcc) nvcc = *MLC_NVCC && exists(MLC_NVCC) ? MLC_NVCC : "nvcc";
   char *version = nvcc_version(A, nvcc);
@@ -611,22 +469,17 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
     fprintf(stderr, "%s: error: %s\n", c->g->source_path, e.train_why);
     return NULL;
   }
-  uint64_t h = fnv1a(0xcbf29ce484222325ULL, "cuda", 5);
-  const char *keys[] = {e.c, e.h, harness, nvcc, version, cc, BASE_CFLAGS, BASE_NVCCFLAGS, nvflags, cflags, arch, inc, cuinc};
-  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) h = fnv1a(h, keys[i], strlen(keys[i]) + 1);
+  uint64_t h = build_hash_str(BUILD_HASH_INIT, "cuda");
+  const char *keys[] = {e.c, e.h, harness, nvcc, version, cc, BUILD_CFLAGS, BASE_NVCCFLAGS, nvflags, cflags, arch, inc, cuinc};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) h = build_hash_str(h, keys[i]);
   const char *libs[] = {lib, culib};
-  for (int i = 0; i < 2; i++) {
-    size_t n = 0;
-    char *bytes = read_all(libs[i], &n);
-    if (bytes) h = fnv1a(h, bytes, n);
-    free(bytes);
-  }
-  if (w) h = fnv1a(fnv1a(h, "embed", 6), w, c->plan->weight_bytes);
-  const char *base = cache_base(A);
+  for (int i = 0; i < 2; i++) build_hash_file(libs[i], &h);
+  if (w) h = build_hash(build_hash_str(h, "embed"), w, c->plan->weight_bytes);
+  const char *base = build_cache_dir(A);
   const char *dir = arena_printf(A, "%s/%016llx", base, (unsigned long long)h);
   const char *exe = arena_printf(A, "%s/run", dir);
   if (exists(exe)) return exe;
-  if (mkdirs(base) != 0) {
+  if (build_mkdirs(base) != 0) {
     fprintf(stderr, "mlc: error: cannot create the cache directory %s: %s\n", base, strerror(errno));
     return NULL;
   }
@@ -703,6 +556,133 @@ static const char *build_cached_cuda(Arena *A, const Compiled *c, bool train, Cu
   return exe;
 }
 
+static double now_us(void) {
+  struct timespec ts;
+  timespec_get(&ts, TIME_UTC);
+  return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* mlc run --jit: the model compiled into this process through libmlc's JIT
+ * (mlc.h), run as the generated harness (emit_c.c) runs it, with its
+ * messages and exit statuses. */
+static int run_jit(Arena *A, const Args *a, const Compiled *c, bool cuda) {
+  unsigned char *w = NULL;
+  if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
+  Diag d = {.echo = stderr};
+  mlc_model *mm = NULL;
+  int rc = mlc_model_from_compiled(c, a->embed, w, cuda ? MLCRT_CUDA : MLCRT_CPU, a->o.seed, &mm, &d);
+  diag_free(&d);
+  if (rc) {
+    free(w);
+    return rc;
+  }
+  int nin = mlc_count(mm, MLC_INPUT), nout = mlc_count(mm, MLC_OUTPUT), nd = mlc_num_dims(mm), bad = -1;
+  mlcrt_array *in = arena_alloc(A, sizeof *in * (size_t)(nin + 1)), *outs = arena_alloc(A, sizeof *outs * (size_t)(nout + 1));
+  const void **inp = arena_alloc(A, sizeof(void *) * (size_t)(nin + 1));
+  void **outp = arena_alloc(A, sizeof(void *) * (size_t)(nout + 1));
+  const char **paths = arena_alloc(A, sizeof(char *) * (size_t)(nin + 1));
+  int64_t dims[MAX_SYMS] = {0}, maxd[MAX_SYMS];
+  double *times = NULL;
+  char err[MLCRT_ERRLEN];
+  mlc_instance *m = NULL;
+  mlc_tensor_info t;
+  rc = 1;
+  for (int i = 0; i < a->ninputs; i++) {
+    const char *eq = strchr(a->inputs[i], '=');
+    int k = -1;
+    for (int j = 0; j < nin; j++)
+      if (!mlc_tensor(mm, MLC_INPUT, j, &t) && strlen(t.name) == (size_t)(eq - a->inputs[i]) &&
+          !strncmp(t.name, a->inputs[i], (size_t)(eq - a->inputs[i])))
+        k = j;
+    if (k < 0) {
+      fprintf(stderr, "mlc run: error: model %s has no input named '%.*s'\n", mlc_model_name(mm), (int)(eq - a->inputs[i]),
+              a->inputs[i]);
+      rc = 2;
+      goto done;
+    }
+    paths[k] = eq + 1;
+  }
+  for (int i = 0; i < nin; i++) {
+    mlc_tensor(mm, MLC_INPUT, i, &t);
+    if (!paths[i]) {
+      fprintf(stderr, "mlc run: error: missing --input %s=FILE.npy (input %s: %s)\n", t.name, t.name, t.type);
+      rc = 2;
+      goto done;
+    }
+    if (mlcrt_npy_read(paths[i], &in[i], err)) {
+      report_file_error(paths[i], err);
+      goto done;
+    }
+    inp[i] = in[i].data;
+  }
+  if (mlc_bind_dims(mm, in, nin, dims, &bad, err)) {
+    fprintf(stderr, "%s: error: %s\n", paths[bad], err);
+    goto done;
+  }
+  for (int i = 0; i < nout; i++) {
+    mlc_tensor(mm, MLC_OUTPUT, i, &t);
+    outs[i].dtype = t.dtype;
+    outs[i].rank = t.rank;
+    outs[i].nbytes = (size_t)mlc_shape(mm, MLC_OUTPUT, i, dims, outs[i].shape) * mlcrt_dtype_size(t.dtype);
+    outp[i] = outs[i].data = malloc(outs[i].nbytes ? outs[i].nbytes : 1);
+    if (!outs[i].data) {
+      fprintf(stderr, "mlc run: error: out of memory\n");
+      goto done;
+    }
+  }
+  for (int s = 0; s < nd; s++) maxd[s] = dims[s] > 0 ? dims[s] : 1;
+  m = mlc_create(mm, maxd, NULL);
+  if (!m) {
+    fprintf(stderr, "mlc run: error: %s\n", mlc_last_error(NULL));
+    goto done;
+  }
+  int st = a->weights ? mlc_load(m, a->weights) : a->embed ? 0 : mlc_init(m, a->o.seed);
+  if (!st) st = mlc_run(m, dims, inp, outp);
+  /* --repeat N: time N more runs (the first one warmed the caches) */
+  times = a->repeat > 0 ? malloc((size_t)a->repeat * sizeof *times) : NULL;
+  for (long r = 0; times && r < a->repeat && !st; r++) {
+    double t0 = now_us();
+    st = mlc_run(m, dims, inp, outp);
+    times[r] = now_us() - t0;
+  }
+  if (st) {
+    if (st == MLCRT_EINVAL || st == MLCRT_ESHAPE || !a->weights) fprintf(stderr, "mlc run: error: %s\n", mlc_last_error(m));
+    else report_file_error(a->weights, mlc_last_error(m));
+    goto done;
+  }
+  if (times) {
+    qsort(times, (size_t)a->repeat, sizeof *times, cmp_double);
+    fprintf(stderr, "mlc run: %ld runs: median %.1f us, min %.1f us\n", a->repeat, times[a->repeat / 2], times[0]);
+  }
+  const char *out_dir = a->out_dir ? a->out_dir : ".";
+  if (build_mkdirs(out_dir) != 0) {
+    fprintf(stderr, "mlc run: error: cannot create output directory %s: %s\n", out_dir, strerror(errno));
+    goto done;
+  }
+  for (int i = 0; i < nout; i++) {
+    mlc_tensor(mm, MLC_OUTPUT, i, &t);
+    const char *p = arena_printf(A, "%s/%s.npy", out_dir, t.name);
+    if (mlcrt_npy_write(p, &outs[i], err)) {
+      report_file_error(p, err);
+      goto done;
+    }
+  }
+  rc = 0;
+done:
+  free(times);
+  mlc_destroy(m);
+  for (int i = 0; i < nin; i++) mlcrt_array_free(&in[i]);
+  for (int i = 0; i < nout; i++) free(outs[i].data);
+  mlc_model_free(mm);
+  free(w);
+  return rc;
+}
+
 static int cmd_run(Arena *A, Args *a, Compiled *c) {
   bool cuda = a->device && streq(a->device, "cuda");
   if (a->device && !cuda && !streq(a->device, "cpu"))
@@ -711,22 +691,19 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
   int rc = parse_precision("run", a->precision, &prec);
   if (rc >= 0) return rc;
   if (a->precision && !cuda) return usage_error("run", "--precision %s needs --device cuda (the CPU computes in float32)", a->precision);
-  if (a->jit) {
-    fprintf(stderr, "mlc run: error: --jit is not implemented yet\n");
-    return 1;
-  }
+  if (a->jit) return run_jit(A, a, c, cuda);
   unsigned char *w = NULL;
   if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
   const char *exe;
   if (cuda) exe = build_cached_cuda(A, c, false, prec, a->embed, w);
   else {
     EmitC e = emitc_model_embed(c->g, c->plan, c->train_plan, c->eval_plan, "model.h", a->embed);
-    exe = build_cached(A, &e, e.harness, c, a->embed, w);
+    exe = build_run(A, &e, e.harness, c, a->embed, w);
   }
   free(w);
   if (!exe) return 1;
   const char *out_dir = a->out_dir ? a->out_dir : ".";
-  if (mkdirs(out_dir) != 0) {
+  if (build_mkdirs(out_dir) != 0) {
     fprintf(stderr, "mlc run: error: cannot create output directory %s: %s\n", out_dir, strerror(errno));
     return 1;
   }
@@ -773,7 +750,7 @@ static int cmd_train(int argc, char **argv) {
     }
     if (streq(s, "-O0") || streq(s, "-O2")) { a.o.opt_level = s[2] - '0'; continue; }
     if (streq(s, "--shuffle")) { fwd[nf++] = (char *)s; continue; }
-    if (streq(s, "--jit")) { fprintf(stderr, "mlc train: error: --jit is not implemented yet\n"); goto out; }
+    if (streq(s, "--jit")) { a.jit = true; continue; }
     if (s[0] == '-' && !v) { rc = usage_error("train", "option %s needs a value", s); goto out; }
     if (streq(s, "--model")) { a.o.model = v; i++; continue; }
     if (streq(s, "--device")) {
@@ -856,6 +833,14 @@ static int cmd_train(int argc, char **argv) {
   diag_free(&d);
   if (!c) goto out;
   const char *exe = NULL;
+  if (cuda && a.jit) { /* says why not: no driver, no GPU, or not yet */
+    Diag jd = {.echo = stderr};
+    mlc_model *mm = NULL;
+    rc = mlc_model_from_compiled(c, NULL, NULL, MLCRT_CUDA, 0, &mm, &jd);
+    diag_free(&jd);
+    mlc_model_free(mm);
+    goto out;
+  }
   if (cuda) exe = build_cached_cuda(A, c, true, prec, NULL, NULL);
   else {
     EmitC e = emitc_model(c->g, c->plan, c->train_plan, c->eval_plan, "model.h");
@@ -863,7 +848,24 @@ static int cmd_train(int argc, char **argv) {
       fprintf(stderr, "%s: error: %s\n", a.model_path, e.train_why);
       goto out;
     }
-    exe = build_cached(A, &e, e.train_harness, c, NULL, NULL);
+    if (a.jit) { /* the same loop in this process, over the JIT-loaded model */
+      Diag jd = {.echo = stderr};
+      mlc_model *mm = NULL;
+      rc = mlc_model_from_compiled(c, NULL, NULL, MLCRT_CPU, 0, &mm, &jd);
+      diag_free(&jd);
+      if (rc) goto out;
+      const char *why = NULL;
+      fwd[0] = "mlc train";
+      fwd[nf] = NULL;
+      rc = mlc_model_train_main(mm, nf, fwd, &why);
+      if (rc < 0) {
+        fprintf(stderr, "%s: error: %s\n", a.model_path, why);
+        rc = 1;
+      }
+      mlc_model_free(mm);
+      goto out;
+    }
+    exe = build_run(A, &e, e.train_harness, c, NULL, NULL);
   }
   if (!exe) goto out;
   fwd[0] = (char *)exe;

@@ -9,6 +9,8 @@
  *     plan_graph       plan.c        storage classes, liveness, arena items
  *     emitc_model      codegen/      IR -> model.c + model.h (+ run harness)
  * Later passes (autodiff, fusion, CUDA) read and extend the same Graph.
+ * After the passes: build.c builds generated C (cached), jit_cpu.c and
+ * jit_cuda.c load it into the process (the JIT), libmlc.c is mlc.h.
  *
  * The IR is a flat array of typed nodes in topological (creation) order;
  * node ids are indices.  Shapes are lists of Dim: integer polynomials over
@@ -19,6 +21,7 @@
 #define MLCC_H
 
 #include "ast.h"
+#include "mlcrt.h"
 #include <stdbool.h>
 
 #define MAX_RANK 8 /* = MLCRT_MAX_RANK */
@@ -363,6 +366,125 @@ typedef struct Compiled {
   Plan *eval_plan;  /* with train_plan */
   char *c_src, *h_src, *harness_src; /* NUL-terminated */
 } Compiled;
+
+/* ---- build.c: building generated C with the system C compiler, cached ------- */
+/* "PATH: error: MESSAGE" about a whole file. */
+void diag_file_error(Diag *d, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Writes text to path; false after "PATH: error: cannot write: REASON". */
+bool build_write_file(Diag *d, const char *path, const char *text);
+#define BUILD_HASH_INIT 0xcbf29ce484222325ULL
+uint64_t build_hash(uint64_t h, const void *p, size_t n); /* not cryptographic */
+uint64_t build_hash_str(uint64_t h, const char *s);      /* s and its NUL (NULL as "") */
+bool build_hash_file(const char *path, uint64_t *h);      /* false if unreadable */
+/* $MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc. */
+const char *build_cache_dir(Arena *A);
+int build_mkdirs(const char *path); /* mkdir -p; 0 or -1 with errno */
+/* mlcrt.h's directory and libmlcrt.a (see build.c for the search order). */
+void build_runtime_paths(Arena *A, const char **inc, const char **lib);
+/* The flags generated code is built with (part of the cache key; $MLC_CFLAGS
+ * adds more): -O3, as GCC 12 vectorizes little at -O2 (its "very cheap" cost
+ * model) and the generated loops are written for the vectorizer;
+ * -fno-trapping-math lets GCC turn the selects of mlcrt_expf/mlcrt_tanhf
+ * (mlcrt.h) into SIMD blends (nothing reads FP exception flags, so results
+ * do not change). */
+#define BUILD_CFLAGS "-std=c11 -O3 -fno-trapping-math"
+typedef struct BuildFile {
+  const char *name, *text; /* written into the entry */
+  bool compile;            /* a .c file to compile (else a header) */
+} BuildFile;
+typedef struct BuildSpec {
+  bool shared; /* a shared object with libmlcrt linked in (the JIT), else an executable */
+  const BuildFile *files;
+  int nfiles;
+  const char *out_name; /* "run", "model.so" */
+  /* --embed-weights: model_weights.c from these bytes (c->plan->weight_bytes) */
+  const Compiled *c;
+  const char *weights_path;
+  const unsigned char *weights;
+} BuildSpec;
+/* Returns the path of the result in the cache (built there unless a whole
+ * entry exists; *was_cached says which; may be NULL), or NULL after an error
+ * in d.  A compile error (an mlc bug) keeps the sources and quotes the log. */
+const char *build_cached(Arena *A, const BuildSpec *s, Diag *d, bool *was_cached);
+/* Removes a cache entry (the directory holding a result) that turned out
+ * unusable, e.g. a shared object dlopen rejects; the next build_cached
+ * rebuilds it. */
+void build_evict(Arena *A, const char *entry);
+
+/* ---- jit_cpu.c: the CPU JIT (generated C -> cached shared object -> dlopen) ---- */
+/* The model's functions with generic signatures: d[] the symbolic dims in
+ * order of first appearance, in[] the model's inputs then (train step) the
+ * train section's, out[] the outputs; each array as the generated API takes
+ * it.  The train-step members are NULL without a train step. */
+typedef struct JitCpu {
+  void *so;         /* the dlopen handle */
+  const char *path; /* the shared object in the cache */
+  bool cached;      /* found in the cache rather than built */
+  void *(*create)(const int64_t *maxdims, const mlcrt_options *o, char *err /* MLCRT_ERRLEN */);
+  void (*destroy)(void *m);
+  int (*load)(void *m, const char *path);
+  int (*save)(const void *m, const char *path);
+  int (*init)(void *m, uint64_t seed);
+  const char *(*last_error)(const void *m);
+  int (*run)(void *m, const int64_t *d, const void *const *in, void *const *out);
+  int (*train_step)(void *m, const int64_t *d, const void *const *in, float *loss);
+  int (*set_seed)(void *m, uint64_t seed);
+  int (*load_checkpoint)(void *m, const char *path);
+  int (*save_checkpoint)(const void *m, const char *path);
+  int64_t (*step)(const void *m);
+  /* `mlc train`'s loop (runtime/trainloop.c) over this model; NULL when the
+   * model cannot be trained by it, train_why says why */
+  int (*train_main)(int argc, char **argv);
+  const char *train_why;
+} JitCpu;
+/* Builds (or finds in the cache) and loads the model's shared object; with
+ * embed, its weights are compiled in from w.  False after an error in d. */
+bool jit_cpu_load(Arena *A, const Compiled *c, const char *embed, const unsigned char *w, JitCpu *j, Diag *d);
+void jit_cpu_unload(JitCpu *j);
+
+/* ---- jit_cuda.c: NVRTC and the CUDA driver API, opened with dlopen ----------- */
+/* Functions return MLCRT_OK or a status with the message in err
+ * (MLCRT_ERRLEN bytes). */
+typedef struct JitCuHeader {
+  const char *name, *text; /* an in-memory header for #include "name" */
+} JitCuHeader;
+/* Compiles CUDA C to PTX for compute capability arch (80 = compute_80;
+ * lowered to the newest this NVRTC supports) through the PTX cache; *cached
+ * (may be NULL) says whether it came from there.  names are NVRTC name
+ * expressions of the kernels to keep ("model_run_elem0", "mlcd_add_bias<float>":
+ * a static or template kernel that no device code calls is otherwise
+ * dropped); lowered[i] receives each one's name in the PTX.  Returns the PTX
+ * (in A), or NULL with the reason in err: no NVRTC, or NVRTC's log. */
+char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh, const char *const *opts,
+                int nopts, const char *const *names, int nnames, const char **lowered, int arch, bool *cached,
+                char *err);
+/* The driver and device `ordinal` (its primary context made current), or
+ * NULL with "no CUDA driver: ..." / "no CUDA device: ..." in err. */
+typedef struct JitCuda JitCuda;
+JitCuda *jitcu_open(int ordinal, char *err);
+int jitcu_arch(const JitCuda *cu); /* compute capability, 90 for sm_90 */
+void jitcu_close(JitCuda *cu);
+int jitcu_module_load(JitCuda *cu, const char *ptx, void **module, char *err);
+void jitcu_module_unload(JitCuda *cu, void *module);
+int jitcu_function(JitCuda *cu, void *module, const char *name, void **fn, char *err);
+/* args: pointers to each kernel argument, as cuLaunchKernel takes them */
+int jitcu_launch(JitCuda *cu, void *fn, const unsigned grid[3], const unsigned block[3], unsigned shmem, void **args,
+                 char *err);
+int jitcu_sync(JitCuda *cu, char *err);
+int jitcu_alloc(JitCuda *cu, size_t bytes, uint64_t *dptr, char *err);
+void jitcu_free(JitCuda *cu, uint64_t dptr);
+int jitcu_copy(JitCuda *cu, uint64_t dptr, void *host, size_t bytes, bool to_device, char *err);
+
+/* ---- libmlc.c: what the command line uses of mlc.h besides it ------------------ */
+typedef struct mlc_model mlc_model;
+/* The JIT model of an already compiled c (mlc run --jit); c and w must
+ * outlive it.  Returns an MLC_* status, errors in d. */
+int mlc_model_from_compiled(const Compiled *c, const char *embed, const unsigned char *w, int device, uint64_t seed,
+                            mlc_model **out, Diag *d);
+/* mlc train --jit: the training loop of `mlc train` over the model, in this
+ * process; the exit status, or -1 when the model cannot be trained by it
+ * (*why says why). */
+int mlc_model_train_main(const mlc_model *mm, int argc, char **argv, const char **why);
 
 /* ---- idx.c: IDX datasets for `mlc train` ------------------------------------ */
 bool idx_is_idx(const char *path);                          /* not a .npy name */

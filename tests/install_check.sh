@@ -8,10 +8,11 @@
 #            binary) and run it on the Fashion-MNIST test set (accuracy >= 75%);
 #            check that touching the weights re-runs mlc and that nothing
 #            else does; build a program with pkg-config (mlcrt.pc) and the
-#            plain `mlc -o --embed-weights` output; build and run tests/install
-#            (two threads, libmlc) against the prefix; with CUDA, build
-#            examples/app through mlc_add_model(DEVICE cuda) (tests/cuda/app)
-#            and run it where there is a GPU.
+#            plain `mlc -o --embed-weights` output; build examples/jit (the
+#            JIT of libmlc) against the prefix and compare it with mlc run;
+#            build and run tests/install (two threads, libmlc) against the prefix;
+#            with CUDA, build examples/app through mlc_add_model(DEVICE cuda)
+#            (tests/cuda/app) and run it where there is a GPU.
 #   subdir   the same tests/install project with mlc added by add_subdirectory.
 # usage: tests/install_check.sh install|subdir SOURCE_DIR BUILD_DIR
 # Under the sanitizers ($MLC_CFLAGS set) the projects are built with those
@@ -125,6 +126,28 @@ if [ "$mode" = install ]; then
   (cd "$tmp" && LD_LIBRARY_PATH="$prefix/lib" ./pc/app images labels) >"$tmp/out2" || fail "the pkg-config build failed to run"
   cmp -s "$tmp/out" "$tmp/out2" || { diff "$tmp/out" "$tmp/out2"; fail "the pkg-config build classifies differently"; }
   echo "PASS pkg-config mlcrt ($pc)"
+
+  # examples/jit against the prefix: libmlc's JIT, a model chosen at run time,
+  # classifying as the compiled-in app does (the runtime found beside the
+  # installed mlc: MLC_RUNTIME_*)
+  mkdir -p "$tmp/src/jit"
+  cp "$src/examples/jit/CMakeLists.txt" "$src/examples/jit/jit.c" "$tmp/src/jit/"
+  cmake -S "$tmp/src/jit" -B "$tmp/jit" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=$btype \
+    -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "configure examples/jit"; }
+  cmake --build "$tmp/jit" >"$tmp/log" 2>&1 || { cat "$tmp/log"; fail "build examples/jit"; }
+  /usr/bin/python3 -c "
+import numpy as np
+b = open('$tmp/images', 'rb').read()
+np.save('$tmp/x5.npy', np.frombuffer(b, np.uint8, offset=16)[:5 * 784].reshape(5, 1, 28, 28))
+" || fail "making the JIT input"
+  mkdir -p "$tmp/jo" "$tmp/ro"
+  MLC_RUNTIME_INCLUDE="$prefix/include" MLC_RUNTIME_LIB="$(ls "$prefix"/lib*/libmlcrt.a "$prefix"/lib/*/libmlcrt.a 2>/dev/null | head -n 1)" \
+    "$tmp/jit/mlc_jit" "$src/examples/fashion_mlp.mdl" --weights "$tmp/w.safetensors" --out "$tmp/jo" "x=$tmp/x5.npy" >"$tmp/log" 2>&1 ||
+    { cat "$tmp/log"; fail "examples/jit"; }
+  "$mlc" run "$src/examples/fashion_mlp.mdl" --weights "$tmp/w.safetensors" --input "x=$tmp/x5.npy" --out "$tmp/ro" 2>"$tmp/log" ||
+    { cat "$tmp/log"; fail "mlc run for examples/jit"; }
+  cmp -s "$tmp/jo/logits.npy" "$tmp/ro/logits.npy" || fail "examples/jit and mlc run differ"
+  echo "PASS examples/jit (libmlc's JIT against the prefix, = mlc run)"
 
   # mlc_add_model(... DEVICE cuda): examples/app's classifier as CUDA
   # (tests/cuda/app), when this mlc has the CUDA runtime.  Built here; it runs

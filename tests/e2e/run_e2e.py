@@ -3,7 +3,7 @@
 and compare every output with a PyTorch reference.
 
 Usage:  /usr/bin/python3 tests/e2e/run_e2e.py --mlc build/mlc [--filter SUBSTR] [--keep]
-            [--sanitize] [--mlc-args=-O0] [--same-at-O0] [--workdir DIR] [--cc gcc,clang] [-j N]
+            [--sanitize] [--mlc-args=-O0] [--same-at-O0] [--same-with-jit] [--workdir DIR] [--cc gcc,clang] [-j N]
         /usr/bin/python3 tests/e2e/run_e2e.py --references-only   (no mlc needed)
 
 Three kinds of cases (see tests/e2e/README.md for how to add one):
@@ -281,6 +281,7 @@ def save_npy(path, t):
 
 EXTRA_ARGS = []   # --mlc-args: appended to every `mlc run`
 SAME_AT_O0 = False  # --same-at-O0: also run at -O0 and compare outputs bit for bit
+SAME_WITH_JIT = False  # --same-with-jit: also run with --jit (libmlc's JIT) and compare bit for bit
 ENV = dict(os.environ)
 
 SANITIZER = re.compile(r"ERROR: AddressSanitizer|runtime error:")
@@ -448,6 +449,17 @@ def run_model_case(name, mlc, workdir):
                         open(os.path.join(run_dir, "out0", n + ".npy"), "rb") as f0:
                     if f2.read() != f0.read():
                         raise CaseError("output %s differs between -O2 and -O0 %s" % (n, where))
+        if SAME_WITH_JIT:  # the JIT-loaded shared object must give the very same bytes
+            argvj = list(run_argv)
+            argvj[argvj.index("--out") + 1] = "outj"
+            rc, _, err = run_mlc(argvj + ["--jit"], run_dir)
+            if rc != 0:
+                raise CaseError("mlc run --jit exited with %d %s" % (rc, where), err)
+            for n in produced:
+                with open(os.path.join(out_dir, n + ".npy"), "rb") as f2, \
+                        open(os.path.join(run_dir, "outj", n + ".npy"), "rb") as fj:
+                    if f2.read() != fj.read():
+                        raise CaseError("output %s differs between mlc run and mlc run --jit %s" % (n, where))
         # references see the exact values mlc saw
         ref_inputs = {n: t.clone() for n, t in inputs.items()}
         ref_params = {n: t.clone() for n, t in params.items()}
@@ -751,7 +763,7 @@ def run_error_case(name, mlc, workdir):
                 open(path, "wb").write(raw[:-st["npy_cut"][n]])
             if n not in st["drop_inputs"]:
                 argv += ["--input", "%s=%s" % (n, st["npy_path"].get(n, "in/%s.npy" % n))]
-        argv += ["--out", "out"] + st["argv_extra"]
+        argv += ["--out", "out"] + st["argv_extra"] + EXTRA_ARGS
     rc, _, err = run_mlc(argv, workdir)
     if rc not in exp["status"]:
         raise CaseError("exit status %d, want %s" % (rc, " or ".join(map(str, exp["status"]))), err)
@@ -858,6 +870,8 @@ def main():
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--mlc-args", default="",
                     help="extra arguments for every model case's `mlc run`, e.g. -O0")
+    ap.add_argument("--same-with-jit", action="store_true",
+                    help="also run each case with mlc run --jit and require bit-identical outputs")
     ap.add_argument("--same-at-O0", action="store_true",
                     help="also run each model case at -O0 and require bit-identical outputs")
     ap.add_argument("--sanitize", action="store_true",
@@ -873,6 +887,8 @@ def main():
     EXTRA_ARGS.extend(args.mlc_args.split())
     global SAME_AT_O0
     SAME_AT_O0 = args.same_at_O0
+    global SAME_WITH_JIT
+    SAME_WITH_JIT = args.same_with_jit
     global MLCRT_LIB
     MLCRT_LIB = args.mlcrt and os.path.abspath(args.mlcrt)
     COMPILERS[:] = args.cc.split(",")

@@ -80,7 +80,7 @@ static void dots_generic(int64_t M, int64_t N, int64_t K, float alpha, const flo
 }
 
 const mlcrt__gemm_isa mlcrt__gemm_generic = {
-    "generic", G_MR, G_NR, 256, 64, 512, kernel_generic, gemv_generic, dots_generic};
+    "generic", G_MR, G_NR, 256, 64, 512, kernel_generic, gemv_generic, dots_generic, NULL};
 
 /* ---- instruction set ------------------------------------------------------------ */
 
@@ -169,6 +169,8 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
             memcpy(d, src, (size_t)nj * sizeof *d);
             for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
           }
+        } else if (k->pack_t) { /* op(B) = B^T: column j of op(B) is row j of B */
+          k->pack_t(B + jj * b_sj + pc, b_sj, kc, nj, NR, dst);
         } else { /* op(B) = B^T: column j of op(B) is row j of B, contiguous in k */
           for (int64_t j = 0; j < nj; j++) {
             const float *src = B + (jj + j) * b_sj + pc;
@@ -185,7 +187,10 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
         for (int64_t p = 0; p < mpanels; p++) {
           float *dst = apack + p * kc * MR;
           const int64_t ii = ic + p * MR, mi = i1 - ii < MR ? i1 - ii : MR;
-          if (a_sk == 1) {
+          if (a_sk == 1 && g->alpha == 1.0f && k->pack_t) { /* rows of A: a transpose */
+            k->pack_t(A + ii * a_si + pc, a_si, kc, mi, MR, dst);
+            continue;
+          } else if (a_sk == 1) {
             for (int64_t r = 0; r < mi; r++) {
               const float *src = A + (ii + r) * a_si + pc;
               for (int64_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = g->alpha * src[kk];

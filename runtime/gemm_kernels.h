@@ -25,6 +25,13 @@ typedef void (*mlcrt__dots_kernel)(int64_t M, int64_t N, int64_t K, float alpha,
                                    int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                                    int64_t ldc);
 
+/* Packs a transposed operand: dst[k * NR + j] = src[j * ld + k] for k < kc,
+ * j < nj (nj <= NR), zero for nj <= j < NR.  src's rows are contiguous in k:
+ * op(B) = B^T (linear's weight) read as NR-column panels.  NULL: the scalar
+ * loop of gemm.c. */
+typedef void (*mlcrt__pack_t_fn)(const float *src, int64_t ld, int64_t kc, int64_t nj, int NR,
+                                 float *dst);
+
 typedef struct mlcrt__gemm_isa {
   const char *name;
   int mr, nr;     /* register tile */
@@ -32,6 +39,7 @@ typedef struct mlcrt__gemm_isa {
   mlcrt__gemm_kernel kernel;
   mlcrt__gemv_kernel gemv;
   mlcrt__dots_kernel dots;
+  mlcrt__pack_t_fn pack_t; /* may be NULL */
 } mlcrt__gemm_isa;
 
 /* dots built from the ISA's gemv, one row of A at a time */

@@ -16,6 +16,70 @@
  * fully unrolled into registers.  bs is B's stride per k: NR for a packed
  * panel, ldb when the kernel reads B in place (a single row panel of A). */
 
+/* ---- packing a transposed operand (both instruction sets) -------------------- */
+
+/* dst[k * NR + j] = src[j * ld + k]: 8 x 8 blocks transposed in registers
+ * (unpack, shuffle, lane permute), so that the rows of src are read and the
+ * k-major panel written eight floats at a time instead of one. */
+__attribute__((target("avx2"))) static void pack_t_avx(const float *src, int64_t ld, int64_t kc,
+                                                       int64_t nj, int NR, float *dst) {
+  int64_t j = 0;
+  for (; j + 8 <= nj; j += 8) {
+    const float *s = src + j * ld;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      __m256 r0 = _mm256_loadu_ps(s + 0 * ld + k), r1 = _mm256_loadu_ps(s + 1 * ld + k);
+      __m256 r2 = _mm256_loadu_ps(s + 2 * ld + k), r3 = _mm256_loadu_ps(s + 3 * ld + k);
+      __m256 r4 = _mm256_loadu_ps(s + 4 * ld + k), r5 = _mm256_loadu_ps(s + 5 * ld + k);
+      __m256 r6 = _mm256_loadu_ps(s + 6 * ld + k), r7 = _mm256_loadu_ps(s + 7 * ld + k);
+      __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+      __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+      __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+      __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+      __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+      __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+      __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+      __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+      __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+      float *d = dst + k * NR + j;
+      _mm256_storeu_ps(d + 0 * NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(d + 1 * NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(d + 2 * NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(d + 3 * NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(d + 4 * NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(d + 5 * NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(d + 6 * NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(d + 7 * NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; k < kc; k++)
+      for (int q = 0; q < 8; q++) dst[k * NR + j + q] = s[q * ld + k];
+  }
+  for (; j + 4 <= nj; j += 4) { /* 4 x 4 blocks: the last rows of a 12- or 6-row panel */
+    const float *s = src + j * ld;
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+      __m128 r0 = _mm_loadu_ps(s + k), r1 = _mm_loadu_ps(s + ld + k);
+      __m128 r2 = _mm_loadu_ps(s + 2 * ld + k), r3 = _mm_loadu_ps(s + 3 * ld + k);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      float *d = dst + k * NR + j;
+      _mm_storeu_ps(d, r0);
+      _mm_storeu_ps(d + NR, r1);
+      _mm_storeu_ps(d + 2 * NR, r2);
+      _mm_storeu_ps(d + 3 * NR, r3);
+    }
+    for (; k < kc; k++)
+      for (int q = 0; q < 4; q++) dst[k * NR + j + q] = s[q * ld + k];
+  }
+  for (; j < nj; j++)
+    for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = src[j * ld + k];
+  if (nj < NR)
+    for (int64_t k = 0; k < kc; k++)
+      for (int64_t q = nj; q < NR; q++) dst[k * NR + q] = 0.0f;
+}
+
 /* ---- AVX2 + FMA: 6 x 16 ---------------------------------------------------- */
 
 #define A2_MR 6
@@ -123,8 +187,8 @@ static void dots_avx2(int64_t M, int64_t N, int64_t K, float alpha, const float 
   mlcrt__dots_by_rows(&mlcrt__gemm_avx2, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR,       A2_NR,     256,      96,
-                                          1024,   kernel_avx2, gemv_avx2, dots_avx2};
+const mlcrt__gemm_isa mlcrt__gemm_avx2 = {"avx2", A2_MR,       A2_NR,     256,       96,
+                                          1024,   kernel_avx2, gemv_avx2, dots_avx2, pack_t_avx};
 
 /* ---- AVX-512: 12 x 32 ------------------------------------------------------ */
 
@@ -280,8 +344,8 @@ __attribute__((target("avx512f"))) static void dots_avx512(int64_t M, int64_t N,
   }
 }
 
-const mlcrt__gemm_isa mlcrt__gemm_avx512 = {"avx512", A5_MR,         A5_NR,       256,        96,
-                                            1024,     kernel_avx512, gemv_avx512, dots_avx512};
+const mlcrt__gemm_isa mlcrt__gemm_avx512 = {
+    "avx512", A5_MR, A5_NR, 256, 96, 1024, kernel_avx512, gemv_avx512, dots_avx512, pack_t_avx};
 
 #else
 typedef int mlcrt__gemm_x86_unused; /* ISO C: a translation unit may not be empty */

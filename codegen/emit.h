@@ -65,6 +65,9 @@ typedef struct E {
   const char *M;     /* model name */
   const char *embed; /* --embed-weights: the weights file (model_weights.c), or NULL */
   bool cuda;         /* emit_cuda.c: the header describes a CUDA model */
+  struct Buf *kern;  /* emit_c.c: file-scope elementwise kernels, written before run */
+  int nkern;
+  struct KernSeen *kseen; /* ... each once: run, train and evaluate share them */
 } E;
 
 /* Names every node (e->var) and output and lays out the optimizer state:

@@ -37,10 +37,10 @@ static bool is_reserved(const char *s) {
       "double", "else", "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long",
       "register", "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch",
       "typedef", "union", "unsigned", "void", "volatile", "while", "m", "o", "k", "acc", "best",
-      "cp", "pp", "main", "argc", "argv", "i", "v", "as", "bs", "ys", NULL};
+      "cp", "pp", "main", "argc", "argv", "i", "v", "as", "bs", "ys", "a", "ctx", "r", "end", "nc", "epi", NULL};
   for (int i = 0; kw[i]; i++)
     if (strcmp(s, kw[i]) == 0) return true;
-  if ((s[0] == 'i' || s[0] == 'j') && isdigit((unsigned char)s[1]) && !s[2]) return true;
+  if (strchr("ijrc", s[0]) && s[0] && isdigit((unsigned char)s[1]) && !s[2]) return true; /* i0, r1, c0 ... */
   /* names the C library may define: typedefs (*_t), macros (all capitals),
    * and the functions generated code calls */
   size_t len = strlen(s);
@@ -241,44 +241,154 @@ static const char *elem_value(E *e, const ElemLoop *L, int id) {
   return (flags & F_CMP) ? body.s : store(e, body.s, ct, n->ty.dt);
 }
 
-static void emit_elem_loop(E *e, Buf *b, const int *nodes, int n, bool epilogue) {
+/* Is name a whole identifier in C text t (comments skipped)? */
+static bool uses_name(const char *t, const char *name) {
+  size_t n = strlen(name);
+  for (const char *q = t; *q; q++) {
+    if (q[0] == '/' && q[1] == '*') {
+      const char *c = strstr(q + 2, "*/");
+      if (!c) return false;
+      q = c + 1;
+      continue;
+    }
+    if (strncmp(q, name, n) == 0 && (q == t || !(isalnum((unsigned char)q[-1]) || q[-1] == '_')) &&
+        !(isalnum((unsigned char)q[n]) || q[n] == '_'))
+      return true;
+  }
+  return false;
+}
+
+/* An elementwise kernel: the loop nest of one fusion group (or one
+ * elementwise node) as a file-scope function over a block of its output
+ * viewed as rows x cols (mlcrt_tile_fn), with the pointers and dims it reads
+ * in a struct of the same name.  Written to e->kern; the call site gets the
+ * struct's initializer and the view.  See mlcrt_tiles and mlcrt_epilogue. */
+typedef struct KernSeen {
+  const char *sig, *name;
+  struct KernSeen *next;
+} KernSeen;
+
+typedef struct ElemKernel {
+  const char *name, *init; /* function (and struct) name; "{t3, x, ...}" */
+  const char *rows, *cols;  /* the view, as C expressions of run's dims */
+} ElemKernel;
+
+static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue) {
   ElemLoop L = {nodes, epilogue ? 1 : 0, n, epilogue ? nodes[0] : -1, true};
+  Graph *g = e->g;
   int root = nodes[n - 1];
-  const Type *o = &e->g->nodes[root].ty;
+  const Type *o = &g->nodes[root].ty;
   for (int k = L.first; k < n; k++) {
-    const Node *m = &e->g->nodes[nodes[k]];
+    const Node *m = &g->nodes[nodes[k]];
     for (int j = 0; j < m->nin; j++) {
       int xi = m->in[j];
-      if (e->p->storage[xi] != ST_NONE && !in_loop(&L, xi) && xi != L.producer && !same_shape(&e->g->nodes[xi].ty, o))
+      if (e->p->storage[xi] != ST_NONE && !in_loop(&L, xi) && xi != L.producer && !same_shape(&g->nodes[xi].ty, o))
         L.flat = false;
     }
   }
-  const char *y = e->var[root];
-  const char *val = elem_value(e, &L, root);
-  int depth = L.flat ? 2 : 2 + o->rank;
-  if (L.flat) out(b, "  for (int64_t i = 0; i < %s; i++)%s\n", dimc(e, type_numel(o)), n - L.first > 1 ? " {" : "");
-  else {
-    out(b, "  {\n    int64_t o = 0;\n");
-    for (int k = 0; k < o->rank; k++) {
-      indent(b, 2 + k);
-      out(b, "for (int64_t i%d = 0; i%d < %s; i%d++)%s\n", k, k, dimc(e, o->dim[k]), k,
-          k == o->rank - 1 && n - L.first > 1 ? " {" : "");
-    }
-  }
+  ElemKernel K;
+  K.name = "@K@"; /* named once known to be new */
+  /* the view: one row of every element, unless a GEMM's blocks (an epilogue)
+   * or broadcasting (an index per dim) want rows of the last dim */
+  const bool by_row = (epilogue || !L.flat) && o->rank >= 1;
+  K.rows = by_row ? dimc(e, dims_prod(o, 0, o->rank - 1)) : "1";
+  K.cols = by_row ? dimc(e, o->dim[o->rank - 1]) : dimc(e, type_numel(o));
+
+  /* the loop body: locals of the members, then the root's store */
+  Buf body = {.A = e->A};
+  out(&body, "%s", "");
+  const int depth = 3;
   for (int k = L.first; k < n - 1; k++) {
-    const Node *m = &e->g->nodes[nodes[k]];
-    indent(b, depth);
-    out(b, "const %s %s = %s; /* %s */\n", ctype(m->ty.dt), e->var[nodes[k]], elem_value(e, &L, nodes[k]),
+    const Node *m = &g->nodes[nodes[k]];
+    indent(&body, depth);
+    out(&body, "const %s %s = %s; /* %s */\n", ctype(m->ty.dt), e->var[nodes[k]], elem_value(e, &L, nodes[k]),
         op_info[m->op].name);
   }
-  indent(b, depth);
-  if (L.flat) out(b, "%s[i] = %s;\n", y, val);
-  else out(b, "%s[o++] = %s;\n", y, val);
-  if (n - L.first > 1) {
-    indent(b, depth - 1);
-    out(b, "}\n");
+  indent(&body, depth);
+  out(&body, "%s[%s] = %s;\n", e->var[root], L.flat ? "i" : "o++", elem_value(e, &L, root));
+
+  /* the loops around it */
+  Buf loops = {.A = e->A};
+  out(&loops, "  for (int64_t r = r0; r < r1; r++) {\n");
+  if (L.flat) {
+    out(&loops, "    const int64_t end = r * nc + c1;\n    for (int64_t i = r * nc + c0; i < end; i++) {\n");
+  } else {
+    const int R = o->rank;
+    for (int k = 0; k < R - 1; k++) { /* the row's index along each leading dim, if read */
+      const char *ik = arena_printf(e->A, "i%d", k);
+      if (!uses_name(body.s, ik)) continue;
+      Dim below = dims_prod(o, k + 1, R - 1);
+      int64_t c;
+      const char *q = dim_is_const(below, &c) && c == 1 ? "r" : arena_printf(e->A, "r / (%s)", dimc(e, below));
+      if (k == 0) out(&loops, "    const int64_t %s = %s;\n", ik, q);
+      else out(&loops, "    const int64_t %s = (%s) %% (%s);\n", ik, q, dimc(e, o->dim[k]));
+    }
+    out(&loops, "    int64_t o = r * nc + c0;\n    for (int64_t i%d = c0; i%d < c1; i%d++) {\n", R - 1, R - 1, R - 1);
   }
-  if (!L.flat) out(b, "  }\n");
+
+  /* what the body reads: the group's leaf arrays, its output and run's dims */
+  Buf fields = {.A = e->A}, locals = {.A = e->A}, init = {.A = e->A};
+  out(&fields, "%s", "");
+  out(&init, "{");
+  out(&fields, "  %s *%s;\n", ctype(o->dt), e->var[root]);
+  out(&locals, "  %s *%s = a->%s;\n", ctype(o->dt), e->var[root], e->var[root]);
+  out(&init, "%s", e->var[root]);
+  const char **seen = arena_alloc(e->A, sizeof(char *) * (size_t)(4 * n + 1));
+  int nseen = 0;
+  for (int k = L.first; k < n; k++) {
+    const Node *m = &g->nodes[nodes[k]];
+    for (int j = 0; j < m->nin; j++) {
+      int xi = m->in[j];
+      if (e->p->storage[xi] == ST_NONE || in_loop(&L, xi) || xi == L.producer) continue;
+      const char *v = e->var[xi];
+      bool dup = strcmp(v, e->var[root]) == 0;
+      for (int s2 = 0; s2 < nseen && !dup; s2++) dup = strcmp(seen[s2], v) == 0;
+      if (dup || !uses_name(body.s, v)) continue;
+      seen[nseen++] = v;
+      out(&fields, "  const %s *%s;\n", ctype(g->nodes[xi].ty.dt), v);
+      out(&locals, "  const %s *%s = a->%s;\n", ctype(g->nodes[xi].ty.dt), v, v);
+      out(&init, ", %s", v);
+    }
+  }
+  out(&fields, "  int64_t nc; /* columns of the view */\n");
+  out(&locals, "  const int64_t nc = a->nc;\n");
+  out(&init, ", %s", K.cols);
+  for (int sy = 1; sy <= g->nsym; sy++)
+    if (uses_name(body.s, g->sym[sy]) || uses_name(loops.s, g->sym[sy])) {
+      out(&fields, "  int64_t %s;\n", g->sym[sy]);
+      out(&locals, "  const int64_t %s = a->%s;\n", g->sym[sy], g->sym[sy]);
+      out(&init, ", %s", g->sym[sy]);
+    }
+  out(&init, "}");
+  K.init = init.s;
+
+  /* the same kernel already written (run's, seen again in the train step)? */
+  const char *sig = arena_printf(e->A, "%s|%s|%s|%s", fields.s, locals.s, loops.s, body.s);
+  for (KernSeen *ks = e->kseen; ks; ks = ks->next)
+    if (strcmp(ks->sig, sig) == 0) {
+      K.name = ks->name;
+      return K;
+    }
+  K.name = arena_printf(e->A, "%s_k%d", e->M, ++e->nkern);
+  KernSeen *ks = arena_alloc(e->A, sizeof *ks);
+  *ks = (KernSeen){sig, K.name, e->kseen};
+  e->kseen = ks;
+  Buf *f = e->kern;
+  out(f, "/* ");
+  for (int k = 0; k < n; k++) out(f, "%s%s", k ? " + " : "", describe(e, &g->nodes[nodes[k]]));
+  out(f, "%s   -> %s */\n", epilogue ? " (epilogue)" : "", type_str(e->A, g, o));
+  out(f, "struct %s {\n%s};\n", K.name, fields.s);
+  out(f, "static void %s(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {\n  const struct %s *a = ctx;\n%s%s%s    }\n  }\n}\n\n",
+      K.name, K.name, locals.s, loops.s, body.s);
+  return K;
+}
+
+/* An elementwise group on its own: its kernel over the whole output, split
+ * over the team when large (mlcrt_tiles). */
+static void emit_elem_loop(E *e, Buf *b, const int *nodes, int n, bool epilogue) {
+  ElemKernel K = elem_kernel(e, nodes, n, epilogue);
+  out(b, "  {\n    struct %s a = %s;\n    mlcrt_tiles(m->team, %s, %s, %s, &a);\n  }\n", K.name, K.init, K.rows,
+      K.cols, K.name);
 }
 
 static void emit_elementwise(E *e, Buf *b, int id) { emit_elem_loop(e, b, &id, 1, false); }
@@ -932,6 +1042,32 @@ static bool emit_train_op(E *e, Buf *b, int id) {
   }
 }
 
+/* linear and matmul: one GEMM (or one per batch), with an epilogue kernel
+ * (epi: a mlcrt_epilogue expression) or without (NULL). */
+static void emit_gemm_call(E *e, Buf *b, int id, const char *epi) {
+  Node *n = &e->g->nodes[id];
+  const Type *xt = &e->g->nodes[n->in[0]].ty, *wt = &e->g->nodes[n->in[1]].ty;
+  const char *x = e->var[n->in[0]], *y = e->var[id];
+  if (n->op == OP_MATMUL) {
+    out(b, "  {\n");
+    emit_shape_array(e, b, "as", xt);
+    emit_shape_array(e, b, "bs", wt);
+    emit_shape_array(e, b, "ys", &n->ty);
+    out(b, "    mlcrt_matmul%s_f32(m->team, %s, %d, as, %s, %d, bs, %s, %d, ys%s%s);\n  }\n", epi ? "_epi" : "", x,
+        xt->rank, e->var[n->in[1]], wt->rank, y, n->ty.rank, epi ? ", " : "", epi ? epi : "");
+    return;
+  }
+  Dim K = xt->dim[xt->rank - 1], M;
+  if (!dim_div(type_numel(xt), K, &M)) { /* K symbolic in a compound shape */
+    Type rows = *xt;
+    rows.rank--;
+    M = type_numel(&rows);
+  }
+  out(b, "  mlcrt_linear%s_f32(m->team, %s, %s, %s, %s, %s, %s, %s%s%s);\n", epi ? "_epi" : "", x, dimc(e, M),
+      dimc(e, K), e->var[n->in[1]], dimc(e, wt->dim[0]), n->nin == 3 ? e->var[n->in[2]] : "NULL", y, epi ? ", " : "",
+      epi ? epi : "");
+}
+
 static void emit_node(E *e, Buf *b, int id) {
   Node *n = &e->g->nodes[id];
   const char *y = e->var[id];
@@ -951,29 +1087,8 @@ static void emit_node(E *e, Buf *b, int id) {
   case OP_FLATTEN: return; /* a view: declared as an alias */
   case OP_TRANSPOSE:
   case OP_PERMUTE: emit_permute(e, b, id); return;
-  case OP_MATMUL: {
-    const Type *wt = &e->g->nodes[n->in[1]].ty;
-    out(b, "  {\n");
-    emit_shape_array(e, b, "as", xt);
-    emit_shape_array(e, b, "bs", wt);
-    emit_shape_array(e, b, "ys", &n->ty);
-    out(b, "    mlcrt_matmul_f32(m->team, %s, %d, as, %s, %d, bs, %s, %d, ys);\n  }\n", x, xt->rank,
-        e->var[n->in[1]], wt->rank, y, n->ty.rank);
-    return;
-  }
-  case OP_LINEAR: {
-    const Type *wt = &e->g->nodes[n->in[1]].ty;
-    Dim K = xt->dim[xt->rank - 1], M;
-    dim_div(type_numel(xt), K, &M);
-    if (!dim_div(type_numel(xt), K, &M)) { /* K symbolic in a compound shape */
-      Type rows = *xt;
-      rows.rank--;
-      M = type_numel(&rows);
-    }
-    out(b, "  mlcrt_linear_f32(m->team, %s, %s, %s, %s, %s, %s, %s);\n", x, dimc(e, M), dimc(e, K),
-        e->var[n->in[1]], dimc(e, wt->dim[0]), n->nin == 3 ? e->var[n->in[2]] : "NULL", y);
-    return;
-  }
+  case OP_MATMUL:
+  case OP_LINEAR: emit_gemm_call(e, b, id, NULL); return;
   case OP_CONV1D:
   case OP_CONV2D: {
     out(b, "  {\n    const mlcrt_conv2d_params cp = ");
@@ -1297,9 +1412,26 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
     out(b, "   */\n");
     if (gr->kind == GK_EPILOGUE) { /* the producer writes the root's buffer; the tail finishes it in place */
       int prod = gr->nodes[0];
+      const Node *pn = &g->nodes[prod];
       const char *own = e->var[prod];
       e->var[prod] = e->var[i];
-      emit_node(e, b, prod);
+      if (pn->op == OP_LINEAR ||
+          (pn->op == OP_MATMUL && g->nodes[pn->in[0]].ty.rank >= 2 && g->nodes[pn->in[1]].ty.rank >= 2)) {
+        /* on each block of the GEMM's result as soon as it is final */
+        ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true);
+        out(b, "  {\n    struct %s a = %s;\n    const mlcrt_epilogue epi = {%s, &a};\n", K.name, K.init, K.name);
+        Buf call = {.A = e->A};
+        emit_gemm_call(e, &call, prod, "&epi");
+        for (const char *ln = call.s; *ln;) { /* one level deeper */
+          size_t len = strcspn(ln, "\n");
+          out(b, "  %.*s\n", (int)len, ln);
+          ln += len + (ln[len] == '\n');
+        }
+        out(b, "  }\n");
+        e->var[prod] = own;
+        continue;
+      }
+      emit_node(e, b, prod); /* a convolution: then its tail, a second pass */
       e->var[prod] = own;
     }
     emit_elem_loop(e, b, gr->nodes, gr->n, gr->kind == GK_EPILOGUE);
@@ -1514,6 +1646,12 @@ static char *emit_source(E *e, const char *header_name) {
   if (tp) out(&b, "int %s_set_seed(%s *m, uint64_t seed) {\n  if (!m) return MLCRT_EINVAL;\n  m->seed = seed;\n  return MLCRT_OK;\n}\n\n", M, M);
 
   /* run */
+  Buf kern = {.A = e->A};
+  out(&kern, "%s", "");
+  e->kern = &kern;
+  e->nkern = 0;
+  e->kseen = NULL;
+  out(&b, "@MLC_KERNELS@"); /* replaced below by the elementwise kernels of run, train and evaluate */
   out(&b, "/* The forward pass, one step per operation of %s. */\n", g->source_path);
   emit_signature(e, &b, SIG_RUN);
   emit_checks(e, &b, "run", false);
@@ -1581,14 +1719,21 @@ static char *emit_source(E *e, const char *header_name) {
   /* emit the float -> integer helper only where a cast needs it (clang warns
    * about unused static functions) */
   char *mark = strstr(b.s, "@MLC_F2I@");
-  const char *f2i = strstr(mark + 9, "mlc_f2i(")
+  const char *f2i = strstr(mark + 9, "mlc_f2i(") || strstr(kern.s, "mlc_f2i(")
       ? "/* float -> integer as C casts do, but defined for NaN and out-of-range values */\n"
         "static inline int64_t mlc_f2i(float v) {\n  if (v != v) return 0;\n"
         "  if (v >= 9.2233720e18f) return INT64_MAX;\n  if (v <= -9.2233720e18f) return INT64_MIN;\n"
         "  return (int64_t)v;\n}\n\n"
       : "";
   *mark = 0;
-  return arena_printf(e->A, "%s%s%s", b.s, f2i, mark + 9);
+  char *kmark = strstr(mark + 9, "@MLC_KERNELS@");
+  *kmark = 0;
+  const char *kh = kern.len ? "/* ---- elementwise kernels: each computes rows r0..r1, columns c0..c1 of its\n"
+                              " * output viewed as a matrix (mlcrt_tile_fn), on the calling thread or a\n"
+                              " * team member (mlcrt_tiles), or on a GEMM's finished blocks (mlcrt_epilogue). */\n\n"
+                            : "";
+  e->kern = NULL;
+  return arena_printf(e->A, "%s%s%s%s%s%s", b.s, f2i, mark + 9, kh, kern.s, kmark + 13);
 }
 
 /* ---- the `mlc run` harness ---------------------------------------------------- */

@@ -202,9 +202,14 @@ void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symva
       if (!dup) b += nbytes(&g->nodes[x].ty, symvals);
     }
   }
-  /* the C backend finishes an epilogue in a second pass over the root, in
-   * place (mlcc.h allows a per-tile tail; this backend does not do it yet) */
-  if (gr->kind == GK_EPILOGUE) b += 2 * nbytes(&g->nodes[gr->root].ty, symvals);
+  /* The C backend applies the tail of a linear or matmul (2-D operands) to
+   * each block of the GEMM's result while it is in cache; a convolution's
+   * tail is a second pass over the root, in place. */
+  const Node *prod = gr->kind == GK_EPILOGUE ? &g->nodes[gr->nodes[0]] : NULL;
+  if (prod && !(prod->op == OP_LINEAR ||
+                (prod->op == OP_MATMUL && g->nodes[prod->in[0]].ty.rank >= 2 &&
+                 g->nodes[prod->in[1]].ty.rank >= 2)))
+    b += 2 * nbytes(&g->nodes[gr->root].ty, symvals);
   *flops = f;
   *bytes = b;
 }

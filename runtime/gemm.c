@@ -23,6 +23,11 @@
  * packing altogether: it streams the matrix once through the ISA's
  * dot-product kernel.
  *
+ * mlcrt_sgemm_epi also calls an epilogue (generated code's fused elementwise
+ * tail: bias, activation, residual add) on each mc x nc block of C once the
+ * last K slice has been added to it, on the thread that computed it, while
+ * the block is still in cache; the unpacked paths call it on their slices.
+ *
  * beta == 0 overwrites C without reading it (C may hold garbage or NaN), as
  * BLAS specifies.  Packing panels live in the team's workspace, or on the
  * stack without a team: nothing is allocated.
@@ -127,8 +132,9 @@ typedef struct {
   int64_t lda, ldb, ldc;
   float *C;
   mlcrt_team *team;
-  int split_n;  /* slices are column ranges (else row ranges) */
-  int64_t step; /* slice width, a multiple of the tile */
+  int split_n;               /* slices are column ranges (else row ranges) */
+  int64_t step;              /* slice width, a multiple of the tile */
+  const mlcrt_epilogue *epi; /* on each finished block of C, or NULL */
 } gemm_job;
 
 #define STACK_WS_FLOATS (48 * 1024)
@@ -214,6 +220,8 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
                       beta);
           }
         }
+        if (g->epi && pc + kc >= g->K) /* the block is final and still in cache */
+          g->epi->fn(g->epi->ctx, ic, ic + mc, jc, jc + nc);
       }
     }
   }
@@ -248,6 +256,7 @@ static void gemv_task(void *arg, int task, int ntasks) {
   if (!slice(g, task, &lo, &hi)) return;
   if (!g->split_n) {
     g->k->gemv(hi - lo, g->K, g->alpha, g->B, g->A + lo * g->lda, g->lda, g->beta, g->C + lo);
+    if (g->epi) g->epi->fn(g->epi->ctx, lo, hi, 0, 1);
     return;
   }
   if (g->M <= 2) /* one or two rows: each streams B once */
@@ -256,6 +265,7 @@ static void gemv_task(void *arg, int task, int ntasks) {
   else
     g->k->dots(g->M, hi - lo, g->K, g->alpha, g->A, g->lda, g->B + lo * g->ldb, g->ldb, g->beta,
                g->C + lo, g->ldc);
+  if (g->epi) g->epi->fn(g->epi->ctx, 0, g->M, lo, hi);
 }
 
 /* Threads pay off above about this many multiply-adds (~20 us on one core). */
@@ -264,6 +274,12 @@ static void gemv_task(void *arg, int task, int ntasks) {
 void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                       float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                       float beta, float *C, int64_t ldc) {
+  mlcrt_sgemm_epi(team, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) { /* C = beta * C */
     for (int64_t i = 0; i < M; i++) {
@@ -273,6 +289,7 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
       else if (beta != 1.0f)
         for (int64_t j = 0; j < N; j++) c[j] *= beta;
     }
+    if (epi) epi->fn(epi->ctx, 0, M, 0, N);
     return;
   }
   gemm_job g = {mlcrt__gemm_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
@@ -291,7 +308,8 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
                 C,
                 team,
                 1,
-                0};
+                0,
+                epi};
   const int nt = mlcrt_team_size(team);
   const double macs = (double)M * (double)N * (double)K;
   int use = macs < MT_MIN_MACS ? 1 : nt;
@@ -339,6 +357,23 @@ void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, floa
 void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape,
                       const float *b, int rb, const int64_t *bshape, float *y, int yr,
                       const int64_t *yshape) {
+  mlcrt_matmul_epi_f32(team, a, ra, ashape, b, rb, bshape, y, yr, yshape, NULL);
+}
+
+/* an epilogue seen from one batch's GEMM: its rows start at row `off` */
+typedef struct {
+  const mlcrt_epilogue *inner;
+  int64_t off;
+} shifted_epi;
+
+static void shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const shifted_epi *s = ctx;
+  s->inner->fn(s->inner->ctx, s->off + r0, s->off + r1, c0, c1);
+}
+
+void mlcrt_matmul_epi_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape,
+                          const float *b, int rb, const int64_t *bshape, float *y, int yr,
+                          const int64_t *yshape, const mlcrt_epilogue *epi) {
   /* torch.matmul: a 1-D a is [1, K] and a 1-D b is [K, 1], with that dim
    * dropped from the result; leading dims broadcast NumPy-style. */
   const int64_t K = ashape[ra - 1];
@@ -371,14 +406,17 @@ void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *a
 
   /* Common case x[..., M, K] @ w[K, N]: one GEMM over all rows of a. */
   if (b_bcast && a_full && ra >= 2) {
-    mlcrt_sgemm_team(team, 0, 0, nbatch * M, N, K, 1.0f, a, lda, b, ldb, 0.0f, y, ldc);
+    mlcrt_sgemm_epi(team, 0, 0, nbatch * M, N, K, 1.0f, a, lda, b, ldb, 0.0f, y, ldc, epi);
     return;
   }
+  shifted_epi sh = {epi, 0};
+  const mlcrt_epilogue batch_epi = {shifted_tile, &sh};
   int64_t idx[MLCRT_MAX_RANK] = {0};
   int64_t aoff = 0, boff = 0;
   for (int64_t t = 0; t < nbatch; t++) {
-    mlcrt_sgemm_team(team, 0, 0, M, N, K, 1.0f, a + aoff, lda, b + boff, ldb, 0.0f, y + t * M * N,
-                     ldc);
+    sh.off = t * M;
+    mlcrt_sgemm_epi(team, 0, 0, M, N, K, 1.0f, a + aoff, lda, b + boff, ldb, 0.0f, y + t * M * N,
+                    ldc, epi ? &batch_epi : NULL);
     /* Odometer increment of the batch index. */
     for (int d = ybr - 1; d >= 0; d--) {
       aoff += as[d];
@@ -393,11 +431,16 @@ void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *a
 
 void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w,
                       int64_t N, const float *b, float *y) {
+  mlcrt_linear_epi_f32(team, x, M, K, w, N, b, y, NULL);
+}
+
+void mlcrt_linear_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w,
+                          int64_t N, const float *b, float *y, const mlcrt_epilogue *epi) {
   if (M <= 0 || N <= 0) return;
   if (b) {
     for (int64_t i = 0; i < M; i++) memcpy(y + i * N, b, (size_t)N * sizeof *y);
-    mlcrt_sgemm_team(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N);
+    mlcrt_sgemm_epi(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N, epi);
   } else {
-    mlcrt_sgemm_team(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    mlcrt_sgemm_epi(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N, epi);
   }
 }

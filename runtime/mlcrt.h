@@ -174,10 +174,30 @@ void mlcrt_team_run(mlcrt_team *t, int ntasks, mlcrt_task_fn fn, void *arg);
 #define MLCRT_TEAM_WS_FLOATS (320 * 1024)
 float *mlcrt_team_workspace(mlcrt_team *t, int member);
 
+/* Elementwise tiles: a fused elementwise kernel of generated code computes
+ * the block r0..r1 x c0..c1 of its output viewed as a rows x cols matrix
+ * (rows: the leading dims, cols: the last; or 1 x numel).  mlcrt_tiles runs
+ * it over the whole matrix, split into row (or column) slices over the team
+ * when it is large enough to pay for the hand-off; each element is computed
+ * once by the same code, so results never depend on the thread count. */
+typedef void (*mlcrt_tile_fn)(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+void mlcrt_tiles(mlcrt_team *t, int64_t rows, int64_t cols, mlcrt_tile_fn fn, void *ctx);
+/* An epilogue: fn is called on each block of a GEMM's C once that block is
+ * final (all of K summed, bias included), while it is still in cache. */
+typedef struct mlcrt_epilogue {
+  mlcrt_tile_fn fn;
+  void *ctx;
+} mlcrt_epilogue;
+
 /* ---- CPU kernels (float32) ------------------------------------------------- */
 /* Row-major C = alpha * op(A) op(B) + beta * C; op(A) is M x K, op(B) is K x N. */
 void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The same, then epi (may be NULL) on every block of C as it is finished:
+ * rows and columns of C are the epilogue's rows and columns. */
+void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                     float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                     float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi);
 /* The same on the calling thread (mlcrt_sgemm_team with no team). */
 void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
@@ -189,6 +209,12 @@ void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *a
 /* y[M,N] = x[M,K] * w[N,K]^T + b[N] (b may be NULL). */
 void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w, int64_t N,
                       const float *b, float *y);
+/* linear and matmul with an epilogue (may be NULL) over y viewed as
+ * [numel / N, N], N its last dim; matmul needs ra, rb >= 2. */
+void mlcrt_linear_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w, int64_t N,
+                          const float *b, float *y, const mlcrt_epilogue *epi);
+void mlcrt_matmul_epi_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape, const float *b, int rb,
+                          const int64_t *bshape, float *y, int yr, const int64_t *yshape, const mlcrt_epilogue *epi);
 
 typedef struct mlcrt_conv2d_params {
   int64_t N, C, H, W;      /* input */

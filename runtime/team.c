@@ -191,3 +191,46 @@ void mlcrt_team_run(mlcrt_team *t, int ntasks, mlcrt_task_fn fn, void *arg) {
   take_tasks(t, t->job);
   while (atomic_load(&t->done) < ntasks) cpu_relax();
 }
+
+/* ---- elementwise tiles ---------------------------------------------------------- */
+
+/* Below this many elements a fused elementwise kernel runs on the caller:
+ * waking the team costs a few microseconds. */
+#define TILES_MIN_ELEMS (1 << 15)
+
+typedef struct {
+  mlcrt_tile_fn fn;
+  void *ctx;
+  int64_t rows, cols, step;
+  int by_rows;
+} tiles_job;
+
+static void tiles_task(void *arg, int task, int ntasks) {
+  const tiles_job *j = arg;
+  (void)ntasks;
+  const int64_t total = j->by_rows ? j->rows : j->cols;
+  const int64_t lo = (int64_t)task * j->step, hi = lo + j->step < total ? lo + j->step : total;
+  if (lo >= hi) return;
+  if (j->by_rows)
+    j->fn(j->ctx, lo, hi, 0, j->cols);
+  else
+    j->fn(j->ctx, 0, j->rows, lo, hi);
+}
+
+void mlcrt_tiles(mlcrt_team *t, int64_t rows, int64_t cols, mlcrt_tile_fn fn, void *ctx) {
+  if (rows <= 0 || cols <= 0) return;
+  const int n = mlcrt_team_size(t);
+  if (n == 1 || (double)rows * (double)cols < TILES_MIN_ELEMS) {
+    fn(ctx, 0, rows, 0, cols);
+    return;
+  }
+  /* slices of whole rows when there are enough of them, else of columns
+   * (a multiple of 16, so each slice starts on a 64-byte boundary) */
+  tiles_job j = {fn, ctx, rows, cols, 0, rows >= 2 * n};
+  if (j.by_rows)
+    j.step = (rows + n - 1) / n;
+  else
+    j.step = ((cols + n - 1) / n + 15) / 16 * 16;
+  const int64_t total = j.by_rows ? rows : cols;
+  mlcrt_team_run(t, (int)((total + j.step - 1) / j.step), tiles_task, &j);
+}

@@ -1,0 +1,184 @@
+/* test_rt_tiles.c — elementwise tiles (mlcrt_tiles) and GEMM epilogues
+ * (mlcrt_sgemm_epi, mlcrt_linear_epi_f32, mlcrt_matmul_epi_f32): every
+ * element of the output is handed to the kernel exactly once, after its
+ * GEMM value is final, on every instruction set and thread count, and the
+ * result equals the GEMM followed by the same elementwise pass. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mlcrt.h"
+
+static mlcrt_team *teams[3][4]; /* [isa][threads], threads 1..3 */
+
+static int setup(void **state) {
+  (void)state;
+  for (int isa = 0; isa <= mlcrt_cpu_isa(); isa++)
+    for (int n = 1; n <= 3; n++)
+      if (!(teams[isa][n] = mlcrt_team_create(n, isa))) return -1;
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  for (int isa = 0; isa < 3; isa++)
+    for (int n = 1; n <= 3; n++) mlcrt_team_destroy(teams[isa][n]), teams[isa][n] = NULL;
+  return 0;
+}
+
+static float frand(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  return (float)(*s >> 8) / (float)(1 << 24) - 0.5f;
+}
+
+/* The kernel under test: y = relu(y) * 2 + r (r: a residual, same shape),
+ * counting visits per element.  want, when set, holds each element's final
+ * GEMM value: the epilogue must never see a partial sum. */
+typedef struct {
+  float *y;
+  const float *r;
+  const float *want; /* or NULL */
+  int *visits;
+  int64_t nc;
+  int bad; /* elements seen before they were final */
+} tile_ctx;
+
+static void tile(void *arg, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  tile_ctx *a = arg;
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t i = r * a->nc + c0; i < r * a->nc + c1; i++) {
+      if (a->want && a->y[i] != a->want[i]) a->bad = 1; /* racy flag, only ever set */
+      a->visits[i]++;
+      a->y[i] = (a->y[i] < 0 ? 0 : a->y[i]) * 2.0f + a->r[i];
+    }
+}
+
+static void test_tiles_cover_once(void **state) {
+  (void)state;
+  /* shapes around the threading threshold (32768 elements), a single row,
+   * a single column, fewer rows than threads */
+  static const int64_t shapes[][2] = {{1, 1},     {1, 100000}, {100000, 1},
+                                      {3, 40000}, {257, 129},  {2, 7}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    const int64_t R = shapes[s][0], C = shapes[s][1], n = R * C;
+    float *y = malloc((size_t)n * sizeof *y), *r = malloc((size_t)n * sizeof *r);
+    float *ref = malloc((size_t)n * sizeof *ref);
+    int *visits = calloc((size_t)n, sizeof *visits);
+    uint32_t seed = 7;
+    for (int64_t i = 0; i < n; i++) y[i] = frand(&seed), r[i] = frand(&seed);
+    for (int64_t i = 0; i < n; i++) ref[i] = (y[i] < 0 ? 0 : y[i]) * 2.0f + r[i];
+    for (int t = 0; t <= 3; t++) {
+      float *yt = malloc((size_t)n * sizeof *yt);
+      memcpy(yt, y, (size_t)n * sizeof *yt);
+      memset(visits, 0, (size_t)n * sizeof *visits);
+      tile_ctx a = {yt, r, NULL, visits, C, 0};
+      mlcrt_tiles(t ? teams[mlcrt_cpu_isa()][t] : NULL, R, C, tile, &a);
+      for (int64_t i = 0; i < n; i++)
+        if (visits[i] != 1)
+          fail_msg("%lldx%lld, %d threads: element %lld visited %d times", (long long)R,
+                   (long long)C, t, (long long)i, visits[i]);
+      assert_memory_equal(yt, ref, (size_t)n * sizeof *yt);
+      free(yt);
+    }
+    free(y), free(r), free(ref), free(visits);
+  }
+  /* nothing to do: the kernel is not called */
+  int visits = 0;
+  tile_ctx a = {NULL, NULL, NULL, &visits, 0, 0};
+  mlcrt_tiles(teams[0][2], 0, 5, tile, &a);
+  mlcrt_tiles(teams[0][2], 5, 0, tile, &a);
+  assert_int_equal(visits, 0);
+}
+
+/* linear with an epilogue == linear, then the elementwise pass; for every
+ * path of the GEMM (packed blocks, several K blocks, rows by dot products,
+ * one row) on every instruction set and thread count. */
+static void check_linear_epi(int64_t M, int64_t K, int64_t N, int bias) {
+  const int64_t n = M * N;
+  uint32_t seed = 11;
+  float *x = malloc((size_t)(M * K) * sizeof *x), *w = malloc((size_t)(N * K) * sizeof *w);
+  float *b = malloc((size_t)N * sizeof *b), *r = malloc((size_t)n * sizeof *r);
+  float *gemm = malloc((size_t)n * sizeof *gemm), *want = malloc((size_t)n * sizeof *want);
+  float *y = malloc((size_t)n * sizeof *y);
+  int *visits = malloc((size_t)n * sizeof *visits);
+  for (int64_t i = 0; i < M * K; i++) x[i] = frand(&seed);
+  for (int64_t i = 0; i < N * K; i++) w[i] = frand(&seed);
+  for (int64_t i = 0; i < N; i++) b[i] = frand(&seed);
+  for (int64_t i = 0; i < n; i++) r[i] = frand(&seed);
+  for (int isa = 0; isa <= mlcrt_cpu_isa(); isa++)
+    for (int t = 1; t <= 3; t++) {
+      mlcrt_team *team = teams[isa][t];
+      mlcrt_linear_f32(team, x, M, K, w, N, bias ? b : NULL, gemm); /* the GEMM alone */
+      for (int64_t i = 0; i < n; i++) want[i] = (gemm[i] < 0 ? 0 : gemm[i]) * 2.0f + r[i];
+      memset(visits, 0, (size_t)n * sizeof *visits);
+      tile_ctx a = {y, r, gemm, visits, N, 0};
+      const mlcrt_epilogue epi = {tile, &a};
+      mlcrt_linear_epi_f32(team, x, M, K, w, N, bias ? b : NULL, y, &epi);
+      if (a.bad)
+        fail_msg("%lldx%lldx%lld isa %d, %d threads: the epilogue saw a partial result",
+                 (long long)M, (long long)K, (long long)N, isa, t);
+      for (int64_t i = 0; i < n; i++)
+        if (visits[i] != 1)
+          fail_msg("%lldx%lldx%lld isa %d, %d threads: element %lld visited %d times", (long long)M,
+                   (long long)K, (long long)N, isa, t, (long long)i, visits[i]);
+      assert_memory_equal(y, want, (size_t)n * sizeof *y);
+    }
+  free(x), free(w), free(b), free(r), free(gemm), free(want), free(y), free(visits);
+}
+
+static void test_linear_epilogue(void **state) {
+  (void)state;
+  check_linear_epi(1, 300, 1100, 1);   /* one row: the unpacked path */
+  check_linear_epi(6, 784, 25, 0);     /* few long rows: dot products */
+  check_linear_epi(70, 259, 301, 1);   /* ragged packed blocks, two K blocks */
+  check_linear_epi(300, 200, 37, 1);   /* tall: threads split rows */
+  check_linear_epi(130, 600, 1500, 0); /* several N blocks and K blocks */
+  check_linear_epi(9, 0, 5, 1);        /* K == 0: bias only */
+}
+
+/* matmul: one GEMM over all rows, and one per batch (b batched), where the
+ * epilogue's rows continue from batch to batch. */
+static void test_matmul_epilogue(void **state) {
+  (void)state;
+  const int64_t Bt = 3, M = 17, K = 33, N = 40;
+  const int64_t as[] = {Bt, M, K}, bs2[] = {K, N}, bs3[] = {Bt, K, N}, ys[] = {Bt, M, N};
+  const int64_t n = Bt * M * N;
+  uint32_t seed = 5;
+  float *a = malloc((size_t)(Bt * M * K) * sizeof *a),
+        *b = malloc((size_t)(Bt * K * N) * sizeof *b);
+  float *r = malloc((size_t)n * sizeof *r), *gemm = malloc((size_t)n * sizeof *gemm);
+  float *want = malloc((size_t)n * sizeof *want), *y = malloc((size_t)n * sizeof *y);
+  int *visits = malloc((size_t)n * sizeof *visits);
+  for (int64_t i = 0; i < Bt * M * K; i++) a[i] = frand(&seed);
+  for (int64_t i = 0; i < Bt * K * N; i++) b[i] = frand(&seed);
+  for (int64_t i = 0; i < n; i++) r[i] = frand(&seed);
+  for (int batched = 0; batched < 2; batched++)
+    for (int t = 1; t <= 3; t++) {
+      mlcrt_team *team = teams[mlcrt_cpu_isa()][t];
+      const int64_t *bs = batched ? bs3 : bs2;
+      mlcrt_matmul_f32(team, a, 3, as, b, batched ? 3 : 2, bs, gemm, 3, ys);
+      for (int64_t i = 0; i < n; i++) want[i] = (gemm[i] < 0 ? 0 : gemm[i]) * 2.0f + r[i];
+      memset(visits, 0, (size_t)n * sizeof *visits);
+      tile_ctx c = {y, r, gemm, visits, N, 0};
+      const mlcrt_epilogue epi = {tile, &c};
+      mlcrt_matmul_epi_f32(team, a, 3, as, b, batched ? 3 : 2, bs, y, 3, ys, &epi);
+      assert_int_equal(c.bad, 0);
+      for (int64_t i = 0; i < n; i++) assert_int_equal(visits[i], 1);
+      assert_memory_equal(y, want, (size_t)n * sizeof *y);
+    }
+  free(a), free(b), free(r), free(gemm), free(want), free(y), free(visits);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_tiles_cover_once),
+      cmocka_unit_test(test_linear_epilogue),
+      cmocka_unit_test(test_matmul_epilogue),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -273,7 +273,7 @@ typedef struct ElemKernel {
   const char *rows, *cols;  /* the view, as C expressions of run's dims */
 } ElemKernel;
 
-static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue) {
+static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, bool gemm_blocks) {
   ElemLoop L = {nodes, epilogue ? 1 : 0, n, epilogue ? nodes[0] : -1, true};
   Graph *g = e->g;
   int root = nodes[n - 1];
@@ -288,9 +288,9 @@ static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue) {
   }
   ElemKernel K;
   K.name = "@K@"; /* named once known to be new */
-  /* the view: one row of every element, unless a GEMM's blocks (an epilogue)
-   * or broadcasting (an index per dim) want rows of the last dim */
-  const bool by_row = (epilogue || !L.flat) && o->rank >= 1;
+  /* the view: one row of every element, unless a GEMM's blocks (its
+   * epilogue) or broadcasting (an index per dim) want rows of the last dim */
+  const bool by_row = (gemm_blocks || !L.flat) && o->rank >= 1;
   K.rows = by_row ? dimc(e, dims_prod(o, 0, o->rank - 1)) : "1";
   K.cols = by_row ? dimc(e, o->dim[o->rank - 1]) : dimc(e, type_numel(o));
 
@@ -386,7 +386,7 @@ static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue) {
 /* An elementwise group on its own: its kernel over the whole output, split
  * over the team when large (mlcrt_tiles). */
 static void emit_elem_loop(E *e, Buf *b, const int *nodes, int n, bool epilogue) {
-  ElemKernel K = elem_kernel(e, nodes, n, epilogue);
+  ElemKernel K = elem_kernel(e, nodes, n, epilogue, false);
   out(b, "  {\n    struct %s a = %s;\n    mlcrt_tiles(m->team, %s, %s, %s, &a);\n  }\n", K.name, K.init, K.rows,
       K.cols, K.name);
 }
@@ -1418,7 +1418,7 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
       if (pn->op == OP_LINEAR ||
           (pn->op == OP_MATMUL && g->nodes[pn->in[0]].ty.rank >= 2 && g->nodes[pn->in[1]].ty.rank >= 2)) {
         /* on each block of the GEMM's result as soon as it is final */
-        ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true);
+        ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true, true);
         out(b, "  {\n    struct %s a = %s;\n    const mlcrt_epilogue epi = {%s, &a};\n", K.name, K.init, K.name);
         Buf call = {.A = e->A};
         emit_gemm_call(e, &call, prod, "&epi");

@@ -583,12 +583,12 @@ static void emit_sdpa(E *e, Buf *b, int id) {
   }
   if (bwd) {
     const char *nq = dimc(e, type_numel(q)), *nk = dimc(e, type_numel(k));
-    out(b, "};\n    mlcrt_sdpa_bwd_f32(&sp, %s, %s, %s, %s, %s, %s, %s, %s + %s, %s + %s + %s);\n  }\n", e->var[n->in[0]],
+    out(b, "};\n    mlcrt_sdpa_bwd_f32(m->team, &sp, %s, %s, %s, %s, %s, %s, %s, %s + %s, %s + %s + %s);\n  }\n", e->var[n->in[0]],
         e->var[n->in[1]], e->var[n->in[2]], mask, e->var[n->in[4]], e->var[n->in[3]], e->var[id], e->var[id], nq,
         e->var[id], nq, nk);
     return;
   }
-  out(b, "};\n    mlcrt_sdpa_f32(&sp, %s, %s, %s, %s, %s);\n  }\n", e->var[n->in[0]], e->var[n->in[1]],
+  out(b, "};\n    mlcrt_sdpa_f32(m->team, &sp, %s, %s, %s, %s, %s);\n  }\n", e->var[n->in[0]], e->var[n->in[1]],
       e->var[n->in[2]], mask, e->var[id]);
 }
 

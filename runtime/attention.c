@@ -10,62 +10,225 @@
  * grows, so the Tq x Tk score matrix is never stored and nothing is
  * allocated.  A row whose keys are all masked has softmax 0/0 = NaN in
  * PyTorch; so it has here (and a NaN score makes the row NaN).
+ *
+ * Speed: dot products sum into 16 lane accumulators (then a fixed tree), a
+ * shape compilers turn into vector FMAs without reassociating anything, and
+ * the row bodies are compiled once per instruction set (AVX-512, AVX2+FMA,
+ * baseline) and chosen by the team's ISA like the GEMM kernels, so the last
+ * bits may differ between ISAs (FMA), never between runs or thread counts.
+ * The forward splits its Tq rows of every batch index into contiguous
+ * slices, one per team member; the backward splits the batch indices (each
+ * one's dk and dv sum over its own rows).
  */
 #include "mlcrt.h"
 
 #include <math.h>
 
-void mlcrt_sdpa_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
-                    const void *mask, float *y) {
+/* sum of a[c] * b[c]: 16 independent lanes, then a fixed tree */
+static inline float dot(const float *a, const float *b, int64_t n) {
+  float acc[16] = {0};
+  int64_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int l = 0; l < 16; l++) acc[l] += a[c + l] * b[c + l];
+  for (int l = 0; c < n; c++, l++) acc[l] += a[c] * b[c];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+/* the mask's offset for batch index bi (broadcast dims have stride 0) */
+static int64_t mask_offset(const mlcrt_sdpa_params *p, int64_t bi) {
+  int64_t moff = 0, rest = bi;
+  for (int i = p->nbatch - 1; i >= 0; i--) {
+    moff += (rest % p->batch[i]) * p->mask_stride[i];
+    rest /= p->batch[i];
+  }
+  return moff;
+}
+
+/* the score of query row qi against key j (-inf: masked) */
+static inline float score(const mlcrt_sdpa_params *p, const void *mask, int64_t mrow,
+                          const float *qi, const float *kj, int64_t j) {
+  const int64_t ms = p->mask_stride[p->nbatch + 1];
+  float bias = 0.0f;
+  if (p->mask == 1) {
+    if (!((const uint8_t *)mask)[mrow + j * ms]) return -INFINITY;
+  } else if (p->mask == 2) {
+    bias = ((const float *)mask)[mrow + j * ms];
+  }
+  return dot(qi, kj, p->D) * p->scale + bias;
+}
+
+/* Forward rows r0..r1 of the flattened (batch, Tq) rows. */
+static inline void fwd_rows(const mlcrt_sdpa_params *p, const float *q, const float *k,
+                            const float *v, const void *mask, float *y, int64_t r0, int64_t r1) {
   const int64_t Tq = p->Tq, Tk = p->Tk, D = p->D, Dv = p->Dv;
-  int64_t nb = 1;
-  for (int i = 0; i < p->nbatch; i++) nb *= p->batch[i];
-  const int64_t *ms = p->mask_stride;
-  const int nbd = p->nbatch;
-  for (int64_t bi = 0; bi < nb; bi++) {
-    /* the mask's offset for this batch index (broadcast dims have stride 0) */
-    int64_t moff = 0, rest = bi;
-    for (int i = nbd - 1; i >= 0; i--) {
-      moff += (rest % p->batch[i]) * ms[i];
-      rest /= p->batch[i];
-    }
-    const float *qb = q + bi * Tq * D, *kb = k + bi * Tk * D, *vb = v + bi * Tk * Dv;
-    float *yb = y + bi * Tq * Dv;
-    for (int64_t i = 0; i < Tq; i++) {
-      const float *qi = qb + i * D;
-      float *acc = yb + i * Dv;
-      const int64_t mrow = moff + i * ms[nbd];
-      for (int64_t c = 0; c < Dv; c++) acc[c] = 0.0f;
-      float m = -INFINITY, l = 0.0f;
-      const int64_t jend = p->causal && i + 1 < Tk ? i + 1 : Tk;
-      for (int64_t j = 0; j < jend; j++) {
-        float bias = 0.0f;
-        if (p->mask == 1) {
-          if (!((const uint8_t *)mask)[mrow + j * ms[nbd + 1]]) continue;
-        } else if (p->mask == 2) {
-          bias = ((const float *)mask)[mrow + j * ms[nbd + 1]];
-        }
-        const float *kj = kb + j * D, *vj = vb + j * Dv;
-        float dot = 0.0f;
-        for (int64_t c = 0; c < D; c++) dot += qi[c] * kj[c];
-        const float s = dot * p->scale + bias;
-        if (s == -INFINITY) continue; /* weight exp(-inf) = 0 */
-        if (s > m) {
-          const float corr = expf(m - s); /* 0 on the first key */
-          l = l * corr + 1.0f;
-          for (int64_t c = 0; c < Dv; c++) acc[c] = acc[c] * corr + vj[c];
-          m = s;
-        } else {
-          const float e = expf(s - m); /* NaN when s is NaN: the row becomes NaN */
-          l += e;
-          for (int64_t c = 0; c < Dv; c++) acc[c] += e * vj[c];
-        }
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t bi = r / Tq, i = r % Tq;
+    const float *qi = q + r * D, *kb = k + bi * Tk * D, *vb = v + bi * Tk * Dv;
+    float *acc = y + r * Dv;
+    const int64_t mrow = mask_offset(p, bi) + i * p->mask_stride[p->nbatch];
+    for (int64_t c = 0; c < Dv; c++) acc[c] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    const int64_t jend = p->causal && i + 1 < Tk ? i + 1 : Tk;
+    for (int64_t j = 0; j < jend; j++) {
+      const float s = score(p, mask, mrow, qi, kb + j * D, j);
+      if (s == -INFINITY) continue; /* weight exp(-inf) = 0 */
+      const float *vj = vb + j * Dv;
+      if (s > m) {
+        const float corr = expf(m - s); /* 0 on the first key */
+        l = l * corr + 1.0f;
+        for (int64_t c = 0; c < Dv; c++) acc[c] = acc[c] * corr + vj[c];
+        m = s;
+      } else {
+        const float e = expf(s - m); /* NaN when s is NaN: the row becomes NaN */
+        l += e;
+        for (int64_t c = 0; c < Dv; c++) acc[c] += e * vj[c];
       }
-      /* l == 0: every key masked; l NaN: a NaN score.  Both give NaN. */
-      const float inv = 1.0f / l;
-      for (int64_t c = 0; c < Dv; c++) acc[c] = l > 0.0f ? acc[c] * inv : NAN;
+    }
+    /* l == 0: every key masked; l NaN: a NaN score.  Both give NaN. */
+    const float inv = 1.0f / l;
+    for (int64_t c = 0; c < Dv; c++) acc[c] = l > 0.0f ? acc[c] * inv : NAN;
+  }
+}
+
+/* Backward of batch index bi: dq rows, dk and dv of that batch index. */
+static inline void bwd_batch(const mlcrt_sdpa_params *p, const float *q, const float *k,
+                             const float *v, const void *mask, const float *y, const float *dy,
+                             float *dq, float *dk, float *dv, int64_t bi) {
+  const int64_t Tq = p->Tq, Tk = p->Tk, D = p->D, Dv = p->Dv;
+  const float *qb = q + bi * Tq * D, *kb = k + bi * Tk * D, *vb = v + bi * Tk * Dv;
+  const float *yb = y + bi * Tq * Dv, *dyb = dy + bi * Tq * Dv;
+  float *dqb = dq + bi * Tq * D, *dkb = dk + bi * Tk * D, *dvb = dv + bi * Tk * Dv;
+  for (int64_t c = 0; c < Tk * D; c++) dkb[c] = 0.0f;
+  for (int64_t c = 0; c < Tk * Dv; c++) dvb[c] = 0.0f;
+  const int64_t moff = mask_offset(p, bi);
+  for (int64_t i = 0; i < Tq; i++) {
+    const float *qi = qb + i * D, *dyi = dyb + i * Dv, *yi = yb + i * Dv;
+    float *dqi = dqb + i * D;
+    const int64_t mrow = moff + i * p->mask_stride[p->nbatch];
+    const int64_t jend = p->causal && i + 1 < Tk ? i + 1 : Tk;
+    for (int64_t c = 0; c < D; c++) dqi[c] = 0.0f;
+    /* pass 1: the row's maximum and sum of exponentials */
+    float m = -INFINITY, l = 0.0f;
+    for (int64_t j = 0; j < jend; j++) {
+      const float s = score(p, mask, mrow, qi, kb + j * D, j);
+      if (s == -INFINITY) continue;
+      if (s > m) {
+        l = l * expf(m - s) + 1.0f;
+        m = s;
+      } else {
+        l += expf(s - m);
+      }
+    }
+    if (!(l > 0.0f)) {
+      for (int64_t c = 0; c < D; c++) dqi[c] = NAN;
+      continue;
+    }
+    double delta = 0;
+    for (int64_t c = 0; c < Dv; c++) delta += (double)dyi[c] * yi[c];
+    const float inv = 1.0f / l;
+    /* pass 2: P_ij and the three gradients */
+    for (int64_t j = 0; j < jend; j++) {
+      const float *kj = kb + j * D, *vj = vb + j * Dv;
+      const float s = score(p, mask, mrow, qi, kj, j);
+      if (s == -INFINITY) continue;
+      float *dkj = dkb + j * D, *dvj = dvb + j * Dv;
+      const float pij = expf(s - m) * inv;
+      const float dp = dot(dyi, vj, Dv);
+      for (int64_t c = 0; c < Dv; c++) dvj[c] += pij * dyi[c];
+      const float ds = pij * (dp - (float)delta) * p->scale;
+      for (int64_t c = 0; c < D; c++) {
+        dqi[c] += ds * kj[c];
+        dkj[c] += ds * qi[c];
+      }
     }
   }
+}
+
+#define SDPA_VARIANT(SUFFIX, TARGET)                                                               \
+  TARGET static void fwd_##SUFFIX(const mlcrt_sdpa_params *p, const float *q, const float *k,      \
+                                  const float *v, const void *mask, float *y, int64_t r0,          \
+                                  int64_t r1) {                                                    \
+    fwd_rows(p, q, k, v, mask, y, r0, r1);                                                         \
+  }                                                                                                \
+  TARGET static void bwd_##SUFFIX(const mlcrt_sdpa_params *p, const float *q, const float *k,      \
+                                  const float *v, const void *mask, const float *y,                \
+                                  const float *dy, float *dq, float *dk, float *dv, int64_t bi) {  \
+    bwd_batch(p, q, k, v, mask, y, dy, dq, dk, dv, bi);                                            \
+  }
+
+SDPA_VARIANT(generic, )
+#if defined(__x86_64__) && defined(__GNUC__)
+SDPA_VARIANT(avx2, __attribute__((target("avx2,fma"))))
+SDPA_VARIANT(avx512, __attribute__((target("avx512f"))))
+#endif
+
+typedef void (*fwd_fn)(const mlcrt_sdpa_params *, const float *, const float *, const float *,
+                       const void *, float *, int64_t, int64_t);
+typedef void (*bwd_fn)(const mlcrt_sdpa_params *, const float *, const float *, const float *,
+                       const void *, const float *, const float *, float *, float *, float *,
+                       int64_t);
+
+typedef struct {
+  const mlcrt_sdpa_params *p;
+  const float *q, *k, *v, *y, *dy;
+  const void *mask;
+  float *out, *dq, *dk, *dv;
+  fwd_fn fwd;
+  bwd_fn bwd;
+  int64_t total, step; /* rows (forward) or batch indices (backward) per task */
+} sdpa_job;
+
+static void sdpa_task(void *arg, int task, int ntasks) {
+  const sdpa_job *j = arg;
+  (void)ntasks;
+  const int64_t lo = (int64_t)task * j->step,
+                hi = lo + j->step < j->total ? lo + j->step : j->total;
+  if (j->fwd) {
+    if (lo < hi) j->fwd(j->p, j->q, j->k, j->v, j->mask, j->out, lo, hi);
+    return;
+  }
+  for (int64_t bi = lo; bi < hi; bi++)
+    j->bwd(j->p, j->q, j->k, j->v, j->mask, j->y, j->dy, j->dq, j->dk, j->dv, bi);
+}
+
+static int64_t batches(const mlcrt_sdpa_params *p) {
+  int64_t nb = 1;
+  for (int i = 0; i < p->nbatch; i++) nb *= p->batch[i];
+  return nb;
+}
+
+/* tasks for `total` units of about `work` multiply-adds each: one below
+ * ~50 us of work, else one per member */
+static int64_t slice_step(mlcrt_team *team, int64_t total, double work) {
+  const int n = mlcrt_team_size(team);
+  const int use = (double)total * work < 65536.0 || n == 1 ? 1 : n;
+  return (total + use - 1) / use;
+}
+
+static int sdpa_isa(mlcrt_team *team) {
+  return team ? mlcrt_team_isa(team) : mlcrt_cpu_isa();
+}
+
+void mlcrt_sdpa_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const float *q, const float *k,
+                    const float *v, const void *mask, float *y) {
+  sdpa_job j = {0};
+  j.p = p, j.q = q, j.k = k, j.v = v, j.mask = mask, j.out = y;
+  const int isa = sdpa_isa(team);
+  j.fwd = fwd_generic;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (isa == MLCRT_ISA_AVX512)
+    j.fwd = fwd_avx512;
+  else if (isa == MLCRT_ISA_AVX2)
+    j.fwd = fwd_avx2;
+#else
+  (void)isa;
+#endif
+  j.total = batches(p) * p->Tq;
+  if (j.total <= 0) return;
+  j.step = slice_step(team, j.total, (double)p->Tk * (double)(p->D + p->Dv));
+  mlcrt_team_run(team, (int)((j.total + j.step - 1) / j.step), sdpa_task, &j);
 }
 
 /* The backward of mlcrt_sdpa_f32 (flash-attention style, nothing stored but
@@ -77,84 +240,25 @@ void mlcrt_sdpa_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, 
  *     dv_j += P_ij dy_i,   dq_i += scale dS_ij k_j,   dk_j += scale dS_ij q_i.
  * dq, dk, dv are dense like q, k, v and overwritten.  A fully masked row has
  * a NaN forward output; its dq row is NaN too (as PyTorch's). */
-void mlcrt_sdpa_bwd_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
-                        const void *mask, const float *y, const float *dy, float *dq, float *dk, float *dv) {
-  const int64_t Tq = p->Tq, Tk = p->Tk, D = p->D, Dv = p->Dv;
-  int64_t nb = 1;
-  for (int i = 0; i < p->nbatch; i++) nb *= p->batch[i];
-  const int64_t *ms = p->mask_stride;
-  const int nbd = p->nbatch;
-  for (int64_t i = 0; i < nb * Tk * D; i++) dk[i] = 0.0f;
-  for (int64_t i = 0; i < nb * Tk * Dv; i++) dv[i] = 0.0f;
-  for (int64_t bi = 0; bi < nb; bi++) {
-    int64_t moff = 0, rest = bi;
-    for (int i = nbd - 1; i >= 0; i--) {
-      moff += (rest % p->batch[i]) * ms[i];
-      rest /= p->batch[i];
-    }
-    const float *qb = q + bi * Tq * D, *kb = k + bi * Tk * D, *vb = v + bi * Tk * Dv;
-    const float *yb = y + bi * Tq * Dv, *dyb = dy + bi * Tq * Dv;
-    float *dqb = dq + bi * Tq * D, *dkb = dk + bi * Tk * D, *dvb = dv + bi * Tk * Dv;
-    for (int64_t i = 0; i < Tq; i++) {
-      const float *qi = qb + i * D, *dyi = dyb + i * Dv, *yi = yb + i * Dv;
-      float *dqi = dqb + i * D;
-      const int64_t mrow = moff + i * ms[nbd];
-      const int64_t jend = p->causal && i + 1 < Tk ? i + 1 : Tk;
-      for (int64_t c = 0; c < D; c++) dqi[c] = 0.0f;
-      /* pass 1: the row's maximum and sum of exponentials */
-      float m = -INFINITY, l = 0.0f;
-      for (int64_t j = 0; j < jend; j++) {
-        float bias = 0.0f;
-        if (p->mask == 1) {
-          if (!((const uint8_t *)mask)[mrow + j * ms[nbd + 1]]) continue;
-        } else if (p->mask == 2) {
-          bias = ((const float *)mask)[mrow + j * ms[nbd + 1]];
-        }
-        const float *kj = kb + j * D;
-        float dot = 0.0f;
-        for (int64_t c = 0; c < D; c++) dot += qi[c] * kj[c];
-        const float s = dot * p->scale + bias;
-        if (s == -INFINITY) continue;
-        if (s > m) {
-          l = l * expf(m - s) + 1.0f;
-          m = s;
-        } else {
-          l += expf(s - m);
-        }
-      }
-      if (!(l > 0.0f)) {
-        for (int64_t c = 0; c < D; c++) dqi[c] = NAN;
-        continue;
-      }
-      double delta = 0;
-      for (int64_t c = 0; c < Dv; c++) delta += (double)dyi[c] * yi[c];
-      const float inv = 1.0f / l;
-      /* pass 2: P_ij and the three gradients */
-      for (int64_t j = 0; j < jend; j++) {
-        float bias = 0.0f;
-        if (p->mask == 1) {
-          if (!((const uint8_t *)mask)[mrow + j * ms[nbd + 1]]) continue;
-        } else if (p->mask == 2) {
-          bias = ((const float *)mask)[mrow + j * ms[nbd + 1]];
-        }
-        const float *kj = kb + j * D, *vj = vb + j * Dv;
-        float *dkj = dkb + j * D, *dvj = dvb + j * Dv;
-        float dot = 0.0f;
-        for (int64_t c = 0; c < D; c++) dot += qi[c] * kj[c];
-        const float s = dot * p->scale + bias;
-        if (s == -INFINITY) continue;
-        const float pij = expf(s - m) * inv;
-        float dp = 0.0f;
-        for (int64_t c = 0; c < Dv; c++) {
-          dp += dyi[c] * vj[c];
-          dvj[c] += pij * dyi[c];
-        }
-        const float ds = pij * (dp - (float)delta) * p->scale;
-        for (int64_t c = 0; c < D; c++) {
-          dqi[c] += ds * kj[c];
-          dkj[c] += ds * qi[c];
-        }
-      }
-    }
-  }
+void mlcrt_sdpa_bwd_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const float *q,
+                        const float *k, const float *v, const void *mask, const float *y,
+                        const float *dy, float *dq, float *dk, float *dv) {
+  sdpa_job j = {0};
+  j.p = p, j.q = q, j.k = k, j.v = v, j.mask = mask, j.y = y, j.dy = dy;
+  j.dq = dq, j.dk = dk, j.dv = dv;
+  const int isa = sdpa_isa(team);
+  j.bwd = bwd_generic;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (isa == MLCRT_ISA_AVX512)
+    j.bwd = bwd_avx512;
+  else if (isa == MLCRT_ISA_AVX2)
+    j.bwd = bwd_avx2;
+#else
+  (void)isa;
+#endif
+  j.total = batches(p);
+  if (j.total <= 0) return;
+  j.step =
+      slice_step(team, j.total, (double)p->Tq * (double)p->Tk * (double)(2 * p->D + 2 * p->Dv));
+  mlcrt_team_run(team, (int)((j.total + j.step - 1) / j.step), sdpa_task, &j);
 }

@@ -302,11 +302,11 @@ typedef struct mlcrt_sdpa_params {
   int mask;
   int64_t mask_stride[MLCRT_MAX_RANK];
 } mlcrt_sdpa_params;
-void mlcrt_sdpa_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
+void mlcrt_sdpa_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
                     const void *mask, float *y);
 /* Its backward: y the forward output, dy its gradient; writes dq, dk, dv
  * (shapes of q, k, v), recomputing softmax rows (no Tq x Tk storage). */
-void mlcrt_sdpa_bwd_f32(const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
+void mlcrt_sdpa_bwd_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
                         const void *mask, const float *y, const float *dy, float *dq, float *dk, float *dv);
 
 /* ---- backward kernels and losses (runtime/grad.c) -------------------------- */

@@ -539,7 +539,7 @@ static void emit_norm(E *e, Buf *b, int id) {
       if (i < xt->rank - wr) rows = dim_mul(rows, xt->dim[i]);
       else M = dim_mul(M, xt->dim[i]);
     }
-    out(b, "  mlcrt_layer_norm_f32(%s, %s, %s, %s, %s, %s, %d, %s);\n", x, dimc(e, rows), dimc(e, M), w, bias, eps,
+    out(b, "  mlcrt_layer_norm_f32(m->team, %s, %s, %s, %s, %s, %s, %d, %s);\n", x, dimc(e, rows), dimc(e, M), w, bias, eps,
         n->op == OP_RMS_NORM, y);
     return;
   }

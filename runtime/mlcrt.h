@@ -267,7 +267,7 @@ void mlcrt_batch_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, c
                           const float *var, const float *w, const float *b, float eps, float *y);
 /* layer_norm (rms == 0) or rms_norm (rms != 0, b unused) over each row of M
  * trailing elements; w and b hold M values. */
-void mlcrt_layer_norm_f32(const float *x, int64_t rows, int64_t M, const float *w, const float *b,
+void mlcrt_layer_norm_f32(mlcrt_team *team, const float *x, int64_t rows, int64_t M, const float *w, const float *b,
                           float eps, int rms, float *y);
 /* group_norm over x [N, C, inner] with G groups; w and b hold C values. */
 void mlcrt_group_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, int64_t G,

@@ -9,6 +9,9 @@
  *   rms_norm    per row: y = x * rsqrt(mean(x^2) + eps) * w.
  *   group_norm  per (image, group) of C/G channels times the spatial size:
  *               layer_norm's statistics, then a per-channel affine.
+ * Sums run in 8 double lanes added in a fixed tree at the end: vector code
+ * without reassociation, the same bits on every run.  layer_norm / rms_norm
+ * split their rows over the team (each row computed by the same code).
  * Weight and bias may be NULL (PyTorch's None).  x and y may not alias.
  * A row of length 0 writes nothing; NaN and inf propagate as in PyTorch.
  */
@@ -30,34 +33,64 @@ void mlcrt_batch_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, c
   }
 }
 
-/* mean and 1/sqrt(var + eps) of x[0..M) (var biased); rms: of x^2 only. */
-static void moments(const float *x, int64_t M, float eps, int rms, float *mean, float *rstd) {
-  double s = 0.0;
-  if (rms) {
-    for (int64_t i = 0; i < M; i++) s += (double)x[i] * (double)x[i];
-    *mean = 0.0f;
-    *rstd = (float)(1.0 / sqrt(s / (double)M + (double)eps));
-    return;
-  }
-  for (int64_t i = 0; i < M; i++) s += x[i];
-  const double mu = s / (double)M;
-  double v = 0.0;
-  for (int64_t i = 0; i < M; i++) {
-    const double d = (double)x[i] - mu;
-    v += d * d;
-  }
-  *mean = (float)mu;
-  *rstd = (float)(1.0 / sqrt(v / (double)M + (double)eps));
+enum { LANES = 8 };
+
+/* the sum of the lanes, in a fixed order */
+static double lanes_sum(double *acc) {
+  for (int w = LANES / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+  return acc[0];
 }
 
-void mlcrt_layer_norm_f32(const float *x, int64_t rows, int64_t M, const float *w, const float *b,
-                          float eps, int rms, float *y) {
-  if (M <= 0) return;
-  for (int64_t r = 0; r < rows; r++) {
-    const float *xr = x + r * M;
-    float *yr = y + r * M;
+/* mean and 1/sqrt(var + eps) of x[0..M) (var biased); rms: of x^2 only. */
+static void moments(const float *x, int64_t M, float eps, int rms, float *mean, float *rstd) {
+  double acc[LANES] = {0};
+  int64_t i = 0;
+  if (rms) {
+    for (; i + LANES <= M; i += LANES)
+      for (int l = 0; l < LANES; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
+    for (int l = 0; i < M; i++, l++) acc[l] += (double)x[i] * (double)x[i];
+    *mean = 0.0f;
+    *rstd = (float)(1.0 / sqrt(lanes_sum(acc) / (double)M + (double)eps));
+    return;
+  }
+  for (; i + LANES <= M; i += LANES)
+    for (int l = 0; l < LANES; l++) acc[l] += (double)x[i + l];
+  for (int l = 0; i < M; i++, l++) acc[l] += (double)x[i];
+  const double mu = lanes_sum(acc) / (double)M;
+  double v[LANES] = {0};
+  for (i = 0; i + LANES <= M; i += LANES)
+    for (int l = 0; l < LANES; l++) {
+      const double d = (double)x[i + l] - mu;
+      v[l] += d * d;
+    }
+  for (int l = 0; i < M; i++, l++) {
+    const double d = (double)x[i] - mu;
+    v[l] += d * d;
+  }
+  *mean = (float)mu;
+  *rstd = (float)(1.0 / sqrt(lanes_sum(v) / (double)M + (double)eps));
+}
+
+typedef struct {
+  const float *x, *w, *b;
+  float *y;
+  int64_t rows, M, step;
+  float eps;
+  int rms;
+} ln_job;
+
+static void ln_task(void *arg, int task, int ntasks) {
+  const ln_job *j = arg;
+  (void)ntasks;
+  const int64_t r0 = (int64_t)task * j->step, r1 = r0 + j->step < j->rows ? r0 + j->step : j->rows;
+  const int64_t M = j->M;
+  const float *w = j->w, *b = j->b;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = j->x + r * M;
+    float *yr = j->y + r * M;
     float mu, rstd;
-    moments(xr, M, eps, rms, &mu, &rstd);
+    moments(xr, M, j->eps, j->rms, &mu, &rstd);
     for (int64_t i = 0; i < M; i++) {
       float v = (xr[i] - mu) * rstd;
       if (w) v *= w[i];
@@ -65,6 +98,15 @@ void mlcrt_layer_norm_f32(const float *x, int64_t rows, int64_t M, const float *
       yr[i] = v;
     }
   }
+}
+
+void mlcrt_layer_norm_f32(mlcrt_team *team, const float *x, int64_t rows, int64_t M, const float *w,
+                          const float *b, float eps, int rms, float *y) {
+  if (M <= 0 || rows <= 0) return;
+  /* threads for 64K elements and up; contiguous row slices, one per member */
+  const int n = (double)rows * (double)M < 65536.0 ? 1 : mlcrt_team_size(team);
+  ln_job j = {x, w, b, y, rows, M, (rows + n - 1) / n, eps, rms};
+  mlcrt_team_run(n > 1 ? team : NULL, (int)((rows + j.step - 1) / j.step), ln_task, &j);
 }
 
 void mlcrt_group_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, int64_t G,

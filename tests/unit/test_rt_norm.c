@@ -1,0 +1,71 @@
+/* test_rt_norm.c — layer_norm and rms_norm (runtime/norm.c) against a
+ * double-precision reference for row lengths around the 8-lane sums, with
+ * and without weight and bias, and the same bits with 1, 2 and 3 threads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <math.h>
+
+#include "mlcrt.h"
+
+static float frand(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  return (float)(*s >> 8) / (float)(1 << 24) - 0.5f;
+}
+
+static void check(int64_t rows, int64_t M, int affine, int rms) {
+  uint32_t seed = 9;
+  const int64_t n = rows * M;
+  float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+  float *y1 = malloc(sizeof(float) * (size_t)n);
+  float *w = malloc(sizeof(float) * (size_t)M), *b = malloc(sizeof(float) * (size_t)M);
+  for (int64_t i = 0; i < n; i++) x[i] = 3.0f + 2 * frand(&seed); /* an offset mean */
+  for (int64_t i = 0; i < M; i++) w[i] = 1 + frand(&seed), b[i] = frand(&seed);
+  for (int t = 1; t <= 3; t++) {
+    mlcrt_team *team = mlcrt_team_create(t, mlcrt_cpu_isa());
+    assert_non_null(team);
+    mlcrt_layer_norm_f32(team, x, rows, M, affine ? w : NULL, affine && !rms ? b : NULL, 1e-5f, rms,
+                         y);
+    mlcrt_team_destroy(team);
+    for (int64_t r = 0; r < rows; r++) {
+      double mu = 0, var = 0;
+      for (int64_t i = 0; i < M; i++) mu += x[r * M + i];
+      mu = rms ? 0 : mu / (double)M;
+      for (int64_t i = 0; i < M; i++) var += (x[r * M + i] - mu) * (x[r * M + i] - mu);
+      const double rstd = 1 / sqrt(var / (double)M + 1e-5);
+      for (int64_t i = 0; i < M; i++) {
+        double want = (x[r * M + i] - mu) * rstd;
+        if (affine) want = want * w[i] + (rms ? 0 : b[i]);
+        if (!(fabs(y[r * M + i] - want) <= 1e-5 + 1e-5 * fabs(want)))
+          fail_msg("rows %lld M %lld rms %d, %d threads: y[%lld][%lld] = %.9g, want %.9g",
+                   (long long)rows, (long long)M, rms, t, (long long)r, (long long)i,
+                   (double)y[r * M + i], want);
+      }
+    }
+    if (t == 1)
+      memcpy(y1, y, sizeof(float) * (size_t)n);
+    else
+      assert_memory_equal(y, y1, sizeof(float) * (size_t)n);
+  }
+  free(x), free(y), free(y1), free(w), free(b);
+}
+
+static void test_layer_norm(void **state) {
+  (void)state;
+  static const int64_t Ms[] = {1, 7, 8, 9, 768, 1001};
+  for (size_t k = 0; k < sizeof Ms / sizeof Ms[0]; k++)
+    for (int rms = 0; rms < 2; rms++) {
+      check(3, Ms[k], 1, rms);
+      check(300, Ms[k], rms, rms); /* enough elements to split over threads */
+    }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_layer_norm)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

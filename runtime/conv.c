@@ -1,18 +1,20 @@
 /* conv.c — 2-D convolution (NCHW), as torch.nn.functional.conv2d, and its two
  * gradients, all lowered to GEMM.
  *
- * im2col unfolds each image's input patches (one group's channels) into
- * columns: cols[(c*KH + kh)*KW + kw][l] for the output positions l (zeros
- * where a tap falls in the padding).  Images go through in chunks of nb, side
- * by side in the columns (image i of a chunk owns columns i*L .. i*L+L-1), so
- * that one GEMM has nb*L columns: late ResNet layers have a few output
- * positions per image, and a GEMM per image would repack the whole weight
- * matrix for a handful of columns.  Then
+ * The unfolded input ("im2col") has a row per tap and a column per output
+ * position: cols[(c*KH + kh)*KW + kw][l].  Images go through in chunks of
+ * nb, side by side in the columns (image i of a chunk owns columns i*L ..
+ * i*L+L-1), so that one GEMM has nb*L columns: late ResNet layers have a few
+ * output positions per image, and a GEMM per image would repack the whole
+ * weight matrix for a handful of columns.  Then
  *   forward: Y[OCg, nb*L] = w_g[OCg, kdim] @ cols, scattered to y[n, oc, l]
- *            (+ bias);
+ *            (+ bias).  cols is never stored (implicit GEMM): the GEMM's
+ *            B panels are packed straight from the chunk's images, padded
+ *            once per chunk (pack_unfolded, one copy per output-row run,
+ *            compiled per ISA);
  *   dx:      dcols = w_g^T @ dY (dy gathered to [OCg, nb*L]), folded back
  *            onto dx by col2im, the adjoint of im2col;
- *   dw:      dw_g += dY @ cols^T over the chunks.
+ *   dw:      dw_g += dY @ cols^T over the chunks, cols unfolded by im2col.
  * With one image per chunk the GEMM reads and writes the tensors in place,
  * and a 1x1 stride-1 unpadded convolution needs no unfolding at all.
  *
@@ -60,13 +62,18 @@ static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads) {
   s.tasks = s.nchunks < nthreads ? (int)s.nchunks : nthreads;
   if (s.tasks < 1) s.tasks = 1;
   const int pointwise = is_pointwise(p);
-  /* + 16 floats (64 bytes) each: keeps every buffer aligned */
-  s.cols = pointwise && s.nb == 1 ? 0 : (size_t)(s.kdim * s.nb * s.L) + 16;
+  /* + 16 floats (64 bytes) each: keeps every buffer aligned.  The forward
+   * never unfolds: its GEMM packs panels straight from x (implicit GEMM). */
+  s.cols =
+      (pointwise && s.nb == 1) || op == MLCRT_CONV_FWD ? 0 : (size_t)(s.kdim * s.nb * s.L) + 16;
   s.yb = s.nb > 1 ? (size_t)(s.ocg * s.nb * s.L) + 16 : 0; /* Y or the gathered dY */
   s.part = op == MLCRT_CONV_DW && s.tasks > 1 ? (size_t)(p->OC * s.kdim) + 16 : 0;
-  s.xpad = s.cols && op != MLCRT_CONV_DX && (p->ph || p->pw)
-               ? (size_t)(s.cg * (p->H + 2 * p->ph) * (p->W + 2 * p->pw)) + 16
-               : 0;
+  if (op == MLCRT_CONV_FWD && (p->ph || p->pw)) /* the chunk's images, padded */
+    s.xpad = (size_t)(s.nb * s.cg * (p->H + 2 * p->ph) * (p->W + 2 * p->pw)) + 16;
+  else
+    s.xpad = s.cols && op != MLCRT_CONV_DX && (p->ph || p->pw)
+                 ? (size_t)(s.cg * (p->H + 2 * p->ph) * (p->W + 2 * p->pw)) + 16
+                 : 0;
   return s;
 }
 
@@ -159,6 +166,98 @@ static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, 
   }
 }
 
+/* ---- implicit GEMM: B panels packed straight from the image ------------------ */
+
+/* The unfolded input of one chunk of nb images and one group, never stored:
+ * B[(c*KH + kh)*KW + kw][i*L + oh*OW + ow] = x_i[c][oh*sh + kh*dh][ow*sw + kw*dw]
+ * of the images with their padding made real (pad_image), so every tap is
+ * inside: a panel row is a few runs of an input row. */
+typedef struct {
+  const mlcrt_conv2d_params *p;
+  const float *x;          /* image n0, channel g*cg (padded) */
+  int64_t istride, PH, PW; /* floats from one image to the next; padded size */
+} unfold_ctx;
+
+typedef void (*copy_fn)(float *d, const float *s, int64_t n);
+
+INLINE_LOOPS static inline void copy_plain(float *d, const float *s, int64_t n) {
+  for (int64_t t = 0; t < n; t++) d[t] = s[t];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* runs of a few floats (an output row of 4 to 32): whole vectors, then one
+ * masked vector, no scalar tail */
+__attribute__((target("avx512f"), always_inline)) static inline void
+copy_avx512(float *d, const float *s, int64_t n) {
+  for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+  if (n > 0) {
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+  }
+}
+#endif
+
+__attribute__((always_inline)) static inline void unfold_panel(const void *ctx, int64_t k0,
+                                                               int64_t kc, int64_t j0, int64_t nj,
+                                                               int NR, float *dst, copy_fn copy) {
+  const unfold_ctx *u = ctx;
+  const mlcrt_conv2d_params *p = u->p;
+  const int64_t OH = p->OH, OW = p->OW, PW = u->PW, L = OH * OW, KK = p->KH * p->KW, sw = p->sw;
+  /* divisions once per panel: the tap of row k0 and the position of column j0 */
+  int64_t c = k0 / KK, kh = k0 % KK / p->KW, kw = k0 % p->KW;
+  const int64_t i0 = j0 / L, oh0 = j0 % L / OW, ow0 = j0 % OW;
+  for (int64_t kk = 0; kk < kc; kk++) {
+    float *d = dst + kk * NR;
+    int64_t oh = oh0, ow = ow0;
+    const float *img = u->x + i0 * u->istride + (c * u->PH + kh * p->dh) * PW + kw * p->dw;
+    for (int64_t j = 0; j < nj;) {
+      const int64_t run = OW - ow < nj - j ? OW - ow : nj - j;
+      const float *row = img + oh * p->sh * PW + ow * sw;
+      if (sw == 1)
+        copy(d + j, row, run);
+      else
+        for (int64_t t = 0; t < run; t++) d[j + t] = row[t * sw];
+      j += run;
+      ow += run;
+      if (ow == OW) {
+        ow = 0;
+        if (++oh == OH) {
+          oh = 0;
+          img += u->istride;
+        }
+      }
+    }
+    for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
+    if (++kw == p->KW) { /* the next row's tap */
+      kw = 0;
+      if (++kh == p->KH) kh = 0, c++;
+    }
+  }
+}
+
+/* the packer compiled for each instruction set (vector copies of the runs) */
+#define UNFOLD_VARIANT(SUFFIX, TARGET, COPY)                                                       \
+  TARGET INLINE_LOOPS static void pack_unfolded_##SUFFIX(                                          \
+      const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR, float *dst) {       \
+    unfold_panel(ctx, k0, kc, j0, nj, NR, dst, COPY);                                              \
+  }
+UNFOLD_VARIANT(generic, , copy_plain)
+#if defined(__x86_64__) && defined(__GNUC__)
+UNFOLD_VARIANT(avx2, __attribute__((target("avx2,fma"))), copy_plain)
+UNFOLD_VARIANT(avx512, __attribute__((target("avx512f"))), copy_avx512)
+#endif
+
+typedef void (*unfold_fn)(const void *, int64_t, int64_t, int64_t, int64_t, int, float *);
+static unfold_fn unfold_for(int isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (isa == MLCRT_ISA_AVX512) return pack_unfolded_avx512;
+  if (isa == MLCRT_ISA_AVX2) return pack_unfolded_avx2;
+#endif
+  (void)isa;
+  return pack_unfolded_generic;
+}
+
 typedef struct {
   const mlcrt_conv2d_params *p;
   int op;
@@ -167,6 +266,7 @@ typedef struct {
   float *y; /* y, dx or dw */
   float *scratch;
   mlcrt_team *gemm_team; /* threads inside each GEMM (a batch of one chunk) */
+  unfold_fn unfold;      /* the forward's B packer for the team's ISA */
 } conv_job;
 
 /* Slot m's partial dw (valid for dw with more than one task). */
@@ -189,7 +289,9 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
       const float *wg = j->w ? j->w + g * ocg * kdim : NULL;
       /* the input columns (forward and dw): unfolded, or x itself */
       const float *src = NULL;
-      if (j->op != MLCRT_CONV_DX) {
+      if (j->op == MLCRT_CONV_FWD) {
+        if (is_pointwise(p) && nb == 1) src = j->x + (n0 * p->C + g * cg) * HW;
+      } else if (j->op != MLCRT_CONV_DX) {
         if (!s->cols) {
           src = j->x + (n0 * p->C + g * cg) * HW;
         } else {
@@ -220,16 +322,28 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
         }
       }
       if (j->op == MLCRT_CONV_FWD) {
+        /* B: x itself (pointwise, one image), else unfolded as it is packed */
+        unfold_ctx u = {p, j->x + (n0 * p->C + g * cg) * HW, p->C * HW, p->H, p->W};
+        if (s->xpad && !src) { /* the chunk's images padded, side by side */
+          u.PH = p->H + 2 * p->ph, u.PW = p->W + 2 * p->pw, u.istride = cg * u.PH * u.PW;
+          for (int64_t i = 0; i < nb; i++)
+            pad_image(p, j->x + ((n0 + i) * p->C + g * cg) * HW, cg, xpad + i * u.istride);
+          u.x = xpad;
+        }
+        const mlcrt__bpacker bp = {j->unfold, &u};
         if (!s->yb) { /* one image: straight into y, onto the bias */
           float *yg = j->y + (n0 * p->OC + g * ocg) * L;
           if (j->b)
             for (int64_t oc = 0; oc < ocg; oc++)
               for (int64_t l = 0; l < L; l++) yg[oc * L + l] = j->b[g * ocg + oc];
-          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
-                           j->b ? 1.0f : 0.0f, yg, L);
+          if (src)
+            mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
+                             j->b ? 1.0f : 0.0f, yg, L);
+          else
+            mlcrt__sgemm_packb(j->gemm_team, ocg, L, kdim, wg, kdim, &bp, j->b ? 1.0f : 0.0f, yg, L,
+                               NULL);
         } else {
-          mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, ld, kdim, 1.0f, wg, kdim, src, ld, 0.0f, yb,
-                           ld);
+          mlcrt__sgemm_packb(j->gemm_team, ocg, ld, kdim, wg, kdim, &bp, 0.0f, yb, ld, NULL);
           for (int64_t i = 0; i < nb; i++)
             for (int64_t oc = 0; oc < ocg; oc++) {
               float *yr = j->y + ((n0 + i) * p->OC + g * ocg + oc) * L;
@@ -268,7 +382,17 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
     mlcrt__conv_direct(team, p, op, x, w, b, dy, y, scratch);
     return;
   }
-  conv_job j = {p, op, shape_of(p, op, mlcrt_team_size(team)), x, w, b, dy, y, scratch, NULL};
+  conv_job j = {p,
+                op,
+                shape_of(p, op, mlcrt_team_size(team)),
+                x,
+                w,
+                b,
+                dy,
+                y,
+                scratch,
+                NULL,
+                unfold_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa())};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;
   const int64_t wn = p->OC * j.s.kdim;

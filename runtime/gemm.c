@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "gemm_kernels.h"
+#include "rt_internal.h"
 
 /* ---- the portable kernel ------------------------------------------------------ */
 
@@ -135,6 +136,7 @@ typedef struct {
   int split_n;               /* slices are column ranges (else row ranges) */
   int64_t step;              /* slice width, a multiple of the tile */
   const mlcrt_epilogue *epi; /* on each finished block of C, or NULL */
+  const mlcrt__bpacker *bp;  /* packs B (B is NULL), or NULL */
 } gemm_job;
 
 #define STACK_WS_FLOATS (48 * 1024)
@@ -162,13 +164,15 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
       /* One panel of A rows (small M) gains nothing from packing B, which
        * it reads once: the kernel then reads row-major B in place, all but a
        * ragged last panel. */
-      const int direct = i1 - i0 <= MR && b_sj == 1;
+      const int direct = i1 - i0 <= MR && b_sj == 1 && !g->bp;
       /* pack op(B)[pc:pc+kc, jc:jc+nc] into panels of NR columns */
       for (int64_t p = 0; p < npanels; p++) {
         float *dst = bpack + p * kc * NR;
         const int64_t jj = jc + p * NR, nj = j1 - jj < NR ? j1 - jj : NR;
         if (direct && nj == NR) continue;
-        if (b_sj == 1) {
+        if (g->bp) {
+          g->bp->fn(g->bp->ctx, pc, kc, jj, nj, NR, dst);
+        } else if (b_sj == 1) {
           for (int64_t kk = 0; kk < kc; kk++) {
             const float *src = B + (pc + kk) * b_sk + jj;
             float *d = dst + kk * NR;
@@ -271,6 +275,22 @@ static void gemv_task(void *arg, int task, int ntasks) {
 /* Threads pay off above about this many multiply-adds (~20 us on one core). */
 #define MT_MIN_MACS (1 << 21)
 
+/* The packed path on `use` members of g->team (or the stack without one). */
+static void gemm_packed(gemm_job *g, int use) {
+  if (!g->team) { /* one thread, packing panels on the stack */
+    _Alignas(64) float ws[STACK_WS_FLOATS];
+    gemm_block(g, 0, g->M, 0, g->N, ws, STACK_WS_FLOATS);
+    return;
+  }
+  /* slice along N when it is at least as wide as M is tall, else along M */
+  g->split_n = g->N >= g->M || g->M < (int64_t)use * g->k->mr;
+  const int64_t total = g->split_n ? g->N : g->M, tile = g->split_n ? g->k->nr : g->k->mr;
+  int64_t step = (total + use - 1) / use;
+  step = (step + tile - 1) / tile * tile;
+  g->step = step;
+  mlcrt_team_run(use > 1 ? g->team : NULL, (int)((total + step - 1) / step), gemm_task, g);
+}
+
 void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                       float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                       float beta, float *C, int64_t ldc) {
@@ -309,7 +329,8 @@ void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int6
                 team,
                 1,
                 0,
-                epi};
+                epi,
+                NULL};
   const int nt = mlcrt_team_size(team);
   const double macs = (double)M * (double)N * (double)K;
   int use = macs < MT_MIN_MACS ? 1 : nt;
@@ -332,18 +353,43 @@ void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int6
     mlcrt_team_run(use > 1 ? team : NULL, (int)((total + chunk - 1) / chunk), gemv_task, &g);
     return;
   }
-  if (!team) { /* one thread, packing panels on the stack */
-    _Alignas(64) float ws[STACK_WS_FLOATS];
-    gemm_block(&g, 0, M, 0, N, ws, STACK_WS_FLOATS);
+  gemm_packed(&g, use);
+}
+
+void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A,
+                        int64_t lda, const mlcrt__bpacker *bp, float beta, float *C, int64_t ldc,
+                        const mlcrt_epilogue *epi) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    mlcrt_sgemm_epi(team, 0, 0, M, N, 0, 1.0f, A, lda, NULL, N, beta, C, ldc, epi);
     return;
   }
-  /* slice along N when it is at least as wide as M is tall, else along M */
-  g.split_n = N >= M || M < (int64_t)use * g.k->mr;
-  const int64_t total = g.split_n ? N : M, tile = g.split_n ? g.k->nr : g.k->mr;
-  int64_t step = (total + use - 1) / use;
-  step = (step + tile - 1) / tile * tile;
-  g.step = step;
-  mlcrt_team_run(use > 1 ? team : NULL, (int)((total + step - 1) / step), gemm_task, &g);
+  if (N <= 4 && N * K <= 16384) { /* a column or a few: B stored, then the unpacked paths */
+    float b[16384];
+    bp->fn(bp->ctx, 0, K, 0, N, (int)N, b);
+    mlcrt_sgemm_epi(team, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
+    return;
+  }
+  gemm_job g = {mlcrt__gemm_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
+                0,
+                0,
+                M,
+                N,
+                K,
+                1.0f,
+                beta,
+                A,
+                NULL,
+                lda,
+                0,
+                ldc,
+                C,
+                team,
+                1,
+                0,
+                epi,
+                bp};
+  gemm_packed(&g, (double)M * (double)N * (double)K < MT_MIN_MACS ? 1 : mlcrt_team_size(team));
 }
 
 void mlcrt_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -43,6 +43,18 @@ int mlcrt__conv_direct_tasks(const mlcrt_conv2d_params *p, int nthreads);
 size_t mlcrt__conv_direct_slot(const mlcrt_conv2d_params *p, int op);
 void mlcrt__conv_direct(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x,
                         const float *w, const float *b, const float *dy, float *y, void *scratch);
-
+/* A GEMM whose B is never stored: fn packs rows k0..k0+kc and columns
+ * j0..j0+nj of the virtual K x N matrix B into dst[k * NR + j] (zero for
+ * nj <= j < NR), as gemm.c packs a stored B.  The convolution's unfolded
+ * input (implicit GEMM: conv.c). */
+typedef struct mlcrt__bpacker {
+  void (*fn)(const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR, float *dst);
+  const void *ctx;
+} mlcrt__bpacker;
+/* C = A B + beta C with A row-major (lda) and B given by bp; threads and
+ * epilogue as mlcrt_sgemm_epi. */
+void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                        const mlcrt__bpacker *bp, float beta, float *C, int64_t ldc,
+                        const mlcrt_epilogue *epi);
 
 #endif

@@ -425,6 +425,10 @@ static void test_conv2d(void **state) {
   check_conv(7, 4, 4, 4, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1);   /* few positions: all images in one GEMM */
   check_conv(40, 3, 4, 4, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1);  /* pointwise, chunks of 16 images */
   check_conv(37, 2, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0);  /* ragged last chunk */
+  check_conv(3, 32, 16, 16, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1); /* depth 288: two K blocks of the GEMM */
+  check_conv(1, 8, 3, 3, 5, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1);     /* one output position: a column */
+  check_conv(3, 8, 3, 3, 5, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0);     /* three images, one position each */
+  check_conv(2, 16, 9, 9, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);   /* strided, images side by side */
   /* a tiny kernel volume (C*KH*KW <= 32): the direct path of conv_direct.c */
   check_conv(3, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1);  /* LeNet's first layer */
   check_conv(2, 1, 9, 40, 9, 3, 7, 2, 1, 1, 3, 1, 1, 1, 1);   /* KW 7, row stride 2, OC 4+4+1, 2 tiles */

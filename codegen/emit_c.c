@@ -546,7 +546,7 @@ static void emit_norm(E *e, Buf *b, int id) {
   Dim inner = dim_const(1);
   for (int i = 2; i < xt->rank; i++) inner = dim_mul(inner, xt->dim[i]);
   if (n->op == OP_BATCH_NORM)
-    out(b, "  mlcrt_batch_norm_f32(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);\n", x, dimc(e, xt->dim[0]),
+    out(b, "  mlcrt_batch_norm_f32(m->team, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);\n", x, dimc(e, xt->dim[0]),
         dimc(e, xt->dim[1]), dimc(e, inner), e->var[n->in[1]], e->var[n->in[2]], w, bias, eps, y);
   else
     out(b, "  mlcrt_group_norm_f32(%s, %s, %s, %s, %lld, %s, %s, %s, %s);\n", x, dimc(e, xt->dim[0]),
@@ -1021,7 +1021,7 @@ static bool emit_train_op(E *e, Buf *b, int id) {
   }
   case OP_BATCH_NORM_TRAIN: {
     const char *w = n->ia[0] ? e->var[n->in[2]] : "NULL", *bias = n->ia[1] ? e->var[n->in[2 + (n->ia[0] != 0)]] : "NULL";
-    out(b, "  mlcrt_batch_norm_f32(%s, %s, %s, %s, %s, %s + (%s), %s, %s, %s, %s); /* the batch statistics */\n", x, N, C,
+    out(b, "  mlcrt_batch_norm_f32(m->team, %s, %s, %s, %s, %s, %s + (%s), %s, %s, %s, %s); /* the batch statistics */\n", x, N, C,
         inner, e->var[n->in[1]], e->var[n->in[1]], C, w, bias, eps, y);
     return true;
   }
@@ -1101,7 +1101,7 @@ static void emit_node(E *e, Buf *b, int id) {
   case OP_AVG_POOL2D:
     out(b, "  {\n    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, .OW = %s,\n"
            "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .count_include_pad = %d};\n"
-           "    mlcrt_%s_f32(&pp, %s, %s);\n  }\n",
+           "    mlcrt_%s_f32(m->team, &pp, %s, %s);\n  }\n",
         dimc(e, xt->dim[0]), dimc(e, xt->dim[1]), dimc(e, xt->dim[2]), dimc(e, xt->dim[3]),
         dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), (long long)n->ia[0], (long long)n->ia[1],
         (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5], (int)n->ia[9],

@@ -239,8 +239,8 @@ typedef struct mlcrt_pool2d_params {
   int64_t kh, kw, sh, sw, ph, pw;
   int count_include_pad; /* avg only */
 } mlcrt_pool2d_params;
-void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y);
-void mlcrt_avg_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y);
+void mlcrt_max_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x, float *y);
+void mlcrt_avg_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x, float *y);
 void mlcrt_adaptive_avg_pool2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                                    int64_t OW, const float *x, float *y);
 /* The sum of n floats in four double lanes (reductions of generated code). */
@@ -263,7 +263,7 @@ void mlcrt_index_select_dx_f32(const float *dy, int64_t outer, int64_t n, int64_
 
 /* ---- normalisation (norm.c); weight and bias may be NULL ------------------- */
 /* batch_norm with running statistics over x [N, C, inner]. */
-void mlcrt_batch_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, const float *mean,
+void mlcrt_batch_norm_f32(mlcrt_team *team, const float *x, int64_t N, int64_t C, int64_t inner, const float *mean,
                           const float *var, const float *w, const float *b, float eps, float *y);
 /* layer_norm (rms == 0) or rms_norm (rms != 0, b unused) over each row of M
  * trailing elements; w and b hold M values. */

@@ -19,18 +19,39 @@
 
 #include <math.h>
 
-void mlcrt_batch_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, const float *mean,
-                          const float *var, const float *w, const float *b, float eps, float *y) {
+typedef struct {
+  const float *x, *mean, *var, *w, *b;
+  float *y;
+  int64_t N, C, inner, step;
+  float eps;
+} bn_job;
+
+/* images [n0, n1): every channel's affine, computed per channel as PyTorch */
+static void bn_task(void *arg, int task, int ntasks) {
+  const bn_job *j = arg;
+  (void)ntasks;
+  const int64_t n0 = (int64_t)task * j->step, n1 = n0 + j->step < j->N ? n0 + j->step : j->N;
+  const int64_t C = j->C, inner = j->inner;
   for (int64_t c = 0; c < C; c++) {
-    const float invstd = 1.0f / sqrtf(var[c] + eps);
-    const float a = w ? w[c] * invstd : invstd;
-    const float sh = (b ? b[c] : 0.0f) - mean[c] * a;
-    for (int64_t n = 0; n < N; n++) {
-      const float *xp = x + (n * C + c) * inner;
-      float *yp = y + (n * C + c) * inner;
+    const float invstd = 1.0f / sqrtf(j->var[c] + j->eps);
+    const float a = j->w ? j->w[c] * invstd : invstd;
+    const float sh = (j->b ? j->b[c] : 0.0f) - j->mean[c] * a;
+    for (int64_t n = n0; n < n1; n++) {
+      const float *xp = j->x + (n * C + c) * inner;
+      float *yp = j->y + (n * C + c) * inner;
       for (int64_t i = 0; i < inner; i++) yp[i] = xp[i] * a + sh;
     }
   }
+}
+
+void mlcrt_batch_norm_f32(mlcrt_team *team, const float *x, int64_t N, int64_t C, int64_t inner,
+                          const float *mean, const float *var, const float *w, const float *b,
+                          float eps, float *y) {
+  if (N <= 0 || C <= 0 || inner <= 0) return;
+  /* images split over the team from 64K elements */
+  const int n = (double)N * (double)C * (double)inner < 65536.0 ? 1 : mlcrt_team_size(team);
+  bn_job j = {x, mean, var, w, b, y, N, C, inner, (N + n - 1) / n, eps};
+  mlcrt_team_run(n > 1 ? team : NULL, (int)((N + j.step - 1) / j.step), bn_task, &j);
 }
 
 enum { LANES = 8 };

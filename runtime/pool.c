@@ -35,7 +35,7 @@ static inline float pick_max(float m, float v) {
   return v > m || isnan(v) ? v : m;
 }
 
-void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y) {
+static void max_planes(const mlcrt_pool2d_params *p, const float *x, float *y) {
   const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
   if (mlcrt__pool_is_2x2(p)) { /* the common 2x2 stride-2 window, every one inside */
     for (int64_t nc = 0; nc < p->N * p->C; nc++)
@@ -64,7 +64,7 @@ void mlcrt_max_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y
   }
 }
 
-void mlcrt_avg_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y) {
+static void avg_planes(const mlcrt_pool2d_params *p, const float *x, float *y) {
   const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
   for (int64_t nc = 0; nc < p->N * p->C; nc++) {
     const float *xp = x + nc * H * W;
@@ -93,6 +93,52 @@ void mlcrt_avg_pool2d_f32(const mlcrt_pool2d_params *p, const float *x, float *y
       }
     }
   }
+}
+
+/* The pools split their N*C planes over the team in contiguous slices: each
+ * plane is computed by the same code whoever runs it. */
+typedef struct {
+  const mlcrt_pool2d_params *p;
+  const float *x;
+  float *y;
+  int64_t step;
+  int max;
+} pool_job;
+
+static void pool_task(void *arg, int task, int ntasks) {
+  const pool_job *j = arg;
+  (void)ntasks;
+  const int64_t planes = j->p->N * j->p->C, lo = (int64_t)task * j->step;
+  const int64_t hi = lo + j->step < planes ? lo + j->step : planes;
+  if (lo >= hi) return;
+  mlcrt_pool2d_params q = *j->p;
+  q.N = 1, q.C = hi - lo;
+  const float *x = j->x + lo * q.H * q.W;
+  float *y = j->y + lo * q.OH * q.OW;
+  if (j->max)
+    max_planes(&q, x, y);
+  else
+    avg_planes(&q, x, y);
+}
+
+static void pool_run(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x, float *y,
+                     int max) {
+  const int64_t planes = p->N * p->C;
+  if (planes <= 0 || p->OH <= 0 || p->OW <= 0) return;
+  const double work = (double)planes * (double)(p->OH * p->OW) * (double)(p->kh * p->kw);
+  const int n = work < 65536.0 ? 1 : mlcrt_team_size(team);
+  pool_job j = {p, x, y, (planes + n - 1) / n, max};
+  mlcrt_team_run(n > 1 ? team : NULL, (int)((planes + j.step - 1) / j.step), pool_task, &j);
+}
+
+void mlcrt_max_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x,
+                          float *y) {
+  pool_run(team, p, x, y, 1);
+}
+
+void mlcrt_avg_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x,
+                          float *y) {
+  pool_run(team, p, x, y, 0);
 }
 
 void mlcrt_adaptive_avg_pool2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,

@@ -560,9 +560,9 @@ static void test_pools_vs_pytorch(void **state) {
     float y[32];
     assert_int_equal(pc->n, pc->N * pc->C * pc->OH * pc->OW);
     if (pc->is_max)
-      mlcrt_max_pool2d_f32(&p, x, y);
+      mlcrt_max_pool2d_f32(NULL, &p, x, y);
     else
-      mlcrt_avg_pool2d_f32(&p, x, y);
+      mlcrt_avg_pool2d_f32(NULL, &p, x, y);
     assert_closef(y, pc->want, (size_t)pc->n, 1e-6, 1e-7);
     free(x);
   }
@@ -622,7 +622,7 @@ static void test_max_pool_2x2_path(void **state) {
   float x[20] = {1, 3, 3, 0, 9, /* */ 3, 2, NAN, 1, 9, /* */ 5, 5, 0, 0, 9, /* */ 5, 5, 0, 7, 9};
   const mlcrt_pool2d_params p = {1, 1, 4, 5, 2, 2, 2, 2, 2, 2, 0, 0, 0};
   float y[4], dx[20], dy[4] = {1, 10, 100, 1000};
-  mlcrt_max_pool2d_f32(&p, x, y);
+  mlcrt_max_pool2d_f32(NULL, &p, x, y);
   assert_true(y[0] == 3 && isnan(y[1]) && y[2] == 5 && y[3] == 7);
   mlcrt_max_pool2d_dx_f32(&p, dy, x, dx);
   const float want[20] = {0, 1, 0, 0, 0, /* */ 0, 0, 10, 0, 0, /* */ 100, 0, 0, 0, 0, /* */ 0, 0, 0, 1000, 0};
@@ -633,7 +633,7 @@ static void test_max_pool_2x2_path(void **state) {
   float x5[25], dx5[25], y5[4];
   for (int i = 0; i < 25; i++) x5[i] = i < 20 ? x[i] : 50.0f, dx5[i] = -7.0f;
   const mlcrt_pool2d_params p5 = {1, 1, 5, 5, 2, 2, 2, 2, 2, 2, 0, 0, 0};
-  mlcrt_max_pool2d_f32(&p5, x5, y5);
+  mlcrt_max_pool2d_f32(NULL, &p5, x5, y5);
   mlcrt_max_pool2d_dx_f32(&p5, dy, x5, dx5);
   for (int i = 0; i < 25; i++)
     if (dx5[i] != (i < 20 ? want[i] : 0.0f)) fail_msg("5x5: dx[%d] = %g, want %g", i, (double)dx5[i], (double)(i < 20 ? want[i] : 0.0f));
@@ -695,22 +695,38 @@ static void test_pools_vs_naive(void **state) {
     float *x = rand_buf(nx), *y = rand_buf(ny);
     double *want = malloc(ny * sizeof *want);
     ref_pool(&p, 1, x, want);
-    mlcrt_max_pool2d_f32(&p, x, y);
+    mlcrt_max_pool2d_f32(NULL, &p, x, y);
     assert_close(y, want, ny, 0, 0);
     ref_pool(&p, 0, x, want);
-    mlcrt_avg_pool2d_f32(&p, x, y);
+    mlcrt_avg_pool2d_f32(NULL, &p, x, y);
     assert_close(y, want, ny, 1e-5, 1e-6);
     free(x);
     free(y);
     free(want);
   }
+  /* split over 2 and 3 threads (enough planes and work to split): the same bits */
+  mlcrt_pool2d_params p = {.N = 5, .C = 7, .H = 30, .W = 29, .OH = 15, .OW = 15, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .ph = 1, .pw = 1, .count_include_pad = 0};
+  size_t nx = (size_t)(p.N * p.C * p.H * p.W), ny = (size_t)(p.N * p.C * p.OH * p.OW);
+  float *x = rand_buf(nx), *y1 = rand_buf(ny), *yt = rand_buf(ny);
+  for (int max = 0; max < 2; max++) {
+    if (max) mlcrt_max_pool2d_f32(NULL, &p, x, y1);
+    else mlcrt_avg_pool2d_f32(NULL, &p, x, y1);
+    for (int t = 2; t <= 3; t++) {
+      if (max) mlcrt_max_pool2d_f32(teams[mlcrt_cpu_isa()][t], &p, x, yt);
+      else mlcrt_avg_pool2d_f32(teams[mlcrt_cpu_isa()][t], &p, x, yt);
+      assert_memory_equal(y1, yt, ny * sizeof *yt);
+    }
+  }
+  free(x);
+  free(y1);
+  free(yt);
 }
 
 static void test_max_pool_nan(void **state) {
   (void)state;
   float x[4] = {1, NAN, 3, 2}, y[1];
   mlcrt_pool2d_params p = {1, 1, 2, 2, 1, 1, 2, 2, 2, 2, 0, 0, 1};
-  mlcrt_max_pool2d_f32(&p, x, y);
+  mlcrt_max_pool2d_f32(NULL, &p, x, y);
   assert_true(isnan(y[0]));
 }
 

@@ -1,4 +1,4 @@
-/* test_rt_norm.c — layer_norm and rms_norm (runtime/norm.c) against a
+/* test_rt_norm.c — layer_norm, rms_norm and batch_norm (runtime/norm.c) against a
  * double-precision reference for row lengths around the 8-lane sums, with
  * and without weight and bias, and the same bits with 1, 2 and 3 threads. */
 #include <setjmp.h>
@@ -65,7 +65,39 @@ static void test_layer_norm(void **state) {
     }
 }
 
+/* batch_norm with running statistics: per channel a = w / sqrt(var + eps),
+ * y = x * a + (b - mean * a), images split over the team */
+static void test_batch_norm(void **state) {
+  (void)state;
+  const int64_t N = 9, C = 13, inner = 700, n = N * C * inner;
+  uint32_t seed = 4;
+  float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+  float *y1 = malloc(sizeof(float) * (size_t)n), st[4][13];
+  for (int64_t i = 0; i < n; i++) x[i] = 4 * frand(&seed);
+  for (int k = 0; k < 4; k++)
+    for (int c = 0; c < C; c++)
+      st[k][c] = k == 1 ? 0.5f + frand(&seed) : frand(&seed); /* var > 0 */
+  for (int t = 1; t <= 3; t++) {
+    mlcrt_team *team = mlcrt_team_create(t, mlcrt_cpu_isa());
+    assert_non_null(team);
+    mlcrt_batch_norm_f32(team, x, N, C, inner, st[0], st[1], st[2], st[3], 1e-5f, y);
+    mlcrt_team_destroy(team);
+    for (int64_t i = 0; i < n; i++) {
+      const int64_t c = i / inner % C;
+      const double want = (x[i] - st[0][c]) / sqrt(st[1][c] + 1e-5) * st[2][c] + st[3][c];
+      if (!(fabs(y[i] - want) <= 1e-5 + 1e-5 * fabs(want)))
+        fail_msg("%d threads: y[%lld] = %.9g, want %.9g", t, (long long)i, (double)y[i], want);
+    }
+    if (t == 1)
+      memcpy(y1, y, sizeof(float) * (size_t)n);
+    else
+      assert_memory_equal(y, y1, sizeof(float) * (size_t)n);
+  }
+  free(x), free(y), free(y1);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_layer_norm)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_layer_norm),
+                                     cmocka_unit_test(test_batch_norm)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

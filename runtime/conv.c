@@ -186,14 +186,16 @@ INLINE_LOOPS static inline void copy_plain(float *d, const float *s, int64_t n) 
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* runs of a few floats (an output row of 4 to 32): whole vectors, then one
- * masked vector, no scalar tail */
+/* runs of a few floats (an output row of 4 to 32): whole vectors, then a
+ * masked load stored whole, zeros past the run (masked stores are slow on
+ * some CPUs): the next run or the zero fill writes over them, and the GEMM
+ * leaves 16 floats of slack after a panel (mlcrt__bpacker) */
 __attribute__((target("avx512f"), always_inline)) static inline void
 copy_avx512(float *d, const float *s, int64_t n) {
   for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
   if (n > 0) {
     const __mmask16 m = (__mmask16)((1u << n) - 1);
-    _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+    _mm512_storeu_ps(d, _mm512_maskz_loadu_ps(m, s));
   }
 }
 #endif

@@ -147,7 +147,7 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
   const mlcrt__gemm_isa *k = g->k;
   const int MR = k->mr, NR = k->nr, KC = k->kc, MC = k->mc;
   /* the B panel gets whatever the A block leaves of the workspace */
-  int64_t NC = ((int64_t)wsn - (int64_t)MC * KC) / KC / NR * NR;
+  int64_t NC = ((int64_t)wsn - (int64_t)MC * KC - 16) / KC / NR * NR; /* 16: a packer's slack */
   if (NC > k->nc) NC = k->nc;
   if (NC < NR) NC = NR;
   float *apack = ws, *bpack = ws + (size_t)MC * KC;
@@ -365,7 +365,7 @@ void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const
     return;
   }
   if (N <= 4 && N * K <= 16384) { /* a column or a few: B stored, then the unpacked paths */
-    float b[16384];
+    float b[16384 + 16]; /* + the packer's slack */
     bp->fn(bp->ctx, 0, K, 0, N, (int)N, b);
     mlcrt_sgemm_epi(team, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
     return;

@@ -45,8 +45,9 @@ void mlcrt__conv_direct(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, 
                         const float *w, const float *b, const float *dy, float *y, void *scratch);
 /* A GEMM whose B is never stored: fn packs rows k0..k0+kc and columns
  * j0..j0+nj of the virtual K x N matrix B into dst[k * NR + j] (zero for
- * nj <= j < NR), as gemm.c packs a stored B.  The convolution's unfolded
- * input (implicit GEMM: conv.c). */
+ * nj <= j < NR), as gemm.c packs a stored B, and may write anything to the
+ * 16 floats after dst[kc * NR - 1] (whole-vector stores).  The
+ * convolution's unfolded input (implicit GEMM: conv.c). */
 typedef struct mlcrt__bpacker {
   void (*fn)(const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR, float *dst);
   const void *ctx;

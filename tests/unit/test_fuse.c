@@ -486,6 +486,7 @@ static void test_report_and_dot(void **state) {
     assert_int_equal(pc->groups[0].kind, GK_EPILOGUE);
     fuse_group_cost(lc->g, pc, 0, sv, &fc, &bc);
     assert_true(bc == 640 + 72 + 320 + 2 * 320); /* x, w read; y written, then read and written */
+    done(lc);
   }
   char *text = NULL;
   size_t len = 0;

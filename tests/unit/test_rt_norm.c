@@ -12,11 +12,7 @@
 #include <math.h>
 
 #include "mlcrt.h"
-
-static float frand(uint32_t *s) {
-  *s = *s * 1664525u + 1013904223u;
-  return (float)(*s >> 8) / (float)(1 << 24) - 0.5f;
-}
+#include "rt_teams.h"
 
 static void check(int64_t rows, int64_t M, int affine, int rms) {
   uint32_t seed = 9;
@@ -27,11 +23,9 @@ static void check(int64_t rows, int64_t M, int affine, int rms) {
   for (int64_t i = 0; i < n; i++) x[i] = 3.0f + 2 * frand(&seed); /* an offset mean */
   for (int64_t i = 0; i < M; i++) w[i] = 1 + frand(&seed), b[i] = frand(&seed);
   for (int t = 1; t <= 3; t++) {
-    mlcrt_team *team = mlcrt_team_create(t, mlcrt_cpu_isa());
-    assert_non_null(team);
+    mlcrt_team *team = teams[mlcrt_cpu_isa()][t];
     mlcrt_layer_norm_f32(team, x, rows, M, affine ? w : NULL, affine && !rms ? b : NULL, 1e-5f, rms,
                          y);
-    mlcrt_team_destroy(team);
     for (int64_t r = 0; r < rows; r++) {
       double mu = 0, var = 0;
       for (int64_t i = 0; i < M; i++) mu += x[r * M + i];
@@ -78,10 +72,8 @@ static void test_batch_norm(void **state) {
     for (int c = 0; c < C; c++)
       st[k][c] = k == 1 ? 0.5f + frand(&seed) : frand(&seed); /* var > 0 */
   for (int t = 1; t <= 3; t++) {
-    mlcrt_team *team = mlcrt_team_create(t, mlcrt_cpu_isa());
-    assert_non_null(team);
+    mlcrt_team *team = teams[mlcrt_cpu_isa()][t];
     mlcrt_batch_norm_f32(team, x, N, C, inner, st[0], st[1], st[2], st[3], 1e-5f, y);
-    mlcrt_team_destroy(team);
     for (int64_t i = 0; i < n; i++) {
       const int64_t c = i / inner % C;
       const double want = (x[i] - st[0][c]) / sqrt(st[1][c] + 1e-5) * st[2][c] + st[3][c];
@@ -99,5 +91,5 @@ static void test_batch_norm(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_layer_norm),
                                      cmocka_unit_test(test_batch_norm)};
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, setup, teardown);
 }

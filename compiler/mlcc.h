@@ -552,6 +552,34 @@ int jitcu_sync(JitCuda *cu, char *err);
 int jitcu_alloc(JitCuda *cu, size_t bytes, uint64_t *dptr, char *err);
 void jitcu_free(JitCuda *cu, uint64_t dptr);
 int jitcu_copy(JitCuda *cu, uint64_t dptr, void *host, size_t bytes, bool to_device, char *err);
+int jitcu_memset(JitCuda *cu, uint64_t dptr, size_t bytes, char *err); /* zeroes */
+/* A model on the device (emitcu_prog's launch program, its kernels compiled
+ * with NVRTC through the PTX cache and loaded, cuBLAS opened when it has
+ * GEMMs) and its instances (one device allocation each), the CUDA half of
+ * libmlc's mlc_model / mlc_instance.  embedded: the params' bytes
+ * (p->weight_bytes) a new instance starts from, or NULL (zeros). */
+typedef struct JitCuModel JitCuModel;
+typedef struct JitCuInst JitCuInst;
+JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, char *err);
+void jitcu_model_free(JitCuModel *mm);
+const CuProg *jitcu_model_prog(const JitCuModel *mm);
+JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_options *opts, char *err);
+void jitcu_destroy(JitCuInst *m);
+/* Runs function fi (CUF_*) for the symbol values sv[id] (1-based), already
+ * checked against the maximum: inputs in[], outputs out[] (NULL: skipped),
+ * the loss (train step, evaluate). */
+int jitcu_call(JitCuInst *m, int fi, const int64_t *sv, const void *const *in, void *const *out, float *loss);
+int jitcu_load(JitCuInst *m, const char *path);
+int jitcu_save(JitCuInst *m, const char *path);
+int jitcu_init(JitCuInst *m, uint64_t seed);
+void jitcu_set_seed(JitCuInst *m, uint64_t seed);
+int jitcu_save_checkpoint(JitCuInst *m, const char *path);
+int jitcu_load_checkpoint(JitCuInst *m, const char *path);
+const char *jitcu_last_error(const JitCuInst *m);
+char *jitcu_err(JitCuInst *m); /* the instance's message buffer (MLCRT_ERRLEN) */
+/* The size and alignment of a kernel argument as the launch marshals it
+ * (C's natural layout; structs field by field). */
+size_t jitcu_arg_size(const CuArg *a, size_t *align);
 
 /* ---- libmlc.c: what the command line uses of mlc.h besides it ------------------ */
 typedef struct mlc_model mlc_model;

@@ -492,6 +492,8 @@ struct JitCuInst {
   uint64_t weights, status, arena;
   uint64_t *in;        /* input slots */
   size_t *off[3];      /* arena offsets per function */
+  size_t *size[3];     /* and the buffers' sizes at the maximum dims */
+  size_t *in_bytes;    /* the input slots' sizes */
   unsigned char *host; /* the weights region's mirror (load, save, init) */
   uint64_t seed;
   void *argv[65];
@@ -911,7 +913,8 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
     const Plan *p = plans[f];
     mlcrt_plan_item *items = calloc((size_t)p->nbufs + 1, sizeof *items);
     m->off[f] = calloc((size_t)p->nbufs + 1, sizeof(size_t));
-    if (!items || !m->off[f]) {
+    m->size[f] = calloc((size_t)p->nbufs + 1, sizeof(size_t));
+    if (!items || !m->off[f] || !m->size[f]) {
       free(items);
       mlcrt_seterr(err, MLCRT_ENOMEM, "%s_create: out of memory", M);
       jitcu_destroy(m);
@@ -925,7 +928,8 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
     }
     size_t n = mlcrt_plan(items, p->nbufs, 256);
     if (n > arena) arena = n;
-    for (int b = 0; b < p->nbufs; b++) m->off[f][b] = items[b].offset;
+    for (int b = 0; b < p->nbufs; b++)
+      m->off[f][b] = items[b].offset, m->size[f][b] = items[b].size;
     free(items);
   }
   if (total > 1e14) {
@@ -938,10 +942,9 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
   const size_t wbytes = up256(mm->pr->weight_bytes);
   size_t dev = wbytes + up256(arena) + 256;
   m->in = calloc((size_t)nin + 1, sizeof(uint64_t));
-  size_t *in_bytes = calloc((size_t)nin + 1, sizeof(size_t));
+  size_t *in_bytes = m->in_bytes = calloc((size_t)nin + 1, sizeof(size_t));
   m->host = calloc(1, wbytes ? wbytes : 1);
   if (!m->in || !in_bytes || !m->host) {
-    free(in_bytes);
     mlcrt_seterr(err, MLCRT_ENOMEM, "%s_create: out of memory", M);
     jitcu_destroy(m);
     return NULL;
@@ -953,7 +956,6 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
   }
   int rc = jitcu_alloc(mm->cu, dev, &m->dev, m->err);
   if (rc) {
-    free(in_bytes);
     mlcrt_seterr(err, rc, "%s_create: %s", M, m->err);
     jitcu_destroy(m);
     return NULL;
@@ -964,7 +966,6 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
   m->arena = d, d += up256(arena);
   m->status = d, d += 256;
   for (int i = 0; i < nin; i++) m->in[i] = d, d += in_bytes[i];
-  free(in_bytes);
   /* weights: the embedded ones, else zeros (optimizer state and step zero) */
   if (mm->embedded) memcpy(m->host, mm->embedded, c->plan->weight_bytes);
   if ((rc = jitcu_memset(mm->cu, m->dev, dev, m->err)) || (rc = push(m))) {
@@ -978,7 +979,8 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
 void jitcu_destroy(JitCuInst *m) {
   if (!m) return;
   if (m->dev) jitcu_free(m->mm->cu, m->dev);
-  for (int f = 0; f < 3; f++) free(m->off[f]);
+  for (int f = 0; f < 3; f++) free(m->off[f]), free(m->size[f]);
+  free(m->in_bytes);
   free(m->in);
   free(m->host);
   free(m);
@@ -1039,4 +1041,23 @@ int jitcu_load_checkpoint(JitCuInst *m, const char *path) {
   if (rc) return rc;
   rc = mlcrt_load_safetensors(path, m->mm->ckpt, m->mm->nckpt, m->host, m->err);
   return rc ? rc : push(m);
+}
+
+int jitcu_region(const JitCuInst *m, int fi, const CuArg *a, uint64_t *start, uint64_t *bytes) {
+  switch (a->base) {
+  case CUB_WEIGHTS:
+    *start = m->weights, *bytes = m->mm->pr->weight_bytes;
+    return 1;
+  case CUB_ARENA:
+    *start = m->arena + m->off[fi][a->index], *bytes = m->size[fi][a->index];
+    return 1;
+  case CUB_INPUT:
+    *start = m->in[a->index], *bytes = m->in_bytes[a->index];
+    return 1;
+  case CUB_STATUS:
+    *start = m->status, *bytes = 2 * sizeof(int64_t);
+    return 1;
+  default:
+    return 0;
+  }
 }

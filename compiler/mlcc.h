@@ -580,6 +580,10 @@ char *jitcu_err(JitCuInst *m); /* the instance's message buffer (MLCRT_ERRLEN) *
 /* The size and alignment of a kernel argument as the launch marshals it
  * (C's natural layout; structs field by field). */
 size_t jitcu_arg_size(const CuArg *a, size_t *align);
+/* The device memory pointer argument a may address in function fi (a
+ * weights region, an arena buffer at its size for the maximum dims, an input
+ * slot, the status words): 0 for a NULL argument. */
+int jitcu_region(const JitCuInst *m, int fi, const CuArg *a, uint64_t *start, uint64_t *bytes);
 
 /* ---- libmlc.c: what the command line uses of mlc.h besides it ------------------ */
 typedef struct mlc_model mlc_model;

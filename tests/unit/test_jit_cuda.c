@@ -410,8 +410,8 @@ static void stub_open(Stub *st) {
 /* One recorded argument against the program's: its value where the
  * program knows it, a pointer inside an allocation for the bytes the
  * tensor has.  Returns false with the reason in why. */
-static bool check_arg(const Stub *st, const CuArg *a, const unsigned char *p, const int64_t *sv,
-                      char *why) {
+static bool check_arg(const Stub *st, const JitCuInst *m, int fi, const CuArg *a,
+                      const unsigned char *p, const int64_t *sv, char *why) {
   switch (a->kind) {
   case CUA_PTR: {
     uint64_t v;
@@ -424,6 +424,12 @@ static bool check_arg(const Stub *st, const CuArg *a, const unsigned char *p, co
     if (n < 0 || st->alloc_of(v, (uint64_t)n) < 0)
       return sprintf(why, "pointer 0x%llx (+%lld bytes, region %d) outside the device memory",
                      (unsigned long long)v, (long long)n, (int)a->base),
+             false;
+    /* and inside its region: the arena buffer, input slot, weights or status */
+    uint64_t r0 = 0, rn = 0;
+    if (!jitcu_region(m, fi, a, &r0, &rn) || v < r0 || v + (uint64_t)n > r0 + rn)
+      return sprintf(why, "pointer +%lld (+%lld bytes) outside its region %d [+0, +%llu)",
+                     (long long)(v - r0), (long long)n, (int)a->base, (unsigned long long)rn),
              false;
     return true;
   }
@@ -454,7 +460,7 @@ static bool check_arg(const Stub *st, const CuArg *a, const unsigned char *p, co
     for (int i = 0; i < a->nfields; i++) {
       size_t al, sz = jitcu_arg_size(&a->fields[i], &al);
       off = (off + al - 1) / al * al;
-      if (!check_arg(st, &a->fields[i], p + off, sv, why)) return false;
+      if (!check_arg(st, m, fi, &a->fields[i], p + off, sv, why)) return false;
       off += sz;
     }
     return true;
@@ -465,8 +471,8 @@ static bool check_arg(const Stub *st, const CuArg *a, const unsigned char *p, co
 }
 
 /* Checks the launches recorded for function fi against its steps. */
-static int check_launches(const Stub *st, const CuProg *pr, int fi, const int64_t *sv,
-                          const char *model) {
+static int check_launches(const Stub *st, const JitCuInst *m, const CuProg *pr, int fi,
+                          const int64_t *sv, const char *model) {
   int k = 0;
   char why[512];
   for (int i = 0; i < pr->nsteps[fi]; i++) {
@@ -484,7 +490,7 @@ static int check_launches(const Stub *st, const CuProg *pr, int fi, const int64_
         sprintf(why, "argument %d: %zu bytes aligned %zu, the PTX parameter %d aligned %d", a, sz,
                 al, l->size[a], l->align[a]);
         ok = false;
-      } else if (!check_arg(st, &s->args[a], l->bytes + l->offset[a], sv, why + 20)) {
+      } else if (!check_arg(st, m, fi, &s->args[a], l->bytes + l->offset[a], sv, why + 20)) {
         memcpy(why, "argument          : ", 20);
         why[9] = (char)('0' + a / 10), why[10] = (char)('0' + a % 10);
         ok = false;
@@ -596,7 +602,7 @@ static void test_stub_models(void **state) {
                     rc ? jitcu_last_error(m) : st.why);
           assert_int_equal(rc, 0);
           assert_int_equal(*st.bad, 0);
-          launches += check_launches(&st, pr, fi, sv, path);
+          launches += check_launches(&st, m, pr, fi, sv, path);
           calls++;
         }
       }

@@ -801,7 +801,8 @@ static void describe_weights(JitCuModel *mm) {
   mm->nckpt = n;
 }
 
-JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, char *err) {
+JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, int precision,
+                             char *err) {
   JitCuda *cu = jitcu_open(0, err);
   if (!cu) return NULL;
   Arena *A = arena_new();
@@ -810,7 +811,8 @@ JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, c
   mm->A = A;
   mm->c = c;
   mm->cu = cu;
-  mm->pr = emitcu_prog(c->g, c->plan, c->train_plan, c->eval_plan, NULL, CU_PREC_F32);
+  mm->pr = emitcu_prog(c->g, c->plan, c->train_plan, c->eval_plan, NULL,
+                       precision == CU_PREC_TF32 ? CU_PREC_TF32 : CU_PREC_F32);
   const CuProg *pr = mm->pr;
   if (embedded) {
     unsigned char *w = arena_alloc(A, c->plan->weight_bytes + 1);

@@ -147,7 +147,16 @@ static void describe(mlc_model *mm) {
 
 int mlc_model_from_compiled(const Compiled *c, const char *embed, const unsigned char *w, int device, uint64_t seed,
                             mlc_model **out, Diag *d) {
+  return mlc_model_from_compiled_prec(c, embed, w, device, 0, seed, out, d);
+}
+
+int mlc_model_from_compiled_prec(const Compiled *c, const char *embed, const unsigned char *w, int device,
+                                 int precision, uint64_t seed, mlc_model **out, Diag *d) {
   *out = NULL;
+  if (precision != 0 && (precision != 1 || device != MLCRT_CUDA)) {
+    diag_error(d, (Loc){0}, "precision %d: 0 (float32) or, with MLCRT_CUDA, 1 (TF32)", precision);
+    return MLC_EUSAGE;
+  }
   if (device != MLCRT_CPU && device != MLCRT_CUDA) {
     diag_error(d, (Loc){0}, "unknown device %d (MLCRT_CPU or MLCRT_CUDA)", device);
     return MLC_EUSAGE;
@@ -163,7 +172,7 @@ int mlc_model_from_compiled(const Compiled *c, const char *embed, const unsigned
   if (device == MLCRT_CUDA) {
     /* NVRTC and the driver API: no compiler runs (jit_cuda.c, docs/jit.md) */
     char err[MLCRT_ERRLEN];
-    if (!(mm->cum = jitcu_model_load(c, embed ? w : NULL, err))) {
+    if (!(mm->cum = jitcu_model_load(c, embed ? w : NULL, precision, err))) {
       diag_error(d, (Loc){0}, "%s", err);
       free(mm);
       return MLC_ERROR;
@@ -192,7 +201,7 @@ static int model_from(const char *path, const char *text, const mlc_options *mo,
   Compiled *c = src ? compile_source(A, src, &o, false, &d) : NULL;
   unsigned char *w = NULL;
   const char *embed = mo ? mo->embed_weights : NULL;
-  int rc = c && read_embed(c, embed, &w, &d) ? mlc_model_from_compiled(c, embed, w, mo ? mo->device : MLCRT_CPU, o.seed, out, &d)
+  int rc = c && read_embed(c, embed, &w, &d) ? mlc_model_from_compiled_prec(c, embed, w, mo ? mo->device : MLCRT_CPU, mo ? mo->precision : 0, o.seed, out, &d)
                                               : MLC_ERROR;
   free(w);
   give_diagnostics(&d, diagnostics);

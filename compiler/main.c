@@ -570,12 +570,12 @@ static int cmp_double(const void *a, const void *b) {
 /* mlc run --jit: the model compiled into this process through libmlc's JIT
  * (mlc.h), run as the generated harness (emit_c.c) runs it, with its
  * messages and exit statuses. */
-static int run_jit(Arena *A, const Args *a, const Compiled *c, bool cuda) {
+static int run_jit(Arena *A, const Args *a, const Compiled *c, bool cuda, CuPrecision prec) {
   unsigned char *w = NULL;
   if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
   Diag d = {.echo = stderr};
   mlc_model *mm = NULL;
-  int rc = mlc_model_from_compiled(c, a->embed, w, cuda ? MLCRT_CUDA : MLCRT_CPU, a->o.seed, &mm, &d);
+  int rc = mlc_model_from_compiled_prec(c, a->embed, w, cuda ? MLCRT_CUDA : MLCRT_CPU, (int)prec, a->o.seed, &mm, &d);
   diag_free(&d);
   if (rc) {
     free(w);
@@ -691,7 +691,7 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
   int rc = parse_precision("run", a->precision, &prec);
   if (rc >= 0) return rc;
   if (a->precision && !cuda) return usage_error("run", "--precision %s needs --device cuda (the CPU computes in float32)", a->precision);
-  if (a->jit) return run_jit(A, a, c, cuda);
+  if (a->jit) return run_jit(A, a, c, cuda, prec);
   unsigned char *w = NULL;
   if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
   const char *exe;

@@ -560,7 +560,7 @@ int jitcu_memset(JitCuda *cu, uint64_t dptr, size_t bytes, char *err); /* zeroes
  * (p->weight_bytes) a new instance starts from, or NULL (zeros). */
 typedef struct JitCuModel JitCuModel;
 typedef struct JitCuInst JitCuInst;
-JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, char *err);
+JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, int precision, char *err);
 void jitcu_model_free(JitCuModel *mm);
 const CuProg *jitcu_model_prog(const JitCuModel *mm);
 JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_options *opts, char *err);
@@ -591,6 +591,9 @@ typedef struct mlc_model mlc_model;
  * outlive it.  Returns an MLC_* status, errors in d. */
 int mlc_model_from_compiled(const Compiled *c, const char *embed, const unsigned char *w, int device, uint64_t seed,
                             mlc_model **out, Diag *d);
+/* The same with the CUDA GEMM precision (--precision; CuPrecision). */
+int mlc_model_from_compiled_prec(const Compiled *c, const char *embed, const unsigned char *w, int device,
+                                 int precision, uint64_t seed, mlc_model **out, Diag *d);
 /* mlc train --jit: the training loop of `mlc train` over the model, in this
  * process; the exit status, or -1 when the model cannot be trained by it
  * (*why says why). */

@@ -541,7 +541,7 @@ static void test_stub_models(void **state) {
       }
       const Graph *g = c->g;
       char err[MLCRT_ERRLEN];
-      JitCuModel *mm = jitcu_model_load(c, NULL, err);
+      JitCuModel *mm = jitcu_model_load(c, NULL, CU_PREC_F32, err);
       if (!mm) fprintf(stderr, "FAIL %s: %s\n", path, err);
       assert_non_null(mm);
       const CuProg *pr = jitcu_model_prog(mm);

@@ -665,6 +665,75 @@ static void test_stub_api(void **state) {
   mlc_model_free(mm);
 }
 
+static char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)len + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+  fclose(f);
+  *n = (size_t)len;
+  return b;
+}
+static void same_file(const char *a, const char *b) {
+  size_t na, nb;
+  char *x = slurp(a, &na), *y = slurp(b, &nb);
+  if (na != nb || memcmp(x, y, na)) fprintf(stderr, "FAIL: %s and %s differ\n", a, b);
+  assert_true(na == nb && !memcmp(x, y, na));
+  free(x);
+  free(y);
+}
+
+/* The weights region through "device" memory (the stub's copies are real):
+ * init, save, load and checkpoints of a CUDA instance give the CPU JIT's
+ * files byte for byte, so the descriptors (names, offsets, optimizer slots,
+ * the step) libmlc builds for CUDA are the generated code's. */
+static void test_stub_weights(void **state) {
+  (void)state;
+  Stub st;
+  stub_open(&st);
+  const char *models[] = {MLC_SOURCE_DIR "/examples/fashion_mlp.mdl",
+                          MLC_SOURCE_DIR "/tests/gpt2_train.mdl"};
+  for (int k = 0; k < 2; k++) {
+    char f[4][300];
+    const char *names[4] = {"w_cpu", "c_cpu", "w_cuda", "c_cuda"};
+    for (int d = 0; d < 2; d++) {
+      mlc_options o = {.device = d ? MLCRT_CUDA : MLCRT_CPU};
+      mlc_model *mm = NULL;
+      char *diag = NULL;
+      int rc = mlc_model_from_file(models[k], &o, &mm, &diag);
+      if (rc) fprintf(stderr, "%s", diag);
+      assert_int_equal(rc, MLC_OK);
+      mlc_free(diag);
+      int64_t maxd[8] = {2, 2, 2, 2, 2, 2, 2, 2};
+      mlc_instance *m = mlc_create(mm, maxd, NULL);
+      assert_non_null(m);
+      assert_int_equal(mlc_init(m, 11), 0);
+      for (int j = 0; j < 2; j++) {
+        snprintf(f[2 * d + j], sizeof f[0], "%s/%d_%s.safetensors", cache, k, names[2 * d + j]);
+        assert_int_equal(j ? mlc_save_checkpoint(m, f[2 * d + j]) : mlc_save(m, f[2 * d + j]), 0);
+      }
+      if (d) { /* load what the CPU wrote, save it again */
+        char again[320];
+        snprintf(again, sizeof again, "%s.again", f[2]);
+        assert_int_equal(mlc_load(m, f[0]), 0);
+        assert_int_equal(mlc_save(m, again), 0);
+        same_file(f[0], again);
+        assert_int_equal(mlc_load_checkpoint(m, f[1]), 0);
+        assert_int_equal(mlc_save_checkpoint(m, again), 0);
+        same_file(f[1], again);
+      }
+      mlc_destroy(m);
+      mlc_model_free(mm);
+    }
+    same_file(f[0], f[2]);
+    same_file(f[1], f[3]);
+  }
+}
+
 int main(void) {
   /* no toolkit at build time and none now: nothing to test */
   if (!*MLC_CUDA_LIBDIR) {
@@ -687,6 +756,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_models, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stub_models, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stub_api, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stub_weights, setup, teardown),
   };
   if (getenv("MLC_TEST_FILTER"))
     cmocka_set_test_filter(getenv("MLC_TEST_FILTER")); /* e.g. "test_stub*" */

@@ -124,13 +124,27 @@ int cuCtxSetCurrent(void *ctx) {
 int cuCtxSynchronize(void) {
   return 0;
 }
+/* A module: its PTX and the functions looked up in it (freed with it). */
+typedef struct stub_mod {
+  char *ptx;
+  stub_fn **fns;
+  int nfns;
+} stub_mod;
 int cuModuleLoadData(void **mod, const void *ptx) {
-  char *copy = strdup((const char *)ptx);
-  *mod = copy;
-  return copy ? 0 : 2;
+  stub_mod *m = calloc(1, sizeof *m);
+  if (!m || !(m->ptx = strdup((const char *)ptx))) {
+    free(m);
+    return 2;
+  }
+  *mod = m;
+  return 0;
 }
 int cuModuleUnload(void *mod) {
-  free(mod);
+  stub_mod *m = mod;
+  for (int i = 0; i < m->nfns; i++) free(m->fns[i]);
+  free(m->fns);
+  free(m->ptx);
+  free(m);
   return 0;
 }
 
@@ -138,10 +152,17 @@ int cuModuleUnload(void *mod) {
 int cuModuleGetFunction(void **fn, void *mod, const char *name) {
   char key[300];
   snprintf(key, sizeof key, ".entry %s(", name);
-  const char *p = strstr((const char *)mod, key);
+  stub_mod *m = mod;
+  const char *p = strstr(m->ptx, key);
   if (!p) return 500;
   stub_fn *f = calloc(1, sizeof *f);
-  if (!f) return 2;
+  stub_fn **nf = realloc(m->fns, sizeof(stub_fn *) * (size_t)(m->nfns + 1));
+  if (!f || !nf) {
+    free(f);
+    return 2;
+  }
+  m->fns = nf;
+  m->fns[m->nfns++] = f;
   snprintf(f->name, sizeof f->name, "%s", name);
   const char *end = strchr(p, ')');
   for (const char *q = strstr(p, ".param"); q && q < end; q = strstr(q + 6, ".param")) {

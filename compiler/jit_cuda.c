@@ -389,17 +389,19 @@ int jitcu_sync(JitCuda *cu, char *err) {
 
 int jitcu_alloc(JitCuda *cu, size_t bytes, uint64_t *dptr, char *err) {
   CUdeviceptr p = 0;
-  int rc = cu->MemAlloc(&p, bytes ? bytes : 1);
+  int rc = cu->CtxSetCurrent(cu->ctx); /* the calling thread may be another */
+  if (!rc) rc = cu->MemAlloc(&p, bytes ? bytes : 1);
   *dptr = p;
   return rc ? cu_fail(cu, rc, err, "cannot allocate device memory (cuMemAlloc)") : MLCRT_OK;
 }
 
 void jitcu_free(JitCuda *cu, uint64_t dptr) {
-  if (dptr) cu->MemFree(dptr);
+  if (dptr && !cu->CtxSetCurrent(cu->ctx)) cu->MemFree(dptr);
 }
 
 int jitcu_copy(JitCuda *cu, uint64_t dptr, void *host, size_t bytes, bool to_device, char *err) {
-  int rc = to_device ? cu->MemcpyHtoD(dptr, host, bytes) : cu->MemcpyDtoH(host, dptr, bytes);
+  int rc = cu->CtxSetCurrent(cu->ctx); /* load / save may come from another thread */
+  if (!rc) rc = to_device ? cu->MemcpyHtoD(dptr, host, bytes) : cu->MemcpyDtoH(host, dptr, bytes);
   return rc ? cu_fail(cu, rc, err, "device copy failed (cuMemcpy)") : MLCRT_OK;
 }
 

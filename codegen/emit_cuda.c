@@ -41,11 +41,11 @@ typedef struct CU {
    * check below is written as host code and appended as a step by the same
    * call (the layer below), so the AOT host code and the JIT cannot drift */
   CuProg *prog;
-  int fi;           /* CUF_RUN / CUF_TRAIN / CUF_EVAL: the step list in use */
+  int fi; /* CUF_RUN / CUF_TRAIN / CUF_EVAL: the step list in use */
   int capsteps[3];
   int capkern;
-  int *ptr_of;      /* per node: the node whose pointer it uses (an epilogue's producer: the root) */
-  int cond;         /* condition of the steps being emitted (CuStep.cond) */
+  int *ptr_of; /* per node: the node whose pointer it uses (an epilogue's producer: the root) */
+  int cond;    /* condition of the steps being emitted (CuStep.cond) */
   Dim cond_dim;
 } CU;
 
@@ -818,7 +818,8 @@ static void emit_cumsum(CU *c, Buf *h, int id, const char *what) {
         cu_convert(e, arena_printf(e->A, "%s[%s]", c->vars[n->in[0]], at), x->dt,
                    fl ? DT_F32 : DT_I64),
         c->vars[id], at, fl ? cu_store(e, "(float)acc", DT_F32, n->ty.dt) : "acc");
-  kernel(c, h, what, &k, b.s, dim_mul(dims_prod(x, 0, x->rank ? kd : 0), dims_prod(x, kd + 1, x->rank)), "cumsum");
+  kernel(c, h, what, &k, b.s,
+         dim_mul(dims_prod(x, 0, x->rank ? kd : 0), dims_prod(x, kd + 1, x->rank)), "cumsum");
 }
 
 /* max / min / prod gradients: one thread per kept element, serial over the reduced ones (as
@@ -953,7 +954,8 @@ static const char *conv_fields(CU *c, ArgList *f, const Dim *d9, const int64_t *
 }
 
 /* A launch of a kernels-header template over `threads` threads. */
-static void call(CU *c, Buf *h, const char *what, const char *kern, Dim threads, const ArgList *al) {
+static void call(CU *c, Buf *h, const char *what, const char *kern, Dim threads,
+                 const ArgList *al) {
   launch(c, h, what, arena_printf(c->e->A, "%s<float>", kern), CUG_THREADS, threads, 256, al);
 }
 /* ... over `blocks` blocks (block-per-channel kernels). */
@@ -1074,14 +1076,21 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     int hh;
     conv_types(g, n, &cx, &cw, &cy, &hh);
     const Dim one = dim_const(1);
-    const Dim d9[9] = {cx->dim[0],  cx->dim[1],          hh < 2 ? one : cx->dim[2],
-                       cx->dim[hh + 1], cw->dim[0],      hh < 2 ? one : cw->dim[2],
-                       cw->dim[hh + 1], hh < 2 ? one : cy->dim[2], cy->dim[hh + 1]};
+    const Dim d9[9] = {cx->dim[0],
+                       cx->dim[1],
+                       hh < 2 ? one : cx->dim[2],
+                       cx->dim[hh + 1],
+                       cw->dim[0],
+                       hh < 2 ? one : cw->dim[2],
+                       cw->dim[hh + 1],
+                       hh < 2 ? one : cy->dim[2],
+                       cy->dim[hh + 1]};
     ArgList f = {.n = 0};
     const char *init = conv_fields(c, &f, d9, n->ia);
     arg_struct(c, &al, &f, "cp");
     arg_node(c, &al, x), arg_node(c, &al, n->in[1]);
-    if (n->op != OP_CONV2D_DX && n->op != OP_CONV2D_DW) arg_opt(c, &al, n->nin == 3 ? n->in[2] : -1);
+    if (n->op != OP_CONV2D_DX && n->op != OP_CONV2D_DW)
+      arg_opt(c, &al, n->nin == 3 ? n->in[2] : -1);
     arg_node(c, &al, id);
     out(h, "  {\n    const mlcd_conv cp = %s;\n", init);
     call(c, h, what, k, type_numel(&n->ty), &al);
@@ -1140,8 +1149,8 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     return;
   }
   case OP_ADAPTIVE_AVG_POOL2D: {
-    const Dim d6[6] = {xt->dim[0], xt->dim[1], xt->dim[2], xt->dim[3], dim_const(n->ia[0]),
-                       dim_const(n->ia[1])};
+    const Dim d6[6] = {xt->dim[0], xt->dim[1],          xt->dim[2],
+                       xt->dim[3], dim_const(n->ia[0]), dim_const(n->ia[1])};
     arg_dims(c, &al, 6, d6);
     arg_node(c, &al, x), arg_node(c, &al, id);
     call(c, h, what, "mlcd_adaptive_avg_pool2d", type_numel(&n->ty), &al);
@@ -1224,7 +1233,8 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     al.n = 0;
     arg_node(c, &al, x), arg_i64(c, &al, dims_prod(&n->ty, 0, kd)), arg_i64(c, &al, n->ty.dim[kd]);
     arg_i64(c, &al, dims_prod(&n->ty, kd + 1, n->ty.rank)), arg_node(c, &al, n->in[1]);
-    arg_i32(c, &al, it->dt == DT_I64 ? 4 : 3), arg_i64(c, &al, type_numel(it)), arg_node(c, &al, id);
+    arg_i32(c, &al, it->dt == DT_I64 ? 4 : 3), arg_i64(c, &al, type_numel(it)),
+        arg_node(c, &al, id);
     call(c, h, what, "mlcd_index_select_dx", type_numel(xt), &al);
     return;
   }
@@ -1337,8 +1347,8 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     arg_push(&al, CUA_SEED, "m->seed");
     arg_weights(&al, e->step_off, sizeof(int64_t),
                 arena_printf(e->A, "(const int64_t *)(m->d_weights + %zu)", e->step_off));
-    arg_push(&al, CUA_U64, arena_printf(e->A, "%lldULL", (long long)n->ia[0]))->f = 0;
-    al.a[al.n - 1].val = dim_const(n->ia[0]);
+    arg_push(&al, CUA_U64, arena_printf(e->A, "%lldULL", (long long)n->ia[0]))->val =
+        dim_const(n->ia[0]);
     arg_node(c, &al, id);
     call(c, h, what, "mlcd_dropout", type_numel(xx), &al);
     return;
@@ -1742,11 +1752,15 @@ static void emit_entry(CU *c, Buf *b, int kind) {
     out(b, "  memcpy(m->h_in[%d], %s, sizeof(%s) * (size_t)(%s));\n", i, e->var[input_node(e, i)],
         ctype(n->ty.dt), dimc(e, type_numel(&n->ty)));
   }
+  /* the train step's graph holds the dropout seed as a kernel argument:
+   * part of the key, so that a new seed (init, set_seed) captures again */
+  if (kind == SIG_TRAIN)
+    out(b, "  m->dims[%d] = (int64_t)m->seed; /* (the graph's key) */\n", g->nsym);
   out(b,
       "  int mlc_rc = mlcrt_cuda_graph_run(m->cu, %d, m->dims, %d, %s_enqueue_%s, m, m->err);\n  "
       "if "
       "(!mlc_rc) mlc_rc = mlcrt_cuda_sync(m->cu, m->err);\n  if (mlc_rc) return mlc_rc;\n",
-      kind, g->nsym, e->M, fns[kind]);
+      kind, g->nsym + (kind == SIG_TRAIN), e->M, fns[kind]);
   out(b,
       "  if (m->h_status[0] > 0 && m->h_status[0] <= NCHECKS)\n    return mlcrt_seterr(m->err, "
       "MLCRT_EINVAL, %s_checks[m->h_status[0] - 1], (long long)m->h_status[1]);\n",
@@ -1862,8 +1876,8 @@ static char *emit_cu(E *e, const char *header_name, CuPrecision prec, CuProg **p
 
   out(&src, "struct %s {\n", M);
   for (int s = 1; s <= g->nsym; s++) out(&src, "  int64_t max_%s;\n", g->sym[s]);
-  out(&src, "  int64_t dims[%d]; /* the symbolic dims of the call in flight */\n",
-      g->nsym ? g->nsym : 1);
+  out(&src, "  int64_t dims[%d]; /* the symbolic dims of the call in flight%s */\n", g->nsym + 1,
+      tp ? " (then the dropout seed)" : "");
   out(&src, "  mlcrt_cuda *cu;          /* device, stream, cuBLAS, memory, graphs */\n");
   out(&src, "  unsigned char *d_weights; /* device: WEIGHT_BYTES%s */\n",
       tp ? " (params, buffers, optimizer state)" : "");

@@ -14,6 +14,11 @@ in one run (issue 8's targets in brackets):
                and a device-to-device copy        [>= 80% of the memory bandwidth]
   gemm         a large f32 GEMM (and TF32 with --precision tf32): mlc's kernel
                time vs torch.matmul (cuBLAS)                   [within 10% of cuBLAS]
+  jit          the CUDA JIT's start (issue 9) for GPT-2 small: mlc_model_from_file
+               with MLCRT_CUDA on an empty cache (NVRTC compiles) and on a warm
+               one (the PTX cached), then create and a first run at 1 x 64
+               tokens (tests/cuda/jit_start.c, built as build/tests/cuda/
+               mlc_jit_start)                               [warm start < 50 ms]
 
 How each side is timed:
   - training: mlc's epoch is the training loop as `mlc train` reports it (samples
@@ -385,10 +390,39 @@ def write_results(path, body):
     open(path, "w").write(text)
 
 
+def bench_jit(a, torch, td, lines):
+    """Cold and warm starts of the CUDA JIT for GPT-2 small (seconds per phase,
+    medians of 3 warm runs; the driver's own start is reported apart)."""
+    probe = os.path.join(os.path.dirname(os.path.abspath(a.mlc)), "tests", "cuda", "mlc_jit_start")
+    if not os.path.exists(probe):
+        lines.append(f"jit: {probe} not built (configure with tests)")
+        return
+    mdl = mdl_with(os.path.join(ROOT, "tests", "gpt2_train.mdl"), GPT2_SMALL, td, "gpt2_small_jit.mdl")
+    cache = os.path.join(td, "jit-cache")
+    env = dict(os.environ, MLC_CACHE_DIR=cache)
+
+    def once():
+        r = run([probe, mdl, "B=1", "T=64"], env=env)
+        return {k: float(v) for k, v in (ln.split() for ln in r.stdout.strip().splitlines())}
+    cold = once()
+    warm = [once() for _ in range(3)]
+    med = {k: sorted(w[k] for w in warm)[1] for k in warm[0]}
+    lines.append("CUDA JIT start, GPT-2 small (mlc_model_from_file with MLCRT_CUDA: parse, plan, launch "
+                 "program, PTX, module load, cuBLAS), milliseconds")
+    lines.append(f"{'':>10} {'driver':>8} {'model':>8} {'create':>8} {'first run':>10}")
+    for name, t in (("cold", cold), ("warm", med)):
+        lines.append(f"{name:>10} {t['driver_init'] * 1e3:8.1f} {t['model_from_file'] * 1e3:8.1f} "
+                     f"{t['create'] * 1e3:8.1f} {t['first_run'] * 1e3:10.1f}")
+    lines.append("cold: an empty cache (NVRTC compiles the kernels); warm: the PTX cached (median of 3); "
+                 "driver: cuInit and the primary context, once per process, not counted in model")
+    lines.append("target: warm model < 50 ms")
+    print(lines[-4], lines[-3], sep="\n", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mlc", default=os.path.join(ROOT, "build", "mlc"))
-    ap.add_argument("--only", default="fashion,latency,gpt2,elementwise,gemm")
+    ap.add_argument("--only", default="fashion,latency,gpt2,elementwise,gemm,jit")
     ap.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -412,7 +446,7 @@ def main():
     print(head, flush=True)
     lines = []
     benches = dict(fashion=bench_fashion, latency=bench_latency, gpt2=bench_gpt2, elementwise=bench_elementwise,
-                   gemm=bench_gemm)
+                   gemm=bench_gemm, jit=bench_jit)
     with tempfile.TemporaryDirectory(prefix="gpu_bench.") as td:
         for b in a.only.split(","):
             if b not in benches:

@@ -37,7 +37,165 @@ typedef struct CU {
   char **kbodies;    /* kernels emitted so far (text without the name), for reuse */
   const char **knames;
   int nk, capk;
+  /* the launch program (emitcu_prog): every launch, GEMM, copy, memset and
+   * check below is written as host code and appended as a step by the same
+   * call (the layer below), so the AOT host code and the JIT cannot drift */
+  CuProg *prog;
+  int fi; /* CUF_RUN / CUF_TRAIN / CUF_EVAL: the step list in use */
+  int capsteps[3];
+  int capkern;
+  int *ptr_of; /* per node: the node whose pointer it uses (an epilogue's producer: the root) */
+  int cond;    /* condition of the steps being emitted (CuStep.cond) */
+  Dim cond_dim;
 } CU;
+
+/* ---- the launch layer: host code and launch-program steps from one call ---------------- */
+/* Arguments with their host-code text. */
+typedef struct ArgList {
+  CuArg a[48];
+  const char *t[48];
+  int n;
+} ArgList;
+
+static CuArg *arg_push(ArgList *al, CuArgKind kind, const char *text) {
+  CuArg *a = &al->a[al->n];
+  memset(a, 0, sizeof *a);
+  a->kind = kind;
+  al->t[al->n++] = text;
+  return a;
+}
+
+static int input_index(E *e, int id);
+
+/* A pointer argument to node id's value (elem_off elements in, count elements
+ * reachable; count < 0: the whole value). */
+static void arg_node_at(CU *c, ArgList *al, int id, Dim elem_off, Dim count, const char *text) {
+  E *e = c->e;
+  const Node *n = &e->g->nodes[id];
+  CuArg *a = arg_push(al, CUA_PTR, text);
+  size_t es = dtype_size(n->ty.dt);
+  a->bytes = dim_mul(count.bad ? type_numel(&n->ty) : count, dim_const((int64_t)es));
+  int at = c->ptr_of[id];
+  while (e->p->storage[at] == ST_ALIAS) at = e->g->nodes[at].in[0];
+  a->val = dim_mul(elem_off, dim_const((int64_t)es));
+  switch (e->p->storage[at]) {
+  case ST_WEIGHT:
+    a->base = CUB_WEIGHTS;
+    a->val = dim_add(a->val, dim_const((int64_t)e->p->weight_off[at]));
+    break;
+  case ST_ARENA:
+    a->base = CUB_ARENA;
+    a->index = e->p->buf[at];
+    break;
+  case ST_INPUT:
+    a->base = CUB_INPUT;
+    a->index = input_index(e, at);
+    break;
+  default:
+    a->base = CUB_NULL; /* not stored: an emitter bug the launch check reports */
+    a->bytes = dim_const(0);
+  }
+}
+static void arg_node(CU *c, ArgList *al, int id) {
+  Dim whole = {.bad = true};
+  arg_node_at(c, al, id, dim_const(0), whole, c->vars[id]);
+}
+static void arg_null(ArgList *al) {
+  CuArg *a = arg_push(al, CUA_PTR, "NULL");
+  a->base = CUB_NULL;
+}
+static void arg_status(ArgList *al) {
+  CuArg *a = arg_push(al, CUA_PTR, "m->d_status");
+  a->base = CUB_STATUS;
+  a->bytes = dim_const(2 * sizeof(int64_t));
+}
+/* m->d_weights + off (the step counter, optimizer slots, params by offset) */
+static void arg_weights(ArgList *al, size_t off, size_t bytes, const char *text) {
+  CuArg *a = arg_push(al, CUA_PTR, text);
+  a->base = CUB_WEIGHTS;
+  a->val = dim_const((int64_t)off);
+  a->bytes = dim_const((int64_t)bytes);
+}
+static void arg_i64(CU *c, ArgList *al, Dim d) {
+  arg_push(al, CUA_I64, dimc(c->e, d))->val = d;
+}
+static void arg_i32(CU *c, ArgList *al, int v) {
+  arg_push(al, CUA_I32, arena_printf(c->e->A, "%d", v))->val = dim_const(v);
+}
+static void arg_f32(ArgList *al, double f, const char *text) {
+  arg_push(al, CUA_F32, text)->f = f;
+}
+static void arg_f64(CU *c, ArgList *al, double f) {
+  arg_push(al, CUA_F64, arena_printf(c->e->A, "%.17g", f))->f = f;
+}
+static void arg_struct(CU *c, ArgList *al, const ArgList *fields, const char *text) {
+  CuArg *a = arg_push(al, CUA_STRUCT, text);
+  a->nfields = fields->n;
+  a->fields = arena_alloc(c->e->A, sizeof(CuArg) * (size_t)(fields->n + 1));
+  memcpy(a->fields, fields->a, sizeof(CuArg) * (size_t)fields->n);
+}
+static const char *arg_text(CU *c, const ArgList *al) {
+  Buf b = {.A = c->e->A};
+  for (int i = 0; i < al->n; i++) out(&b, "%s%s", i ? ", " : "", al->t[i]);
+  return b.len ? b.s : "";
+}
+
+static CuStep *step_new(CU *c, CuStepKind kind, const char *what, const ArgList *al) {
+  CuProg *pr = c->prog;
+  int f = c->fi;
+  if (pr->nsteps[f] == c->capsteps[f]) {
+    c->capsteps[f] = c->capsteps[f] ? 2 * c->capsteps[f] : 64;
+    CuStep *ns = arena_alloc(c->e->A, sizeof(CuStep) * (size_t)c->capsteps[f]);
+    if (pr->nsteps[f]) memcpy(ns, pr->steps[f], sizeof(CuStep) * (size_t)pr->nsteps[f]);
+    pr->steps[f] = ns;
+  }
+  CuStep *s = &pr->steps[f][pr->nsteps[f]++];
+  memset(s, 0, sizeof *s);
+  s->kind = kind;
+  s->what = what;
+  s->cond = c->cond;
+  s->cond_dim = c->cond_dim;
+  if (al && al->n) {
+    s->nargs = al->n;
+    s->args = arena_alloc(c->e->A, sizeof(CuArg) * (size_t)al->n);
+    memcpy(s->args, al->a, sizeof(CuArg) * (size_t)al->n);
+  }
+  return s;
+}
+
+/* The index of kernel name expression `name` in the program. */
+static int kernel_index(CU *c, const char *name) {
+  CuProg *pr = c->prog;
+  for (int i = 0; i < pr->nkernels; i++)
+    if (strcmp(pr->kernels[i], name) == 0) return i;
+  if (pr->nkernels == c->capkern) {
+    c->capkern = c->capkern ? 2 * c->capkern : 64;
+    const char **nk = arena_alloc(c->e->A, sizeof(char *) * (size_t)c->capkern);
+    if (pr->nkernels) memcpy(nk, pr->kernels, sizeof(char *) * (size_t)pr->nkernels);
+    pr->kernels = nk;
+  }
+  pr->kernels[pr->nkernels] = name;
+  return pr->nkernels++;
+}
+
+/* A kernel launch: `name` (a generated kernel, or a template of the kernels
+ * header as "mlcd_x<float>") on grid `grid` (CUG_*) over n, `block` threads. */
+static void launch(CU *c, Buf *h, const char *what, const char *name, int grid, Dim n, int block,
+                   const ArgList *al) {
+  E *e = c->e;
+  const char *gt = grid == CUG_THREADS  ? arena_printf(e->A, "grid_for(%s)", dimc(e, n))
+                   : grid == CUG_BLOCKS ? arena_printf(e->A, "blocks_for(%s)", dimc(e, n))
+                   : grid == CUG_BLOCKS_256
+                       ? arena_printf(e->A, "blocks_for(((%s) + 255) / 256)", dimc(e, n))
+                       : "1";
+  out(h, "  %s<<<%s, %s, 0, mlc_stream>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n", name, gt,
+      block == 256 ? "MLCD_THREADS" : arena_printf(e->A, "%d", block), arg_text(c, al), what);
+  CuStep *s = step_new(c, CUS_LAUNCH, what, al);
+  s->fn = kernel_index(c, name);
+  s->grid = grid;
+  s->n = n;
+  s->block = block;
+}
 
 /* ---- device-side conversions (mlcd_ helpers of mlcrt_kernels.cuh) -------------------- */
 static const char *cu_convert(E *e, const char *x, DType from, DType to) {
@@ -65,11 +223,6 @@ static const char *sym_params(E *e) {
   for (int s = 1; s <= e->g->nsym; s++) out(&b, ", const int64_t %s", e->g->sym[s]);
   return b.len ? b.s : "";
 }
-static const char *sym_args(E *e) {
-  Buf b = {.A = e->A};
-  for (int s = 1; s <= e->g->nsym; s++) out(&b, ", %s", e->g->sym[s]);
-  return b.len ? b.s : "";
-}
 
 /* Pointer parameters of a kernel: ids[0..n) (ids[0] written unless none written). */
 typedef struct KArgs {
@@ -90,10 +243,10 @@ static void karg(KArgs *k, int id, bool written) {
 /* Emits kernel `body` (a statement list using the parameters) over `n`
  * elements (n <= 0: the body loops itself) and its launch; identical kernels
  * are emitted once. */
-static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, const char *threads,
+static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, Dim threads,
                    const char *tag) {
   E *e = c->e;
-  Buf sig = {.A = e->A}, args = {.A = e->A};
+  Buf sig = {.A = e->A};
   /* an in-place group root (Group.inplace) shares its buffer with a leaf:
    * then no parameter may be __restrict__ */
   bool shared = false;
@@ -107,11 +260,8 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
     const Node *n = &e->g->nodes[k->ids[i]];
     out(&sig, "%s%s%s *%s%s", i ? ", " : "", k->written[i] ? "" : "const ", ctype(n->ty.dt),
         shared ? "" : "__restrict__ ", c->vars[k->ids[i]]);
-    out(&args, "%s%s", i ? ", " : "", c->vars[k->ids[i]]);
   }
-  if (k->status)
-    out(&sig, "%sint64_t *__restrict__ mlc_status", sig.len ? ", " : ""),
-        out(&args, "%sm->d_status", args.len ? ", " : "");
+  if (k->status) out(&sig, "%sint64_t *__restrict__ mlc_status", sig.len ? ", " : "");
   const char *text =
       arena_printf(e->A, "(%s%s) {\n%s}\n", sig.len ? sig.s : "", sym_params(e), body);
   const char *name = NULL;
@@ -131,9 +281,15 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
     c->kbodies[c->nk] = (char *)text, c->knames[c->nk++] = name;
     out(c->kern, "/* %s */\nstatic __global__ void %s%s\n", what, name, text);
   }
-  out(h, "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s%s);\n  CHECK_LAUNCH(\"%s\");\n",
-      name, threads, args.len ? args.s : "", sym_args(e), what);
+  ArgList al = {.n = 0};
+  for (int i = 0; i < k->n; i++) arg_node(c, &al, k->ids[i]);
+  if (k->status) arg_status(&al);
+  for (int s = 1; s <= e->g->nsym; s++) arg_push(&al, CUA_I64, e->g->sym[s])->val = dim_sym(s);
+  launch(c, h, what, name, CUG_THREADS, threads, 256, &al);
 }
+
+static void host_check(CU *c, Buf *h, const char *what, int st, int n, const Dim *lo, const Dim *hi,
+                       const char *msg, int nv, const Dim *vals);
 
 /* A flat index i decomposed into i0..i{r-1} over type t. */
 static const char *unflatten(E *e, const Type *t, const char *flat) {
@@ -246,7 +402,7 @@ static void emit_elem_kernel(CU *c, Buf *h, const int *members, int nm, int skip
     out(&b, "    const %s mlc_v%d = %s; /* %s */\n", ctype(n->ty.dt), id, val, describe(e, n));
   }
   out(&b, "    %s[i] = mlc_v%d;\n  }\n", c->vars[root], root);
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(o)), "elem");
+  kernel(c, h, what, &k, b.s, type_numel(o), "elem");
 }
 
 /* ---- reductions: one warp per output element ---------------------------------------- */
@@ -345,7 +501,7 @@ static void emit_reduce(CU *c, Buf *h, int id, const char *what) {
   KArgs k = {.n = 0};
   karg(&k, id, true);
   karg(&k, xi, false);
-  kernel(c, h, what, &k, b.s, arena_printf(e->A, "(%s) * 32", nout), "reduce");
+  kernel(c, h, what, &k, b.s, dim_mul(type_numel(&kept), dim_const(32)), "reduce");
 }
 
 /* ---- movement and indexing: one thread per output element ------------------------------ */
@@ -356,12 +512,17 @@ static void emit_gather_kernel(CU *c, Buf *h, int id, KArgs *k, const Type *over
   Buf b = {.A = e->A};
   out(&b, "  MLCD_FOR(i, %s) {\n%s%s    %s[i] = %s;\n  }\n", dimc(e, type_numel(over)),
       unflatten(e, over, "i"), pre ? pre : "", c->vars[id], expr);
-  kernel(c, h, what, k, b.s, dimc(e, type_numel(over)), tag);
+  kernel(c, h, what, k, b.s, type_numel(over), tag);
 }
 
 /* A check failing on the device: its number, with the message (one %lld for the value). */
 static int device_check(CU *c, const char *msg) {
   out(c->checks, "    \"%s\",\n", msg);
+  CuProg *pr = c->prog;
+  const char **nc = arena_alloc(c->e->A, sizeof(char *) * (size_t)(pr->nchecks + 1));
+  if (pr->nchecks) memcpy(nc, pr->checks, sizeof(char *) * (size_t)pr->nchecks);
+  nc[pr->nchecks++] = msg;
+  pr->checks = nc;
   return ++c->nchecks;
 }
 
@@ -417,7 +578,7 @@ static void emit_concat(CU *c, Buf *h, int id, const char *what) {
     off = dim_add(off, xrow);
   }
   out(&b, "  }\n");
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(o)), "concat");
+  kernel(c, h, what, &k, b.s, type_numel(o), "concat");
 }
 
 static void emit_slice(CU *c, Buf *h, int id, const char *what) {
@@ -426,22 +587,25 @@ static void emit_slice(CU *c, Buf *h, int id, const char *what) {
   const Type *x = &e->g->nodes[n->in[0]].ty;
   int kd = (int)n->ia[1];
   Dim inner = dims_prod(x, kd + 1, x->rank);
-  const char *s = dimc(e, n->da[2]), *en = dimc(e, n->da[3]), *size = dimc(e, x->dim[kd]);
+  const char *s = dimc(e, n->da[2]), *size = dimc(e, x->dim[kd]);
   Dim lo[3] = {dim_const(0), n->da[2], n->da[3]}, hi[3] = {n->da[2], n->da[3], x->dim[kd]};
-  Buf cond = {.A = e->A};
+  Dim clo[3], chi[3];
+  int nc = 0;
   for (int q = 0; q < 3 && n->ia[2]; q++) {
     Dim diff = dim_sub(hi[q], lo[q]);
     bool proven = true;
     for (int t = 0; t < diff.n; t++) proven &= diff.t[t].c >= 0;
-    if (!proven) out(&cond, "%s%s <= %s", cond.len ? " && " : "", dimc(e, lo[q]), dimc(e, hi[q]));
+    if (!proven) clo[nc] = lo[q], chi[nc++] = hi[q];
   }
-  if (cond.len)
-    out(h,
-        "  if (!(%s))\n    return mlcrt_seterr(m->err, MLCRT_ESHAPE, \"%s: slice: "
-        "start %%lld and end %%lld must satisfy 0 <= start <= end <= %%lld (the size of dim %d of "
-        "%s)\", (long long)(%s), "
-        "(long long)(%s), (long long)(%s));\n",
-        cond.s, node_where(e, n), kd, type_str(e->A, e->g, x), s, en, size);
+  if (nc) {
+    const Dim vals[3] = {n->da[2], n->da[3], x->dim[kd]};
+    host_check(c, h, what, MLCRT_ESHAPE, nc, clo, chi,
+               arena_printf(e->A,
+                            "%s: slice: start %%lld and end %%lld must satisfy 0 <= start <= end "
+                            "<= %%lld (the size of dim %d of %s)",
+                            node_where(e, n), kd, type_str(e->A, e->g, x)),
+               3, vals);
+  }
   const char *run = dimc(e, dim_mul(n->ty.dim[kd], inner));
   KArgs k = {.n = 0};
   karg(&k, id, true), karg(&k, n->in[0], false);
@@ -451,7 +615,7 @@ static void emit_slice(CU *c, Buf *h, int id, const char *what) {
       "%s[(i0*(%s) + (%s))*(%s) + mlc_j];\n  }\n",
       dimc(e, type_numel(&n->ty)), run, run, c->vars[id], c->vars[n->in[0]], size, s,
       dimc(e, inner));
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(&n->ty)), "slice");
+  kernel(c, h, what, &k, b.s, type_numel(&n->ty), "slice");
 }
 
 static void emit_slice_dx(CU *c, Buf *h, int id, const char *what) {
@@ -474,7 +638,7 @@ static void emit_slice_dx(CU *c, Buf *h, int id, const char *what) {
       dimc(e, type_numel(x)), dimc(e, inner), dimc(e, inner), dimc(e, x->dim[kd]), dimc(e, inner),
       dimc(e, x->dim[kd]), dimc(e, n->da[2]), c->vars[id], dimc(e, dy->dim[kd]), c->vars[n->in[0]],
       dimc(e, dy->dim[kd]), dimc(e, inner), ctype(x->dt));
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(x)), "slice_dx");
+  kernel(c, h, what, &k, b.s, type_numel(x), "slice_dx");
 }
 
 static void emit_gather(CU *c, Buf *h, int id, const char *what) {
@@ -501,7 +665,7 @@ static void emit_gather(CU *c, Buf *h, int id, const char *what) {
   out(&b, "  MLCD_FOR(i, %s) {\n%s%s    %s[i] = %s[%s];\n  }\n", dimc(e, type_numel(o)),
       unflatten(e, o, "i"), pre, c->vars[id], c->vars[n->in[0]], idx.len ? idx.s : "0");
   k.status = true;
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(o)), "gather");
+  kernel(c, h, what, &k, b.s, type_numel(o), "gather");
 }
 
 static void emit_index_select(CU *c, Buf *h, int id, const char *what) {
@@ -531,7 +695,7 @@ static void emit_index_select(CU *c, Buf *h, int id, const char *what) {
       "    %s[i] = %s[(o*(%s) + v)*(%s) + mlc_t];\n  }\n",
       dimc(e, type_numel(&n->ty)), inner, inner, nidx, inner, nidx, c->vars[ii], size, chk,
       c->vars[id], c->vars[xi], size, inner);
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(&n->ty)), "index_select");
+  kernel(c, h, what, &k, b.s, type_numel(&n->ty), "index_select");
 }
 
 static void emit_pad(CU *c, Buf *h, int id, const char *what) {
@@ -618,7 +782,7 @@ static void emit_interpolate(CU *c, Buf *h, int id, const char *what) {
   out(&b, "%*sacc += %s[%s];\n", 2 * depth, "", c->vars[n->in[0]], idx.len ? idx.s : "0");
   for (int d = r - 1; d >= 2; d--) out(&b, "%*s}\n", 2 * (--depth), "");
   out(&b, "    %s[i] = acc;\n  }\n", c->vars[id]);
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(x)), "interpolate_dx");
+  kernel(c, h, what, &k, b.s, type_numel(x), "interpolate_dx");
 }
 
 /* cumsum (and its backward, the reverse running sum): one thread per line. */
@@ -654,7 +818,8 @@ static void emit_cumsum(CU *c, Buf *h, int id, const char *what) {
         cu_convert(e, arena_printf(e->A, "%s[%s]", c->vars[n->in[0]], at), x->dt,
                    fl ? DT_F32 : DT_I64),
         c->vars[id], at, fl ? cu_store(e, "(float)acc", DT_F32, n->ty.dt) : "acc");
-  kernel(c, h, what, &k, b.s, arena_printf(e->A, "(%s) * (%s)", outer, inner), "cumsum");
+  kernel(c, h, what, &k, b.s,
+         dim_mul(dims_prod(x, 0, x->rank ? kd : 0), dims_prod(x, kd + 1, x->rank)), "cumsum");
 }
 
 /* max / min / prod gradients: one thread per kept element, serial over the reduced ones (as
@@ -730,7 +895,7 @@ static void emit_reduce_dx(CU *c, Buf *h, int id, const char *what) {
   out(&b, "  }\n");
   KArgs k = {.n = 0};
   karg(&k, id, true), karg(&k, n->in[0], false), karg(&k, n->in[1], false);
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(&kept)), "reduce_dx");
+  kernel(c, h, what, &k, b.s, type_numel(&kept), "reduce_dx");
 }
 
 /* gather's gradient, deterministic: each element of dx sums, in ascending k
@@ -765,52 +930,100 @@ static void emit_gather_dx(CU *c, Buf *h, int id, const char *what) {
   else /* a scalar: index 0 picks it */
     out(&b, "    if (%s[0] == 0) mlc_acc = %s[0];\n", c->vars[n->in[1]], c->vars[n->in[0]]);
   out(&b, "    %s[i] = mlc_acc;\n  }\n", c->vars[id]);
-  kernel(c, h, what, &k, b.s, dimc(e, type_numel(x)), "gather_dx");
+  kernel(c, h, what, &k, b.s, type_numel(x), "gather_dx");
 }
 
 /* ---- calls into the kernels header and cuBLAS ------------------------------------------ */
-static const char *conv_struct(E *e, const Node *n) {
-  const Type *x, *w, *y;
-  int hh;
-  conv_types(e->g, n, &x, &w, &y, &hh);
-  return arena_printf(
-      e->A, "{%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, %lld, %lld}",
-      dimc(e, x->dim[0]), dimc(e, x->dim[1]), hh < 2 ? "1" : dimc(e, x->dim[2]),
-      dimc(e, x->dim[hh + 1]), dimc(e, w->dim[0]), hh < 2 ? "1" : dimc(e, w->dim[2]),
-      dimc(e, w->dim[hh + 1]), hh < 2 ? "1" : dimc(e, y->dim[2]), dimc(e, y->dim[hh + 1]),
-      (long long)n->ia[0], (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3],
-      (long long)n->ia[4], (long long)n->ia[5], (long long)n->ia[6]);
+/* A pointer to node id, or NULL when id < 0. */
+static void arg_opt(CU *c, ArgList *al, int id) {
+  if (id < 0)
+    arg_null(al);
+  else
+    arg_node(c, al, id);
+}
+/* Dims as int64 arguments. */
+static void arg_dims(CU *c, ArgList *al, int n, const Dim *d) {
+  for (int i = 0; i < n; i++) arg_i64(c, al, d[i]);
+}
+
+/* The fields of an mlcd_conv (16 int64) and the initializer text. */
+static const char *conv_fields(CU *c, ArgList *f, const Dim *d9, const int64_t *k7) {
+  arg_dims(c, f, 9, d9);
+  for (int i = 0; i < 7; i++) arg_i64(c, f, dim_const(k7[i]));
+  return arena_printf(c->e->A, "{%s}", arg_text(c, f));
 }
 
 /* A launch of a kernels-header template over `threads` threads. */
-static void call(E *e, Buf *h, const char *what, const char *kern, const char *threads,
-                 const char *args) {
-  (void)e;
-  out(h,
-      "  %s<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  CHECK_LAUNCH(\"%s\");\n",
-      kern, threads, args, what);
+static void call(CU *c, Buf *h, const char *what, const char *kern, Dim threads,
+                 const ArgList *al) {
+  launch(c, h, what, arena_printf(c->e->A, "%s<float>", kern), CUG_THREADS, threads, 256, al);
 }
 /* ... over `blocks` blocks (block-per-channel kernels). */
-static void call_blocks(E *e, Buf *h, const char *what, const char *kern, const char *blocks,
-                        const char *args) {
-  (void)e;
+static void call_blocks(CU *c, Buf *h, const char *what, const char *kern, Dim blocks,
+                        const ArgList *al) {
+  launch(c, h, what, arena_printf(c->e->A, "%s<float>", kern), CUG_BLOCKS, blocks, 256, al);
+}
+
+/* C[M,N] = op(A) op(B) (row-major, float) through cuBLAS: nodes a, b, y. */
+static void gemm(CU *c, Buf *h, const char *what, int ta, int tb, Dim M, Dim N, Dim K, int a,
+                 Dim lda, int b, Dim ldb, int y, Dim ldc) {
+  E *e = c->e;
+  ArgList al = {.n = 0};
+  arg_node(c, &al, a), arg_node(c, &al, b), arg_node(c, &al, y);
   out(h,
-      "  %s<float><<<blocks_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s);\n  "
-      "CHECK_LAUNCH(\"%s\");\n",
-      kern, blocks, args, what);
+      "  RT(mlcrt_cuda_sgemm(m->cu, %d, %d, %s, %s, %s, 1.0f, %s, %s, %s, %s, 0.0f, %s, %s, "
+      "m->err));\n",
+      ta, tb, dimc(e, M), dimc(e, N), dimc(e, K), al.t[0], dimc(e, lda), al.t[1], dimc(e, ldb),
+      al.t[2], dimc(e, ldc));
+  CuStep *s = step_new(c, CUS_GEMM, what, &al);
+  s->trans_a = ta, s->trans_b = tb, s->alpha = 1.0f, s->beta = 0.0f;
+  const Dim g6[6] = {M, N, K, lda, ldb, ldc};
+  memcpy(s->gemm, g6, sizeof g6);
+}
+
+/* Zeroes `count` floats from a pointer argument (al: one). */
+static void memset_f32(CU *c, Buf *h, const char *what, const ArgList *al, Dim count) {
+  out(h, "  RT(mlcrt_cuda_memset(m->cu, %s, 0, sizeof(float) * (size_t)(%s), m->err));\n", al->t[0],
+      dimc(c->e, count));
+  step_new(c, CUS_MEMSET, what, al)->n = dim_mul(count, dim_const(sizeof(float)));
+}
+
+/* A check on the host before launching: lo[i] <= hi[i], else the message
+ * (a printf format taking vals as long long) with status st. */
+static void host_check(CU *c, Buf *h, const char *what, int st, int n, const Dim *lo, const Dim *hi,
+                       const char *msg, int nv, const Dim *vals) {
+  E *e = c->e;
+  Buf cond = {.A = e->A}, args = {.A = e->A};
+  for (int i = 0; i < n; i++)
+    out(&cond, "%s%s <= %s", i ? " && " : "", dimc(e, lo[i]), dimc(e, hi[i]));
+  for (int i = 0; i < nv; i++) out(&args, ", (long long)(%s)", dimc(e, vals[i]));
+  out(h, "  if (!(%s))\n    return mlcrt_seterr(m->err, %s, \"%s\"%s);\n", cond.s,
+      st == MLCRT_ESHAPE ? "MLCRT_ESHAPE" : "MLCRT_EINVAL", msg, args.len ? args.s : "");
+  CuStep *s = step_new(c, CUS_CHECK, what, NULL);
+  s->index = st;
+  s->ncheck = n;
+  s->nvals = nv;
+  s->msg = msg;
+  for (int i = 0; i < n; i++) s->lo[i] = lo[i], s->hi[i] = hi[i];
+  for (int i = 0; i < nv; i++) s->vals[i] = vals[i];
+}
+
+static int label_dt(DType t) {
+  return t == DT_U8 ? 5 : t == DT_I32 ? 3 : 4;
 }
 
 static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
   E *e = c->e;
   Graph *g = e->g;
   Node *n = &g->nodes[id];
-  const char **v = c->vars, *y = v[id];
-  const char *x = n->nin ? v[n->in[0]] : NULL;
+  const int x = n->nin ? n->in[0] : -1;
   const Type *xt = n->nin ? &g->nodes[n->in[0]].ty : NULL;
   const char *eps = literal(e, n->fa[0], DT_F32);
+  ArgList al = {.n = 0};
   switch (n->op) {
   case OP_MATMUL: {
     const Type *wt = &g->nodes[n->in[1]].ty;
+    arg_node(c, &al, x), arg_node(c, &al, n->in[1]), arg_node(c, &al, id);
     out(h, "  {\n    const int64_t as[] = {");
     for (int i = 0; i < xt->rank; i++) out(h, "%s%s", i ? ", " : "", dimc(e, xt->dim[i]));
     out(h, "}, bs[] = {");
@@ -820,7 +1033,13 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     if (!n->ty.rank) out(h, "1");
     out(h,
         "};\n    RT(mlcrt_cuda_matmul(m->cu, %s, %d, as, %s, %d, bs, %s, %d, ys, m->err));\n  }\n",
-        x, xt->rank, v[n->in[1]], wt->rank, y, n->ty.rank);
+        al.t[0], xt->rank, al.t[1], wt->rank, al.t[2], n->ty.rank);
+    CuStep *s = step_new(c, CUS_MATMUL, what, &al);
+    const Type *ts[3] = {xt, wt, &n->ty};
+    for (int q = 0; q < 3; q++) {
+      s->rank[q] = ts[q]->rank;
+      for (int i = 0; i < ts[q]->rank; i++) s->shape[q][i] = ts[q]->dim[i];
+    }
     return;
   }
   case OP_LINEAR: {
@@ -831,25 +1050,19 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
       rows.rank--;
       M = type_numel(&rows);
     }
-    const char *Ms = dimc(e, M), *Ks = dimc(e, K), *Ns = dimc(e, wt->dim[0]);
-    out(h,
-        "  RT(mlcrt_cuda_sgemm(m->cu, 0, 1, %s, %s, %s, 1.0f, %s, %s, %s, %s, 0.0f, %s, %s, "
-        "m->err));\n",
-        Ms, Ns, Ks, x, Ks, v[n->in[1]], Ks, y, Ns);
-    if (n->nin == 3)
-      call(e, h, what, "mlcd_add_bias", arena_printf(e->A, "(%s) * (%s)", Ms, Ns),
-           arena_printf(e->A, "%s, %s, %s, %s", y, Ms, Ns, v[n->in[2]]));
+    gemm(c, h, what, 0, 1, M, wt->dim[0], K, x, K, n->in[1], K, id, wt->dim[0]);
+    if (n->nin == 3) {
+      arg_node(c, &al, id), arg_i64(c, &al, M), arg_i64(c, &al, wt->dim[0]);
+      arg_node(c, &al, n->in[2]);
+      call(c, h, what, "mlcd_add_bias", dim_mul(M, wt->dim[0]), &al);
+    }
     return;
   }
   case OP_LINEAR_DW: { /* dW[N, K] = dy^T x */
     const Type *dt = &g->nodes[n->in[0]].ty;
     Dim Nd = n->ty.dim[0], K = n->ty.dim[1], M;
     if (!dim_div(type_numel(dt), Nd, &M)) M = dim_const(0);
-    out(h,
-        "  RT(mlcrt_cuda_sgemm(m->cu, 1, 0, %s, %s, %s, 1.0f, %s, %s, %s, %s, 0.0f, %s, %s, "
-        "m->err));\n",
-        dimc(e, Nd), dimc(e, K), dimc(e, M), x, dimc(e, Nd), v[n->in[1]], dimc(e, K), y,
-        dimc(e, K));
+    gemm(c, h, what, 1, 0, Nd, K, M, x, Nd, n->in[1], K, id, K);
     return;
   }
   case OP_CONV1D:
@@ -859,12 +1072,28 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     const char *k = n->op == OP_CONV2D_DX   ? "mlcd_conv2d_dx"
                     : n->op == OP_CONV2D_DW ? "mlcd_conv2d_dw"
                                             : "mlcd_conv2d";
-    const char *args = n->op == OP_CONV2D_DX || n->op == OP_CONV2D_DW
-                           ? arena_printf(e->A, "cp, %s, %s, %s", x, v[n->in[1]], y)
-                           : arena_printf(e->A, "cp, %s, %s, %s, %s", x, v[n->in[1]],
-                                          n->nin == 3 ? v[n->in[2]] : "NULL", y);
-    out(h, "  {\n    const mlcd_conv cp = %s;\n", conv_struct(e, n));
-    call(e, h, what, k, dimc(e, type_numel(&n->ty)), args);
+    const Type *cx, *cw, *cy;
+    int hh;
+    conv_types(g, n, &cx, &cw, &cy, &hh);
+    const Dim one = dim_const(1);
+    const Dim d9[9] = {cx->dim[0],
+                       cx->dim[1],
+                       hh < 2 ? one : cx->dim[2],
+                       cx->dim[hh + 1],
+                       cw->dim[0],
+                       hh < 2 ? one : cw->dim[2],
+                       cw->dim[hh + 1],
+                       hh < 2 ? one : cy->dim[2],
+                       cy->dim[hh + 1]};
+    ArgList f = {.n = 0};
+    const char *init = conv_fields(c, &f, d9, n->ia);
+    arg_struct(c, &al, &f, "cp");
+    arg_node(c, &al, x), arg_node(c, &al, n->in[1]);
+    if (n->op != OP_CONV2D_DX && n->op != OP_CONV2D_DW)
+      arg_opt(c, &al, n->nin == 3 ? n->in[2] : -1);
+    arg_node(c, &al, id);
+    out(h, "  {\n    const mlcd_conv cp = %s;\n", init);
+    call(c, h, what, k, type_numel(&n->ty), &al);
     out(h, "  }\n");
     return;
   }
@@ -873,26 +1102,25 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
   case OP_CONV_TRANSPOSE2D_DW: {
     const Type *xx = xt, *w = &g->nodes[n->in[1]].ty, *yy = &n->ty;
     const int64_t *a = n->ia;
-    const char *k = "mlcd_conv_transpose2d", *args;
-    if (n->op == OP_CONV_TRANSPOSE2D)
-      args = arena_printf(e->A, "tp, %s, %s, %s, %s", x, v[n->in[1]],
-                          n->nin == 3 ? v[n->in[2]] : "NULL", y);
-    else {
+    const char *k = "mlcd_conv_transpose2d";
+    if (n->op != OP_CONV_TRANSPOSE2D) {
       bool dx = n->op == OP_CONV_TRANSPOSE2D_DX;
       yy = xt;
       xx = dx ? &n->ty : w;
       w = dx ? w : &n->ty;
       k = dx ? "mlcd_conv_transpose2d_dx" : "mlcd_conv_transpose2d_dw";
-      args = arena_printf(e->A, "tp, %s, %s, %s", x, v[n->in[1]], y);
     }
-    out(h,
-        "  {\n    const mlcd_conv tp = {%s, %s, %s, %s, %s, %s, %s, %s, %s, %lld, %lld, %lld, "
-        "%lld, %lld, %lld, %lld};\n",
-        dimc(e, xx->dim[0]), dimc(e, xx->dim[1]), dimc(e, xx->dim[2]), dimc(e, xx->dim[3]),
-        dimc(e, yy->dim[1]), dimc(e, w->dim[2]), dimc(e, w->dim[3]), dimc(e, yy->dim[2]),
-        dimc(e, yy->dim[3]), (long long)a[0], (long long)a[1], (long long)a[2], (long long)a[3],
-        (long long)a[7], (long long)a[8], (long long)a[6]);
-    call(e, h, what, k, dimc(e, type_numel(&n->ty)), args);
+    const Dim d9[9] = {xx->dim[0], xx->dim[1], xx->dim[2], xx->dim[3], yy->dim[1],
+                       w->dim[2],  w->dim[3],  yy->dim[2], yy->dim[3]};
+    const int64_t k7[7] = {a[0], a[1], a[2], a[3], a[7], a[8], a[6]};
+    ArgList f = {.n = 0};
+    const char *init = conv_fields(c, &f, d9, k7);
+    arg_struct(c, &al, &f, "tp");
+    arg_node(c, &al, x), arg_node(c, &al, n->in[1]);
+    if (n->op == OP_CONV_TRANSPOSE2D) arg_opt(c, &al, n->nin == 3 ? n->in[2] : -1);
+    arg_node(c, &al, id);
+    out(h, "  {\n    const mlcd_conv tp = %s;\n", init);
+    call(c, h, what, k, type_numel(&n->ty), &al);
     out(h, "  }\n");
     return;
   }
@@ -902,58 +1130,69 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
   case OP_AVG_POOL2D_DX: {
     bool dx = n->op == OP_MAX_POOL2D_DX || n->op == OP_AVG_POOL2D_DX;
     const Type *in = dx ? &n->ty : xt, *ot = dx ? xt : &n->ty;
-    out(h,
-        "  {\n    const mlcd_pool pp = {%s, %s, %s, %s, %s, %s, %lld, %lld, %lld, %lld, %lld, "
-        "%lld, %d};\n",
-        dimc(e, in->dim[0]), dimc(e, in->dim[1]), dimc(e, in->dim[2]), dimc(e, in->dim[3]),
-        dimc(e, ot->dim[2]), dimc(e, ot->dim[3]), (long long)n->ia[0], (long long)n->ia[1],
-        (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
-        (int)n->ia[9]);
+    ArgList f = {.n = 0};
+    const Dim d6[6] = {in->dim[0], in->dim[1], in->dim[2], in->dim[3], ot->dim[2], ot->dim[3]};
+    arg_dims(c, &f, 6, d6);
+    for (int i = 0; i < 6; i++) arg_i64(c, &f, dim_const(n->ia[i]));
+    arg_i32(c, &f, (int)n->ia[9]);
+    out(h, "  {\n    const mlcd_pool pp = {%s};\n", arg_text(c, &f));
     const char *k = n->op == OP_MAX_POOL2D      ? "mlcd_max_pool2d"
                     : n->op == OP_AVG_POOL2D    ? "mlcd_avg_pool2d"
                     : n->op == OP_MAX_POOL2D_DX ? "mlcd_max_pool2d_dx"
                                                 : "mlcd_avg_pool2d_dx";
-    const char *args = n->op == OP_MAX_POOL2D_DX
-                           ? arena_printf(e->A, "pp, %s, %s, %s", x, v[n->in[1]], y)
-                           : arena_printf(e->A, "pp, %s, %s", x, y);
-    call(e, h, what, k, dimc(e, type_numel(&n->ty)), args);
+    arg_struct(c, &al, &f, "pp");
+    arg_node(c, &al, x);
+    if (n->op == OP_MAX_POOL2D_DX) arg_node(c, &al, n->in[1]);
+    arg_node(c, &al, id);
+    call(c, h, what, k, type_numel(&n->ty), &al);
     out(h, "  }\n");
     return;
   }
-  case OP_ADAPTIVE_AVG_POOL2D:
-    call(e, h, what, "mlcd_adaptive_avg_pool2d", dimc(e, type_numel(&n->ty)),
-         arena_printf(e->A, "%s, %s, %s, %s, %lld, %lld, %s, %s", dimc(e, xt->dim[0]),
-                      dimc(e, xt->dim[1]), dimc(e, xt->dim[2]), dimc(e, xt->dim[3]),
-                      (long long)n->ia[0], (long long)n->ia[1], x, y));
+  case OP_ADAPTIVE_AVG_POOL2D: {
+    const Dim d6[6] = {xt->dim[0], xt->dim[1],          xt->dim[2],
+                       xt->dim[3], dim_const(n->ia[0]), dim_const(n->ia[1])};
+    arg_dims(c, &al, 6, d6);
+    arg_node(c, &al, x), arg_node(c, &al, id);
+    call(c, h, what, "mlcd_adaptive_avg_pool2d", type_numel(&n->ty), &al);
     return;
-  case OP_ADAPTIVE_AVG_POOL2D_DX:
-    call(e, h, what, "mlcd_adaptive_avg_pool2d_dx", dimc(e, type_numel(&n->ty)),
-         arena_printf(e->A, "%s, %s, %s, %s, %s, %s, %s, %s", dimc(e, n->ty.dim[0]),
-                      dimc(e, n->ty.dim[1]), dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]),
-                      dimc(e, xt->dim[2]), dimc(e, xt->dim[3]), x, y));
+  }
+  case OP_ADAPTIVE_AVG_POOL2D_DX: {
+    const Dim d6[6] = {n->ty.dim[0], n->ty.dim[1], n->ty.dim[2],
+                       n->ty.dim[3], xt->dim[2],   xt->dim[3]};
+    arg_dims(c, &al, 6, d6);
+    arg_node(c, &al, x), arg_node(c, &al, id);
+    call(c, h, what, "mlcd_adaptive_avg_pool2d_dx", type_numel(&n->ty), &al);
     return;
+  }
   case OP_SOFTMAX:
   case OP_LOG_SOFTMAX:
   case OP_SOFTMAX_DX:
   case OP_LOG_SOFTMAX_DX: {
     const Type *t = n->op == OP_SOFTMAX || n->op == OP_LOG_SOFTMAX ? xt : &n->ty;
     int d = (int)n->ia[1];
-    Dim outer = dim_const(1), inner = dim_const(1);
+    Dim outer = dim_const(1), inner = dim_const(1), nd = t->rank ? t->dim[d] : dim_const(1);
     for (int q = 0; q < d; q++) outer = dim_mul(outer, t->dim[q]);
     for (int q = d + 1; q < t->rank; q++) inner = dim_mul(inner, t->dim[q]);
-    const char *os = dimc(e, outer), *ns = t->rank ? dimc(e, t->dim[d]) : "1", *is = dimc(e, inner);
     int lg = n->op == OP_LOG_SOFTMAX || n->op == OP_LOG_SOFTMAX_DX;
-    if (n->op == OP_SOFTMAX_DX || n->op == OP_LOG_SOFTMAX_DX)
-      call(e, h, what, "mlcd_softmax_dx", arena_printf(e->A, "(%s) * (%s) * 32", os, is),
-           arena_printf(e->A, "%s, %s, %s, %s, %s, %d, %s", x, v[n->in[1]], os, ns, is, lg, y));
-    else {
-      out(h, "  if ((%s) == 1) {\n", is);
-      call(e, h, what, "mlcd_softmax_rows", arena_printf(e->A, "(%s) * 32", os),
-           arena_printf(e->A, "%s, %s, %s, %d, %s", x, os, ns, lg, y));
+    if (n->op == OP_SOFTMAX_DX || n->op == OP_LOG_SOFTMAX_DX) {
+      arg_node(c, &al, x), arg_node(c, &al, n->in[1]);
+      arg_i64(c, &al, outer), arg_i64(c, &al, nd), arg_i64(c, &al, inner), arg_i32(c, &al, lg);
+      arg_node(c, &al, id);
+      call(c, h, what, "mlcd_softmax_dx", dim_mul(dim_mul(outer, inner), dim_const(32)), &al);
+    } else {
+      out(h, "  if ((%s) == 1) {\n", dimc(e, inner));
+      c->cond = 1, c->cond_dim = inner;
+      arg_node(c, &al, x), arg_i64(c, &al, outer), arg_i64(c, &al, nd), arg_i32(c, &al, lg);
+      arg_node(c, &al, id);
+      call(c, h, what, "mlcd_softmax_rows", dim_mul(outer, dim_const(32)), &al);
       out(h, "  } else {\n");
-      call(e, h, what, "mlcd_softmax_cols", arena_printf(e->A, "(%s) * (%s)", os, is),
-           arena_printf(e->A, "%s, %s, %s, %s, %d, %s", x, os, ns, is, lg, y));
+      c->cond = 2;
+      al.n = 0;
+      arg_node(c, &al, x), arg_i64(c, &al, outer), arg_i64(c, &al, nd), arg_i64(c, &al, inner);
+      arg_i32(c, &al, lg), arg_node(c, &al, id);
+      call(c, h, what, "mlcd_softmax_cols", dim_mul(outer, inner), &al);
       out(h, "  }\n");
+      c->cond = 0;
     }
     return;
   }
@@ -965,44 +1204,38 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     int chk =
         device_check(c, arena_printf(e->A, "%s: cross_entropy: label %%lld is outside 0..%s",
                                      node_where(e, n), dimc(e, dim_sub(lt->dim[1], dim_const(1)))));
-    const char *args = arena_printf(e->A, "%s, %s, %d, %s, %s, %.17g", v[lg], v[lb],
-                                    (int)g->nodes[lb].ty.dt == DT_U8 ? 5
-                                    : g->nodes[lb].ty.dt == DT_I32   ? 3
-                                                                     : 4,
-                                    dimc(e, lt->dim[0]), dimc(e, lt->dim[1]), n->fa[0]);
+    if (bwd) arg_node(c, &al, x);
+    arg_node(c, &al, lg), arg_node(c, &al, lb), arg_i32(c, &al, label_dt(g->nodes[lb].ty.dt));
+    arg_i64(c, &al, lt->dim[0]), arg_i64(c, &al, lt->dim[1]), arg_f64(c, &al, n->fa[0]);
+    arg_node(c, &al, id), arg_status(&al), arg_i64(c, &al, dim_const(chk));
     if (bwd)
-      call(e, h, what, "mlcd_cross_entropy_dx",
-           arena_printf(e->A, "(%s) * 32", dimc(e, lt->dim[0])),
-           arena_printf(e->A, "%s, %s, %s, m->d_status, %d", x, args, y, chk));
+      call(c, h, what, "mlcd_cross_entropy_dx", dim_mul(lt->dim[0], dim_const(32)), &al);
     else
-      out(h,
-          "  mlcd_cross_entropy<float><<<1, MLCD_THREADS, 0, mlc_stream>>>(%s, %s, m->d_status, "
-          "%d);\n  "
-          "CHECK_LAUNCH(\"%s\");\n",
-          args, y, chk, what);
+      launch(c, h, what, "mlcd_cross_entropy<float>", CUG_ONE, dim_const(1), 256, &al);
     return;
   }
   case OP_EMBEDDING_DW: {
     const Type *it = &g->nodes[n->in[1]].ty;
-    out(h, "  RT(mlcrt_cuda_memset(m->cu, %s, 0, sizeof(float) * (size_t)(%s), m->err));\n", y,
-        dimc(e, type_numel(&n->ty)));
-    call(e, h, what, "mlcd_embedding_dw", dimc(e, type_numel(xt)),
-         arena_printf(e->A, "%s, %s, %d, %s, %s, %s, %s", x, v[n->in[1]],
-                      it->dt == DT_U8    ? 5
-                      : it->dt == DT_I32 ? 3
-                                         : 4,
-                      dimc(e, type_numel(it)), dimc(e, n->ty.dim[1]), dimc(e, n->ty.dim[0]), y));
+    arg_node(c, &al, id);
+    memset_f32(c, h, what, &al, type_numel(&n->ty));
+    al.n = 0;
+    arg_node(c, &al, x), arg_node(c, &al, n->in[1]), arg_i32(c, &al, label_dt(it->dt));
+    arg_i64(c, &al, type_numel(it)), arg_i64(c, &al, n->ty.dim[1]), arg_i64(c, &al, n->ty.dim[0]);
+    arg_node(c, &al, id);
+    call(c, h, what, "mlcd_embedding_dw", type_numel(xt), &al);
     return;
   }
   case OP_INDEX_SELECT_DX: {
     const Type *it = &g->nodes[n->in[1]].ty;
     int kd = (int)n->ia[1];
-    out(h, "  RT(mlcrt_cuda_memset(m->cu, %s, 0, sizeof(float) * (size_t)(%s), m->err));\n", y,
-        dimc(e, type_numel(&n->ty)));
-    call(e, h, what, "mlcd_index_select_dx", dimc(e, type_numel(xt)),
-         arena_printf(e->A, "%s, %s, %s, %s, %s, %d, %s, %s", x, dimc(e, dims_prod(&n->ty, 0, kd)),
-                      dimc(e, n->ty.dim[kd]), dimc(e, dims_prod(&n->ty, kd + 1, n->ty.rank)),
-                      v[n->in[1]], it->dt == DT_I64 ? 4 : 3, dimc(e, type_numel(it)), y));
+    arg_node(c, &al, id);
+    memset_f32(c, h, what, &al, type_numel(&n->ty));
+    al.n = 0;
+    arg_node(c, &al, x), arg_i64(c, &al, dims_prod(&n->ty, 0, kd)), arg_i64(c, &al, n->ty.dim[kd]);
+    arg_i64(c, &al, dims_prod(&n->ty, kd + 1, n->ty.rank)), arg_node(c, &al, n->in[1]);
+    arg_i32(c, &al, it->dt == DT_I64 ? 4 : 3), arg_i64(c, &al, type_numel(it)),
+        arg_node(c, &al, id);
+    call(c, h, what, "mlcd_index_select_dx", type_numel(xt), &al);
     return;
   }
   case OP_BATCH_NORM:
@@ -1010,30 +1243,33 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
   case OP_GROUP_NORM:
   case OP_RMS_NORM: {
     int k = n->op == OP_BATCH_NORM ? 3 : n->op == OP_GROUP_NORM ? 1 : 2;
-    const char *w = "NULL", *bias = "NULL";
+    int w = -1, bias = -1;
     if (n->op == OP_LAYER_NORM || n->op == OP_RMS_NORM)
-      w = v[n->in[1]];
+      w = n->in[1];
     else if (n->ia[0])
-      w = v[n->in[k++]];
-    if (n->ia[1]) bias = v[n->in[k]];
+      w = n->in[k++];
+    if (n->ia[1]) bias = n->in[k];
     if (n->op == OP_LAYER_NORM || n->op == OP_RMS_NORM) {
       int wr = g->nodes[n->in[1]].ty.rank;
       Dim rows = dims_prod(xt, 0, xt->rank - wr), M = dims_prod(xt, xt->rank - wr, xt->rank);
-      call(e, h, what, "mlcd_layer_norm", arena_printf(e->A, "(%s) * 32", dimc(e, rows)),
-           arena_printf(e->A, "%s, %s, %s, %s, %s, %s, %d, %s", x, dimc(e, rows), dimc(e, M), w,
-                        bias, eps, n->op == OP_RMS_NORM, y));
+      arg_node(c, &al, x), arg_i64(c, &al, rows), arg_i64(c, &al, M), arg_opt(c, &al, w);
+      arg_opt(c, &al, bias), arg_f32(&al, n->fa[0], eps), arg_i32(c, &al, n->op == OP_RMS_NORM);
+      arg_node(c, &al, id);
+      call(c, h, what, "mlcd_layer_norm", dim_mul(rows, dim_const(32)), &al);
       return;
     }
-    const char *inner = dimc(e, dims_prod(xt, 2, xt->rank));
-    if (n->op == OP_BATCH_NORM)
-      call(e, h, what, "mlcd_batch_norm", dimc(e, type_numel(xt)),
-           arena_printf(e->A, "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s", x, dimc(e, xt->dim[0]),
-                        dimc(e, xt->dim[1]), inner, v[n->in[1]], v[n->in[2]], w, bias, eps, y));
-    else
-      call_blocks(e, h, what, "mlcd_group_norm",
-                  arena_printf(e->A, "(%s) * %lld", dimc(e, xt->dim[0]), (long long)n->ia[2]),
-                  arena_printf(e->A, "%s, %s, %s, %s, %lld, %s, %s, %s, %s", x, dimc(e, xt->dim[0]),
-                               dimc(e, xt->dim[1]), inner, (long long)n->ia[2], w, bias, eps, y));
+    const Dim inner = dims_prod(xt, 2, xt->rank);
+    arg_node(c, &al, x), arg_i64(c, &al, xt->dim[0]), arg_i64(c, &al, xt->dim[1]);
+    arg_i64(c, &al, inner);
+    if (n->op == OP_BATCH_NORM) {
+      arg_node(c, &al, n->in[1]), arg_node(c, &al, n->in[2]), arg_opt(c, &al, w);
+      arg_opt(c, &al, bias), arg_f32(&al, n->fa[0], eps), arg_node(c, &al, id);
+      call(c, h, what, "mlcd_batch_norm", type_numel(xt), &al);
+    } else {
+      arg_i64(c, &al, dim_const(n->ia[2])), arg_opt(c, &al, w), arg_opt(c, &al, bias);
+      arg_f32(&al, n->fa[0], eps), arg_node(c, &al, id);
+      call_blocks(c, h, what, "mlcd_group_norm", dim_mul(xt->dim[0], dim_const(n->ia[2])), &al);
+    }
     return;
   }
   case OP_SDPA:
@@ -1042,40 +1278,57 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     int mask_in = bwd ? 5 : 3;
     const Type *q = xt, *kt = &g->nodes[n->in[1]].ty, *vt = &g->nodes[n->in[2]].ty;
     int r = q->rank;
+    /* the struct: text as declared, fields as mlcd_sdpa lays them out */
+    ArgList f = {.n = 0};
+    arg_i32(c, &f, r - 2);
+    for (int i = 0; i < 8; i++) arg_i64(c, &f, i < r - 2 ? q->dim[i] : dim_const(0));
+    arg_i64(c, &f, q->dim[r - 2]), arg_i64(c, &f, kt->dim[r - 2]), arg_i64(c, &f, q->dim[r - 1]);
+    arg_i64(c, &f, vt->dim[r - 1]);
     out(h, "  {\n    mlcd_sdpa sp = {%d, {", r - 2);
     for (int i = 0; i < r - 2; i++) out(h, "%s%s", i ? ", " : "", dimc(e, q->dim[i]));
     out(h, "%s}, %s, %s, %s, %s, ", r == 2 ? "0" : "", dimc(e, q->dim[r - 2]),
         dimc(e, kt->dim[r - 2]), dimc(e, q->dim[r - 1]), dimc(e, vt->dim[r - 1]));
-    if (n->ia[2])
+    if (n->ia[2]) {
       out(h, "%s, ", literal(e, n->fa[0], DT_F32));
-    else
+      arg_f32(&f, n->fa[0], "");
+    } else {
       out(h, "(float)(1.0 / sqrt((double)(%s))), ", dimc(e, q->dim[r - 1]));
+      arg_push(&f, CUA_F32_RSQRT, "")->val = q->dim[r - 1];
+    }
     out(h, "%d, 0, {0}};\n", (int)n->ia[1]);
-    const char *mask = "NULL";
+    arg_i32(c, &f, (int)n->ia[1]);
+    Dim st[MAX_RANK] = {{0}};
     if (n->ia[0]) {
       const Node *mn = &g->nodes[n->in[mask_in]];
       Type sc = *q;
       sc.dim[r - 1] = kt->dim[r - 2];
-      Dim st[MAX_RANK];
       bcast_strides(&mn->ty, &sc, st);
       out(h, "    sp.mask = %d;\n", mn->ty.dt == DT_BOOL ? 1 : 2);
       for (int i = 0; i < r; i++) out(h, "    sp.mask_stride[%d] = %s;\n", i, dimc(e, st[i]));
-      mask = v[n->in[mask_in]];
-    }
+      arg_i32(c, &f, mn->ty.dt == DT_BOOL ? 1 : 2);
+    } else
+      arg_i32(c, &f, 0);
+    for (int i = 0; i < 10; i++) arg_i64(c, &f, n->ia[0] && i < r ? st[i] : dim_const(0));
+    arg_struct(c, &al, &f, "sp");
+    arg_node(c, &al, x), arg_node(c, &al, n->in[1]), arg_node(c, &al, n->in[2]);
+    arg_opt(c, &al, n->ia[0] ? n->in[mask_in] : -1);
     Dim rows = dims_prod(q, 0, r - 1);
     if (bwd) {
-      const char *nq = dimc(e, type_numel(q)), *nk = dimc(e, type_numel(kt));
-      out(h,
-          "    RT(mlcrt_cuda_memset(m->cu, %s + (%s), 0, sizeof(float) * (size_t)((%s) + (%s)), "
-          "m->err));\n",
-          y, nq, nk, dimc(e, type_numel(vt)));
-      call(e, h, what, "mlcd_sdpa_bwd", arena_printf(e->A, "(%s) * 32", dimc(e, rows)),
-           arena_printf(e->A, "sp, %s, %s, %s, %s, %s, %s, %s, %s + (%s), %s + (%s) + (%s)", x,
-                        v[n->in[1]], v[n->in[2]], mask, v[n->in[4]], v[n->in[3]], y, y, nq, y, nq,
-                        nk));
-    } else
-      call(e, h, what, "mlcd_sdpa_fwd", arena_printf(e->A, "(%s) * 32", dimc(e, rows)),
-           arena_printf(e->A, "sp, %s, %s, %s, %s, %s", x, v[n->in[1]], v[n->in[2]], mask, y));
+      const Dim nq = type_numel(q), nk = type_numel(kt), nv = type_numel(vt);
+      const char *y = c->vars[id];
+      ArgList z = {.n = 0};
+      arg_node_at(c, &z, id, nq, dim_add(nk, nv), arena_printf(e->A, "%s + (%s)", y, dimc(e, nq)));
+      memset_f32(c, h, what, &z, dim_add(nk, nv));
+      arg_node(c, &al, n->in[4]), arg_node(c, &al, n->in[3]);
+      arg_node_at(c, &al, id, dim_const(0), nq, y);
+      arg_node_at(c, &al, id, nq, nk, arena_printf(e->A, "%s + (%s)", y, dimc(e, nq)));
+      arg_node_at(c, &al, id, dim_add(nq, nk), nv,
+                  arena_printf(e->A, "%s + (%s) + (%s)", y, dimc(e, nq), dimc(e, nk)));
+      call(c, h, what, "mlcd_sdpa_bwd", dim_mul(rows, dim_const(32)), &al);
+    } else {
+      arg_node(c, &al, id);
+      call(c, h, what, "mlcd_sdpa_fwd", dim_mul(rows, dim_const(32)), &al);
+    }
     out(h, "  }\n");
     return;
   }
@@ -1087,74 +1340,84 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
       n->op == OP_BATCH_NORM_STATS || n->op == OP_BATCH_NORM_TRAIN || n->op == OP_DROPOUT_TRAIN;
   int xi = n->in[fwd ? 0 : 1];
   const Type *xx = &g->nodes[xi].ty;
-  const char *X = v[xi], *dy = v[n->in[0]];
+  const int dy = n->in[0];
   switch (n->op) {
   case OP_DROPOUT_TRAIN:
-    call(e, h, what, "mlcd_dropout", dimc(e, type_numel(xx)),
-         arena_printf(e->A,
-                      "%s, %s, %.17g, m->seed, (const int64_t *)(m->d_weights + %zu), %lldULL, %s",
-                      X, dimc(e, type_numel(xx)), n->fa[0], e->step_off, (long long)n->ia[0], y));
+    arg_node(c, &al, xi), arg_i64(c, &al, type_numel(xx)), arg_f64(c, &al, n->fa[0]);
+    arg_push(&al, CUA_SEED, "m->seed");
+    arg_weights(&al, e->step_off, sizeof(int64_t),
+                arena_printf(e->A, "(const int64_t *)(m->d_weights + %zu)", e->step_off));
+    arg_push(&al, CUA_U64, arena_printf(e->A, "%lldULL", (long long)n->ia[0]))->val =
+        dim_const(n->ia[0]);
+    arg_node(c, &al, id);
+    call(c, h, what, "mlcd_dropout", type_numel(xx), &al);
     return;
   case OP_LAYER_NORM_DX:
   case OP_LAYER_NORM_DW: {
-    const char *rows = dimc(e, dims_prod(xx, 0, xx->rank - (int)n->ia[4])),
-               *M = dimc(e, dims_prod(xx, xx->rank - (int)n->ia[4], xx->rank));
-    if (n->op == OP_LAYER_NORM_DX)
-      call(e, h, what, "mlcd_layer_norm_dx", arena_printf(e->A, "(%s) * 32", rows),
-           arena_printf(e->A, "%s, %s, %s, %s, %s, %s, %d, %s", dy, X, rows, M,
-                        n->ia[0] ? v[n->in[2]] : "NULL", eps, (int)n->ia[3], y));
-    else
-      call_blocks(
-          e, h, what, "mlcd_layer_norm_dw", arena_printf(e->A, "((%s) + 255) / 256", M),
-          arena_printf(e->A, "%s, %s, %s, %s, %s, %d, %s", dy, X, rows, M, eps, (int)n->ia[3], y));
+    const Dim rows = dims_prod(xx, 0, xx->rank - (int)n->ia[4]),
+              M = dims_prod(xx, xx->rank - (int)n->ia[4], xx->rank);
+    arg_node(c, &al, dy), arg_node(c, &al, xi), arg_i64(c, &al, rows), arg_i64(c, &al, M);
+    if (n->op == OP_LAYER_NORM_DX) {
+      arg_opt(c, &al, n->ia[0] ? n->in[2] : -1), arg_f32(&al, n->fa[0], eps);
+      arg_i32(c, &al, (int)n->ia[3]), arg_node(c, &al, id);
+      call(c, h, what, "mlcd_layer_norm_dx", dim_mul(rows, dim_const(32)), &al);
+    } else {
+      arg_f32(&al, n->fa[0], eps), arg_i32(c, &al, (int)n->ia[3]), arg_node(c, &al, id);
+      launch(c, h, what, "mlcd_layer_norm_dw<float>", CUG_BLOCKS_256, M, 256, &al);
+    }
     return;
   }
   default:
     break;
   }
-  const char *N = dimc(e, xx->dim[0]), *C = dimc(e, xx->dim[1]),
-             *inner = dimc(e, dims_prod(xx, 2, xx->rank));
+  const Dim N = xx->dim[0], C = xx->dim[1], inner = dims_prod(xx, 2, xx->rank);
   switch (n->op) {
   case OP_BATCH_NORM_STATS: {
     int64_t cc;
     Dim cnt = dim_mul(xx->dim[0], dims_prod(xx, 2, xx->rank));
-    if (!dim_is_const(cnt, &cc) || cc < 2)
-      out(h,
-          "  if ((int64_t)(%s) < 2)\n    return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s: "
-          "batch_norm in a train step needs more than 1 value per channel, got input %s\");\n",
-          dimc(e, cnt), node_where(e, n), type_str(e->A, g, xx));
-    call_blocks(e, h, what, "mlcd_batch_norm_stats", C,
-                arena_printf(e->A, "%s, %s, %s, %s, %s", X, N, C, inner, y));
+    if (!dim_is_const(cnt, &cc) || cc < 2) {
+      const Dim two = dim_const(2);
+      host_check(c, h, what, MLCRT_EINVAL, 1, &two, &cnt,
+                 arena_printf(e->A,
+                              "%s: batch_norm in a train step needs more than 1 value per channel, "
+                              "got input %s",
+                              node_where(e, n), type_str(e->A, g, xx)),
+                 0, NULL);
+    }
+    arg_node(c, &al, xi), arg_i64(c, &al, N), arg_i64(c, &al, C), arg_i64(c, &al, inner);
+    arg_node(c, &al, id);
+    call_blocks(c, h, what, "mlcd_batch_norm_stats", C, &al);
     return;
   }
   case OP_BATCH_NORM_TRAIN: {
-    const char *w = n->ia[0] ? v[n->in[2]] : "NULL",
-               *bias = n->ia[1] ? v[n->in[2 + (n->ia[0] != 0)]] : "NULL";
-    call(e, h, what, "mlcd_batch_norm", dimc(e, type_numel(xx)),
-         arena_printf(e->A, "%s, %s, %s, %s, %s, %s + (%s), %s, %s, %s, %s", X, N, C, inner,
-                      v[n->in[1]], v[n->in[1]], C, w, bias, eps, y));
+    const int w = n->ia[0] ? n->in[2] : -1, bias = n->ia[1] ? n->in[2 + (n->ia[0] != 0)] : -1;
+    arg_node(c, &al, xi), arg_i64(c, &al, N), arg_i64(c, &al, C), arg_i64(c, &al, inner);
+    arg_node_at(c, &al, n->in[1], dim_const(0), C, c->vars[n->in[1]]);
+    arg_node_at(c, &al, n->in[1], C, C,
+                arena_printf(e->A, "%s + (%s)", c->vars[n->in[1]], dimc(e, C)));
+    arg_opt(c, &al, w), arg_opt(c, &al, bias), arg_f32(&al, n->fa[0], eps), arg_node(c, &al, id);
+    call(c, h, what, "mlcd_batch_norm", type_numel(xx), &al);
     return;
   }
   case OP_BATCH_NORM_DX:
-    call_blocks(e, h, what, "mlcd_batch_norm_dx", C,
-                arena_printf(e->A, "%s, %s, %s, %s, %s, %s, %s, %s, %s", dy, X, N, C, inner,
-                             v[n->in[2]], n->ia[0] ? v[n->in[3]] : "NULL", eps, y));
-    return;
   case OP_BATCH_NORM_DW:
-    call_blocks(e, h, what, "mlcd_batch_norm_dw", C,
-                arena_printf(e->A, "%s, %s, %s, %s, %s, %s, %s, %s", dy, X, N, C, inner,
-                             v[n->in[2]], eps, y));
+    arg_node(c, &al, dy), arg_node(c, &al, xi), arg_i64(c, &al, N), arg_i64(c, &al, C);
+    arg_i64(c, &al, inner), arg_node(c, &al, n->in[2]);
+    if (n->op == OP_BATCH_NORM_DX) arg_opt(c, &al, n->ia[0] ? n->in[3] : -1);
+    arg_f32(&al, n->fa[0], eps), arg_node(c, &al, id);
+    call_blocks(c, h, what, n->op == OP_BATCH_NORM_DX ? "mlcd_batch_norm_dx" : "mlcd_batch_norm_dw",
+                C, &al);
     return;
   case OP_GROUP_NORM_DX:
-    call_blocks(e, h, what, "mlcd_group_norm_dx",
-                arena_printf(e->A, "(%s) * %lld", N, (long long)n->ia[2]),
-                arena_printf(e->A, "%s, %s, %s, %s, %s, %lld, %s, %s, %s", dy, X, N, C, inner,
-                             (long long)n->ia[2], n->ia[0] ? v[n->in[2]] : "NULL", eps, y));
-    return;
   case OP_GROUP_NORM_DW:
-    call_blocks(e, h, what, "mlcd_group_norm_dw", C,
-                arena_printf(e->A, "%s, %s, %s, %s, %s, %lld, %s, %s", dy, X, N, C, inner,
-                             (long long)n->ia[2], eps, y));
+    arg_node(c, &al, dy), arg_node(c, &al, xi), arg_i64(c, &al, N), arg_i64(c, &al, C);
+    arg_i64(c, &al, inner), arg_i64(c, &al, dim_const(n->ia[2]));
+    if (n->op == OP_GROUP_NORM_DX) arg_opt(c, &al, n->ia[0] ? n->in[2] : -1);
+    arg_f32(&al, n->fa[0], eps), arg_node(c, &al, id);
+    if (n->op == OP_GROUP_NORM_DX)
+      call_blocks(c, h, what, "mlcd_group_norm_dx", dim_mul(N, dim_const(n->ia[2])), &al);
+    else
+      call_blocks(c, h, what, "mlcd_group_norm_dw", C, &al);
     return;
   default:
     out(h, "#error \"mlc internal error: no CUDA emitter for operator %s\"\n", op_info[n->op].name);
@@ -1283,9 +1546,11 @@ static void emit_body(CU *c, Buf *h, const Plan *p, const char *offs) {
       const int prod = gr->nodes[0];
       const char *saved = c->vars[prod];
       c->vars[prod] = c->vars[gr->root];
+      c->ptr_of[prod] = gr->root;
       emit_single(c, h, prod, what);
       emit_elem_kernel(c, h, gr->nodes, gr->n, prod, arena_printf(e->A, "%s (epilogue)", what));
       c->vars[prod] = saved;
+      c->ptr_of[prod] = prod;
     }
   }
 }
@@ -1297,6 +1562,11 @@ static int ninputs_all(E *e) {
 }
 static int input_node(E *e, int i) {
   return i < e->g->ninputs ? e->g->inputs[i] : e->g->train_inputs[i - e->g->ninputs];
+}
+static int input_index(E *e, int id) {
+  for (int i = 0; i < ninputs_all(e); i++)
+    if (input_node(e, i) == id) return i;
+  return -1;
 }
 
 /* The optimizer update of every trained param, one kernel each, run only
@@ -1354,19 +1624,24 @@ static void emit_updates(CU *c, Buf *h) {
         : o->kind == OPT_ADAM ? "adam"
                               : "adamw",
         n->name, type_str(e->A, g, &n->ty), name, b.s);
-    const char *s1 = e->nslots >= 1
-                         ? arena_printf(e->A, "(float *)(m->d_weights + %zu)", e->slot_off[t])
-                         : "NULL";
-    const char *s2 = e->nslots >= 2 ? arena_printf(e->A, "(float *)(m->d_weights + %zu)",
-                                                   e->slot_off[t] + e->slot2_gap[t])
-                                    : "NULL";
-    out(h,
-        "  %s<<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>((float *)(m->d_weights + %zu), %s, "
-        "%s, %s, "
-        "(const int64_t *)(m->d_weights + %zu), %s, m->d_status);\n  CHECK_LAUNCH(\"update "
-        "%s\");\n",
-        name, dimc(e, type_numel(&n->ty)), e->p->weight_off[id], e->var[g->grads[t]], s1, s2,
-        e->step_off, e->var[g->loss], n->name);
+    ArgList al = {.n = 0};
+    arg_weights(&al, e->p->weight_off[id], (size_t)0,
+                arena_printf(e->A, "(float *)(m->d_weights + %zu)", e->p->weight_off[id]));
+    al.a[0].bytes = dim_mul(type_numel(&n->ty), dim_const(sizeof(float)));
+    arg_node(c, &al, g->grads[t]);
+    for (int k = 0; k < 2; k++) {
+      if (e->nslots > k) {
+        size_t so = e->slot_off[t] + (k ? e->slot2_gap[t] : 0);
+        arg_weights(&al, so, 0, arena_printf(e->A, "(float *)(m->d_weights + %zu)", so));
+        al.a[al.n - 1].bytes = al.a[0].bytes;
+      } else
+        arg_null(&al);
+    }
+    arg_weights(&al, e->step_off, sizeof(int64_t),
+                arena_printf(e->A, "(const int64_t *)(m->d_weights + %zu)", e->step_off));
+    arg_node(c, &al, g->loss), arg_status(&al);
+    launch(c, h, arena_printf(e->A, "update %s", n->name), name, CUG_THREADS, type_numel(&n->ty),
+           256, &al);
   }
 }
 
@@ -1379,6 +1654,8 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
   const Plan *p = kind == SIG_RUN ? e->p : kind == SIG_TRAIN ? e->train : e->eval;
   const char *offs = kind == SIG_RUN ? "off" : kind == SIG_TRAIN ? "toff" : "eoff";
   c->fn = fns[kind];
+  c->fi = kind == SIG_RUN ? CUF_RUN : kind == SIG_TRAIN ? CUF_TRAIN : CUF_EVAL;
+  e->p = p;
   Buf h = {.A = e->A};
   out(&h,
       "static int %s_enqueue_%s(void *ctx) {\n  %s *m = (%s *)ctx;\n  cudaStream_t mlc_stream = "
@@ -1395,8 +1672,16 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
         "m->h_in[%d], sizeof(%s) * (size_t)(%s), m->err));\n",
         ctype(n->ty.dt), e->var[id], ctype(n->ty.dt), i, n->name, type_str(e->A, g, &n->ty),
         e->var[id], i, ctype(n->ty.dt), dimc(e, type_numel(&n->ty)));
+    ArgList al = {.n = 0};
+    arg_node(c, &al, id);
+    CuStep *st = step_new(c, CUS_COPY_IN, n->name, &al);
+    st->index = i;
+    st->n = al.a[0].bytes;
   }
   out(&h, "  RT(mlcrt_cuda_memset(m->cu, m->d_status, 0, 2 * sizeof(int64_t), m->err));\n");
+  ArgList sl = {.n = 0};
+  arg_status(&sl);
+  step_new(c, CUS_MEMSET, "the status", &sl)->n = sl.a[0].bytes;
   emit_body(c, &h, p, offs);
   if (kind != SIG_TRAIN) {
     for (int i = 0; i < g->noutputs; i++) {
@@ -1406,34 +1691,48 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
           "output %s */\n",
           i, e->var[id], ctype(g->nodes[id].ty.dt), dimc(e, type_numel(&g->nodes[id].ty)),
           g->outputs[i].name);
+      ArgList al = {.n = 0};
+      arg_node(c, &al, id);
+      CuStep *st = step_new(c, CUS_COPY_OUT, g->outputs[i].name, &al);
+      st->index = i;
+      st->n = al.a[0].bytes;
     }
   }
-  if (kind != SIG_RUN)
-    out(&h, "  RT(mlcrt_cuda_d2h(m->cu, m->h_loss, %s, sizeof(float), m->err));\n",
-        e->var[kind == SIG_TRAIN ? g->loss : g->eval_loss]);
+  if (kind != SIG_RUN) {
+    const int loss = kind == SIG_TRAIN ? g->loss : g->eval_loss;
+    out(&h, "  RT(mlcrt_cuda_d2h(m->cu, m->h_loss, %s, sizeof(float), m->err));\n", e->var[loss]);
+    ArgList al = {.n = 0};
+    arg_node(c, &al, loss);
+    CuStep *st = step_new(c, CUS_COPY_OUT, "the loss", &al);
+    st->index = -1;
+    st->n = dim_const(sizeof(float));
+  }
   if (kind == SIG_TRAIN) {
     out(&h,
         "  /* the step counts only with a finite loss and no failed check; so do the updates */\n");
-    out(&h,
-        "  mlcd_step_begin<float><<<1, 32, 0, mlc_stream>>>(%s, m->d_status, (int64_t "
-        "*)(m->d_weights + "
-        "%zu));\n  CHECK_LAUNCH(\"step\");\n",
-        e->var[g->loss], e->step_off);
+    ArgList al = {.n = 0};
+    arg_node(c, &al, g->loss), arg_status(&al);
+    arg_weights(&al, e->step_off, sizeof(int64_t),
+                arena_printf(e->A, "(int64_t *)(m->d_weights + %zu)", e->step_off));
+    launch(c, &h, "step", "mlcd_step_begin<float>", CUG_ONE, dim_const(1), 32, &al);
     for (int u = 0; u < g->ntrain_updates; u++) {
       const Node *sn = &g->nodes[g->train_updates[u]];
       const Type *xt = &g->nodes[sn->in[0]].ty;
-      out(&h,
-          "  mlcd_batch_norm_update<float><<<grid_for(%s), MLCD_THREADS, 0, mlc_stream>>>(%s, %s, "
-          "%s, "
-          "%.17g, %s, %s, %s, m->d_status);\n  CHECK_LAUNCH(\"batch_norm running statistics\");\n",
-          dimc(e, xt->dim[1]), e->var[g->train_updates[u]], dimc(e, xt->dim[1]),
-          dimc(e, dim_mul(xt->dim[0], dims_prod(xt, 2, xt->rank))), sn->fa[1], e->var[sn->in[1]],
-          e->var[sn->in[2]], e->var[g->loss]);
+      al.n = 0;
+      arg_node(c, &al, g->train_updates[u]), arg_i64(c, &al, xt->dim[1]);
+      arg_i64(c, &al, dim_mul(xt->dim[0], dims_prod(xt, 2, xt->rank)));
+      arg_f64(c, &al, sn->fa[1]), arg_node(c, &al, sn->in[1]), arg_node(c, &al, sn->in[2]);
+      arg_node(c, &al, g->loss), arg_status(&al);
+      launch(c, &h, "batch_norm running statistics", "mlcd_batch_norm_update<float>", CUG_THREADS,
+             xt->dim[1], 256, &al);
     }
     emit_updates(c, &h);
   }
   out(&h, "  RT(mlcrt_cuda_d2h(m->cu, m->h_status, m->d_status, 2 * sizeof(int64_t), m->err));\n  "
           "return MLCRT_OK;\n}\n\n");
+  CuStep *st = step_new(c, CUS_COPY_OUT, "the status", &sl);
+  st->index = -2;
+  st->n = sl.a[0].bytes;
   out(src, "%s", h.s);
 }
 
@@ -1453,11 +1752,15 @@ static void emit_entry(CU *c, Buf *b, int kind) {
     out(b, "  memcpy(m->h_in[%d], %s, sizeof(%s) * (size_t)(%s));\n", i, e->var[input_node(e, i)],
         ctype(n->ty.dt), dimc(e, type_numel(&n->ty)));
   }
+  /* the train step's graph holds the dropout seed as a kernel argument:
+   * part of the key, so that a new seed (init, set_seed) captures again */
+  if (kind == SIG_TRAIN)
+    out(b, "  m->dims[%d] = (int64_t)m->seed; /* (the graph's key) */\n", g->nsym);
   out(b,
       "  int mlc_rc = mlcrt_cuda_graph_run(m->cu, %d, m->dims, %d, %s_enqueue_%s, m, m->err);\n  "
       "if "
       "(!mlc_rc) mlc_rc = mlcrt_cuda_sync(m->cu, m->err);\n  if (mlc_rc) return mlc_rc;\n",
-      kind, g->nsym, e->M, fns[kind]);
+      kind, g->nsym + (kind == SIG_TRAIN), e->M, fns[kind]);
   out(b,
       "  if (m->h_status[0] > 0 && m->h_status[0] <= NCHECKS)\n    return mlcrt_seterr(m->err, "
       "MLCRT_EINVAL, %s_checks[m->h_status[0] - 1], (long long)m->h_status[1]);\n",
@@ -1478,7 +1781,7 @@ static void emit_entry(CU *c, Buf *b, int kind) {
   out(b, "  return MLCRT_OK;\n}\n\n");
 }
 
-static char *emit_cu(E *e, const char *header_name, CuPrecision prec) {
+static char *emit_cu(E *e, const char *header_name, CuPrecision prec, CuProg **prog) {
   Graph *g = e->g;
   const Plan *p = e->p, *tp = e->train;
   const char *M = e->M;
@@ -1486,6 +1789,10 @@ static char *emit_cu(E *e, const char *header_name, CuPrecision prec) {
   CU c = {.e = e, .kern = &kern, .checks = &checks};
   c.vars = arena_alloc(e->A, sizeof(char *) * (size_t)(g->n + 1));
   memcpy(c.vars, e->var, sizeof(char *) * (size_t)g->n);
+  c.ptr_of = arena_alloc(e->A, sizeof(int) * (size_t)(g->n + 1));
+  for (int i = 0; i < g->n; i++) c.ptr_of[i] = i;
+  c.prog = arena_alloc(e->A, sizeof(CuProg));
+  memset(c.prog, 0, sizeof(CuProg));
 
   /* enqueue functions first: they produce the kernels */
   Buf enq = {.A = e->A};
@@ -1569,8 +1876,8 @@ static char *emit_cu(E *e, const char *header_name, CuPrecision prec) {
 
   out(&src, "struct %s {\n", M);
   for (int s = 1; s <= g->nsym; s++) out(&src, "  int64_t max_%s;\n", g->sym[s]);
-  out(&src, "  int64_t dims[%d]; /* the symbolic dims of the call in flight */\n",
-      g->nsym ? g->nsym : 1);
+  out(&src, "  int64_t dims[%d]; /* the symbolic dims of the call in flight%s */\n", g->nsym + 1,
+      tp ? " (then the dropout seed)" : "");
   out(&src, "  mlcrt_cuda *cu;          /* device, stream, cuBLAS, memory, graphs */\n");
   out(&src, "  unsigned char *d_weights; /* device: WEIGHT_BYTES%s */\n",
       tp ? " (params, buffers, optimizer state)" : "");
@@ -1765,6 +2072,18 @@ static char *emit_cu(E *e, const char *header_name, CuPrecision prec) {
     emit_entry(&c, &src, SIG_EVAL);
   }
   out(&src, "#endif /* __CUDACC_RTC__ */\n");
+  if (prog) {
+    CuProg *pr = c.prog;
+    char *end = strstr(src.s, "\n#ifndef __CUDACC_RTC__");
+    pr->device_src = arena_printf(e->A, "%.*s\n", end ? (int)(end - src.s) : (int)src.len, src.s);
+    pr->weight_bytes = e->weight_bytes;
+    pr->step_off = e->step_off;
+    pr->slot_off = e->slot_off;
+    pr->slot2_gap = e->slot2_gap;
+    pr->nslots = e->nslots;
+    pr->precision = prec;
+    *prog = pr;
+  }
   return src.s;
 }
 
@@ -1780,10 +2099,20 @@ EmitC emitcu_model_prec(Graph *g, const Plan *p, const Plan *train, const Plan *
   e.cuda = true;
   EmitC r;
   r.h = emit_header(&e);
-  r.c = emit_cu(&e, header_name, prec);
+  r.c = emit_cu(&e, header_name, prec, NULL);
   r.harness = emit_harness(&e, header_name);
   r.train_harness = NULL;
   r.train_why = "the model has no train step";
   if (train) r.train_harness = emit_train_harness(&e, header_name, &r.train_why);
   return r;
+}
+
+CuProg *emitcu_prog(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *embed,
+                    CuPrecision prec) {
+  E e;
+  emitc_setup(&e, g, p, train, eval, embed);
+  e.cuda = true;
+  CuProg *pr = NULL;
+  emit_cu(&e, "model.h", prec, &pr);
+  return pr;
 }

@@ -6,6 +6,7 @@
 #include "mlcc.h"
 #include "mlcrt.h"
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -94,7 +95,8 @@ int mlc_compile_string(const char *name, const char *source, const char *out_c, 
 struct mlc_model {
   Arena *A; /* owned (NULL when built from the command line's arena) */
   const Compiled *c;
-  JitCpu jit;
+  JitCpu jit;      /* CPU */
+  JitCuModel *cum; /* CUDA (jit_cuda.c): the launch program, its kernels loaded */
   int device;
   uint64_t seed;
   int count[4];
@@ -103,7 +105,9 @@ struct mlc_model {
 
 struct mlc_instance {
   const mlc_model *model;
-  void *m;                 /* the generated instance */
+  void *m;                 /* the generated instance (CPU) */
+  JitCuInst *cu;           /* or the CUDA instance */
+  int64_t max[MAX_SYMS + 1]; /* CUDA: the maximum dims (max[id], 1-based) */
   char err[MLCRT_ERRLEN];  /* an error found here rather than by the generated code */
 };
 
@@ -121,7 +125,7 @@ static void describe(mlc_model *mm) {
   const Graph *g = mm->c->g;
   mm->count[MLC_INPUT] = g->ninputs;
   mm->count[MLC_OUTPUT] = g->noutputs;
-  mm->count[MLC_TRAIN_INPUT] = mm->jit.train_step ? g->ntrain_inputs : 0;
+  mm->count[MLC_TRAIN_INPUT] = mlc_has_train_step(mm) ? g->ntrain_inputs : 0;
   mm->count[MLC_TENSOR] = g->ntensors;
   for (int kind = 0; kind < 4; kind++) {
     mm->info[kind] = arena_alloc(g->A, sizeof(mlc_tensor_info) * (size_t)(mm->count[kind] + 1));
@@ -143,22 +147,17 @@ static void describe(mlc_model *mm) {
 
 int mlc_model_from_compiled(const Compiled *c, const char *embed, const unsigned char *w, int device, uint64_t seed,
                             mlc_model **out, Diag *d) {
+  return mlc_model_from_compiled_prec(c, embed, w, device, 0, seed, out, d);
+}
+
+int mlc_model_from_compiled_prec(const Compiled *c, const char *embed, const unsigned char *w, int device,
+                                 int precision, uint64_t seed, mlc_model **out, Diag *d) {
   *out = NULL;
-  if (device == MLCRT_CUDA) {
-    /* the plumbing is there (jit_cuda.c); the CUDA emitter's kernels and
-     * host code are not yet hooked into it (docs/jit.md) */
-    char err[MLCRT_ERRLEN];
-    JitCuda *cu = jitcu_open(0, err);
-    if (!cu) {
-      diag_error(d, (Loc){0}, "%s", err);
-      return MLC_ERROR;
-    }
-    jitcu_close(cu);
-    diag_error(d, (Loc){0}, "the CUDA JIT cannot run models yet (NVRTC and the driver are wired, the CUDA "
-                            "backend is not hooked in); use the CPU");
-    return MLC_ERROR;
+  if (precision != 0 && (precision != 1 || device != MLCRT_CUDA)) {
+    diag_error(d, (Loc){0}, "precision %d: 0 (float32) or, with MLCRT_CUDA, 1 (TF32)", precision);
+    return MLC_EUSAGE;
   }
-  if (device != MLCRT_CPU) {
+  if (device != MLCRT_CPU && device != MLCRT_CUDA) {
     diag_error(d, (Loc){0}, "unknown device %d (MLCRT_CPU or MLCRT_CUDA)", device);
     return MLC_EUSAGE;
   }
@@ -170,7 +169,15 @@ int mlc_model_from_compiled(const Compiled *c, const char *embed, const unsigned
   mm->c = c;
   mm->device = device;
   mm->seed = seed;
-  if (!jit_cpu_load(c->g->A, c, embed, w, &mm->jit, d)) {
+  if (device == MLCRT_CUDA) {
+    /* NVRTC and the driver API: no compiler runs (jit_cuda.c, docs/jit.md) */
+    char err[MLCRT_ERRLEN];
+    if (!(mm->cum = jitcu_model_load(c, embed ? w : NULL, precision, err))) {
+      diag_error(d, (Loc){0}, "%s", err);
+      free(mm);
+      return MLC_ERROR;
+    }
+  } else if (!jit_cpu_load(c->g->A, c, embed, w, &mm->jit, d)) {
     free(mm);
     return MLC_ERROR;
   }
@@ -194,7 +201,7 @@ static int model_from(const char *path, const char *text, const mlc_options *mo,
   Compiled *c = src ? compile_source(A, src, &o, false, &d) : NULL;
   unsigned char *w = NULL;
   const char *embed = mo ? mo->embed_weights : NULL;
-  int rc = c && read_embed(c, embed, &w, &d) ? mlc_model_from_compiled(c, embed, w, mo ? mo->device : MLCRT_CPU, o.seed, out, &d)
+  int rc = c && read_embed(c, embed, &w, &d) ? mlc_model_from_compiled_prec(c, embed, w, mo ? mo->device : MLCRT_CPU, mo ? mo->precision : 0, o.seed, out, &d)
                                               : MLC_ERROR;
   free(w);
   give_diagnostics(&d, diagnostics);
@@ -218,14 +225,17 @@ int mlc_model_from_string(const char *name, const char *source, const mlc_option
 
 void mlc_model_free(mlc_model *mm) {
   if (!mm) return;
-  jit_cpu_unload(&mm->jit);
+  if (mm->cum) jitcu_model_free(mm->cum);
+  else jit_cpu_unload(&mm->jit);
   if (mm->A) arena_free(mm->A);
   free(mm);
 }
 
 int mlc_model_train_main(const mlc_model *mm, int argc, char **argv, const char **why) {
-  *why = mm->jit.train_why;
-  if (!mm->jit.train_main) return -1;
+  *why = mm->cum ? "mlc train --jit --device cuda is not implemented yet (the CUDA JIT runs train steps through "
+                   "mlc_train_step; the training loop is the CPU JIT's)"
+                 : mm->jit.train_why;
+  if (mm->cum || !mm->jit.train_main) return -1;
   /* the loop catches Ctrl-C with a handler inside the shared object: put
    * back what was there before the object can be unloaded */
   struct sigaction old;
@@ -241,7 +251,9 @@ const char *mlc_dim_name(const mlc_model *mm, int dim) {
   return mm && dim >= 0 && dim < mm->c->g->nsym ? mm->c->g->sym[dim + 1] : NULL;
 }
 int mlc_count(const mlc_model *mm, int kind) { return mm && kind >= 0 && kind < 4 ? mm->count[kind] : 0; }
-int mlc_has_train_step(const mlc_model *mm) { return mm && mm->jit.train_step ? 1 : 0; }
+int mlc_has_train_step(const mlc_model *mm) {
+  return mm && (mm->cum ? mm->c->train_plan != NULL : mm->jit.train_step != NULL) ? 1 : 0;
+}
 
 int mlc_tensor(const mlc_model *mm, int kind, int i, mlc_tensor_info *info) {
   if (!info || i < 0 || i >= mlc_count(mm, kind)) return MLC_EUSAGE;
@@ -317,6 +329,16 @@ mlc_instance *mlc_create(const mlc_model *mm, const int64_t *max_dims, const mlc
   }
   m->model = mm;
   err[0] = 0;
+  if (mm->cum) {
+    if (!(m->cu = jitcu_create(mm->cum, max_dims ? max_dims : &none, opts, err))) {
+      mlcrt_set_last_error(err);
+      free(m);
+      return NULL;
+    }
+    if (mm->seed) jitcu_set_seed(m->cu, mm->seed);
+    for (int s = 1; s <= mm->c->g->nsym; s++) m->max[s] = max_dims[s - 1];
+    return m;
+  }
   m->m = mm->jit.create(max_dims ? max_dims : &none, opts, err);
   /* the model's runtime is its own copy (jit_cpu.c): bring its error here */
   if (!m->m) {
@@ -339,16 +361,67 @@ static int check(mlc_instance *m, const int64_t *dims, const void *const *in, in
   return MLCRT_OK;
 }
 
+/* The CUDA instance's checks: those of the generated functions (emit_checks
+ * in codegen/emit_c.c), with their messages. */
+static int cuda_checks(mlc_instance *m, const char *fn, const int64_t *dims, const void *const *in, void *const *out,
+                       const float *loss, int64_t *sv) {
+  const Graph *g = m->model->c->g;
+  char *err = jitcu_err(m->cu);
+  for (int s = 1; s <= g->nsym; s++) sv[s] = dims[s - 1];
+  for (int s = 1; s <= g->nsym; s++) {
+    const int64_t mx = m->max[s];
+    if (sv[s] < 0 || sv[s] > mx)
+      return mlcrt_seterr(err, MLCRT_EINVAL, "%s_%s: %s = %lld is outside 0..%lld (the maximum given to create)",
+                          g->name, fn, g->sym[s], (long long)sv[s], (long long)mx);
+  }
+  const int nin = g->ninputs + (loss ? g->ntrain_inputs : 0);
+  for (int i = 0; i < nin; i++)
+    if (!in[i])
+      return mlcrt_seterr(err, MLCRT_EINVAL, "%s_%s: input '%s' is NULL", g->name, fn,
+                          g->nodes[i < g->ninputs ? g->inputs[i] : g->train_inputs[i - g->ninputs]].name);
+  if (loss == NULL && out)
+    for (int i = 0; i < g->noutputs; i++)
+      if (!out[i]) return mlcrt_seterr(err, MLCRT_EINVAL, "%s_%s: output '%s' is NULL", g->name, fn, g->outputs[i].name);
+  for (int c = 0; c < g->nchecks; c++) {
+    const DimCheck *ck = &g->checks[c];
+    int64_t a = dim_eval(ck->a, sv), b = dim_eval(ck->b, sv);
+    if (a != b) {
+      const char *sa = dim_str(m->model->c->g->A, ck->a, g->sym), *sb = dim_str(m->model->c->g->A, ck->b, g->sym);
+      return mlcrt_seterr(err, MLCRT_ESHAPE, "%s:%d:%d: shape mismatch at run time: %s (= %lld) must equal %s (= %lld): %s",
+                          ck->loc.src ? ck->loc.src->path : g->source_path, ck->loc.line, ck->loc.col, sa, (long long)a,
+                          sb, (long long)b, ck->what);
+    }
+  }
+  return MLCRT_OK;
+}
+
 int mlc_run(mlc_instance *m, const int64_t *dims, const void *const *in, void *const *out) {
   int rc = check(m, dims, in, m ? m->model->count[MLC_INPUT] : 0, out, m ? m->model->count[MLC_OUTPUT] : 0);
-  return rc ? rc : m->model->jit.run(m->m, dims, in, out);
+  if (rc) return rc;
+  if (m->cu) {
+    int64_t sv[MAX_SYMS + 1] = {0};
+    rc = cuda_checks(m, "run", dims, in, out, NULL, sv);
+    return rc ? rc : jitcu_call(m->cu, CUF_RUN, sv, in, out, NULL);
+  }
+  return m->model->jit.run(m->m, dims, in, out);
 }
 
 int mlc_train_step(mlc_instance *m, const int64_t *dims, const void *const *in, float *loss) {
   int rc = check(m, dims, in, m ? m->model->count[MLC_INPUT] + m->model->count[MLC_TRAIN_INPUT] : 0, NULL, 0);
   if (rc) return rc;
-  if (!m->model->jit.train_step)
+  if (!mlc_has_train_step(m->model))
     return mlcrt_seterr(m->err, MLCRT_EUNSUPPORTED, "model %s has no train step", m->model->c->g->name);
+  if (m->cu) {
+    int64_t sv[MAX_SYMS + 1] = {0};
+    const char *M = m->model->c->g->name;
+    if (!loss) return mlcrt_seterr(jitcu_err(m->cu), MLCRT_EINVAL, "%s_train_step: loss is NULL", M);
+    rc = cuda_checks(m, "train_step", dims, in, NULL, loss, sv);
+    if (!rc) rc = jitcu_call(m->cu, CUF_TRAIN, sv, in, NULL, loss);
+    if (!rc && !isfinite(*loss))
+      rc = mlcrt_seterr(jitcu_err(m->cu), MLCRT_ENUMERIC, "%s_train_step: the loss is %g; weights not updated", M,
+                        (double)*loss);
+    return rc;
+  }
   return m->model->jit.train_step(m->m, dims, in, loss);
 }
 
@@ -357,47 +430,57 @@ int mlc_train_step(mlc_instance *m, const int64_t *dims, const void *const *in, 
   do {                                                                                                             \
     if (!(m)) return MLCRT_EINVAL;                                                                                 \
     ((mlc_instance *)(m))->err[0] = 0;                                                                             \
-    if (!(m)->model->jit.fn)                                                                                       \
+    if (!mlc_has_train_step((m)->model))                                                                           \
       return mlcrt_seterr(((mlc_instance *)(m))->err, MLCRT_EUNSUPPORTED, "model %s has no train step",            \
                           (m)->model->c->g->name);                                                                 \
   } while (0)
 
 int mlc_save_checkpoint(const mlc_instance *m, const char *path) {
   TRAIN_ONLY(m, save_checkpoint);
+  if (m->cu) return jitcu_save_checkpoint(m->cu, path);
   return m->model->jit.save_checkpoint(m->m, path);
 }
 int mlc_load_checkpoint(mlc_instance *m, const char *path) {
   TRAIN_ONLY(m, load_checkpoint);
+  if (m->cu) return jitcu_load_checkpoint(m->cu, path);
   return m->model->jit.load_checkpoint(m->m, path);
 }
 int mlc_set_seed(mlc_instance *m, uint64_t seed) {
   TRAIN_ONLY(m, set_seed);
+  if (m->cu) {
+    jitcu_set_seed(m->cu, seed);
+    return MLCRT_OK;
+  }
   return m->model->jit.set_seed(m->m, seed);
 }
 
 int mlc_load(mlc_instance *m, const char *path) {
   if (!m) return MLCRT_EINVAL;
   m->err[0] = 0;
+  if (m->cu) return jitcu_load(m->cu, path);
   return m->model->jit.load(m->m, path);
 }
 int mlc_save(const mlc_instance *m, const char *path) {
   if (!m) return MLCRT_EINVAL;
   ((mlc_instance *)m)->err[0] = 0;
+  if (m->cu) return jitcu_save(m->cu, path);
   return m->model->jit.save(m->m, path);
 }
 int mlc_init(mlc_instance *m, uint64_t seed) {
   if (!m) return MLCRT_EINVAL;
   m->err[0] = 0;
+  if (m->cu) return jitcu_init(m->cu, seed);
   return m->model->jit.init(m->m, seed);
 }
 
 const char *mlc_last_error(const mlc_instance *m) {
   if (!m) return mlcrt_last_error();
-  return m->err[0] ? m->err : m->model->jit.last_error(m->m);
+  return m->err[0] ? m->err : m->cu ? jitcu_last_error(m->cu) : m->model->jit.last_error(m->m);
 }
 
 void mlc_destroy(mlc_instance *m) {
   if (!m) return;
-  m->model->jit.destroy(m->m);
+  if (m->cu) jitcu_destroy(m->cu);
+  else m->model->jit.destroy(m->m);
   free(m);
 }

@@ -109,8 +109,8 @@ static const char *usage_run =
     "\n"
     "With --jit the model runs inside mlc through libmlc's JIT (mlc.h): the same\n"
     "code built as a shared object in the same cache and loaded with dlopen; the\n"
-    "outputs are bit-identical.  --jit --device cuda is not implemented yet (it\n"
-    "reports a missing CUDA driver or GPU first).\n";
+    "outputs are bit-identical.  --jit --device cuda compiles the kernels with NVRTC\n"
+    "and runs them through the CUDA driver: no nvcc and no C compiler (docs/jit.md).\n";
 
 static const char *usage_train =
     "usage: mlc train MODEL.mdl --data NAME=FILE ... --epochs N --batch B [options]\n"
@@ -570,12 +570,12 @@ static int cmp_double(const void *a, const void *b) {
 /* mlc run --jit: the model compiled into this process through libmlc's JIT
  * (mlc.h), run as the generated harness (emit_c.c) runs it, with its
  * messages and exit statuses. */
-static int run_jit(Arena *A, const Args *a, const Compiled *c, bool cuda) {
+static int run_jit(Arena *A, const Args *a, const Compiled *c, bool cuda, CuPrecision prec) {
   unsigned char *w = NULL;
   if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
   Diag d = {.echo = stderr};
   mlc_model *mm = NULL;
-  int rc = mlc_model_from_compiled(c, a->embed, w, cuda ? MLCRT_CUDA : MLCRT_CPU, a->o.seed, &mm, &d);
+  int rc = mlc_model_from_compiled_prec(c, a->embed, w, cuda ? MLCRT_CUDA : MLCRT_CPU, (int)prec, a->o.seed, &mm, &d);
   diag_free(&d);
   if (rc) {
     free(w);
@@ -691,7 +691,7 @@ static int cmd_run(Arena *A, Args *a, Compiled *c) {
   int rc = parse_precision("run", a->precision, &prec);
   if (rc >= 0) return rc;
   if (a->precision && !cuda) return usage_error("run", "--precision %s needs --device cuda (the CPU computes in float32)", a->precision);
-  if (a->jit) return run_jit(A, a, c, cuda);
+  if (a->jit) return run_jit(A, a, c, cuda, prec);
   unsigned char *w = NULL;
   if (a->embed && !(w = read_embedded(c, a->embed))) return 1;
   const char *exe;
@@ -838,6 +838,11 @@ static int cmd_train(int argc, char **argv) {
     mlc_model *mm = NULL;
     rc = mlc_model_from_compiled(c, NULL, NULL, MLCRT_CUDA, 0, &mm, &jd);
     diag_free(&jd);
+    const char *why = NULL;
+    if (!rc && mlc_model_train_main(mm, 0, NULL, &why) < 0) {
+      fprintf(stderr, "%s: error: %s\n", a.model_path, why);
+      rc = 1;
+    }
     mlc_model_free(mm);
     goto out;
   }

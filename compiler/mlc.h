@@ -63,6 +63,7 @@ typedef struct mlc_options {
   uint64_t seed; /* --seed: the dropout seed a new instance's train steps start from (mlc_init and
                     mlc_set_seed change it) */
   int device;    /* --device: MLCRT_CPU (0, the default) or MLCRT_CUDA */
+  int precision; /* --precision, CUDA GEMMs: 0 IEEE float32 (the default) or 1 TF32 tensor cores */
 } mlc_options;
 
 /* ---- ahead of time: write C files -------------------------------------------- */

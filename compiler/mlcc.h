@@ -351,6 +351,84 @@ typedef enum { CU_PREC_F32, CU_PREC_TF32 } CuPrecision;
 EmitC emitcu_model_prec(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
                         const char *embed, CuPrecision prec);
 
+/* The CUDA JIT's launch program (docs/jit.md): what the host part of model.cu
+ * does, as data that libmlc interprets with the driver API, so that no C or
+ * CUDA compiler is needed.  emit_cuda.c writes the .cu's host code and these
+ * steps from the same calls (one per launch, GEMM, copy, memset, check), so
+ * the two cannot drift.  Values are Dims over the symbolic dims of the call.
+ * Device memory is one allocation per instance: regions CUB_WEIGHTS (params,
+ * buffers, optimizer state; WEIGHT_BYTES), CUB_ARENA (activations: buffer
+ * `index` of the function's plan, at its planned offset), CUB_INPUT (the
+ * slot of input `index`, sized at the maximum dims) and CUB_STATUS (two
+ * int64: a failed device check and its value). */
+typedef enum CuBase { CUB_NULL, CUB_WEIGHTS, CUB_ARENA, CUB_INPUT, CUB_STATUS } CuBase;
+typedef enum CuArgKind {
+  CUA_PTR,   /* a device pointer: region base + off bytes; `bytes` may be accessed from it */
+  CUA_I64,   /* int64_t val */
+  CUA_I32,   /* int val */
+  CUA_U64,   /* uint64_t val (the constant in f; a dropout key) */
+  CUA_SEED,  /* uint64_t: the instance's dropout seed */
+  CUA_F32,   /* float f */
+  CUA_F64,   /* double f */
+  CUA_F32_RSQRT, /* float (float)(1.0 / sqrt((double)val)) */
+  CUA_STRUCT /* by value: fields[0..nfields) in C's natural layout (mlcd_conv, mlcd_pool, mlcd_sdpa) */
+} CuArgKind;
+typedef struct CuArg {
+  CuArgKind kind;
+  CuBase base;
+  int index;     /* CUB_ARENA: buffer index; CUB_INPUT: input index */
+  Dim val;       /* CUA_PTR: byte offset in the region; integers: the value */
+  Dim bytes;     /* CUA_PTR: bytes the callee may touch (the tensor's size) */
+  double f;
+  struct CuArg *fields;
+  int nfields;
+} CuArg;
+typedef enum CuStepKind {
+  CUS_LAUNCH,   /* kernel `fn`: grid over n, block `block`, shared memory 0, args */
+  CUS_GEMM,     /* mlcrt_cuda_sgemm: args A, B, C; gemm[] = M, N, K, lda, ldb, ldc; trans_a/b; alpha, beta */
+  CUS_MATMUL,   /* mlcrt_cuda_matmul: args a, b, y; shapes in shape[0..2], ranks in rank[0..2] */
+  CUS_MEMSET,   /* args[0] = 0 for n bytes */
+  CUS_COPY_IN,  /* input `index` (n bytes) to args[0] */
+  CUS_COPY_OUT, /* args[0] (n bytes) to output `index` (index -1: the loss) */
+  CUS_CHECK     /* fails with msg unless lo[i] <= hi[i] for i < ncheck; msg takes vals as %lld */
+} CuStepKind;
+enum { CUG_THREADS, CUG_BLOCKS, CUG_ONE, CUG_BLOCKS_256 }; /* grid_for(n), blocks_for(n), 1, blocks_for(ceil(n/256)) */
+typedef struct CuStep {
+  CuStepKind kind;
+  const char *what; /* for messages: "line 3: linear" */
+  int fn, grid, block, index;
+  Dim n;
+  int cond;   /* 0: always; 1: only when cond_dim == 1; 2: only when it is not */
+  Dim cond_dim;
+  CuArg *args;
+  int nargs;
+  int trans_a, trans_b;
+  float alpha, beta;
+  Dim gemm[6];
+  Dim shape[3][MAX_RANK];
+  int rank[3];
+  Dim lo[3], hi[3], vals[3];
+  int ncheck, nvals;
+  const char *msg;
+} CuStep;
+enum { CUF_RUN, CUF_TRAIN, CUF_EVAL };
+typedef struct CuProg {
+  const char *device_src;  /* model.cu's device part (compiles with NVRTC alone) */
+  const char **kernels;    /* NVRTC name expressions of the kernels launched ("m_run_elem0", "mlcd_add_bias<float>") */
+  int nkernels;
+  CuStep *steps[3];        /* run, train step, evaluate */
+  int nsteps[3];
+  const char **checks;     /* the device checks' messages (status word 1..nchecks), one %lld */
+  int nchecks;
+  size_t weight_bytes;     /* the weights region with optimizer state and step (p->weight_bytes without) */
+  size_t step_off;         /* the step counter (train) */
+  size_t *slot_off, *slot2_gap; /* per tensor: optimizer slots, as emit.h's E */
+  int nslots;
+  int precision;           /* CuPrecision */
+} CuProg;
+/* The launch program of a model (the .cu's host part as data). */
+CuProg *emitcu_prog(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *embed, CuPrecision prec);
+
 /* ---- driver.c: the pipeline --------------------------------------------------- */
 typedef struct Options {
   const char *model; /* --model */
@@ -474,6 +552,38 @@ int jitcu_sync(JitCuda *cu, char *err);
 int jitcu_alloc(JitCuda *cu, size_t bytes, uint64_t *dptr, char *err);
 void jitcu_free(JitCuda *cu, uint64_t dptr);
 int jitcu_copy(JitCuda *cu, uint64_t dptr, void *host, size_t bytes, bool to_device, char *err);
+int jitcu_memset(JitCuda *cu, uint64_t dptr, size_t bytes, char *err); /* zeroes */
+/* A model on the device (emitcu_prog's launch program, its kernels compiled
+ * with NVRTC through the PTX cache and loaded, cuBLAS opened when it has
+ * GEMMs) and its instances (one device allocation each), the CUDA half of
+ * libmlc's mlc_model / mlc_instance.  embedded: the params' bytes
+ * (p->weight_bytes) a new instance starts from, or NULL (zeros). */
+typedef struct JitCuModel JitCuModel;
+typedef struct JitCuInst JitCuInst;
+JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, int precision, char *err);
+void jitcu_model_free(JitCuModel *mm);
+const CuProg *jitcu_model_prog(const JitCuModel *mm);
+JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_options *opts, char *err);
+void jitcu_destroy(JitCuInst *m);
+/* Runs function fi (CUF_*) for the symbol values sv[id] (1-based), already
+ * checked against the maximum: inputs in[], outputs out[] (NULL: skipped),
+ * the loss (train step, evaluate). */
+int jitcu_call(JitCuInst *m, int fi, const int64_t *sv, const void *const *in, void *const *out, float *loss);
+int jitcu_load(JitCuInst *m, const char *path);
+int jitcu_save(JitCuInst *m, const char *path);
+int jitcu_init(JitCuInst *m, uint64_t seed);
+void jitcu_set_seed(JitCuInst *m, uint64_t seed);
+int jitcu_save_checkpoint(JitCuInst *m, const char *path);
+int jitcu_load_checkpoint(JitCuInst *m, const char *path);
+const char *jitcu_last_error(const JitCuInst *m);
+char *jitcu_err(JitCuInst *m); /* the instance's message buffer (MLCRT_ERRLEN) */
+/* The size and alignment of a kernel argument as the launch marshals it
+ * (C's natural layout; structs field by field). */
+size_t jitcu_arg_size(const CuArg *a, size_t *align);
+/* The device memory pointer argument a may address in function fi (a
+ * weights region, an arena buffer at its size for the maximum dims, an input
+ * slot, the status words): 0 for a NULL argument. */
+int jitcu_region(const JitCuInst *m, int fi, const CuArg *a, uint64_t *start, uint64_t *bytes);
 
 /* ---- libmlc.c: what the command line uses of mlc.h besides it ------------------ */
 typedef struct mlc_model mlc_model;
@@ -481,6 +591,9 @@ typedef struct mlc_model mlc_model;
  * outlive it.  Returns an MLC_* status, errors in d. */
 int mlc_model_from_compiled(const Compiled *c, const char *embed, const unsigned char *w, int device, uint64_t seed,
                             mlc_model **out, Diag *d);
+/* The same with the CUDA GEMM precision (--precision; CuPrecision). */
+int mlc_model_from_compiled_prec(const Compiled *c, const char *embed, const unsigned char *w, int device,
+                                 int precision, uint64_t seed, mlc_model **out, Diag *d);
 /* mlc train --jit: the training loop of `mlc train` over the model, in this
  * process; the exit status, or -1 when the model cannot be trained by it
  * (*why says why). */

@@ -10,7 +10,9 @@
 #     --jit against mlc run, on fashion_mlp and lenet5;
 #   - cold and warm JIT starts (printed, not checked: this machine is shared);
 #   - --device cuda with --jit on a machine without a CUDA driver or GPU
-#     fails with a clear message and exit status 1, never a crash.
+#     fails with a clear message and exit status 1, never a crash; on the
+#     recording stub driver (tests/cuda/stub_libcuda.c) mlc run --jit --device
+#     cuda runs through the command line.
 # (mlc run --jit against mlc run for every conformance model: the e2e test.)
 set -u
 MLC=$1 BUILD=$2
@@ -114,6 +116,23 @@ if ! [ -e /dev/nvidiactl ]; then
   rc=$?
   [ $rc = 1 ] && grep -Eq '^mlc: error: no CUDA (driver|device)' "$W/err" && ok "mlc train --jit --device cuda: clear error" ||
     { cat "$W/err"; bad "mlc train --jit --device cuda: exit $rc"; }
+fi
+# the CUDA JIT through the command line on the recording stub driver
+# (tests/cuda/stub_libcuda.c: nothing is computed, the outputs are the
+# zeroed device memory's): runs, writes its outputs, refuses mlc train --jit
+STUB="$BUILD/tests/libmlc_cuda_stub.so"
+if [ -e "$STUB" ]; then
+  MLC_LIBCUDA=$STUB MLC_LIBCUBLAS=$STUB "$MLC" run "$SRC/examples/lenet5.mdl" --input "x=$W/img2.npy" --out "$W/cus" \
+    --jit --device cuda 2>"$W/err"
+  rc=$?
+  if [ $rc = 0 ] && /usr/bin/python3 -c 'import sys, numpy as np; a = np.load(sys.argv[1]); sys.exit(a.shape != (3, 10))' "$W/cus/logits.npy"
+  then ok "mlc run --jit --device cuda on the stub driver: logits f32[3, 10] written"
+  else cat "$W/err"; bad "mlc run --jit --device cuda on the stub driver: exit $rc"; fi
+  MLC_LIBCUDA=$STUB MLC_LIBCUBLAS=$STUB "$MLC" train "$SRC/examples/fashion_mlp.mdl" --data "x=$W/img.npy" \
+    --data "y=$W/lab.npy" --epochs 1 --batch 8 --jit --device cuda 2>"$W/err"
+  rc=$?
+  [ $rc = 1 ] && grep -q 'mlc train --jit --device cuda is not implemented yet' "$W/err" &&
+    ok "mlc train --jit --device cuda: not implemented yet, says so" || { cat "$W/err"; bad "mlc train --jit --device cuda on the stub: exit $rc"; }
 fi
 [ $fail = 0 ] && echo "all passed" || echo "$fail failed"
 [ $fail = 0 ]

@@ -273,62 +273,23 @@ int mlcrt_cuda_sgemm(mlcrt_cuda *c, int trans_a, int trans_b, int64_t M, int64_t
   return s == CUBLAS_STATUS_SUCCESS ? MLCRT_OK : blas_err(err, s, "cublasSgemm");
 }
 
+typedef struct matmul_ctx {
+  mlcrt_cuda *c;
+  const float *a, *b;
+  float *y;
+  char *err;
+} matmul_ctx;
+static int matmul_gemm(void *ctx, int64_t M, int64_t N, int64_t K, int64_t aoff, int64_t lda,
+                       int64_t sa, int64_t boff, int64_t ldb, int64_t sb, int64_t yoff,
+                       int64_t ldc, int64_t sc, int64_t batch) {
+  matmul_ctx *x = (matmul_ctx *)ctx;
+  return mlcrt_cuda_sgemm_batched(x->c, 0, 0, M, N, K, x->a + aoff, lda, sa, x->b + boff, ldb, sb,
+                                  x->y + yoff, ldc, sc, batch, x->err);
+}
+
 int mlcrt_cuda_matmul(mlcrt_cuda *c, const float *a, int ra, const int64_t *ashape, const float *b,
                       int rb, const int64_t *bshape, float *y, int yr, const int64_t *yshape,
                       char *err) {
-  /* the shapes as mlcrt_matmul_f32 (runtime/gemm.c) reads them */
-  const int64_t K = ashape[ra - 1];
-  const int64_t M = ra >= 2 ? ashape[ra - 2] : 1;
-  const int64_t N = rb >= 2 ? bshape[rb - 1] : 1;
-  const int abr = ra > 2 ? ra - 2 : 0, bbr = rb > 2 ? rb - 2 : 0;
-  int ybr = yr - (ra >= 2) - (rb >= 2);
-  if (ybr < 0) ybr = 0;
-  if (ybr > MLCRT_MAX_RANK || ra > MLCRT_MAX_RANK + 2 || rb > MLCRT_MAX_RANK + 2)
-    return mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "matmul: rank too large");
-  const int64_t lda = K, ldb = rb >= 2 ? N : 1, ldc = N;
-  int64_t as[MLCRT_MAX_RANK], bs[MLCRT_MAX_RANK], bdims[MLCRT_MAX_RANK];
-  int64_t astep = M * K, bstep = K * N, nbatch = 1;
-  for (int d = ybr - 1; d >= 0; d--) {
-    const int da = d - (ybr - abr), db = d - (ybr - bbr);
-    bdims[d] = yshape[d];
-    nbatch *= yshape[d];
-    as[d] = (da >= 0 && ashape[da] != 1) ? astep : 0;
-    bs[d] = (db >= 0 && bshape[db] != 1) ? bstep : 0;
-    if (da >= 0) astep *= ashape[da];
-    if (db >= 0) bstep *= bshape[db];
-  }
-  if (nbatch == 0 || M == 0 || N == 0) return MLCRT_OK;
-  /* One strided-batched GEMM when each operand's offset is a fixed multiple
-   * of the flat batch index (dense, or one matrix broadcast to all); else one
-   * GEMM per batch index. */
-  int a_dense = 1, a_one = 1, b_dense = 1, b_one = 1;
-  int64_t sa = M * K, sb = K * N;
-  for (int d = ybr - 1; d >= 0; d--) {
-    if (bdims[d] == 1) continue;
-    if (as[d] != 0) a_one = 0;
-    if (bs[d] != 0) b_one = 0;
-    if (as[d] != sa) a_dense = 0;
-    if (bs[d] != sb) b_dense = 0;
-    sa *= bdims[d], sb *= bdims[d];
-  }
-  if ((a_dense || a_one) && (b_dense || b_one)) {
-    if (a_dense && b_one && ra >= 2) /* x[..., M, K] @ w[K, N]: one GEMM over all rows */
-      return mlcrt_cuda_sgemm_batched(c, 0, 0, nbatch * M, N, K, a, lda, 0, b, ldb, 0, y, ldc, 0, 1,
-                                      err);
-    return mlcrt_cuda_sgemm_batched(c, 0, 0, M, N, K, a, lda, a_one ? 0 : M * K, b, ldb,
-                                    b_one ? 0 : K * N, y, ldc, M * N, nbatch, err);
-  }
-  int64_t idx[MLCRT_MAX_RANK] = {0}, aoff = 0, boff = 0;
-  for (int64_t t = 0; t < nbatch; t++) {
-    int rc = mlcrt_cuda_sgemm_batched(c, 0, 0, M, N, K, a + aoff, lda, 0, b + boff, ldb, 0,
-                                      y + t * M * N, ldc, 0, 1, err);
-    if (rc) return rc;
-    for (int d = ybr - 1; d >= 0; d--) { /* odometer */
-      aoff += as[d], boff += bs[d];
-      if (++idx[d] < bdims[d]) break;
-      aoff -= as[d] * bdims[d], boff -= bs[d] * bdims[d];
-      idx[d] = 0;
-    }
-  }
-  return MLCRT_OK;
+  matmul_ctx x = {c, a, b, y, err};
+  return mlcrt_matmul_plan(ra, ashape, rb, bshape, yr, yshape, matmul_gemm, &x, err);
 }

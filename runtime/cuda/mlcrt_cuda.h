@@ -87,6 +87,72 @@ int mlcrt_cuda_matmul(mlcrt_cuda *c, const float *a, int ra, const int64_t *asha
                       int rb, const int64_t *bshape, float *y, int yr, const int64_t *yshape,
                       char *err);
 
+/* How torch.matmul with the shapes of mlcrt_matmul_f32 (1-D operands
+ * promoted, batch dims broadcast) splits into strided-batched row-major GEMMs
+ * y[M,N] = a[M,K] b[K,N]: gemm(ctx, M, N, K, a offset, lda, a stride, b
+ * offset, ldb, b stride, y offset, ldc, y stride, batch), offsets and strides
+ * in elements.  Shared by mlcrt_cuda_matmul and the CUDA JIT (libmlc), which
+ * have different GEMM calls.  Returns the first non-zero status of gemm. */
+typedef int (*mlcrt_matmul_gemm_fn)(void *ctx, int64_t M, int64_t N, int64_t K, int64_t aoff,
+                                    int64_t lda, int64_t sa, int64_t boff, int64_t ldb, int64_t sb,
+                                    int64_t yoff, int64_t ldc, int64_t sc, int64_t batch);
+static inline int mlcrt_matmul_plan(int ra, const int64_t *ashape, int rb, const int64_t *bshape,
+                                    int yr, const int64_t *yshape, mlcrt_matmul_gemm_fn gemm,
+                                    void *ctx, char *err) {
+  const int64_t K = ashape[ra - 1];
+  const int64_t M = ra >= 2 ? ashape[ra - 2] : 1;
+  const int64_t N = rb >= 2 ? bshape[rb - 1] : 1;
+  const int abr = ra > 2 ? ra - 2 : 0, bbr = rb > 2 ? rb - 2 : 0;
+  int ybr = yr - (ra >= 2) - (rb >= 2);
+  if (ybr < 0) ybr = 0;
+  if (ybr > MLCRT_MAX_RANK || ra > MLCRT_MAX_RANK + 2 || rb > MLCRT_MAX_RANK + 2)
+    return mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "matmul: rank too large");
+  const int64_t lda = K, ldb = rb >= 2 ? N : 1, ldc = N;
+  int64_t as[MLCRT_MAX_RANK], bs[MLCRT_MAX_RANK], bdims[MLCRT_MAX_RANK];
+  int64_t astep = M * K, bstep = K * N, nbatch = 1;
+  for (int d = ybr - 1; d >= 0; d--) {
+    const int da = d - (ybr - abr), db = d - (ybr - bbr);
+    bdims[d] = yshape[d];
+    nbatch *= yshape[d];
+    as[d] = (da >= 0 && ashape[da] != 1) ? astep : 0;
+    bs[d] = (db >= 0 && bshape[db] != 1) ? bstep : 0;
+    if (da >= 0) astep *= ashape[da];
+    if (db >= 0) bstep *= bshape[db];
+  }
+  if (nbatch == 0 || M == 0 || N == 0) return MLCRT_OK;
+  /* One strided-batched GEMM when each operand's offset is a fixed multiple
+   * of the flat batch index (dense, or one matrix broadcast to all); else one
+   * GEMM per batch index. */
+  int a_dense = 1, a_one = 1, b_dense = 1, b_one = 1;
+  int64_t sa = M * K, sb = K * N;
+  for (int d = ybr - 1; d >= 0; d--) {
+    if (bdims[d] == 1) continue;
+    if (as[d] != 0) a_one = 0;
+    if (bs[d] != 0) b_one = 0;
+    if (as[d] != sa) a_dense = 0;
+    if (bs[d] != sb) b_dense = 0;
+    sa *= bdims[d], sb *= bdims[d];
+  }
+  if ((a_dense || a_one) && (b_dense || b_one)) {
+    if (a_dense && b_one && ra >= 2) /* x[..., M, K] @ w[K, N]: one GEMM over all rows */
+      return gemm(ctx, nbatch * M, N, K, 0, lda, 0, 0, ldb, 0, 0, ldc, 0, 1);
+    return gemm(ctx, M, N, K, 0, lda, a_one ? 0 : M * K, 0, ldb, b_one ? 0 : K * N, 0, ldc, M * N,
+                nbatch);
+  }
+  int64_t idx[MLCRT_MAX_RANK] = {0}, aoff = 0, boff = 0;
+  for (int64_t t = 0; t < nbatch; t++) {
+    int rc = gemm(ctx, M, N, K, aoff, lda, 0, boff, ldb, 0, t * M * N, ldc, 0, 1);
+    if (rc) return rc;
+    for (int d = ybr - 1; d >= 0; d--) { /* odometer */
+      aoff += as[d], boff += bs[d];
+      if (++idx[d] < bdims[d]) break;
+      aoff -= as[d] * bdims[d], boff -= bs[d] * bdims[d];
+      idx[d] = 0;
+    }
+  }
+  return MLCRT_OK;
+}
+
 #ifdef __cplusplus
 }
 #endif

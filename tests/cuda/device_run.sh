@@ -9,6 +9,7 @@
 #     fail cleanly: exit status 1, exactly one line "...: error: ... no CUDA
 #     device ..." on stderr, no crash, no internal error;
 #   - a GPU (nvidia-smi -L lists one): run gives the CPU's outputs (to 1e-4),
+#     run --jit (the CUDA JIT) gives the nvcc build's exactly,
 #     train runs two epochs, and the trained weights give the CPU-trained
 #     weights' outputs (to 1e-3).  Needs PYTHON with NumPy (skips without).
 set -u
@@ -39,6 +40,9 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q 
   "$MLC" run "$MDL" --input x="$W/x.npy" --seed 3 --out "$W/cpu" || bad "mlc run on the CPU"
   rc=$(cuda run "$MDL" --input x="$W/x.npy" --seed 3 --out "$W/cuda")
   [ "$rc" = 0 ] || { cat "$W/err"; bad "mlc run --device cuda exited with $rc"; }
+  mkdir -p "$W/jit"  # the CUDA JIT (NVRTC + driver API, no nvcc) vs the nvcc build
+  rc=$(cuda run "$MDL" --input x="$W/x.npy" --seed 3 --out "$W/jit" --jit)
+  [ "$rc" = 0 ] || { cat "$W/err"; bad "mlc run --jit --device cuda exited with $rc"; }
   train="--data x=$W/x.npy --data y=$W/y.npy --epochs 2 --batch 2 --seed 1"
   "$MLC" train "$MDL" $train --save "$W/cpu.safetensors" >/dev/null 2>&1 || bad "mlc train on the CPU"
   rc=$(cuda train "$MDL" $train --save "$W/cuda.safetensors")
@@ -50,10 +54,10 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q 
   "$PY" - "$W" <<'EOF' || fail=1
 import sys, numpy as np
 w = sys.argv[1]
-for sub, tol in (("", 1e-4), ("t", 1e-3)):
-    a, b = np.load(f"{w}/{sub}cpu/logits.npy"), np.load(f"{w}/{sub}cuda/logits.npy")
+for x, y, tol in (("cpu", "cuda", 1e-4), ("tcpu", "tcuda", 1e-3), ("cpu", "jit", 1e-4), ("cuda", "jit", 0)):
+    a, b = np.load(f"{w}/{x}/logits.npy"), np.load(f"{w}/{y}/logits.npy")
     err = float(np.max(np.abs(a - b) / (np.abs(a) + 1)))
-    print(f"{'trained' if sub else 'initial'} weights: CPU vs CUDA logits, max relative difference {err:.2e}")
+    print(f"{x} vs {y} logits: max relative difference {err:.2e}")
     if not err <= tol: sys.exit(f"FAIL: above {tol}")
 EOF
   [ $fail = 0 ] && echo "PASS: CUDA matches the CPU"

@@ -38,6 +38,7 @@ static int setup(void **state) {
   if (!mkdtemp(cache)) return -1;
   setenv("MLC_CACHE_DIR", cache, 1);
   unsetenv("MLC_LIBCUDA");
+  unsetenv("MLC_LIBCUBLAS");
   return 0;
 }
 
@@ -46,6 +47,7 @@ static int teardown(void **state) {
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
   unsetenv("MLC_LIBCUDA");
+  unsetenv("MLC_LIBCUBLAS");
   return system(cmd);
 }
 
@@ -288,7 +290,7 @@ static const char *STUB =
     "F(cuDeviceGetAttribute) F(cuDevicePrimaryCtxRetain) F(cuDevicePrimaryCtxRelease_v2)\n"
     "F(cuCtxSetCurrent) F(cuCtxSynchronize) F(cuModuleLoadData) F(cuModuleUnload)\n"
     "F(cuModuleGetFunction) F(cuLaunchKernel) F(cuMemAlloc_v2) F(cuMemFree_v2)\n"
-    "F(cuMemcpyHtoD_v2) F(cuMemcpyDtoH_v2)\n";
+    "F(cuMemcpyHtoD_v2) F(cuMemcpyDtoH_v2) F(cuMemsetD8_v2)\n";
 
 static void test_no_driver(void **state) {
   (void)state;
@@ -369,6 +371,369 @@ static void test_launch(void **state) {
   arena_free(A);
 }
 
+/* ---- the launch program against a recording driver (tests/cuda/stub_libcuda.c) ---- */
+#define MAXP 64
+typedef struct stub_launch { /* as the stub records a launch */
+  char name[256];
+  unsigned grid[3], block[3], shmem;
+  int nparams;
+  int size[MAXP], align[MAXP];
+  size_t offset[MAXP];
+  unsigned char bytes[8192];
+} stub_launch;
+
+typedef struct Stub {
+  void *lib;
+  int *nlaunch, *ngemm, *ncopy, *bad;
+  char *why;
+  stub_launch **launches;
+  void (*reset)(void);
+  int (*alloc_of)(uint64_t, uint64_t);
+} Stub;
+
+static void stub_open(Stub *st) {
+  setenv("MLC_LIBCUDA", MLC_CUDA_STUB, 1);
+  setenv("MLC_LIBCUBLAS", MLC_CUDA_STUB, 1);
+  st->lib = dlopen(MLC_CUDA_STUB, RTLD_NOW | RTLD_LOCAL);
+  assert_non_null(st->lib);
+  st->nlaunch = dlsym(st->lib, "stub_nlaunch");
+  st->ngemm = dlsym(st->lib, "stub_ngemm");
+  st->ncopy = dlsym(st->lib, "stub_ncopy");
+  st->bad = dlsym(st->lib, "stub_bad");
+  st->why = dlsym(st->lib, "stub_why");
+  st->launches = dlsym(st->lib, "stub_launches");
+  *(void **)&st->reset = dlsym(st->lib, "stub_reset");
+  *(void **)&st->alloc_of = dlsym(st->lib, "stub_alloc_of");
+  assert_true(st->nlaunch && st->bad && st->launches && st->reset && st->alloc_of);
+}
+
+/* One recorded argument against the program's: its value where the
+ * program knows it, a pointer inside an allocation for the bytes the
+ * tensor has.  Returns false with the reason in why. */
+static bool check_arg(const Stub *st, const JitCuInst *m, int fi, const CuArg *a,
+                      const unsigned char *p, const int64_t *sv, char *why) {
+  switch (a->kind) {
+  case CUA_PTR: {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    if (a->base == CUB_NULL) {
+      if (v) return sprintf(why, "a NULL argument is 0x%llx", (unsigned long long)v), false;
+      return true;
+    }
+    int64_t n = dim_eval(a->bytes, sv);
+    if (n < 0 || st->alloc_of(v, (uint64_t)n) < 0)
+      return sprintf(why, "pointer 0x%llx (+%lld bytes, region %d) outside the device memory",
+                     (unsigned long long)v, (long long)n, (int)a->base),
+             false;
+    /* and inside its region: the arena buffer, input slot, weights or status */
+    uint64_t r0 = 0, rn = 0;
+    if (!jitcu_region(m, fi, a, &r0, &rn) || v < r0 || v + (uint64_t)n > r0 + rn)
+      return sprintf(why, "pointer +%lld (+%lld bytes) outside its region %d [+0, +%llu)",
+                     (long long)(v - r0), (long long)n, (int)a->base, (unsigned long long)rn),
+             false;
+    return true;
+  }
+  case CUA_I64:
+  case CUA_U64: {
+    int64_t v;
+    memcpy(&v, p, 8);
+    if (v != dim_eval(a->val, sv))
+      return sprintf(why, "int64 %lld, expected %lld", (long long)v,
+                     (long long)dim_eval(a->val, sv)),
+             false;
+    return true;
+  }
+  case CUA_I32: {
+    int v;
+    memcpy(&v, p, 4);
+    if (v != (int)dim_eval(a->val, sv)) return sprintf(why, "int %d", v), false;
+    return true;
+  }
+  case CUA_F32: {
+    float v;
+    memcpy(&v, p, 4);
+    if (v != (float)a->f) return sprintf(why, "float %g, expected %g", v, a->f), false;
+    return true;
+  }
+  case CUA_STRUCT: {
+    size_t off = 0;
+    for (int i = 0; i < a->nfields; i++) {
+      size_t al, sz = jitcu_arg_size(&a->fields[i], &al);
+      off = (off + al - 1) / al * al;
+      if (!check_arg(st, m, fi, &a->fields[i], p + off, sv, why)) return false;
+      off += sz;
+    }
+    return true;
+  }
+  default:
+    return true;
+  }
+}
+
+/* Checks the launches recorded for function fi against its steps. */
+static int check_launches(const Stub *st, const JitCuInst *m, const CuProg *pr, int fi,
+                          const int64_t *sv, const char *model) {
+  int k = 0;
+  char why[512];
+  for (int i = 0; i < pr->nsteps[fi]; i++) {
+    const CuStep *s = &pr->steps[fi][i];
+    if (s->kind != CUS_LAUNCH) continue;
+    if (s->cond && (dim_eval(s->cond_dim, sv) == 1) != (s->cond == 1)) continue;
+    assert_true(k < *st->nlaunch);
+    const stub_launch *l = &(*st->launches)[k++];
+    why[0] = 0;
+    bool ok = l->nparams == s->nargs;
+    if (!ok) sprintf(why, "%d arguments for %d parameters", s->nargs, l->nparams);
+    for (int a = 0; ok && a < s->nargs; a++) {
+      size_t al, sz = jitcu_arg_size(&s->args[a], &al);
+      if ((int)sz != l->size[a] || (int)al != l->align[a]) {
+        sprintf(why, "argument %d: %zu bytes aligned %zu, the PTX parameter %d aligned %d", a, sz,
+                al, l->size[a], l->align[a]);
+        ok = false;
+      } else if (!check_arg(st, m, fi, &s->args[a], l->bytes + l->offset[a], sv, why + 20)) {
+        memcpy(why, "argument          : ", 20);
+        why[9] = (char)('0' + a / 10), why[10] = (char)('0' + a % 10);
+        ok = false;
+      }
+    }
+    ok = ok && l->grid[0] >= 1 && l->grid[0] <= (1u << 20) && l->grid[1] == 1 && l->grid[2] == 1 &&
+         l->block[0] >= 1 && l->block[0] <= 1024 && l->block[1] == 1 && l->block[2] == 1 &&
+         l->shmem == 0;
+    if (!ok) {
+      fprintf(stderr, "FAIL %s step %d (%s) kernel %s: %s (grid %u block %u)\n", model, i, s->what,
+              l->name, why[0] ? why : "bad grid or block", l->grid[0], l->block[0]);
+      fail();
+    }
+  }
+  assert_int_equal(k, *st->nlaunch);
+  return k;
+}
+
+/* Every example and conformance model: run, train step and evaluate
+ * interpreted against the recording driver at two sizes of the symbolic
+ * dims.  Proves the marshalling (each launch's argument count, sizes and
+ * alignment against the kernel's .entry in the PTX NVRTC made, values of the
+ * dims, pointers inside the one device allocation for the whole tensor,
+ * GEMM operands in bounds, grids in range); it computes nothing, so it
+ * proves nothing about the numbers. */
+static void test_stub_models(void **state) {
+  (void)state;
+  Stub st;
+  stub_open(&st);
+  const char *dirs[] = {MLC_SOURCE_DIR "/examples", MLC_SOURCE_DIR "/tests/e2e/cases",
+                        MLC_SOURCE_DIR "/tests"};
+  int models = 0, calls = 0, launches = 0, skipped = 0;
+  for (int d = 0; d < 3; d++) {
+    DIR *dir = opendir(dirs[d]);
+    assert_non_null(dir);
+    for (struct dirent *de; (de = readdir(dir));) {
+      size_t len = strlen(de->d_name);
+      if (len < 5 || strcmp(de->d_name + len - 4, ".mdl")) continue;
+      Arena *A = arena_new();
+      const char *path = arena_printf(A, "%s/%s", dirs[d], de->d_name);
+      Diag dg = {0};
+      Options o = {.opt_level = 2};
+      Compiled *c = compile_file(A, path, &o, false, &dg);
+      diag_free(&dg);
+      if (!c) {
+        arena_free(A);
+        continue;
+      }
+      const Graph *g = c->g;
+      char err[MLCRT_ERRLEN];
+      JitCuModel *mm = jitcu_model_load(c, NULL, CU_PREC_F32, err);
+      if (!mm) fprintf(stderr, "FAIL %s: %s\n", path, err);
+      assert_non_null(mm);
+      const CuProg *pr = jitcu_model_prog(mm);
+      int64_t maxd[MAX_SYMS];
+      for (int s = 0; s < g->nsym; s++) maxd[s] = 8;
+      JitCuInst *m = jitcu_create(mm, maxd, NULL, err);
+      if (!m) fprintf(stderr, "FAIL %s: %s\n", path, err);
+      assert_non_null(m);
+      models++;
+      for (int fi = 0; fi < 3; fi++) {
+        if (fi && !c->train_plan) break;
+        for (int size = 1; size <= 5; size += 4) {
+          int64_t sv[MAX_SYMS + 1] = {0};
+          for (int s = 1; s <= g->nsym; s++) sv[s] = size;
+          bool fits = true; /* the dims must make a valid call */
+          for (int k = 0; k < g->nchecks; k++)
+            fits &= dim_eval(g->checks[k].a, sv) == dim_eval(g->checks[k].b, sv);
+          for (int i = 0; i < g->n; i++)
+            for (int k = 0; k < g->nodes[i].ty.rank; k++)
+              fits &= dim_eval(g->nodes[i].ty.dim[k], sv) >= 0;
+          if (!fits) {
+            skipped++;
+            continue;
+          }
+          const int nin = g->ninputs + (fi ? g->ntrain_inputs : 0);
+          const void **in = arena_alloc(A, sizeof(void *) * (size_t)(nin + 1));
+          void **out = arena_alloc(A, sizeof(void *) * (size_t)(g->noutputs + 1));
+          for (int i = 0; i < nin; i++) {
+            const Node *n =
+                &g->nodes[i < g->ninputs ? g->inputs[i] : g->train_inputs[i - g->ninputs]];
+            in[i] =
+                arena_alloc(A, (size_t)dim_eval(type_numel(&n->ty), sv) * dtype_size(n->ty.dt) + 1);
+          }
+          for (int i = 0; i < g->noutputs; i++) {
+            const Node *n = &g->nodes[g->outputs[i].node];
+            out[i] =
+                fi == CUF_TRAIN
+                    ? NULL
+                    : arena_alloc(
+                          A, (size_t)dim_eval(type_numel(&n->ty), sv) * dtype_size(n->ty.dt) + 1);
+          }
+          float loss = 0;
+          st.reset();
+          int rc = jitcu_call(m, fi, sv, in, out, &loss);
+          int expect = 0; /* a host check that fails for these dims (a slice of T - 2) */
+          for (int i = 0; i < pr->nsteps[fi] && !expect; i++) {
+            const CuStep *s = &pr->steps[fi][i];
+            for (int k = 0; k < s->ncheck && s->kind == CUS_CHECK; k++)
+              if (dim_eval(s->lo[k], sv) > dim_eval(s->hi[k], sv)) expect = s->index;
+          }
+          if (expect) {
+            assert_int_equal(rc, expect);
+            skipped++;
+            continue;
+          }
+          if (rc || *st.bad)
+            fprintf(stderr, "FAIL %s function %d size %d: %s\n", path, fi, size,
+                    rc ? jitcu_last_error(m) : st.why);
+          assert_int_equal(rc, 0);
+          assert_int_equal(*st.bad, 0);
+          launches += check_launches(&st, m, pr, fi, sv, path);
+          calls++;
+        }
+      }
+      jitcu_destroy(m);
+      jitcu_model_free(mm);
+      arena_free(A);
+    }
+    closedir(dir);
+  }
+  fprintf(stderr,
+          "%d models, %d calls (run, train step, evaluate at 2 sizes; %d skipped), %d launches "
+          "checked against the PTX\n",
+          models, calls, skipped, launches);
+  assert_true(models >= 80);
+}
+
+/* Through mlc.h: a model on "CUDA" created, loaded, run, trained and saved. */
+static void test_stub_api(void **state) {
+  (void)state;
+  Stub st;
+  stub_open(&st);
+  mlc_options o = {.device = MLCRT_CUDA};
+  mlc_model *mm = NULL;
+  char *diag = NULL;
+  int rc = mlc_model_from_file(MLC_SOURCE_DIR "/examples/fashion_mlp.mdl", &o, &mm, &diag);
+  if (rc) fprintf(stderr, "%s", diag);
+  assert_int_equal(rc, MLC_OK);
+  mlc_free(diag);
+  assert_int_equal(mlc_has_train_step(mm), 1);
+  int64_t maxd[] = {16}, dims[] = {3};
+  mlc_instance *m = mlc_create(mm, maxd, NULL);
+  assert_non_null(m);
+  assert_int_equal(mlc_init(m, 7), 0);
+  char path[300];
+  snprintf(path, sizeof path, "%s/w.safetensors", cache);
+  assert_int_equal(mlc_save(m, path), 0);
+  assert_int_equal(mlc_load(m, path), 0);
+  static unsigned char x[16 * 784], y[16];
+  float logits[16 * 10], loss = -1;
+  st.reset();
+  assert_int_equal(mlc_run(m, dims, (const void *[]){x}, (void *[]){logits}), 0);
+  assert_true(*st.nlaunch > 0);
+  assert_int_equal(*st.bad, 0);
+  st.reset();
+  assert_int_equal(mlc_train_step(m, dims, (const void *[]){x, y}, &loss), 0);
+  assert_true(*st.nlaunch > 0 && *st.ngemm > 0);
+  assert_int_equal(*st.bad, 0);
+  assert_true(loss ==
+              0.0f); /* the stub computes nothing: the loss read back is the zeroed arena's */
+  /* the generated code's checks and messages */
+  int64_t big[] = {17};
+  assert_int_equal(mlc_run(m, big, (const void *[]){x}, (void *[]){logits}), MLCRT_EINVAL);
+  assert_non_null(strstr(mlc_last_error(m), "fashion_mlp_run: B = 17 is outside 0..16"));
+  assert_int_equal(mlc_run(m, dims, (const void *[]){NULL}, (void *[]){logits}), MLCRT_EINVAL);
+  assert_non_null(strstr(mlc_last_error(m), "input 'x' is NULL"));
+  snprintf(path, sizeof path, "%s/c.safetensors", cache);
+  assert_int_equal(mlc_save_checkpoint(m, path), 0);
+  assert_int_equal(mlc_load_checkpoint(m, path), 0);
+  mlc_destroy(m);
+  mlc_model_free(mm);
+}
+
+static char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)len + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)len, f), (size_t)len);
+  fclose(f);
+  *n = (size_t)len;
+  return b;
+}
+static void same_file(const char *a, const char *b) {
+  size_t na, nb;
+  char *x = slurp(a, &na), *y = slurp(b, &nb);
+  if (na != nb || memcmp(x, y, na)) fprintf(stderr, "FAIL: %s and %s differ\n", a, b);
+  assert_true(na == nb && !memcmp(x, y, na));
+  free(x);
+  free(y);
+}
+
+/* The weights region through "device" memory (the stub's copies are real):
+ * init, save, load and checkpoints of a CUDA instance give the CPU JIT's
+ * files byte for byte, so the descriptors (names, offsets, optimizer slots,
+ * the step) libmlc builds for CUDA are the generated code's. */
+static void test_stub_weights(void **state) {
+  (void)state;
+  Stub st;
+  stub_open(&st);
+  const char *models[] = {MLC_SOURCE_DIR "/examples/fashion_mlp.mdl",
+                          MLC_SOURCE_DIR "/tests/gpt2_train.mdl"};
+  for (int k = 0; k < 2; k++) {
+    char f[4][300];
+    const char *names[4] = {"w_cpu", "c_cpu", "w_cuda", "c_cuda"};
+    for (int d = 0; d < 2; d++) {
+      mlc_options o = {.device = d ? MLCRT_CUDA : MLCRT_CPU};
+      mlc_model *mm = NULL;
+      char *diag = NULL;
+      int rc = mlc_model_from_file(models[k], &o, &mm, &diag);
+      if (rc) fprintf(stderr, "%s", diag);
+      assert_int_equal(rc, MLC_OK);
+      mlc_free(diag);
+      int64_t maxd[8] = {2, 2, 2, 2, 2, 2, 2, 2};
+      mlc_instance *m = mlc_create(mm, maxd, NULL);
+      assert_non_null(m);
+      assert_int_equal(mlc_init(m, 11), 0);
+      for (int j = 0; j < 2; j++) {
+        snprintf(f[2 * d + j], sizeof f[0], "%s/%d_%s.safetensors", cache, k, names[2 * d + j]);
+        assert_int_equal(j ? mlc_save_checkpoint(m, f[2 * d + j]) : mlc_save(m, f[2 * d + j]), 0);
+      }
+      if (d) { /* load what the CPU wrote, save it again */
+        char again[320];
+        snprintf(again, sizeof again, "%s.again", f[2]);
+        assert_int_equal(mlc_load(m, f[0]), 0);
+        assert_int_equal(mlc_save(m, again), 0);
+        same_file(f[0], again);
+        assert_int_equal(mlc_load_checkpoint(m, f[1]), 0);
+        assert_int_equal(mlc_save_checkpoint(m, again), 0);
+        same_file(f[1], again);
+      }
+      mlc_destroy(m);
+      mlc_model_free(mm);
+    }
+    same_file(f[0], f[2]);
+    same_file(f[1], f[3]);
+  }
+}
+
 int main(void) {
   /* no toolkit at build time and none now: nothing to test */
   if (!*MLC_CUDA_LIBDIR) {
@@ -389,6 +754,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_no_driver, setup, teardown),
       cmocka_unit_test_setup_teardown(test_launch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_models, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stub_models, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stub_api, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stub_weights, setup, teardown),
   };
+  if (getenv("MLC_TEST_FILTER"))
+    cmocka_set_test_filter(getenv("MLC_TEST_FILTER")); /* e.g. "test_stub*" */
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,8 @@
 #   - --device cuda with --jit on a machine without a CUDA driver or GPU
 #     fails with a clear message and exit status 1, never a crash; on the
 #     recording stub driver (tests/cuda/stub_libcuda.c) mlc run --jit --device
-#     cuda runs through the command line.
+#     cuda runs through the command line: every example at two batch sizes,
+#     in bounds, outputs shaped right.
 # (mlc run --jit against mlc run for every conformance model: the e2e test.)
 set -u
 MLC=$1 BUILD=$2
@@ -133,6 +134,38 @@ if [ -e "$STUB" ]; then
   rc=$?
   [ $rc = 1 ] && grep -q 'mlc train --jit --device cuda is not implemented yet' "$W/err" &&
     ok "mlc train --jit --device cuda: not implemented yet, says so" || { cat "$W/err"; bad "mlc train --jit --device cuda on the stub: exit $rc"; }
+  # every example at batch 1 and 5 through the command line on the stub: runs,
+  # outputs of the right shapes, kernels launched, and no copy, memset or
+  # GEMM outside the device allocation (the stub's MLC_CUDA_STUB_REPORT)
+  /usr/bin/python3 - "$W" <<'PY' || bad "making the stub inputs"
+import sys, numpy as np
+d, r = sys.argv[1], np.random.default_rng(3)
+for b in (1, 5):
+    np.save(f"{d}/s_img{b}.npy", r.integers(0, 256, (b, 1, 28, 28), dtype=np.uint8))
+    np.save(f"{d}/s_rgb{b}.npy", r.standard_normal((b, 3, 32, 32)).astype(np.float32))
+    np.save(f"{d}/s_idx{b}.npy", r.integers(0, 64, (b, 16), dtype=np.int64))
+PY
+  for ex in fashion_mlp:x=s_img lenet5:x=s_img resnet18:x=s_rgb gpt2:idx=s_idx; do
+    m=${ex%%:*} in=${ex#*:}
+    for b in 1 5; do
+      rm -f "$W/stub.report" && rm -rf "$W/so" && mkdir -p "$W/so"
+      MLC_LIBCUDA="$STUB" MLC_LIBCUBLAS="$STUB" MLC_CUDA_STUB_REPORT="$W/stub.report" \
+        "$MLC" run "$SRC/examples/$m.mdl" --jit --device cuda --seed 1 --input "${in%%=*}=$W/${in#*=}$b.npy" \
+        --out "$W/so" 2>"$W/err"
+      rc=$?
+      shapes=$(/usr/bin/python3 -c 'import glob, sys, numpy as np
+print(" ".join(sorted(f.split("/")[-1] + str(np.load(f).shape) for f in glob.glob(sys.argv[1] + "/*.npy"))))' "$W/so")
+      want=$(case $m in gpt2) echo "logits.npy($b, 16, 101)" ;; *) echo "logits.npy($b, 10)" ;; esac)
+      rep=$(cat "$W/stub.report" 2>/dev/null)
+      if [ $rc = 0 ] && [ "$shapes" = "$want" ] && echo "$rep" | grep -q 'launches [1-9]' &&
+        ! echo "$rep" | grep -qv ' bad 0 '; then
+        ok "stub libcuda: mlc run --jit --device cuda $m B=$b: $(echo "$rep" | tr '\n' ' ')"
+      else
+        cat "$W/err"
+        bad "stub libcuda: $m B=$b: exit $rc, outputs '$shapes' (want '$want'), stub: $rep"
+      fi
+    done
+  done
 fi
 [ $fail = 0 ] && echo "all passed" || echo "$fail failed"
 [ $fail = 0 ]

@@ -74,6 +74,18 @@ static int check(uint64_t p, uint64_t n, const char *what) {
   return 0;
 }
 
+/* MLC_CUDA_STUB_REPORT=FILE: when the library is unloaded (or the process
+ * ends), one line appended to FILE with the counts and the first violation,
+ * for a whole `mlc run --jit --device cuda` over the stub (tests/jit_check.sh). */
+__attribute__((destructor)) static void stub_report(void) {
+  const char *path = getenv("MLC_CUDA_STUB_REPORT");
+  FILE *f = path && *path ? fopen(path, "a") : NULL;
+  if (!f) return;
+  fprintf(f, "launches %d gemms %d copies %d memsets %d bad %d %s\n", stub_nlaunch, stub_ngemm,
+          stub_ncopy, stub_nmemset, stub_bad, stub_why);
+  fclose(f);
+}
+
 void stub_reset(void) {
   stub_nlaunch = stub_ngemm = stub_ncopy = stub_nmemset = stub_bad = 0;
   stub_why[0] = 0;

@@ -34,8 +34,11 @@ How each side is timed:
     the device time of PyTorch's kernels for the same computation (copies are
     not counted on either side).
 
-usage: /usr/bin/python3 bench/gpu_bench.py [--mlc build/mlc] [--only fashion,latency,gpt2,elementwise,gemm]
-       [--quick] [--out bench/RESULTS.md | --no-write]
+usage: /usr/bin/python3 bench/gpu_bench.py [--mlc build/mlc] [--only fashion,latency,gpt2,elementwise,gemm,jit]
+       [--quick] [--no-compile] [--data DIR] [--jit-probe PATH] [--out bench/RESULTS.md | --no-write]
+--no-compile leaves torch.compile out (its max-autotune takes minutes per model:
+too long for a short lease of a GPU); its columns then read "-".  --mlc may be a
+build tree's mlc or an installed one (PREFIX/bin/mlc, the libraries in PREFIX/lib).
 Without a CUDA device (or without a PyTorch that has CUDA) it prints
 "no CUDA device: skipped ..." and exits with status 77 (nothing written).
 This is a benchmark, not a test: it asserts nothing; it writes the section
@@ -46,9 +49,27 @@ import argparse, ctypes, datetime, gzip, os, re, shutil, statistics, subprocess,
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-D = "/usr/share/datasets/fashion-mnist"
+D = os.environ.get("MLC_FASHION_DIR", "/usr/share/datasets/fashion-mnist")  # --data
 GPT2_SMALL = dict(V=50257, BLOCK=1024, LAYERS=12, HEADS=12, C=768)
 SECTION = "## GPU: `bench/gpu_bench.py`"
+
+
+NAN = float("nan")
+
+
+def fmt(v, width, prec):
+    """v right-aligned in width, or "-" where it was not measured (NaN)."""
+    return f"{'-':>{width}}" if v != v else f"{v:{width}.{prec}f}"
+
+
+def lib_dir(mlc):
+    """Where libmlcrt.a and libmlcrt_cuda.a are: beside a build tree's mlc, or
+    PREFIX/lib for an installed PREFIX/bin/mlc."""
+    bin_dir = os.path.dirname(os.path.abspath(mlc))
+    for d in (bin_dir, os.path.join(os.path.dirname(bin_dir), "lib")):
+        if os.path.exists(os.path.join(d, "libmlcrt_cuda.a")):
+            return d
+    sys.exit(f"no libmlcrt_cuda.a beside {mlc} or in ../lib (mlc built without the CUDA toolkit?)")
 
 
 def skip(why):
@@ -195,9 +216,9 @@ def device_us(e):
     return 0.0
 
 
-def kernel_us(torch, fn, reps):
-    """Device microseconds per call of fn's kernels (copies and memsets not counted),
-    and the kernels' names."""
+def kernel_us(torch, fn, reps, copies=False):
+    """Device microseconds per call of fn's kernels (copies and memsets not counted
+    unless copies), and the kernels' names."""
     from torch.profiler import ProfilerActivity, profile
     fn()
     torch.cuda.synchronize()
@@ -207,7 +228,7 @@ def kernel_us(torch, fn, reps):
         torch.cuda.synchronize()
     total, names = 0.0, set()
     for e in prof.events():
-        if str(getattr(e, "device_type", "")).endswith("CUDA") and not re.match(r"(?i)mem(cpy|set)", e.name):
+        if str(getattr(e, "device_type", "")).endswith("CUDA") and (copies or not re.match(r"(?i)mem(cpy|set)", e.name)):
             total += device_us(e)
             names.add(e.name)
     return total / reps, names
@@ -218,7 +239,7 @@ class MlcLib:
     called through ctypes: create(NULL), init, run(inputs..., outputs...)."""
 
     def __init__(self, mlc, mdl, td, name, extra=()):
-        build = os.path.dirname(os.path.abspath(mlc))
+        build = lib_dir(mlc)
         cu, so = os.path.join(td, name + ".cu"), os.path.join(td, name + ".so")
         run([mlc, mdl, "-o", cu, *extra])
         run([nvcc_path(mlc), "-O3", "-std=c++17", "-arch=native", "-shared", "-Xcompiler", "-fPIC",
@@ -278,9 +299,10 @@ def bench_fashion(a, torch, td, lines):
     for name in ("fashion_mlp", "lenet5"):
         data = {"x": f"{D}/train-images-idx3-ubyte.gz", "y": f"{D}/train-labels-idx1-ubyte.gz"}
         tm = mlc_train_epoch(a.mlc, os.path.join(ROOT, "examples", name + ".mdl"), data, 64)
+        print(f"{name}: mlc {tm:.3f} s per epoch", flush=True)
         te = torch_fashion(torch, name, x, y, False)
-        tc = torch_fashion(torch, name, x, y, True)
-        lines.append(f"{name:<12} {tm:8.3f} {te:8.3f} {tc:8.3f} {tm / te:10.2f} {tm / tc:12.2f}")
+        tc = torch_fashion(torch, name, x, y, True) if a.compile else NAN
+        lines.append(f"{name:<12} {tm:8.3f} {te:8.3f} {fmt(tc, 8, 3)} {tm / te:10.2f} {fmt(tm / tc, 12, 2)}")
         print(lines[-1], flush=True)
     lines.append("target: LeNet-5 epoch <= 0.3 s (H100)")
 
@@ -294,10 +316,10 @@ def bench_latency(a, torch, td, lines):
              f"x={path}", "--out", td, "--repeat", str(reps)])
     med = float(re.search(r"median ([\d.]+) us", r.stderr).group(1))
     te = torch_latency(torch, x, False, reps) * 1e6
-    tc = torch_latency(torch, x, True, reps) * 1e6
+    tc = torch_latency(torch, x, True, reps) * 1e6 if a.compile else NAN
     lines.append("Fashion MLP at batch 1, host to host (input copy, run, output copy), median microseconds")
     lines.append(f"{'mlc':>8} {'eager':>8} {'compile':>8} {'mlc/eager':>10} {'mlc/compile':>12}")
-    lines.append(f"{med:8.1f} {te:8.1f} {tc:8.1f} {med / te:10.2f} {med / tc:12.2f}")
+    lines.append(f"{med:8.1f} {te:8.1f} {fmt(tc, 8, 1)} {med / te:10.2f} {fmt(med / tc, 12, 2)}")
     lines.append("target: mlc < 20 us")
     print(lines[-2], flush=True)
 
@@ -312,13 +334,14 @@ def bench_gpt2(a, torch, td, lines):
     np.save(os.path.join(td, "tgt.npy"), tgt_np)
     epoch = mlc_train_epoch(a.mlc, mdl, {"idx": os.path.join(td, "idx.npy"), "targets": os.path.join(td, "tgt.npy")}, B)
     tm = epoch / steps
+    print(f"mlc: {tm * 1e3:.1f} ms per step", flush=True)
     it, tt = torch.from_numpy(idx_np[:B]).cuda(), torch.from_numpy(tgt_np[:B]).cuda()
     te = torch_gpt2_step(torch, it, tt, False, steps)
-    tc = torch_gpt2_step(torch, it, tt, True, steps)
+    tc = torch_gpt2_step(torch, it, tt, True, steps) if a.compile else NAN
     lines.append(f"GPT-2 small training step (AdamW), batch {B} x {T} tokens, milliseconds "
                  f"(mlc: its second epoch of {steps} steps / {steps}; PyTorch: median of {steps} steps)")
     lines.append(f"{'mlc':>8} {'eager':>8} {'compile':>8} {'mlc/eager':>10} {'mlc/compile':>12}")
-    lines.append(f"{tm * 1e3:8.1f} {te * 1e3:8.1f} {tc * 1e3:8.1f} {tm / te:10.2f} {tm / tc:12.2f}")
+    lines.append(f"{tm * 1e3:8.1f} {te * 1e3:8.1f} {fmt(tc * 1e3, 8, 1)} {tm / te:10.2f} {fmt(tm / tc, 12, 2)}")
     lines.append("target: mlc/compile <= 1")
     print(lines[-2], flush=True)
 
@@ -344,13 +367,15 @@ def bench_elementwise(a, torch, td, lines):
         err = float(np.max(np.abs(yn - want)))
         f = lambda x, z: F.gelu(x * z + torch.sin(x)) * 0.5 + z  # noqa: E731
         te, _ = kernel_us(torch, lambda: f(at, bt), 10)
-        fc = torch.compile(f, mode="max-autotune")
-        tc, _ = kernel_us(torch, lambda: fc(at, bt), 10)
+        tc = NAN
+        if a.compile:
+            fc = torch.compile(f, mode="max-autotune")
+            tc, _ = kernel_us(torch, lambda: fc(at, bt), 10)
         dst = torch.empty_like(at)
-        tcopy, _ = kernel_us(torch, lambda: dst.copy_(at), 10)  # reads and writes 8 bytes per element
+        tcopy, _ = kernel_us(torch, lambda: dst.copy_(at), 10, copies=True)  # a DtoD memcpy: 8 bytes per element
         bw, copy_bw = 12 * n / (tm * 1e-6), 8 * n / (tcopy * 1e-6)
         lines.append(f"{n:>10} {tm:9.1f} {bw / 1e9:9.0f} {100 * bw / peak if peak else float('nan'):7.1f} "
-                     f"{100 * bw / copy_bw:7.1f} {te:9.1f} {tc:11.1f}   (mlc kernels: {', '.join(sorted(names))}; "
+                     f"{100 * bw / copy_bw:7.1f} {te:9.1f} {fmt(tc, 11, 1)}   (mlc kernels: {', '.join(sorted(names))}; "
                      f"max |mlc - torch| {err:.1e})")
         print(lines[-1], flush=True)
     lines.append("% copy: against a device-to-device copy (torch copy_, 8 bytes per element). target: >= 80% of peak")
@@ -393,7 +418,7 @@ def write_results(path, body):
 def bench_jit(a, torch, td, lines):
     """Cold and warm starts of the CUDA JIT for GPT-2 small (seconds per phase,
     medians of 3 warm runs; the driver's own start is reported apart)."""
-    probe = os.path.join(os.path.dirname(os.path.abspath(a.mlc)), "tests", "cuda", "mlc_jit_start")
+    probe = a.jit_probe or os.path.join(os.path.dirname(os.path.abspath(a.mlc)), "tests", "cuda", "mlc_jit_start")
     if not os.path.exists(probe):
         lines.append(f"jit: {probe} not built (configure with tests)")
         return
@@ -420,13 +445,19 @@ def bench_jit(a, torch, td, lines):
 
 
 def main():
+    global D
     ap = argparse.ArgumentParser()
     ap.add_argument("--mlc", default=os.path.join(ROOT, "build", "mlc"))
     ap.add_argument("--only", default="fashion,latency,gpt2,elementwise,gemm,jit")
     ap.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--no-compile", dest="compile", action="store_false",
+                    help="leave torch.compile(max-autotune) out (minutes of compiling per model)")
+    ap.add_argument("--data", help="the Fashion-MNIST IDX folder (default $MLC_FASHION_DIR or " + D + ")")
+    ap.add_argument("--jit-probe", help="tests/cuda/mlc_jit_start (default: the build tree's, beside --mlc)")
     a = ap.parse_args()
+    D = a.data or D
     name = gpu_name()
     if not name:
         skip("nvidia-smi lists no GPU")
@@ -455,7 +486,10 @@ def main():
             benches[b](a, torch, td, lines)
             lines.append("")
     body = (f"{SECTION}\n\nThe CUDA backend against PyTorch eager and torch.compile(mode=\"max-autotune\") "
-            f"on one GPU; how each side is timed: the docstring of bench/gpu_bench.py.\n{head}.\n\n```\n"
+            f"on one GPU; how each side is timed: the docstring of bench/gpu_bench.py.\n{head}.\n"
+            + ("" if a.compile else "torch.compile was left out of this run (--no-compile): its columns read \"-\".\n")
+            + ("Quick run (--quick): fewer sizes and repetitions.\n" if a.quick else "")
+            + "\n```\n"
             + "\n".join(lines).rstrip() + "\n```\n")
     print(body)
     if not a.no_write:

@@ -107,7 +107,7 @@ static void arg_null(ArgList *al) {
 static void arg_status(ArgList *al) {
   CuArg *a = arg_push(al, CUA_PTR, "m->d_status");
   a->base = CUB_STATUS;
-  a->bytes = dim_const(2 * sizeof(int64_t));
+  a->bytes = dim_const(3 * sizeof(int64_t)); /* check, value, largest valid value */
 }
 /* m->d_weights + off (the step counter, optimizer slots, params by offset) */
 static void arg_weights(ArgList *al, size_t off, size_t bytes, const char *text) {
@@ -652,15 +652,16 @@ static void emit_gather(CU *c, Buf *h, int id, const char *what) {
   for (int d = 0; d < r; d++)
     out(&idx, "%s%s*%s", d ? " + " : "", d == kd ? "v" : arena_printf(e->A, "i%d", d),
         dimc(e, xs[d]));
-  int chk =
-      device_check(c, arena_printf(e->A, "%s: gather: index %%lld is out of range for dim %d of %s",
-                                   node_where(e, n), kd, type_str(e->A, e->g, x)));
+  int chk = device_check(
+      c, arena_printf(e->A,
+                      "%s: gather: index %%lld is out of range for dim %d of %s (valid 0..%%lld)",
+                      node_where(e, n), kd, type_str(e->A, e->g, x)));
   KArgs k = {.n = 0};
   karg(&k, id, true), karg(&k, n->in[0], false), karg(&k, n->in[1], false);
   const char *pre = arena_printf(e->A,
                                  "    int64_t v = %s[i];\n    if (v < 0 || v >= (%s)) { "
-                                 "mlcd_fail(mlc_status, %d, v); v = 0; }\n",
-                                 c->vars[n->in[1]], dimc(e, x->dim[kd]), chk);
+                                 "mlcd_fail(mlc_status, %d, v, (%s) - 1); v = 0; }\n",
+                                 c->vars[n->in[1]], dimc(e, x->dim[kd]), chk, dimc(e, x->dim[kd]));
   Buf b = {.A = e->A};
   out(&b, "  MLCD_FOR(i, %s) {\n%s%s    %s[i] = %s[%s];\n  }\n", dimc(e, type_numel(o)),
       unflatten(e, o, "i"), pre, c->vars[id], c->vars[n->in[0]], idx.len ? idx.s : "0");
@@ -677,10 +678,14 @@ static void emit_index_select(CU *c, Buf *h, int id, const char *what) {
   int kd = emb ? 0 : (int)n->ia[1];
   const char *size = dimc(e, x->ty.dim[kd]), *xts = type_str(e->A, e->g, &x->ty);
   int chk = device_check(
-      c, emb ? arena_printf(e->A, "%s: embedding: id %%lld is out of range for the table %s",
-                            node_where(e, n), xts)
-             : arena_printf(e->A, "%s: index_select: index %%lld is out of range for dim %d of %s",
-                            node_where(e, n), kd, xts));
+      c,
+      emb ? arena_printf(
+                e->A, "%s: embedding: id %%lld is out of range for the table %s (valid 0..%%lld)",
+                node_where(e, n), xts)
+          : arena_printf(
+                e->A,
+                "%s: index_select: index %%lld is out of range for dim %d of %s (valid 0..%%lld)",
+                node_where(e, n), kd, xts));
   const char *inner = dimc(e, dims_prod(&x->ty, kd + 1, x->ty.rank));
   const char *nidx = dimc(e, type_numel(&e->g->nodes[ii].ty));
   KArgs k = {.n = 0};
@@ -690,10 +695,11 @@ static void emit_index_select(CU *c, Buf *h, int id, const char *what) {
   out(&b,
       "  MLCD_FOR(i, %s) {\n"
       "    const int64_t mlc_t = i %% (%s), mlc_j = (i / (%s)) %% (%s), o = i / ((%s) * (%s));\n"
-      "    int64_t v = %s[mlc_j];\n    if (v < 0 || v >= (%s)) { mlcd_fail(mlc_status, %d, v); v = "
-      "0; }\n"
+      "    int64_t v = %s[mlc_j];\n    if (v < 0 || v >= (%s)) { mlcd_fail(mlc_status, %d, v, (%s) "
+      "- 1); "
+      "v = 0; }\n"
       "    %s[i] = %s[(o*(%s) + v)*(%s) + mlc_t];\n  }\n",
-      dimc(e, type_numel(&n->ty)), inner, inner, nidx, inner, nidx, c->vars[ii], size, chk,
+      dimc(e, type_numel(&n->ty)), inner, inner, nidx, inner, nidx, c->vars[ii], size, chk, size,
       c->vars[id], c->vars[xi], size, inner);
   kernel(c, h, what, &k, b.s, type_numel(&n->ty), "index_select");
 }
@@ -1202,8 +1208,8 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
     int lg = n->in[bwd ? 1 : 0], lb = n->in[bwd ? 2 : 1];
     const Type *lt = &g->nodes[lg].ty;
     int chk =
-        device_check(c, arena_printf(e->A, "%s: cross_entropy: label %%lld is outside 0..%s",
-                                     node_where(e, n), dimc(e, dim_sub(lt->dim[1], dim_const(1)))));
+        device_check(c, arena_printf(e->A, "%s: cross_entropy: label %%lld is outside 0..%%lld",
+                                     node_where(e, n)));
     if (bwd) arg_node(c, &al, x);
     arg_node(c, &al, lg), arg_node(c, &al, lb), arg_i32(c, &al, label_dt(g->nodes[lb].ty.dt));
     arg_i64(c, &al, lt->dim[0]), arg_i64(c, &al, lt->dim[1]), arg_f64(c, &al, n->fa[0]);
@@ -1678,7 +1684,7 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
     st->index = i;
     st->n = al.a[0].bytes;
   }
-  out(&h, "  RT(mlcrt_cuda_memset(m->cu, m->d_status, 0, 2 * sizeof(int64_t), m->err));\n");
+  out(&h, "  RT(mlcrt_cuda_memset(m->cu, m->d_status, 0, 3 * sizeof(int64_t), m->err));\n");
   ArgList sl = {.n = 0};
   arg_status(&sl);
   step_new(c, CUS_MEMSET, "the status", &sl)->n = sl.a[0].bytes;
@@ -1728,7 +1734,7 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
     }
     emit_updates(c, &h);
   }
-  out(&h, "  RT(mlcrt_cuda_d2h(m->cu, m->h_status, m->d_status, 2 * sizeof(int64_t), m->err));\n  "
+  out(&h, "  RT(mlcrt_cuda_d2h(m->cu, m->h_status, m->d_status, 3 * sizeof(int64_t), m->err));\n  "
           "return MLCRT_OK;\n}\n\n");
   CuStep *st = step_new(c, CUS_COPY_OUT, "the status", &sl);
   st->index = -2;
@@ -1763,7 +1769,8 @@ static void emit_entry(CU *c, Buf *b, int kind) {
       kind, g->nsym + (kind == SIG_TRAIN), e->M, fns[kind]);
   out(b,
       "  if (m->h_status[0] > 0 && m->h_status[0] <= NCHECKS)\n    return mlcrt_seterr(m->err, "
-      "MLCRT_EINVAL, %s_checks[m->h_status[0] - 1], (long long)m->h_status[1]);\n",
+      "MLCRT_EINVAL, %s_checks[m->h_status[0] - 1], (long long)m->h_status[1], "
+      "(long long)m->h_status[2]);\n",
       e->M);
   if (kind != SIG_RUN) out(b, "  *loss = *m->h_loss;\n");
   if (kind == SIG_TRAIN)
@@ -1882,7 +1889,8 @@ static char *emit_cu(E *e, const char *header_name, CuPrecision prec, CuProg **p
   out(&src, "  unsigned char *d_weights; /* device: WEIGHT_BYTES%s */\n",
       tp ? " (params, buffers, optimizer state)" : "");
   out(&src, "  unsigned char *d_arena;   /* device: activations, planned at create */\n");
-  out(&src, "  int64_t *d_status;        /* device: a failed check and its value */\n");
+  out(&src, "  int64_t *d_status;        /* device: a failed check, its value, the largest valid "
+            "value */\n");
   out(&src,
       "  unsigned char *h_weights; /* pinned: the weights region for load / save / init */\n");
   out(&src, "  int64_t *h_status;\n  float *h_loss;\n");
@@ -1985,10 +1993,14 @@ static char *emit_cu(E *e, const char *header_name, CuPrecision prec, CuProg **p
   out(&src, "  m->cu = mlcrt_cuda_create(opts, dev, host, %s, msg);\n",
       prec == CU_PREC_TF32 ? "MLCRT_PRECISION_TF32 /* --precision tf32 */" : "MLCRT_PRECISION_F32");
   out(&src,
-      "  if (!m->cu) {\n    char full[MLCRT_ERRLEN + 64];\n    snprintf(full, sizeof full, "
-      "\"%s_create: %%s\", msg);\n    mlcrt_set_last_error(full);\n    free(m);\n    return "
-      "NULL;\n  }\n",
-      M);
+      "  if (!m->cu) {\n    char full[MLCRT_ERRLEN + 128];\n"
+      "    if (strncmp(msg, \"cannot allocate\", 15) == 0) /* say what the memory is for */\n"
+      "      snprintf(full, sizeof full, \"%s_create: cannot allocate %%zu bytes of weights and "
+      "%%zu "
+      "of activations (%%s)\", (size_t)WEIGHT_BYTES, arena_bytes, msg);\n"
+      "    else\n      snprintf(full, sizeof full, \"%s_create: %%s\", msg);\n"
+      "    mlcrt_set_last_error(full);\n    free(m);\n    return NULL;\n  }\n",
+      M, M);
   out(&src,
       "  unsigned char *d = mlcrt_cuda_device_base(m->cu), *hp = mlcrt_cuda_host_base(m->cu);\n");
   out(&src, "  m->d_weights = d, d += wbytes;\n  m->d_arena = d, d += arena_bytes;\n  m->d_status "

@@ -252,6 +252,7 @@ struct JitCuda {
   int (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                       unsigned, void *, void **, void **);
   int (*MemAlloc)(CUdeviceptr *, size_t);
+  int (*MemGetInfo)(size_t *, size_t *); /* optional */
   int (*MemFree)(CUdeviceptr);
   int (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
   int (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
@@ -302,6 +303,7 @@ JitCuda *jitcu_open(int ordinal, char *err) {
             SYM(l, cu->LaunchKernel, "cuLaunchKernel") && SYM(l, cu->MemAlloc, "cuMemAlloc_v2") &&
             SYM(l, cu->MemFree, "cuMemFree_v2") && SYM(l, cu->MemcpyHtoD, "cuMemcpyHtoD_v2") &&
             SYM(l, cu->MemcpyDtoH, "cuMemcpyDtoH_v2") && SYM(l, cu->MemsetD8, "cuMemsetD8_v2");
+  SYM(l, cu->MemGetInfo, "cuMemGetInfo_v2");
   if (!ok) {
     mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
                  "no usable CUDA driver: %s lacks a function mlc needs (driver too old?)", lib);
@@ -390,6 +392,14 @@ int jitcu_sync(JitCuda *cu, char *err) {
 int jitcu_alloc(JitCuda *cu, size_t bytes, uint64_t *dptr, char *err) {
   CUdeviceptr p = 0;
   int rc = cu->CtxSetCurrent(cu->ctx); /* the calling thread may be another */
+  size_t free_b = 0, total_b = 0;
+  if (!rc && cu->MemGetInfo && !cu->MemGetInfo(&free_b, &total_b) && bytes > free_b) {
+    *dptr = 0;
+    return mlcrt_seterr(
+        err, MLCRT_ENOMEM,
+        "cannot allocate %zu bytes on the CUDA device: %zu of its %zu bytes are free", bytes,
+        free_b, total_b);
+  }
   if (!rc) rc = cu->MemAlloc(&p, bytes ? bytes : 1);
   *dptr = p;
   return rc ? cu_fail(cu, rc, err, "cannot allocate device memory (cuMemAlloc)") : MLCRT_OK;
@@ -675,7 +685,7 @@ int jitcu_call(JitCuInst *m, int fi, const int64_t *sv, const void *const *in, v
   JitCuModel *mm = m->mm;
   const CuProg *pr = mm->pr;
   JitCuda *cu = mm->cu;
-  int64_t st[2] = {0, 0};
+  int64_t st[3] = {0, 0, 0}; /* a failed check: number, value, largest valid value */
   int rc = cu->CtxSetCurrent(cu->ctx);
   if (rc) return cu_fail(cu, rc, m->err, "cannot use the CUDA device (cuCtxSetCurrent)");
   for (int i = 0; i < pr->nsteps[fi]; i++) {
@@ -749,7 +759,8 @@ int jitcu_call(JitCuInst *m, int fi, const int64_t *sv, const void *const *in, v
   }
   if ((rc = jitcu_sync(cu, m->err))) return rc;
   if (st[0] > 0 && st[0] <= pr->nchecks)
-    return mlcrt_seterr(m->err, MLCRT_EINVAL, pr->checks[st[0] - 1], (long long)st[1]);
+    return mlcrt_seterr(m->err, MLCRT_EINVAL, pr->checks[st[0] - 1], (long long)st[1],
+                        (long long)st[2]);
   return MLCRT_OK;
 }
 
@@ -948,7 +959,15 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
   m->in = calloc((size_t)nin + 1, sizeof(uint64_t));
   size_t *in_bytes = m->in_bytes = calloc((size_t)nin + 1, sizeof(size_t));
   m->host = calloc(1, wbytes ? wbytes : 1);
-  if (!m->in || !in_bytes || !m->host) {
+  if (!m->host) { /* the host copy of the weights (load, save, init) */
+    mlcrt_seterr(err, MLCRT_ENOMEM,
+                 "%s_create: cannot allocate %zu bytes of weights and %zu of activations (out of "
+                 "host memory)",
+                 M, (size_t)c->plan->weight_bytes, up256(arena));
+    jitcu_destroy(m);
+    return NULL;
+  }
+  if (!m->in || !in_bytes) {
     mlcrt_seterr(err, MLCRT_ENOMEM, "%s_create: out of memory", M);
     jitcu_destroy(m);
     return NULL;
@@ -959,8 +978,10 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
     dev += in_bytes[i];
   }
   int rc = jitcu_alloc(mm->cu, dev, &m->dev, m->err);
-  if (rc) {
-    mlcrt_seterr(err, rc, "%s_create: %s", M, m->err);
+  if (rc) { /* as the nvcc build says it */
+    mlcrt_seterr(err, rc,
+                 "%s_create: cannot allocate %zu bytes of weights and %zu of activations (%s)", M,
+                 (size_t)c->plan->weight_bytes, up256(arena), m->err);
     jitcu_destroy(m);
     return NULL;
   }
@@ -1059,7 +1080,7 @@ int jitcu_region(const JitCuInst *m, int fi, const CuArg *a, uint64_t *start, ui
     *start = m->in[a->index], *bytes = m->in_bytes[a->index];
     return 1;
   case CUB_STATUS:
-    *start = m->status, *bytes = 2 * sizeof(int64_t);
+    *start = m->status, *bytes = 3 * sizeof(int64_t);
     return 1;
   default:
     return 0;

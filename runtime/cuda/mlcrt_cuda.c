@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MLCRT_CUDA_GRAPH_SLOTS 4
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's advice for Hopper */
@@ -96,6 +97,12 @@ mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_
   c->graphs = !(g && strcmp(g, "0") == 0);
   int rc = MLCRT_OK;
   cublasStatus_t bs;
+  /* sizes checked before asking: a request beyond the device's free memory or
+   * the machine's RAM is refused here with the figures, never tried (pinning
+   * more host memory than there is can get the process killed) */
+  size_t free_b = 0, total_b = 0;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  const size_t ram = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)-1;
   if ((e = cudaSetDevice(dev)) != cudaSuccess)
     rc = cuda_err(err, e, "cudaSetDevice");
   else if ((e = cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, dev)) !=
@@ -103,6 +110,16 @@ mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_
     rc = cuda_err(err, e, "cudaDeviceGetAttribute");
   else if ((e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess)
     rc = cuda_err(err, e, "cudaStreamCreate");
+  else if ((e = cudaMemGetInfo(&free_b, &total_b)) != cudaSuccess)
+    rc = cuda_err(err, e, "cudaMemGetInfo");
+  else if (dev_bytes > free_b)
+    rc = mlcrt_seterr(err, MLCRT_ENOMEM,
+                      "cannot allocate %zu bytes on CUDA device %d: %zu of its %zu bytes are free",
+                      dev_bytes, dev, free_b, total_b);
+  else if (host_bytes > ram / 2)
+    rc = mlcrt_seterr(err, MLCRT_ENOMEM,
+                      "cannot allocate %zu bytes of pinned host memory: the machine has %zu",
+                      host_bytes, ram);
   else if ((e = cudaMalloc((void **)&c->dev, dev_bytes ? dev_bytes : 256)) != cudaSuccess)
     rc = mlcrt_seterr(err, MLCRT_ENOMEM, "cannot allocate %zu bytes on CUDA device %d: %s",
                       dev_bytes, dev, cudaGetErrorString(e));
@@ -280,8 +297,8 @@ typedef struct matmul_ctx {
   char *err;
 } matmul_ctx;
 static int matmul_gemm(void *ctx, int64_t M, int64_t N, int64_t K, int64_t aoff, int64_t lda,
-                       int64_t sa, int64_t boff, int64_t ldb, int64_t sb, int64_t yoff,
-                       int64_t ldc, int64_t sc, int64_t batch) {
+                       int64_t sa, int64_t boff, int64_t ldb, int64_t sb, int64_t yoff, int64_t ldc,
+                       int64_t sc, int64_t batch) {
   matmul_ctx *x = (matmul_ctx *)ctx;
   return mlcrt_cuda_sgemm_batched(x->c, 0, 0, M, N, K, x->a + aoff, lda, sa, x->b + boff, ldb, sb,
                                   x->y + yoff, ldc, sc, batch, x->err);

@@ -21,8 +21,9 @@
  *
  * Errors a kernel finds (an index out of range, a label outside 0..C-1) are
  * recorded in the instance's status block: status[0] = the check's number
- * (first failure wins), status[1] = the offending value.  The host reads it
- * after the run and turns it into an error message.
+ * (first failure wins), status[1] = the offending value, status[2] = the
+ * largest valid one.  The host reads it after the run and turns it into an
+ * error message.
  */
 #ifndef MLCRT_KERNELS_CUH
 #define MLCRT_KERNELS_CUH
@@ -40,8 +41,9 @@ typedef unsigned long long uint64_t;
 #ifndef INFINITY
 #define INFINITY __int_as_float(0x7f800000)
 #endif
-#ifndef NAN
-#define NAN __int_as_float(0x7fffffff)
+#ifndef NAN /* the bits of <math.h>'s NAN (__builtin_nanf("")), so that NVRTC's
+               * kernels write the NaNs the nvcc build writes */
+#define NAN __int_as_float(0x7fc00000)
 #endif
 #else
 #include <math.h>
@@ -115,9 +117,13 @@ inline __device__ int64_t mlcd_ipow(int64_t base, int64_t ex) {
   }
   return (int64_t)r;
 }
-/* Records a failed check (first one wins). */
-inline __device__ void mlcd_fail(int64_t *status, int64_t check, int64_t value) {
-  if (atomicCAS((unsigned long long *)status, 0ULL, (unsigned long long)check) == 0ULL) status[1] = value;
+/* Records a failed check (first one wins): its number, the bad value and the
+ * largest valid one (the host formats "... %lld ... 0..%lld" with them). */
+inline __device__ void mlcd_fail(int64_t *status, int64_t check, int64_t value, int64_t hi) {
+  if (atomicCAS((unsigned long long *)status, 0ULL, (unsigned long long)check) == 0ULL) {
+    status[1] = value;
+    status[2] = hi;
+  }
 }
 /* A train step's updates run only when the loss is finite and no check failed. */
 inline __device__ bool mlcd_step_ok(const float *loss, const int64_t *status) {
@@ -842,7 +848,7 @@ __global__ void mlcd_cross_entropy(const F *logits, const void *labels, int ldt,
     const F *row = logits + r * C;
     const int64_t yl = mlcd_label(labels, ldt, r);
     if (yl < 0 || yl >= C) {
-      if (lane == 0) mlcd_fail(status, check, yl);
+      if (lane == 0) mlcd_fail(status, check, yl, C - 1);
       bad = true;
       continue;
     }
@@ -873,7 +879,7 @@ __global__ void mlcd_cross_entropy_dx(const F *dy, const F *logits, const void *
     const F *row = logits + r * C;
     const int64_t yl = mlcd_label(labels, ldt, r);
     if (yl < 0 || yl >= C) {
-      if (lane == 0) mlcd_fail(status, check, yl);
+      if (lane == 0) mlcd_fail(status, check, yl, C - 1);
       continue;
     }
     float m = -INFINITY;

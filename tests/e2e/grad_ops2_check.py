@@ -24,13 +24,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 N = 3  # samples = one batch
 
 
-def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None):
+def sdpa_math(q, k, v, attn_mask=None, is_causal=False, scale=None):
     """torch 2.x F.scaled_dot_product_attention, math definition (torch 1.13 has none)."""
     L, S = q.size(-2), k.size(-2)
     scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
-    bias = torch.zeros(L, S, dtype=q.dtype)
+    bias = torch.zeros(L, S, dtype=q.dtype, device=q.device)
     if is_causal:
-        bias.masked_fill_(torch.ones(L, S, dtype=torch.bool).tril(0).logical_not(), float("-inf"))
+        bias.masked_fill_(torch.ones(L, S, dtype=torch.bool, device=q.device).tril(0).logical_not(), float("-inf"))
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             bias = bias.masked_fill(attn_mask.logical_not(), float("-inf"))
@@ -38,6 +38,11 @@ def sdpa(q, k, v, attn_mask=None, is_causal=False, scale=None):
             bias = attn_mask + bias
     w = q @ k.transpose(-2, -1) * scale + bias
     return torch.softmax(w, dim=-1) @ v
+
+
+# PyTorch's own where it has one (2.x: fused kernels on a GPU, as bench/gpu_bench.py's
+# GPT-2 should be timed against), else the math definition
+sdpa = getattr(F, "scaled_dot_product_attention", sdpa_math)
 
 
 def randn(*shape, g):

@@ -234,6 +234,31 @@ static int kernel_names(Arena *A, const char *cu, const char ***out) {
   return n;
 }
 
+/* NVRTC has no <math.h>: mlcrt_kernels.cuh defines NAN and INFINITY itself,
+ * with the bits nvcc's <math.h> gives (a quiet NaN 0x7fc00000), so the JIT's
+ * kernels write the very bytes the nvcc build writes (a fully masked
+ * attention row, a NaN loss).  Once 0x7fffffff: caught on a GPU by
+ * tests/cuda/gpu_e2e.sh --same-with-jit (sdpa's float mask). */
+static void test_constants(void **state) {
+  (void)state;
+  Arena *A = arena_new();
+  char err[MLCRT_ERRLEN];
+  JitCuHeader kernels = {"mlcrt_kernels.cuh",
+                         read_text(A, MLC_SOURCE_DIR "/runtime/cuda/mlcrt_kernels.cuh")};
+  const char *src = "#include \"mlcrt_kernels.cuh\"\n"
+                    "extern \"C\" __global__ void consts(float *y) {\n"
+                    "  y[0] = NAN, y[1] = INFINITY, y[2] = -INFINITY;\n}\n";
+  char *ptx = jitcu_ptx(A, "consts.cu", src, &kernels, 1, NULL, 0, NULL, 0, NULL, 80, NULL, err);
+  if (!ptx) fprintf(stderr, "%s\n", err);
+  assert_non_null(ptx);
+  /* the stores are of the bits as integers (as nvcc -ptx writes them too) */
+  assert_non_null(strstr(ptx, " 2143289344;")); /* 0x7fc00000 */
+  assert_non_null(strstr(ptx, " 2139095040;")); /* 0x7f800000 */
+  assert_non_null(strstr(ptx, " -8388608;"));   /* 0xff800000 */
+  assert_null(strstr(ptx, " 2147483647;"));     /* not 0x7fffffff */
+  arena_free(A);
+}
+
 /* The device code of every example and conformance model compiles to PTX. */
 static void test_models(void **state) {
   (void)state;
@@ -327,6 +352,14 @@ static void test_no_driver(void **state) {
   mlc_free(diag);
 }
 
+/* a CUDA call that must succeed; the driver's reason printed when it does not */
+#define CU_OK(call)                                                                                \
+  do {                                                                                             \
+    int rc_ = (call);                                                                              \
+    if (rc_) fprintf(stderr, "%s: %s\n", #call, err);                                              \
+    assert_int_equal(rc_, 0);                                                                      \
+  } while (0)
+
 /* With a GPU: load the PTX for this device, launch, check. */
 static void test_launch(void **state) {
   (void)state;
@@ -342,26 +375,27 @@ static void test_launch(void **state) {
   char *ptx =
       jitcu_ptx(A, "saxpy.cu", SAXPY, &SCALE, 1, NULL, 0, NULL, 0, NULL, jitcu_arch(cu), NULL, err);
   assert_non_null(ptx);
-  void *mod = NULL, *saxpy = NULL, *fill = NULL;
-  assert_int_equal(jitcu_module_load(cu, ptx, &mod, err), 0);
-  assert_int_equal(jitcu_function(cu, mod, "saxpy", &saxpy, err), 0);
-  assert_int_equal(jitcu_function(cu, mod, "fill", &fill, err), 0);
-  assert_int_not_equal(jitcu_function(cu, mod, "nope", &fill, err), 0);
+  void *mod = NULL, *saxpy = NULL, *fill = NULL, *nope = NULL;
+  CU_OK(jitcu_module_load(cu, ptx, &mod, err));
+  CU_OK(jitcu_function(cu, mod, "saxpy", &saxpy, err));
+  CU_OK(jitcu_function(cu, mod, "fill", &fill, err));
+  /* (its own handle: the driver clears the one it is given on failure) */
+  assert_int_not_equal(jitcu_function(cu, mod, "nope", &nope, err), 0);
   assert_non_null(strstr(err, "no kernel 'nope'"));
   enum { N = 1000 };
   float x[N], y[N];
   for (int i = 0; i < N; i++) x[i] = (float)i;
   uint64_t dx, dy;
-  assert_int_equal(jitcu_alloc(cu, sizeof x, &dx, err), 0);
-  assert_int_equal(jitcu_alloc(cu, sizeof y, &dy, err), 0);
-  assert_int_equal(jitcu_copy(cu, dx, x, sizeof x, true, err), 0);
+  CU_OK(jitcu_alloc(cu, sizeof x, &dx, err));
+  CU_OK(jitcu_alloc(cu, sizeof y, &dy, err));
+  CU_OK(jitcu_copy(cu, dx, x, sizeof x, true, err));
   float v = 1.5f, a = 0.25f;
   long long n = N;
   unsigned g1[3] = {1, 1, 1}, b1[3] = {256, 1, 1}, g2[3] = {(N + 255) / 256, 1, 1};
-  assert_int_equal(jitcu_launch(cu, fill, g1, b1, 0, (void *[]){&dy, &v, &n}, err), 0);
-  assert_int_equal(jitcu_launch(cu, saxpy, g2, b1, 0, (void *[]){&a, &dx, &dy, &n}, err), 0);
-  assert_int_equal(jitcu_sync(cu, err), 0);
-  assert_int_equal(jitcu_copy(cu, dy, y, sizeof y, false, err), 0);
+  CU_OK(jitcu_launch(cu, fill, g1, b1, 0, (void *[]){&dy, &v, &n}, err));
+  CU_OK(jitcu_launch(cu, saxpy, g2, b1, 0, (void *[]){&a, &dx, &dy, &n}, err));
+  CU_OK(jitcu_sync(cu, err));
+  CU_OK(jitcu_copy(cu, dy, y, sizeof y, false, err));
   for (int i = 0; i < N; i++) assert_true(y[i] == 0.5f * (float)i + 1.5f);
   jitcu_free(cu, dx);
   jitcu_free(cu, dy);
@@ -752,6 +786,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_broken, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_driver, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_constants, setup, teardown),
       cmocka_unit_test_setup_teardown(test_launch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_models, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stub_models, setup, teardown),

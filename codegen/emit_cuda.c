@@ -1099,7 +1099,10 @@ static void emit_call_op(CU *c, Buf *h, int id, const char *what) {
       arg_opt(c, &al, n->nin == 3 ? n->in[2] : -1);
     arg_node(c, &al, id);
     out(h, "  {\n    const mlcd_conv cp = %s;\n", init);
-    call(c, h, what, k, type_numel(&n->ty), &al);
+    if (n->op == OP_CONV2D_DW) /* a block per weight: see mlcd_conv2d_dw */
+      call_blocks(c, h, what, k, type_numel(&n->ty), &al);
+    else
+      call(c, h, what, k, type_numel(&n->ty), &al);
     out(h, "  }\n");
     return;
   }

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- NVRTC ------------------------------------------------------------------- */
@@ -814,9 +815,24 @@ static void describe_weights(JitCuModel *mm) {
   mm->nckpt = n;
 }
 
+/* $MLC_JIT_TIMING: the phases of a CUDA JIT model's load, in milliseconds, on
+ * stderr (bench/gpu_bench.py's jit start figures, broken down). */
+static double jt_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
+}
+static void jt_phase(const char *what, double *t) {
+  const double now = jt_ms();
+  if (getenv("MLC_JIT_TIMING")) fprintf(stderr, "mlc jit: %-16s %9.2f ms\n", what, now - *t);
+  *t = now;
+}
+
 JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, int precision,
                              char *err) {
+  double t = jt_ms();
   JitCuda *cu = jitcu_open(0, err);
+  jt_phase("driver open", &t);
   if (!cu) return NULL;
   Arena *A = arena_new();
   JitCuModel *mm = arena_alloc(A, sizeof *mm);
@@ -833,6 +849,7 @@ JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, i
     mm->embedded = w;
   }
   describe_weights(mm);
+  jt_phase("launch program", &t);
   /* every launch's arguments fit the instance's buffer */
   for (int f = 0; f < 3; f++)
     for (int i = 0; i < pr->nsteps[f]; i++) {
@@ -851,11 +868,14 @@ JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, i
   const char **lowered = arena_alloc(A, sizeof(char *) * (size_t)(pr->nkernels + 1));
   char *ptx = jitcu_ptx(A, arena_printf(A, "%s.cu", c->g->name), pr->device_src, &hdr, 1, NULL, 0,
                         pr->kernels, pr->nkernels, lowered, jitcu_arch(cu), &mm->ptx_cached, err);
+  jt_phase(mm->ptx_cached ? "ptx (cached)" : "ptx (nvrtc)", &t);
   int rc = ptx ? jitcu_module_load(cu, ptx, &mm->module, err) : MLCRT_EUNSUPPORTED;
+  jt_phase("module load", &t);
   mm->fns = arena_alloc(A, sizeof(void *) * (size_t)(pr->nkernels + 1));
   for (int i = 0; i < pr->nkernels && !rc; i++)
     rc = jitcu_function(cu, mm->module, lowered[i], &mm->fns[i], err);
   if (!rc && mm->has_blas && !cublas_open(&mm->blas, pr->precision, err)) rc = MLCRT_EUNSUPPORTED;
+  jt_phase("kernels, cublas", &t);
   if (rc) {
     jitcu_model_free(mm);
     return NULL;
@@ -889,6 +909,7 @@ static size_t up256(size_t n) {
 
 JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_options *opts,
                         char *err) {
+  double t = jt_ms();
   const Compiled *c = mm->c;
   const Graph *g = c->g;
   const char *M = g->name;
@@ -993,11 +1014,14 @@ JitCuInst *jitcu_create(JitCuModel *mm, const int64_t *max_dims, const mlcrt_opt
   for (int i = 0; i < nin; i++) m->in[i] = d, d += in_bytes[i];
   /* weights: the embedded ones, else zeros (optimizer state and step zero) */
   if (mm->embedded) memcpy(m->host, mm->embedded, c->plan->weight_bytes);
-  if ((rc = jitcu_memset(mm->cu, m->dev, dev, m->err)) || (rc = push(m))) {
+  jt_phase("create: allocate", &t);
+  /* all zeros (the host mirror is calloc'd): only embedded weights are copied */
+  if ((rc = jitcu_memset(mm->cu, m->dev, dev, m->err)) || (mm->embedded && (rc = push(m)))) {
     mlcrt_seterr(err, rc, "%s_create: %s", M, m->err);
     jitcu_destroy(m);
     return NULL;
   }
+  jt_phase("create: zero", &t);
   return m;
 }
 

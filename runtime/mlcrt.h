@@ -145,6 +145,13 @@ typedef struct mlcrt_plan_item {
 } mlcrt_plan_item;
 size_t mlcrt_plan(mlcrt_plan_item *items, int n, size_t align);
 
+/* The weights and the arena of an instance: aligned_alloc(64, bytes rounded
+ * up), or NULL when it fails or when bytes exceed the machine's physical
+ * memory.  (Where the kernel overcommits, a larger request "succeeds" and the
+ * process is killed when create zeroes it; refused here, create reports the
+ * sizes instead.)  Free with free(). */
+void *mlcrt_alloc(size_t bytes);
+
 /* ---- threads (team.c) and instruction sets -------------------------------- */
 /* A team is the fixed set of threads an instance runs its kernels on; a
  * generated model creates one at <model>_create (opts->num_threads, 0 = one

@@ -16,6 +16,16 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+void *mlcrt_alloc(size_t bytes) {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0 && bytes / (size_t)page >= (size_t)pages) return NULL;
+#endif
+  if (bytes > SIZE_MAX - 64) return NULL;
+  return aligned_alloc(64, bytes ? (bytes + 63) / 64 * 64 : 64);
+}
 
 static size_t align_up(size_t x, size_t a) {
   return (x + a - 1) / a * a;

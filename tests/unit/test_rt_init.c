@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -316,6 +317,24 @@ static uint64_t xr(void) { /* xorshift64 */
   return rs;
 }
 
+/* mlcrt_alloc: 64-byte aligned, usable to the rounded-up size, and NULL
+ * (not a later kill) beyond the machine's physical memory. */
+static void test_alloc(void **state) {
+  (void)state;
+  for (size_t n = 0; n < 200; n += 37) {
+    unsigned char *p = mlcrt_alloc(n);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 64, 0);
+    memset(p, 0xab, n ? (n + 63) / 64 * 64 : 64);
+    free(p);
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  assert_true(pages > 0 && page > 0);
+  assert_null(mlcrt_alloc((size_t)pages * (size_t)page)); /* all of it: never */
+  assert_null(mlcrt_alloc((size_t)1 << 62));              /* 4 EiB */
+  assert_null(mlcrt_alloc(SIZE_MAX));
+}
+
 static void test_plan_random(void **state) {
   (void)state;
   enum { MAXN = 60 };
@@ -368,10 +387,15 @@ static void test_plan_random(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_init_reproducible), cmocka_unit_test(test_init_known_answer),
-      cmocka_unit_test(test_init_bounds),       cmocka_unit_test(test_init_normal),
-      cmocka_unit_test(test_init_dtypes),       cmocka_unit_test(test_init_tied_and_invalid),
-      cmocka_unit_test(test_plan_cases),        cmocka_unit_test(test_plan_random),
+      cmocka_unit_test(test_init_reproducible),
+      cmocka_unit_test(test_init_known_answer),
+      cmocka_unit_test(test_init_bounds),
+      cmocka_unit_test(test_init_normal),
+      cmocka_unit_test(test_init_dtypes),
+      cmocka_unit_test(test_init_tied_and_invalid),
+      cmocka_unit_test(test_plan_cases),
+      cmocka_unit_test(test_plan_random),
+      cmocka_unit_test(test_alloc),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

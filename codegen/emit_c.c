@@ -2293,15 +2293,67 @@ char *emit_harness(E *e, const char *header_name) {
 /* A main() that describes the model to mlcrt_train_main (runtime/trainloop.c).
  * Returns NULL (and sets *why) when the model's inputs do not fit batching:
  * every input must start with the same symbolic batch dim. */
+int emitc_train_layout(const Graph *g, Arena *A, mlcrt_train_input *ins, int *batch_sym,
+                       int64_t *classes_out, int *label_out, const char **why) {
+  int n = g->ninputs + g->ntrain_inputs;
+  if (n == 0 || n > MLCRT_TRAIN_MAX_INPUTS) {
+    *why = "mlc train needs 1 to 16 inputs";
+    return -1;
+  }
+  int batch = -1;
+  for (int i = 0; i < n; i++) {
+    const Node *in = &g->nodes[i < g->ninputs ? g->inputs[i] : g->train_inputs[i - g->ninputs]];
+    int sid;
+    if (in->ty.rank == 0 || !dim_is_sym(in->ty.dim[0], &sid) || (batch >= 0 && sid != batch)) {
+      *why = arena_printf(
+          A, "mlc train needs every input to start with the same symbolic batch dim; '%s' is %s",
+          in->name, type_str(A, g, &in->ty));
+      return -1;
+    }
+    batch = sid;
+    ins[i] = (mlcrt_train_input){in->name, (mlcrt_dtype)in->ty.dt, in->ty.rank, {0}};
+    for (int k = 0; k < in->ty.rank; k++) {
+      int64_t c;
+      if (dim_is_const(in->ty.dim[k], &c))
+        ins[i].dims[k] = c;
+      else if (dim_is_sym(in->ty.dim[k], &sid))
+        ins[i].dims[k] = -sid; /* -(s+1) for the 0-based symbol s */
+      else {
+        *why = arena_printf(A, "mlc train: input '%s' has a compound dim %s; use a plain symbol",
+                            in->name, dim_str(A, in->ty.dim[k], g->sym));
+        return -1;
+      }
+    }
+  }
+  /* classification accuracy: first output [B, C] f32 and an integer label input [B] */
+  int64_t classes = 0;
+  int label = -1;
+  if (g->noutputs) {
+    const Type *ot = &g->nodes[g->outputs[0].node].ty;
+    int sid;
+    if (ot->dt == DT_F32 && ot->rank == 2 && dim_is_sym(ot->dim[0], &sid) && sid == batch &&
+        dim_is_const(ot->dim[1], &classes))
+      for (int i = 0; i < g->ntrain_inputs && label < 0; i++) {
+        const Node *in = &g->nodes[g->train_inputs[i]];
+        if (in->ty.rank == 1 && (in->ty.dt == DT_U8 || in->ty.dt == DT_I32 || in->ty.dt == DT_I64))
+          label = g->ninputs + i;
+      }
+    if (label < 0) classes = 0;
+  }
+  *batch_sym = batch - 1;
+  *classes_out = classes;
+  *label_out = label;
+  return n;
+}
+
 char *emit_train_harness(E *e, const char *header_name, const char **why) {
   Graph *g = e->g;
   const char *M = e->M;
-  int n = g->ninputs + g->ntrain_inputs;
-  if (n == 0 || n > 16) {
-    *why = "mlc train needs 1 to 16 inputs";
-    return NULL;
-  }
-  int batch = -1;
+  mlcrt_train_input ins[MLCRT_TRAIN_MAX_INPUTS];
+  int batch, label;
+  int64_t classes;
+  const int n = emitc_train_layout(g, e->A, ins, &batch, &classes, &label, why);
+  if (n < 0) return NULL;
   Buf b = {.A = e->A};
   out(&b,
       "/* mlc train harness for model %s — generated, do not edit. */\n#include \"%s\"\n#include "
@@ -2309,46 +2361,12 @@ char *emit_train_harness(E *e, const char *header_name, const char **why) {
       M, header_name);
   out(&b, "static const mlcrt_train_input inputs[%d] = {\n", n);
   for (int i = 0; i < n; i++) {
-    Node *in = &g->nodes[i < g->ninputs ? g->inputs[i] : g->train_inputs[i - g->ninputs]];
-    int sid;
-    if (in->ty.rank == 0 || !dim_is_sym(in->ty.dim[0], &sid) || (batch >= 0 && sid != batch)) {
-      *why = arena_printf(
-          e->A, "mlc train needs every input to start with the same symbolic batch dim; '%s' is %s",
-          in->name, type_str(e->A, g, &in->ty));
-      return NULL;
-    }
-    batch = sid;
-    out(&b, "    {\"%s\", %s, %d, {", in->name, mlcrt_dtype_c(in->ty.dt), in->ty.rank);
-    for (int k = 0; k < in->ty.rank; k++) {
-      int64_t c;
-      if (dim_is_const(in->ty.dim[k], &c))
-        out(&b, "%s%lld", k ? ", " : "", (long long)c);
-      else if (dim_is_sym(in->ty.dim[k], &sid))
-        out(&b, "%s-%d", k ? ", " : "", sid);
-      else {
-        *why = arena_printf(e->A, "mlc train: input '%s' has a compound dim %s; use a plain symbol",
-                            in->name, dimc(e, in->ty.dim[k]));
-        return NULL;
-      }
-    }
+    out(&b, "    {\"%s\", %s, %d, {", ins[i].name, mlcrt_dtype_c((DType)ins[i].dtype), ins[i].rank);
+    for (int k = 0; k < ins[i].rank; k++)
+      out(&b, "%s%lld", k ? ", " : "", (long long)ins[i].dims[k]);
     out(&b, "}},\n");
   }
   out(&b, "};\n\n");
-  /* classification accuracy: first output [B, C] f32 and an integer label input [B] */
-  int64_t classes = 0;
-  int label = -1;
-  if (g->noutputs) {
-    Type *ot = &g->nodes[g->outputs[0].node].ty;
-    int sid;
-    if (ot->dt == DT_F32 && ot->rank == 2 && dim_is_sym(ot->dim[0], &sid) && sid == batch &&
-        dim_is_const(ot->dim[1], &classes))
-      for (int i = 0; i < g->ntrain_inputs && label < 0; i++) {
-        Node *in = &g->nodes[g->train_inputs[i]];
-        if (in->ty.rank == 1 && (in->ty.dt == DT_U8 || in->ty.dt == DT_I32 || in->ty.dt == DT_I64))
-          label = g->ninputs + i;
-      }
-    if (label < 0) classes = 0;
-  }
   const char *dims = "", *args = "";
   for (int s2 = 1; s2 <= g->nsym; s2++) {
     dims = arena_printf(e->A, "%s%sd[%d]", dims, s2 > 1 ? ", " : "", s2 - 1);
@@ -2385,7 +2403,7 @@ char *emit_train_harness(E *e, const char *header_name, const char **why) {
       "                                   load_checkpoint, save_checkpoint, step, train_step, "
       "evaluate, last_error, set_seed};\n"
       "  return mlcrt_train_main(&t, argc, argv);\n}\n",
-      M, n, g->nsym, batch - 1, (long long)classes, label < 0 ? 0 : label);
+      M, n, g->nsym, batch, (long long)classes, label < 0 ? 0 : label);
   return b.s;
 }
 

@@ -1077,6 +1077,14 @@ void jitcu_set_seed(JitCuInst *m, uint64_t seed) {
   m->seed = seed;
 }
 
+int64_t jitcu_step(JitCuInst *m) {
+  int64_t step = 0;
+  if (!m->mm->c->train_plan ||
+      jitcu_copy(m->mm->cu, m->weights + m->mm->pr->step_off, &step, sizeof step, false, m->err))
+    return 0;
+  return step;
+}
+
 int jitcu_save_checkpoint(JitCuInst *m, const char *path) {
   if (!path) return MLCRT_EINVAL;
   int rc = pull(m);

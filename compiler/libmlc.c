@@ -231,11 +231,59 @@ void mlc_model_free(mlc_model *mm) {
   free(mm);
 }
 
+/* `mlc train --jit --device cuda`: libmlcrt's training loop (trainloop.c)
+ * over a CUDA instance, through the functions of mlc.h.  (On the CPU the loop
+ * is compiled into the model's shared object, with the generated harness.) */
+static void *tr_create(void *ctx, const int64_t *maxdims) {
+  const mlcrt_options o = {MLCRT_CUDA, 0, 0};
+  return mlc_create(ctx, maxdims, &o);
+}
+static void tr_destroy(void *m) { mlc_destroy(m); }
+static int tr_init(void *m, uint64_t seed) { return mlc_init(m, seed); }
+static int tr_set_seed(void *m, uint64_t seed) { return mlc_set_seed(m, seed); }
+static int tr_load(void *m, const char *p) { return mlc_load(m, p); }
+static int tr_save(void *m, const char *p) { return mlc_save(m, p); }
+static int tr_load_checkpoint(void *m, const char *p) { return mlc_load_checkpoint(m, p); }
+static int tr_save_checkpoint(void *m, const char *p) { return mlc_save_checkpoint(m, p); }
+static int64_t tr_step(void *m) { return jitcu_step(((mlc_instance *)m)->cu); }
+static const char *tr_last_error(void *m) { return mlc_last_error(m); }
+static int tr_train_step(void *m, const int64_t *d, void *const *in, float *loss) {
+  return mlc_train_step(m, d, (const void *const *)in, loss);
+}
+static int cuda_checks(mlc_instance *m, const char *fn, const int64_t *dims, const void *const *in, void *const *out,
+                       const float *loss, int64_t *sv);
+/* the loss, and output 0 into out0 (may be NULL); the other outputs are not copied out */
+static int tr_evaluate(void *mv, const int64_t *d, void *const *in, float *loss, void *out0) {
+  mlc_instance *m = mv;
+  void **outs = calloc((size_t)m->model->count[MLC_OUTPUT] + 1, sizeof *outs);
+  if (!outs) return mlcrt_seterr(jitcu_err(m->cu), MLCRT_ENOMEM, "evaluate: out of memory");
+  outs[0] = out0;
+  int64_t sv[MAX_SYMS + 1] = {0};
+  int rc = cuda_checks(m, "evaluate", d, (const void *const *)in, NULL, loss, sv);
+  if (!rc) rc = jitcu_call(m->cu, CUF_EVAL, sv, (const void *const *)in, outs, loss);
+  free(outs);
+  return rc;
+}
+
 int mlc_model_train_main(const mlc_model *mm, int argc, char **argv, const char **why) {
-  *why = mm->cum ? "mlc train --jit --device cuda is not implemented yet (the CUDA JIT runs train steps through "
-                   "mlc_train_step; the training loop is the CPU JIT's)"
-                 : mm->jit.train_why;
-  if (mm->cum || !mm->jit.train_main) return -1;
+  if (mm->cum) {
+    if (!mm->c->train_plan) {
+      *why = "the model has no train section";
+      return -1;
+    }
+    mlcrt_train_input ins[MLCRT_TRAIN_MAX_INPUTS];
+    int batch, label;
+    int64_t classes;
+    const int n = emitc_train_layout(mm->c->g, mm->c->g->A, ins, &batch, &classes, &label, why);
+    if (n < 0) return -1;
+    const mlcrt_trainer t = {mm->c->g->name, n, ins, mm->c->g->nsym, batch, classes, label < 0 ? 0 : label,
+                             NULL, /* create: through create_ctx, with the model */
+                             tr_destroy, tr_init, tr_load, tr_save, tr_load_checkpoint, tr_save_checkpoint,
+                             tr_step, tr_train_step, tr_evaluate, tr_last_error, tr_set_seed, tr_create, (void *)mm};
+    return mlcrt_train_main(&t, argc, argv);
+  }
+  *why = mm->jit.train_why;
+  if (!mm->jit.train_main) return -1;
   /* the loop catches Ctrl-C with a handler inside the shared object: put
    * back what was there before the object can be unloaded */
   struct sigaction old;

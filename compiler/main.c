@@ -833,13 +833,17 @@ static int cmd_train(int argc, char **argv) {
   diag_free(&d);
   if (!c) goto out;
   const char *exe = NULL;
-  if (cuda && a.jit) { /* says why not: no driver, no GPU, or not yet */
+  if (cuda && a.jit) { /* libmlcrt's loop over a CUDA JIT instance (NVRTC, the driver) */
     Diag jd = {.echo = stderr};
     mlc_model *mm = NULL;
-    rc = mlc_model_from_compiled(c, NULL, NULL, MLCRT_CUDA, 0, &mm, &jd);
+    rc = mlc_model_from_compiled_prec(c, NULL, NULL, MLCRT_CUDA, (int)prec, 0, &mm, &jd);
     diag_free(&jd);
+    if (rc) goto out;
     const char *why = NULL;
-    if (!rc && mlc_model_train_main(mm, 0, NULL, &why) < 0) {
+    fwd[0] = "mlc train";
+    fwd[nf] = NULL;
+    rc = mlc_model_train_main(mm, nf, fwd, &why);
+    if (rc < 0) {
       fprintf(stderr, "%s: error: %s\n", a.model_path, why);
       rc = 1;
     }

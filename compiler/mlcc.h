@@ -333,6 +333,15 @@ EmitC emitc_model(Graph *g, const Plan *p, const Plan *train, const Plan *eval, 
  * uses it unless given --weights.  embed names the weights file (comments). */
 EmitC emitc_model_embed(Graph *g, const Plan *p, const Plan *train, const Plan *eval, const char *header_name,
                         const char *embed);
+/* What `mlc train` needs to know of a model's inputs (the generated train
+ * harness prints it; libmlc's CUDA JIT fills an mlcrt_trainer with it): the
+ * inputs in train-step order (in[], at most MLCRT_TRAIN_MAX_INPUTS), the
+ * batch dim (0-based symbol), and for accuracy the class count of a [B, C]
+ * f32 first output and the integer label input (0 and -1 without).  Returns
+ * the number of inputs, or -1 with *why (allocated in A) when the model's
+ * inputs do not fit batching. */
+int emitc_train_layout(const Graph *g, Arena *A, mlcrt_train_input *in, int *batch_sym, int64_t *classes, int *label,
+                       const char **why);
 /* Writes the weights translation unit: `NAME_embedded_weights`, a const
  * 64-byte aligned array of the n bytes of the weights region (params and
  * buffers; see embed_weights_read).  Returns 0, or -1 on a write error. */
@@ -574,6 +583,7 @@ int jitcu_save(JitCuInst *m, const char *path);
 int jitcu_init(JitCuInst *m, uint64_t seed);
 void jitcu_set_seed(JitCuInst *m, uint64_t seed);
 int jitcu_save_checkpoint(JitCuInst *m, const char *path);
+int64_t jitcu_step(JitCuInst *m); /* the optimizer's step counter (0 on an error) */
 int jitcu_load_checkpoint(JitCuInst *m, const char *path);
 const char *jitcu_last_error(const JitCuInst *m);
 char *jitcu_err(JitCuInst *m); /* the instance's message buffer (MLCRT_ERRLEN) */

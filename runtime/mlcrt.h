@@ -388,6 +388,10 @@ typedef struct mlcrt_trainer {
   int (*evaluate)(void *m, const int64_t *dims, void *const *inputs, float *loss, void *output0);
   const char *(*last_error)(void *m);
   int (*set_seed)(void *m, uint64_t seed); /* may be NULL: seeds dropout in train steps */
+  /* libmlc (a model known only at run time): create through ctx instead of
+   * create; NULL in generated harnesses */
+  void *(*create_ctx)(void *ctx, const int64_t *maxdims);
+  void *ctx;
 } mlcrt_trainer;
 
 /* Parses --data/--eval/--epochs/--batch/--shuffle/--seed/--save/--checkpoint/

@@ -249,7 +249,7 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv) {
   dims[t->batch_sym] = batch;
   int64_t maxdims[MLCRT_MAX_RANK * 2];
   for (int i = 0; i < t->nsyms; i++) maxdims[i] = dims[i] > 0 ? dims[i] : 1;
-  void *m = t->create(maxdims);
+  void *m = t->create_ctx ? t->create_ctx(t->ctx, maxdims) : t->create(maxdims);
   if (!m) {
     fprintf(stderr, "mlc train: error: %s\n", mlcrt_last_error());
     free_set(t, &train);

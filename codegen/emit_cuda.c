@@ -243,6 +243,80 @@ static void karg(KArgs *k, int id, bool written) {
 /* Emits kernel `body` (a statement list using the parameters) over `n`
  * elements (n <= 0: the body loops itself) and its launch; identical kernels
  * are emitted once. */
+/* text with the kernel's parameters (names[0..n-1]) renamed mlc_p0, mlc_p1, ...
+ * and its locals mlc_v<node> renamed mlc_l0, mlc_l1, ... in order of first
+ * use: the same computation on other tensors (every layer of a transformer,
+ * every optimizer update of one size) becomes the same text, hence one
+ * kernel.  (GPT-2 small's train step had 530 kernels, 4.5 MB of PTX and a
+ * 46 s cold JIT start on an H200.) */
+static bool ident_char(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         ch == '_';
+}
+static const char *canonical_names(Arena *A, const char *text, const char *const *names, int n) {
+  Buf b = {.A = A};
+  out(&b, "%s", "");
+  const char **locals = NULL;
+  int nloc = 0, cap = 0;
+  for (const char *p = text; *p;) {
+    if (!ident_char(*p) || (p > text && ident_char(p[-1]))) {
+      out(&b, "%c", *p++);
+      continue;
+    }
+    size_t len = 0;
+    while (ident_char(p[len])) len++;
+    /* a member (threadIdx.x, p.N, a->b) is not a variable */
+    const bool member =
+        p > text && (p[-1] == '.' || (p[-1] == '>' && p - 1 > text && p[-2] == '-'));
+    if (member) {
+      out(&b, "%.*s", (int)len, p);
+      p += len;
+      continue;
+    }
+    int param = -1;
+    for (int i = 0; i < n && param < 0; i++)
+      if (strlen(names[i]) == len && strncmp(names[i], p, len) == 0) param = i;
+    bool local = len > 5 && strncmp(p, "mlc_v", 5) == 0 && p[5] >= '0' && p[5] <= '9';
+    for (size_t j = 5; local && j < len; j++) local = p[j] >= '0' && p[j] <= '9';
+    if (param >= 0) {
+      out(&b, "mlc_p%d", param);
+    } else if (local) {
+      int l = -1;
+      for (int i = 0; i < nloc && l < 0; i++)
+        if (strlen(locals[i]) == len && strncmp(locals[i], p, len) == 0) l = i;
+      if (l < 0) {
+        if (nloc == cap) {
+          cap = cap ? 2 * cap : 16;
+          const char **nl = arena_alloc(A, sizeof(char *) * (size_t)cap);
+          if (nloc) memcpy(nl, locals, sizeof(char *) * (size_t)nloc);
+          locals = nl;
+        }
+        locals[nloc] = arena_printf(A, "%.*s", (int)len, p);
+        l = nloc++;
+      }
+      out(&b, "mlc_l%d", l);
+    } else {
+      out(&b, "%.*s", (int)len, p);
+    }
+    p += len;
+  }
+  return b.s;
+}
+
+/* A kernel written (its text after the name): later identical ones reuse it. */
+static void remember_kernel(CU *c, const char *text, const char *name) {
+  if (c->nk == c->capk) {
+    c->capk = c->capk ? 2 * c->capk : 64;
+    char **nb = arena_alloc(c->e->A, sizeof(char *) * (size_t)c->capk);
+    const char **nn = arena_alloc(c->e->A, sizeof(char *) * (size_t)c->capk);
+    if (c->nk)
+      memcpy(nb, c->kbodies, sizeof(char *) * (size_t)c->nk),
+          memcpy(nn, c->knames, sizeof(char *) * (size_t)c->nk);
+    c->kbodies = nb, c->knames = nn;
+  }
+  c->kbodies[c->nk] = (char *)text, c->knames[c->nk++] = name;
+}
+
 static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, Dim threads,
                    const char *tag) {
   E *e = c->e;
@@ -262,23 +336,17 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
         shared ? "" : "__restrict__ ", c->vars[k->ids[i]]);
   }
   if (k->status) out(&sig, "%sint64_t *__restrict__ mlc_status", sig.len ? ", " : "");
-  const char *text =
-      arena_printf(e->A, "(%s%s) {\n%s}\n", sig.len ? sig.s : "", sym_params(e), body);
+  const char **pnames = arena_alloc(e->A, sizeof(char *) * (size_t)(k->n + 1));
+  for (int i = 0; i < k->n; i++) pnames[i] = c->vars[k->ids[i]];
+  const char *text = canonical_names(
+      e->A, arena_printf(e->A, "(%s%s) {\n%s}\n", sig.len ? sig.s : "", sym_params(e), body),
+      pnames, k->n);
   const char *name = NULL;
   for (int i = 0; i < c->nk && !name; i++)
     if (strcmp(c->kbodies[i], text) == 0) name = c->knames[i];
   if (!name) {
     name = arena_printf(e->A, "%s_%s_%s%d", e->M, c->fn, tag, c->nk);
-    if (c->nk == c->capk) {
-      c->capk = c->capk ? 2 * c->capk : 64;
-      char **nb = arena_alloc(e->A, sizeof(char *) * (size_t)c->capk);
-      const char **nn = arena_alloc(e->A, sizeof(char *) * (size_t)c->capk);
-      if (c->nk)
-        memcpy(nb, c->kbodies, sizeof(char *) * (size_t)c->nk),
-            memcpy(nn, c->knames, sizeof(char *) * (size_t)c->nk);
-      c->kbodies = nb, c->knames = nn;
-    }
-    c->kbodies[c->nk] = (char *)text, c->knames[c->nk++] = name;
+    remember_kernel(c, text, name);
     out(c->kern, "/* %s */\nstatic __global__ void %s%s\n", what, name, text);
   }
   ArgList al = {.n = 0};
@@ -1622,17 +1690,23 @@ static void emit_updates(CU *c, Buf *h) {
       out(&b, "    w[i] -= step_size * s1[i] / (sqrtf(s2[i]) / bc2_sqrt + %sf);\n  }\n",
           literal_plain(e, o->eps));
     }
-    const char *name = arena_printf(e->A, "%s_update_%d", e->M, t);
-    out(c->kern,
-        "/* the %s update of %s %s */\nstatic __global__ void %s(float *__restrict__ w, const "
-        "float *__restrict__ grad, "
-        "float *__restrict__ s1, float *__restrict__ s2, const int64_t *__restrict__ step_p, const "
-        "float *__restrict__ loss, "
-        "const int64_t *__restrict__ mlc_status) {\n  (void)s1, (void)s2;\n%s}\n",
-        o->kind == OPT_SGD    ? "sgd"
-        : o->kind == OPT_ADAM ? "adam"
-                              : "adamw",
-        n->name, type_str(e->A, g, &n->ty), name, b.s);
+    /* one kernel per distinct update (the same size and hyperparameters) */
+    const char *text = arena_printf(e->A, "%s", b.s), *name = NULL;
+    for (int i = 0; i < c->nk && !name; i++)
+      if (strcmp(c->kbodies[i], text) == 0) name = c->knames[i];
+    if (!name) {
+      name = arena_printf(e->A, "%s_update_%d", e->M, t);
+      remember_kernel(c, text, name);
+      out(c->kern,
+          "/* the %s update of %s %s (and of any param of its size) */\nstatic __global__ void "
+          "%s(float *__restrict__ w, const float *__restrict__ grad, float *__restrict__ s1, "
+          "float *__restrict__ s2, const int64_t *__restrict__ step_p, const float *__restrict__ "
+          "loss, const int64_t *__restrict__ mlc_status) {\n  (void)s1, (void)s2;\n%s}\n",
+          o->kind == OPT_SGD    ? "sgd"
+          : o->kind == OPT_ADAM ? "adam"
+                                : "adamw",
+          n->name, type_str(e->A, g, &n->ty), name, b.s);
+    }
     ArgList al = {.n = 0};
     arg_weights(&al, e->p->weight_off[id], (size_t)0,
                 arena_printf(e->A, "(float *)(m->d_weights + %zu)", e->p->weight_off[id]));

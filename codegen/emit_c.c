@@ -297,11 +297,12 @@ typedef struct ElemKernel {
   const char *rows, *cols; /* the view, as C expressions of run's dims */
 } ElemKernel;
 
-static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, bool gemm_blocks) {
+/* The loop of a group (nodes[0] its producer when an epilogue): flat when
+ * every value it reads has the root's shape. */
+static ElemLoop elem_loop(E *e, const int *nodes, int n, bool epilogue) {
   ElemLoop L = {nodes, epilogue ? 1 : 0, n, epilogue ? nodes[0] : -1, true};
-  Graph *g = e->g;
-  int root = nodes[n - 1];
-  const Type *o = &g->nodes[root].ty;
+  const Graph *g = e->g;
+  const Type *o = &g->nodes[nodes[n - 1]].ty;
   for (int k = L.first; k < n; k++) {
     const Node *m = &g->nodes[nodes[k]];
     for (int j = 0; j < m->nin; j++) {
@@ -311,13 +312,32 @@ static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, bool
         L.flat = false;
     }
   }
+  return L;
+}
+
+/* How an elementwise kernel sees its output (rows x cols): */
+enum {
+  VIEW_AUTO, /* one row of everything, or rows of the last dim when it broadcasts */
+  VIEW_GEMM, /* rows of the last dim: a GEMM's blocks (its epilogue) */
+  VIEW_CONV  /* [N * C, the rest]: a convolution's images and channels (flat loops only) */
+};
+
+static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, int view) {
+  ElemLoop L = elem_loop(e, nodes, n, epilogue);
+  Graph *g = e->g;
+  int root = nodes[n - 1];
+  const Type *o = &g->nodes[root].ty;
   ElemKernel K;
   K.name = "@K@"; /* named once known to be new */
   /* the view: one row of every element, unless a GEMM's blocks (its
    * epilogue) or broadcasting (an index per dim) want rows of the last dim */
-  const bool by_row = (gemm_blocks || !L.flat) && o->rank >= 1;
+  const bool by_row = (view == VIEW_GEMM || !L.flat) && o->rank >= 1;
   K.rows = by_row ? dimc(e, dims_prod(o, 0, o->rank - 1)) : "1";
   K.cols = by_row ? dimc(e, o->dim[o->rank - 1]) : dimc(e, type_numel(o));
+  if (view == VIEW_CONV && L.flat && o->rank >= 3) {
+    K.rows = dimc(e, dims_prod(o, 0, 2));
+    K.cols = dimc(e, dims_prod(o, 2, o->rank));
+  }
 
   /* the loop body: locals of the members, then the root's store */
   Buf body = {.A = e->A};
@@ -418,7 +438,7 @@ static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, bool
 /* An elementwise group on its own: its kernel over the whole output, split
  * over the team when large (mlcrt_tiles). */
 static void emit_elem_loop(E *e, Buf *b, const int *nodes, int n, bool epilogue) {
-  ElemKernel K = elem_kernel(e, nodes, n, epilogue, false);
+  ElemKernel K = elem_kernel(e, nodes, n, epilogue, VIEW_AUTO);
   out(b, "  {\n    struct %s a = %s;\n    mlcrt_tiles(m->team, %s, %s, %s, &a);\n  }\n", K.name,
       K.init, K.rows, K.cols, K.name);
 }
@@ -1226,6 +1246,19 @@ static bool emit_train_op(E *e, Buf *b, int id) {
   }
 }
 
+/* The call of a convolution, with an epilogue (epi: a mlcrt_epilogue
+ * expression) or without (NULL). */
+static void emit_conv_call(E *e, Buf *b, int id, const char *epi) {
+  const Node *n = &e->g->nodes[id];
+  out(b, "  {\n    const mlcrt_conv2d_params cp = ");
+  conv_params(e, b, n, "       ");
+  out(b,
+      ";\n    mlcrt_conv2d%s_f32(m->team, &cp, %s, %s, %s, %s, m->arena + m->%s[%d]%s%s);\n  }\n",
+      epi ? "_epi" : "", e->var[n->in[0]], e->var[n->in[1]],
+      n->nin == 3 ? e->var[n->in[2]] : "NULL", e->var[id], e->off, e->p->scratch[id],
+      epi ? ", " : "", epi ? epi : "");
+}
+
 /* linear and matmul: one GEMM (or one per batch), with an epilogue kernel
  * (epi: a mlcrt_epilogue expression) or without (NULL). */
 static void emit_gemm_call(E *e, Buf *b, int id, const char *epi) {
@@ -1287,13 +1320,9 @@ static void emit_node(E *e, Buf *b, int id) {
     emit_gemm_call(e, b, id, NULL);
     return;
   case OP_CONV1D:
-  case OP_CONV2D: {
-    out(b, "  {\n    const mlcrt_conv2d_params cp = ");
-    conv_params(e, b, n, "       ");
-    out(b, ";\n    mlcrt_conv2d_f32(m->team, &cp, %s, %s, %s, %s, m->arena + m->%s[%d]);\n  }\n", x,
-        e->var[n->in[1]], n->nin == 3 ? e->var[n->in[2]] : "NULL", y, e->off, e->p->scratch[id]);
+  case OP_CONV2D:
+    emit_conv_call(e, b, id, NULL);
     return;
-  }
   case OP_MAX_POOL2D:
   case OP_AVG_POOL2D:
     out(b,
@@ -1669,14 +1698,23 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
       const Node *pn = &g->nodes[prod];
       const char *own = e->var[prod];
       e->var[prod] = e->var[i];
-      if (pn->op == OP_LINEAR || (pn->op == OP_MATMUL && g->nodes[pn->in[0]].ty.rank >= 2 &&
-                                  g->nodes[pn->in[1]].ty.rank >= 2)) {
-        /* on each block of the GEMM's result as soon as it is final */
-        ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true, true);
+      const bool gemm =
+          pn->op == OP_LINEAR || (pn->op == OP_MATMUL && g->nodes[pn->in[0]].ty.rank >= 2 &&
+                                  g->nodes[pn->in[1]].ty.rank >= 2);
+      /* a convolution's tail when it reads only values of its shape (one
+       * flat loop over images x channels); else a second pass */
+      const bool conv =
+          (pn->op == OP_CONV2D || pn->op == OP_CONV1D) && elem_loop(e, gr->nodes, gr->n, true).flat;
+      if (gemm || conv) {
+        /* on each block of the result as soon as it is final */
+        ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true, gemm ? VIEW_GEMM : VIEW_CONV);
         out(b, "  {\n    struct %s a = %s;\n    const mlcrt_epilogue epi = {%s, &a};\n", K.name,
             K.init, K.name);
         Buf call = {.A = e->A};
-        emit_gemm_call(e, &call, prod, "&epi");
+        if (gemm)
+          emit_gemm_call(e, &call, prod, "&epi");
+        else
+          emit_conv_call(e, &call, prod, "&epi");
         for (const char *ln = call.s; *ln;) { /* one level deeper */
           size_t len = strcspn(ln, "\n");
           out(b, "  %.*s\n", (int)len, ln);
@@ -1686,7 +1724,7 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
         e->var[prod] = own;
         continue;
       }
-      emit_node(e, b, prod); /* a convolution: then its tail, a second pass */
+      emit_node(e, b, prod); /* then its tail, a second pass */
       e->var[prod] = own;
     }
     emit_elem_loop(e, b, gr->nodes, gr->n, gr->kind == GK_EPILOGUE);

@@ -203,12 +203,24 @@ void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symva
     }
   }
   /* The C backend applies the tail of a linear or matmul (2-D operands) to
-   * each block of the GEMM's result while it is in cache; a convolution's
-   * tail is a second pass over the root, in place. */
+   * each block of the GEMM's result while it is in cache, and so the tail of
+   * a convolution when it reads only values of the root's shape (one flat
+   * loop); other convolution tails are a second pass over the root, in place. */
   const Node *prod = gr->kind == GK_EPILOGUE ? &g->nodes[gr->nodes[0]] : NULL;
+  bool flat = true;
+  for (int k = 1; prod && k < gr->n; k++) {
+    const Node *m = &g->nodes[gr->nodes[k]];
+    for (int j = 0; j < m->nin; j++) {
+      const int x = m->in[j];
+      if (p->group_of[x] != gi && p->storage[x] != ST_NONE &&
+          !same_shape(&g->nodes[x].ty, &g->nodes[gr->root].ty))
+        flat = false;
+    }
+  }
   if (prod && !(prod->op == OP_LINEAR ||
                 (prod->op == OP_MATMUL && g->nodes[prod->in[0]].ty.rank >= 2 &&
-                 g->nodes[prod->in[1]].ty.rank >= 2)))
+                 g->nodes[prod->in[1]].ty.rank >= 2) ||
+                ((prod->op == OP_CONV2D || prod->op == OP_CONV1D) && flat)))
     b += 2 * nbytes(&g->nodes[gr->root].ty, symvals);
   *flops = f;
   *bytes = b;

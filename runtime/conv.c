@@ -267,9 +267,21 @@ typedef struct {
   const float *x, *w, *b, *dy;
   float *y; /* y, dx or dw */
   float *scratch;
-  mlcrt_team *gemm_team; /* threads inside each GEMM (a batch of one chunk) */
-  unfold_fn unfold;      /* the forward's B packer for the team's ISA */
+  mlcrt_team *gemm_team;     /* threads inside each GEMM (a batch of one chunk) */
+  unfold_fn unfold;          /* the forward's B packer for the team's ISA */
+  const mlcrt_epilogue *epi; /* the forward's epilogue, or NULL */
 } conv_job;
+
+/* The forward's epilogue on a GEMM of one image and group: the GEMM's rows
+ * (output channels of the group) shifted to the epilogue's rows n * OC + oc. */
+typedef struct {
+  const mlcrt_epilogue *outer;
+  int64_t row0;
+} epi_shift;
+static void epi_shifted(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const epi_shift *s = ctx;
+  s->outer->fn(s->outer->ctx, s->row0 + r0, s->row0 + r1, c0, c1);
+}
 
 /* Slot m's partial dw (valid for dw with more than one task). */
 static float *slot_partial(const conv_job *j, int m) {
@@ -338,20 +350,28 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
           if (j->b)
             for (int64_t oc = 0; oc < ocg; oc++)
               for (int64_t l = 0; l < L; l++) yg[oc * L + l] = j->b[g * ocg + oc];
+          /* the epilogue on the GEMM's finished blocks */
+          const epi_shift sh = {j->epi, n0 * p->OC + g * ocg};
+          const mlcrt_epilogue shifted = {epi_shifted, (void *)&sh};
+          const mlcrt_epilogue *e = j->epi ? &shifted : NULL;
           if (src)
-            mlcrt_sgemm_team(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
-                             j->b ? 1.0f : 0.0f, yg, L);
+            mlcrt_sgemm_epi(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
+                            j->b ? 1.0f : 0.0f, yg, L, e);
           else
             mlcrt__sgemm_packb(j->gemm_team, ocg, L, kdim, wg, kdim, &bp, j->b ? 1.0f : 0.0f, yg, L,
-                               NULL);
+                               e);
         } else {
           mlcrt__sgemm_packb(j->gemm_team, ocg, ld, kdim, wg, kdim, &bp, 0.0f, yb, ld, NULL);
-          for (int64_t i = 0; i < nb; i++)
+          for (int64_t i = 0; i < nb; i++) {
+            const int64_t row0 = (n0 + i) * p->OC + g * ocg;
             for (int64_t oc = 0; oc < ocg; oc++) {
-              float *yr = j->y + ((n0 + i) * p->OC + g * ocg + oc) * L;
+              float *yr = j->y + (row0 + oc) * L;
               const float *r = yb + oc * ld + i * L, bias = j->b ? j->b[g * ocg + oc] : 0.0f;
               for (int64_t l = 0; l < L; l++) yr[l] = r[l] + bias;
             }
+            /* the image's rows, just written: the epilogue while they are in cache */
+            if (j->epi) j->epi->fn(j->epi->ctx, row0, row0 + ocg, 0, L);
+          }
         }
       } else if (j->op == MLCRT_CONV_DX) {
         if (!s->cols) { /* pointwise, one image: dx = w^T dy in place */
@@ -379,9 +399,12 @@ static void conv_task(void *arg, int task, int ntasks) {
 }
 
 static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x,
-                     const float *w, const float *b, const float *dy, float *y, void *scratch) {
+                     const float *w, const float *b, const float *dy, float *y, void *scratch,
+                     const mlcrt_epilogue *epi) {
   if (mlcrt__conv_direct_ok(p, op)) {
     mlcrt__conv_direct(team, p, op, x, w, b, dy, y, scratch);
+    if (epi) /* (the direct kernels take none: a pass over the result) */
+      mlcrt_tiles(team, p->N * p->OC, p->OH * p->OW, epi->fn, epi->ctx);
     return;
   }
   conv_job j = {p,
@@ -394,7 +417,8 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
                 y,
                 scratch,
                 NULL,
-                unfold_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa())};
+                unfold_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
+                epi};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;
   const int64_t wn = p->OC * j.s.kdim;
@@ -411,8 +435,14 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
 }
 void mlcrt_conv2d_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
                       const float *w, const float *b, float *y, void *scratch) {
+  mlcrt_conv2d_epi_f32(team, p, x, w, b, y, scratch, NULL);
+}
+
+void mlcrt_conv2d_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
+                          const float *w, const float *b, float *y, void *scratch,
+                          const mlcrt_epilogue *epi) {
   if (p->OH * p->OW <= 0 || p->OC <= 0) return;
-  conv_run(team, p, MLCRT_CONV_FWD, x, w, b, NULL, y, scratch);
+  conv_run(team, p, MLCRT_CONV_FWD, x, w, b, NULL, y, scratch, epi);
 }
 
 void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy,
@@ -421,7 +451,7 @@ void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const f
     memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
     return;
   }
-  conv_run(team, p, MLCRT_CONV_DX, NULL, w, NULL, dy, dx, scratch);
+  conv_run(team, p, MLCRT_CONV_DX, NULL, w, NULL, dy, dx, scratch, NULL);
 }
 
 void mlcrt_conv2d_dw_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy,
@@ -430,5 +460,5 @@ void mlcrt_conv2d_dw_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const f
     memset(dw, 0, sizeof(float) * (size_t)(p->OC * (p->C / p->groups) * p->KH * p->KW));
     return;
   }
-  conv_run(team, p, MLCRT_CONV_DW, x, NULL, NULL, dy, dw, scratch);
+  conv_run(team, p, MLCRT_CONV_DW, x, NULL, NULL, dy, dw, scratch, NULL);
 }

@@ -235,6 +235,11 @@ enum { MLCRT_CONV_FWD, MLCRT_CONV_DX, MLCRT_CONV_DW };
 size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads);
 void mlcrt_conv2d_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x, const float *w,
                       const float *b, float *y, void *scratch);
+/* The same, then epi (may be NULL) on every block of y once it is final (bias
+ * included), while it is in cache: the epilogue's rows are n * OC + oc, its
+ * columns oh * OW + ow. */
+void mlcrt_conv2d_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x, const float *w,
+                          const float *b, float *y, void *scratch, const mlcrt_epilogue *epi);
 /* Its input and weight gradients (dy [N, OC, OH, OW]; outputs overwritten). */
 void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx,
                          void *scratch);

@@ -473,7 +473,8 @@ static void test_report_and_dot(void **state) {
   }
   assert_true(b0 == (320 + 128 + 160) + 2 * (160 + 160)); /* two more loops over [10, 4] */
   {
-    /* a convolution's tail is a second pass over its result, in place */
+    /* a convolution's tail that reads only values of its shape runs on the
+     * convolution's finished blocks (mlcrt_conv2d_epi_f32): no second pass */
     Low *lc = lower_ok("model c {\n"
                        "  input x: f32[B, 1, 4, 4]\n"
                        "  param w: f32[2, 1, 3, 3]\n"
@@ -485,7 +486,21 @@ static void test_report_and_dot(void **state) {
     assert_int_equal(pc->ngroups, 1);
     assert_int_equal(pc->groups[0].kind, GK_EPILOGUE);
     fuse_group_cost(lc->g, pc, 0, sv, &fc, &bc);
-    assert_true(bc == 640 + 72 + 320 + 2 * 320); /* x, w read; y written, then read and written */
+    assert_true(bc == 640 + 72 + 320); /* x, w read; y written once */
+    done(lc);
+    /* one that broadcasts (a per-channel scale) is a second pass, in place */
+    lc = lower_ok("model c {\n"
+                  "  input x: f32[B, 1, 4, 4]\n"
+                  "  param w: f32[2, 1, 3, 3]\n"
+                  "  param s: f32[2, 1, 1]\n"
+                  "  output y = relu(conv2d(x, w)) * s\n"
+                  "}\n",
+                  false);
+    pc = plan_graph(lc->g, 2);
+    assert_int_equal(pc->ngroups, 1);
+    assert_int_equal(pc->groups[0].kind, GK_EPILOGUE);
+    fuse_group_cost(lc->g, pc, 0, sv, &fc, &bc);
+    assert_true(bc == 640 + 72 + 8 + 320 + 2 * 320); /* x, w, s read; y written, then read and written */
     done(lc);
   }
   char *text = NULL;

@@ -1,5 +1,6 @@
-/* test_rt_tiles.c — elementwise tiles (mlcrt_tiles) and GEMM epilogues
- * (mlcrt_sgemm_epi, mlcrt_linear_epi_f32, mlcrt_matmul_epi_f32): every
+/* test_rt_tiles.c — elementwise tiles (mlcrt_tiles) and GEMM and convolution
+ * epilogues (mlcrt_sgemm_epi, mlcrt_linear_epi_f32, mlcrt_matmul_epi_f32,
+ * mlcrt_conv2d_epi_f32): every
  * element of the output is handed to the kernel exactly once, after its
  * GEMM value is final, on every instruction set and thread count, and the
  * result equals the GEMM followed by the same elementwise pass. */
@@ -153,11 +154,67 @@ static void test_matmul_epilogue(void **state) {
   free(a), free(b), free(r), free(gemm), free(want), free(y), free(visits);
 }
 
+/* conv2d: the epilogue's rows are n * OC + oc, its columns oh * OW + ow;
+ * each path of the forward: the direct kernel (few channels), the implicit
+ * GEMM on one image, a 1x1 convolution (x itself as B), and chunks of
+ * several small images (a gathered result). */
+static void check_conv_epi(mlcrt_conv2d_params p, int bias) {
+  const int64_t L = p.OH * p.OW, n = p.N * p.OC * L, nx = p.N * p.C * p.H * p.W,
+                nw = p.OC * (p.C / p.groups) * p.KH * p.KW;
+  uint32_t seed = 3;
+  float *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w);
+  float *b = malloc((size_t)p.OC * sizeof *b), *r = malloc((size_t)n * sizeof *r);
+  float *conv = malloc((size_t)n * sizeof *conv), *want = malloc((size_t)n * sizeof *want);
+  float *y = malloc((size_t)n * sizeof *y);
+  int *visits = malloc((size_t)n * sizeof *visits);
+  for (int64_t i = 0; i < nx; i++) x[i] = frand(&seed);
+  for (int64_t i = 0; i < nw; i++) w[i] = frand(&seed);
+  for (int64_t i = 0; i < p.OC; i++) b[i] = frand(&seed);
+  for (int64_t i = 0; i < n; i++) r[i] = frand(&seed);
+  for (int isa = 0; isa <= mlcrt_cpu_isa(); isa++)
+    for (int t = 1; t <= 3; t++) {
+      mlcrt_team *team = teams[isa][t];
+      void *scratch = malloc(mlcrt_conv2d_scratch(&p, MLCRT_CONV_FWD, t) + 64);
+      mlcrt_conv2d_f32(team, &p, x, w, bias ? b : NULL, conv, scratch); /* alone */
+      for (int64_t i = 0; i < n; i++) want[i] = (conv[i] < 0 ? 0 : conv[i]) * 2.0f + r[i];
+      memset(visits, 0, (size_t)n * sizeof *visits);
+      tile_ctx a = {y, r, conv, visits, L, 0};
+      const mlcrt_epilogue epi = {tile, &a};
+      mlcrt_conv2d_epi_f32(team, &p, x, w, bias ? b : NULL, y, scratch, &epi);
+      if (a.bad)
+        fail_msg("conv N%lld C%lld %lldx%lld OC%lld isa %d, %d threads: a partial result seen",
+                 (long long)p.N, (long long)p.C, (long long)p.H, (long long)p.W, (long long)p.OC,
+                 isa, t);
+      for (int64_t i = 0; i < n; i++)
+        if (visits[i] != 1)
+          fail_msg("conv N%lld C%lld OC%lld isa %d, %d threads: element %lld visited %d times",
+                   (long long)p.N, (long long)p.C, (long long)p.OC, isa, t, (long long)i,
+                   visits[i]);
+      assert_memory_equal(y, want, (size_t)n * sizeof *y);
+      free(scratch);
+    }
+  free(x), free(w), free(b), free(r), free(conv), free(want), free(y), free(visits);
+}
+
+static void test_conv_epilogue(void **state) {
+  (void)state;
+  /* LeNet-5's first layer (1 channel: the direct kernel), its second */
+  check_conv_epi((mlcrt_conv2d_params){3, 1, 28, 28, 6, 5, 5, 28, 28, 1, 1, 2, 2, 1, 1, 1}, 1);
+  check_conv_epi((mlcrt_conv2d_params){3, 6, 14, 14, 16, 5, 5, 10, 10, 1, 1, 0, 0, 1, 1, 1}, 1);
+  /* one image with many positions: the implicit GEMM straight into y */
+  check_conv_epi((mlcrt_conv2d_params){2, 8, 40, 40, 12, 3, 3, 40, 40, 1, 1, 1, 1, 1, 1, 1}, 0);
+  /* 1x1: x itself is B */
+  check_conv_epi((mlcrt_conv2d_params){1, 16, 30, 30, 24, 1, 1, 30, 30, 1, 1, 0, 0, 1, 1, 1}, 1);
+  /* small images in chunks, two groups, stride 2 */
+  check_conv_epi((mlcrt_conv2d_params){9, 8, 6, 6, 10, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 2}, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tiles_cover_once),
       cmocka_unit_test(test_linear_epilogue),
       cmocka_unit_test(test_matmul_epilogue),
+      cmocka_unit_test(test_conv_epilogue),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -639,6 +639,61 @@ static void test_max_pool_2x2_path(void **state) {
     if (dx5[i] != (i < 20 ? want[i] : 0.0f)) fail_msg("5x5: dx[%d] = %g, want %g", i, (double)dx5[i], (double)(i < 20 ? want[i] : 0.0f));
 }
 
+/* The 2x2 forward and gradient on every row width from 1 to 20 windows (the
+ * AVX-512 paths' masked blocks: 16 windows, then the rest) and odd sizes, on
+ * values full of ties and NaNs, against the rules written plainly: the
+ * forward takes a greater value or a NaN; the gradient goes to the first
+ * maximum in row-major window order, where a NaN beats a number, and every
+ * other element, and rows and columns outside every window, get 0.  Both the
+ * CPU's path and the generic one (MLCRT_ISA=generic). */
+static void test_max_pool_2x2_widths(void **state) {
+  (void)state;
+  const float vals[5] = {0.0f, 1.0f, 1.0f, 2.0f, NAN};
+  uint32_t seed = 9;
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass) setenv("MLCRT_ISA", "generic", 1);
+    for (int64_t W = 2; W <= 41; W++)
+      for (int64_t H = 2; H <= 5; H++) {
+        const int64_t OH = H / 2, OW = W / 2, N = 2, C = 3, nx = N * C * H * W, ny = N * C * OH * OW;
+        float *x = malloc(sizeof(float) * (size_t)nx), *dx = malloc(sizeof(float) * (size_t)nx);
+        float *want = calloc((size_t)nx, sizeof(float)), *dy = malloc(sizeof(float) * (size_t)ny);
+        float *y = malloc(sizeof(float) * (size_t)ny);
+        for (int64_t i = 0; i < nx; i++) {
+          seed = seed * 1664525u + 1013904223u;
+          x[i] = vals[(seed >> 16) % 5], dx[i] = -3.0f; /* garbage: every element must be written */
+        }
+        for (int64_t i = 0; i < ny; i++) dy[i] = (float)(i + 1);
+        const mlcrt_pool2d_params p = {N, C, H, W, OH, OW, 2, 2, 2, 2, 0, 0, 0};
+        mlcrt_max_pool2d_f32(NULL, &p, x, y);
+        for (int64_t nc = 0; nc < N * C; nc++)
+          for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+              int64_t best = -1;
+              float m = 0.0f;
+              for (int q = 0; q < 4; q++) {
+                const int64_t at = (nc * H + 2 * oh + q / 2) * W + 2 * ow + q % 2;
+                const float v = x[at], b = best < 0 ? 0.0f : x[best];
+                if (best < 0 || v > b || (isnan(v) && !isnan(b))) best = at;
+                if (q == 0 || v > m || isnan(v)) m = v;
+              }
+              want[best] = dy[(nc * OH + oh) * OW + ow];
+              const float got = y[(nc * OH + oh) * OW + ow];
+              if (!(got == m || (isnan(got) && isnan(m))))
+                fail_msg("%s, H %lld W %lld: y[%lld] = %g, want %g", pass ? "generic" : "this CPU",
+                         (long long)H, (long long)W, (long long)((nc * OH + oh) * OW + ow), (double)got,
+                         (double)m);
+            }
+        mlcrt_max_pool2d_dx_f32(&p, dy, x, dx);
+        for (int64_t i = 0; i < nx; i++)
+          if (dx[i] != want[i])
+            fail_msg("%s, H %lld W %lld: dx[%lld] = %g, want %g", pass ? "generic" : "this CPU",
+                     (long long)H, (long long)W, (long long)i, (double)dx[i], (double)want[i]);
+        free(x), free(dx), free(want), free(dy), free(y);
+      }
+  }
+  unsetenv("MLCRT_ISA");
+}
+
 /* mlcrt_expf / mlcrt_tanhf (mlcrt.h, the vectorizable versions generated
  * elementwise code calls): within 2 ulp of the correctly rounded result at a
  * million floats spread over every exponent, and libm's special values. */
@@ -918,6 +973,7 @@ int main(void) {
       cmocka_unit_test(test_pools_vs_naive),
       cmocka_unit_test(test_max_pool_nan),
       cmocka_unit_test(test_max_pool_2x2_path),
+      cmocka_unit_test(test_max_pool_2x2_widths),
       cmocka_unit_test(test_vector_math),
       cmocka_unit_test(test_softmax),
       cmocka_unit_test(test_f16),

@@ -272,17 +272,6 @@ typedef struct {
   const mlcrt_epilogue *epi; /* the forward's epilogue, or NULL */
 } conv_job;
 
-/* The forward's epilogue on a GEMM of one image and group: the GEMM's rows
- * (output channels of the group) shifted to the epilogue's rows n * OC + oc. */
-typedef struct {
-  const mlcrt_epilogue *outer;
-  int64_t row0;
-} epi_shift;
-static void epi_shifted(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  const epi_shift *s = ctx;
-  s->outer->fn(s->outer->ctx, s->row0 + r0, s->row0 + r1, c0, c1);
-}
-
 /* Slot m's partial dw (valid for dw with more than one task). */
 static float *slot_partial(const conv_job *j, int m) {
   return j->scratch + (size_t)m * slot_floats(&j->s) + j->s.cols + j->s.yb;
@@ -350,9 +339,10 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
           if (j->b)
             for (int64_t oc = 0; oc < ocg; oc++)
               for (int64_t l = 0; l < L; l++) yg[oc * L + l] = j->b[g * ocg + oc];
-          /* the epilogue on the GEMM's finished blocks */
-          const epi_shift sh = {j->epi, n0 * p->OC + g * ocg};
-          const mlcrt_epilogue shifted = {epi_shifted, (void *)&sh};
+          /* the epilogue on the GEMM's finished blocks: its rows are the
+           * group's output channels, the epilogue's n * OC + oc */
+          const mlcrt__shifted_epi sh = {j->epi, n0 * p->OC + g * ocg};
+          const mlcrt_epilogue shifted = {mlcrt__shifted_tile, (void *)&sh};
           const mlcrt_epilogue *e = j->epi ? &shifted : NULL;
           if (src)
             mlcrt_sgemm_epi(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,

@@ -365,7 +365,7 @@ void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const
     return;
   }
   if (N <= 4 && N * K <= 16384) { /* a column or a few: B stored, then the unpacked paths */
-    float b[16384 + 16]; /* + the packer's slack */
+    float b[16384 + 16];          /* + the packer's slack */
     bp->fn(bp->ctx, 0, K, 0, N, (int)N, b);
     mlcrt_sgemm_epi(team, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
     return;
@@ -406,14 +406,8 @@ void mlcrt_matmul_f32(mlcrt_team *team, const float *a, int ra, const int64_t *a
   mlcrt_matmul_epi_f32(team, a, ra, ashape, b, rb, bshape, y, yr, yshape, NULL);
 }
 
-/* an epilogue seen from one batch's GEMM: its rows start at row `off` */
-typedef struct {
-  const mlcrt_epilogue *inner;
-  int64_t off;
-} shifted_epi;
-
-static void shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  const shifted_epi *s = ctx;
+void mlcrt__shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const mlcrt__shifted_epi *s = ctx;
   s->inner->fn(s->inner->ctx, s->off + r0, s->off + r1, c0, c1);
 }
 
@@ -455,8 +449,8 @@ void mlcrt_matmul_epi_f32(mlcrt_team *team, const float *a, int ra, const int64_
     mlcrt_sgemm_epi(team, 0, 0, nbatch * M, N, K, 1.0f, a, lda, b, ldb, 0.0f, y, ldc, epi);
     return;
   }
-  shifted_epi sh = {epi, 0};
-  const mlcrt_epilogue batch_epi = {shifted_tile, &sh};
+  mlcrt__shifted_epi sh = {epi, 0}; /* each batch's GEMM: its rows start at sh.off */
+  const mlcrt_epilogue batch_epi = {mlcrt__shifted_tile, &sh};
   int64_t idx[MLCRT_MAX_RANK] = {0};
   int64_t aoff = 0, boff = 0;
   for (int64_t t = 0; t < nbatch; t++) {

@@ -52,6 +52,14 @@ typedef struct mlcrt__bpacker {
   void (*fn)(const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR, float *dst);
   const void *ctx;
 } mlcrt__bpacker;
+/* An epilogue seen from a GEMM that computes part of its rows: the GEMM's
+ * row r is the epilogue's row off + r (one batch of a matmul, one image and
+ * group of a convolution).  ctx of mlcrt__shifted_tile. */
+typedef struct mlcrt__shifted_epi {
+  const mlcrt_epilogue *inner;
+  int64_t off;
+} mlcrt__shifted_epi;
+void mlcrt__shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 /* C = A B + beta C with A row-major (lda) and B given by bp; threads and
  * epilogue as mlcrt_sgemm_epi. */
 void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,

@@ -2328,9 +2328,7 @@ char *emit_harness(E *e, const char *header_name) {
 }
 
 /* ---- the `mlc train` harness --------------------------------------------------- */
-/* A main() that describes the model to mlcrt_train_main (runtime/trainloop.c).
- * Returns NULL (and sets *why) when the model's inputs do not fit batching:
- * every input must start with the same symbolic batch dim. */
+/* The inputs as mlcrt_train_main wants them (mlcc.h). */
 int emitc_train_layout(const Graph *g, Arena *A, mlcrt_train_input *ins, int *batch_sym,
                        int64_t *classes_out, int *label_out, const char **why) {
   int n = g->ninputs + g->ntrain_inputs;
@@ -2384,6 +2382,9 @@ int emitc_train_layout(const Graph *g, Arena *A, mlcrt_train_input *ins, int *ba
   return n;
 }
 
+/* A main() that describes the model to mlcrt_train_main (runtime/trainloop.c).
+ * Returns NULL (and sets *why) when the model's inputs do not fit batching:
+ * every input must start with the same symbolic batch dim. */
 char *emit_train_harness(E *e, const char *header_name, const char **why) {
   Graph *g = e->g;
   const char *M = e->M;

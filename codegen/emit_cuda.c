@@ -107,7 +107,7 @@ static void arg_null(ArgList *al) {
 static void arg_status(ArgList *al) {
   CuArg *a = arg_push(al, CUA_PTR, "m->d_status");
   a->base = CUB_STATUS;
-  a->bytes = dim_const(3 * sizeof(int64_t)); /* check, value, largest valid value */
+  a->bytes = dim_const(CU_STATUS_WORDS * sizeof(int64_t));
 }
 /* m->d_weights + off (the step counter, optimizer slots, params by offset) */
 static void arg_weights(ArgList *al, size_t off, size_t bytes, const char *text) {
@@ -240,9 +240,6 @@ static void karg(KArgs *k, int id, bool written) {
   if (k->n < 24) k->ids[k->n] = id, k->written[k->n++] = written;
 }
 
-/* Emits kernel `body` (a statement list using the parameters) over `n`
- * elements (n <= 0: the body loops itself) and its launch; identical kernels
- * are emitted once. */
 /* text with the kernel's parameters (names[0..n-1]) renamed mlc_p0, mlc_p1, ...
  * and its locals mlc_v<node> renamed mlc_l0, mlc_l1, ... in order of first
  * use: the same computation on other tensors (every layer of a transformer,
@@ -303,6 +300,13 @@ static const char *canonical_names(Arena *A, const char *text, const char *const
   return b.s;
 }
 
+/* The name of a kernel already written with this text (after the name), or NULL. */
+static const char *known_kernel(const CU *c, const char *text) {
+  for (int i = 0; i < c->nk; i++)
+    if (strcmp(c->kbodies[i], text) == 0) return c->knames[i];
+  return NULL;
+}
+
 /* A kernel written (its text after the name): later identical ones reuse it. */
 static void remember_kernel(CU *c, const char *text, const char *name) {
   if (c->nk == c->capk) {
@@ -317,6 +321,9 @@ static void remember_kernel(CU *c, const char *text, const char *name) {
   c->kbodies[c->nk] = (char *)text, c->knames[c->nk++] = name;
 }
 
+/* Emits kernel `body` (a statement list using the parameters) over `n`
+ * elements (n <= 0: the body loops itself) and its launch; identical kernels
+ * are emitted once. */
 static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, Dim threads,
                    const char *tag) {
   E *e = c->e;
@@ -341,9 +348,7 @@ static void kernel(CU *c, Buf *h, const char *what, KArgs *k, const char *body, 
   const char *text = canonical_names(
       e->A, arena_printf(e->A, "(%s%s) {\n%s}\n", sig.len ? sig.s : "", sym_params(e), body),
       pnames, k->n);
-  const char *name = NULL;
-  for (int i = 0; i < c->nk && !name; i++)
-    if (strcmp(c->kbodies[i], text) == 0) name = c->knames[i];
+  const char *name = known_kernel(c, text);
   if (!name) {
     name = arena_printf(e->A, "%s_%s_%s%d", e->M, c->fn, tag, c->nk);
     remember_kernel(c, text, name);
@@ -1691,21 +1696,23 @@ static void emit_updates(CU *c, Buf *h) {
           literal_plain(e, o->eps));
     }
     /* one kernel per distinct update (the same size and hyperparameters) */
-    const char *text = arena_printf(e->A, "%s", b.s), *name = NULL;
-    for (int i = 0; i < c->nk && !name; i++)
-      if (strcmp(c->kbodies[i], text) == 0) name = c->knames[i];
+    const char *text = arena_printf(
+        e->A,
+        "(float *__restrict__ w, const float *__restrict__ grad, float *__restrict__ s1, "
+        "float *__restrict__ s2, const int64_t *__restrict__ step_p, const float *__restrict__ "
+        "loss, const int64_t *__restrict__ mlc_status) {\n  (void)s1, (void)s2;\n%s}\n",
+        b.s);
+    const char *name = known_kernel(c, text);
     if (!name) {
       name = arena_printf(e->A, "%s_update_%d", e->M, t);
       remember_kernel(c, text, name);
       out(c->kern,
           "/* the %s update of %s %s (and of any param of its size) */\nstatic __global__ void "
-          "%s(float *__restrict__ w, const float *__restrict__ grad, float *__restrict__ s1, "
-          "float *__restrict__ s2, const int64_t *__restrict__ step_p, const float *__restrict__ "
-          "loss, const int64_t *__restrict__ mlc_status) {\n  (void)s1, (void)s2;\n%s}\n",
+          "%s%s",
           o->kind == OPT_SGD    ? "sgd"
           : o->kind == OPT_ADAM ? "adam"
                                 : "adamw",
-          n->name, type_str(e->A, g, &n->ty), name, b.s);
+          n->name, type_str(e->A, g, &n->ty), name, text);
     }
     ArgList al = {.n = 0};
     arg_weights(&al, e->p->weight_off[id], (size_t)0,
@@ -1761,7 +1768,8 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
     st->index = i;
     st->n = al.a[0].bytes;
   }
-  out(&h, "  RT(mlcrt_cuda_memset(m->cu, m->d_status, 0, 3 * sizeof(int64_t), m->err));\n");
+  out(&h, "  RT(mlcrt_cuda_memset(m->cu, m->d_status, 0, %d * sizeof(int64_t), m->err));\n",
+      CU_STATUS_WORDS);
   ArgList sl = {.n = 0};
   arg_status(&sl);
   step_new(c, CUS_MEMSET, "the status", &sl)->n = sl.a[0].bytes;
@@ -1811,8 +1819,10 @@ static void emit_enqueue(CU *c, Buf *src, int kind) {
     }
     emit_updates(c, &h);
   }
-  out(&h, "  RT(mlcrt_cuda_d2h(m->cu, m->h_status, m->d_status, 3 * sizeof(int64_t), m->err));\n  "
-          "return MLCRT_OK;\n}\n\n");
+  out(&h,
+      "  RT(mlcrt_cuda_d2h(m->cu, m->h_status, m->d_status, %d * sizeof(int64_t), m->err));\n  "
+      "return MLCRT_OK;\n}\n\n",
+      CU_STATUS_WORDS);
   CuStep *st = step_new(c, CUS_COPY_OUT, "the status", &sl);
   st->index = -2;
   st->n = sl.a[0].bytes;

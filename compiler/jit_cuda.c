@@ -686,7 +686,7 @@ int jitcu_call(JitCuInst *m, int fi, const int64_t *sv, const void *const *in, v
   JitCuModel *mm = m->mm;
   const CuProg *pr = mm->pr;
   JitCuda *cu = mm->cu;
-  int64_t st[3] = {0, 0, 0}; /* a failed check: number, value, largest valid value */
+  int64_t st[CU_STATUS_WORDS] = {0};
   int rc = cu->CtxSetCurrent(cu->ctx);
   if (rc) return cu_fail(cu, rc, m->err, "cannot use the CUDA device (cuCtxSetCurrent)");
   for (int i = 0; i < pr->nsteps[fi]; i++) {
@@ -1112,7 +1112,7 @@ int jitcu_region(const JitCuInst *m, int fi, const CuArg *a, uint64_t *start, ui
     *start = m->in[a->index], *bytes = m->in_bytes[a->index];
     return 1;
   case CUB_STATUS:
-    *start = m->status, *bytes = 3 * sizeof(int64_t);
+    *start = m->status, *bytes = CU_STATUS_WORDS * sizeof(int64_t);
     return 1;
   default:
     return 0;

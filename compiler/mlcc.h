@@ -421,6 +421,9 @@ typedef struct CuStep {
   const char *msg;
 } CuStep;
 enum { CUF_RUN, CUF_TRAIN, CUF_EVAL };
+/* The device status block a run reads back: a failed check's number, its bad
+ * value and the largest valid one (mlcd_fail in mlcrt_kernels.cuh). */
+enum { CU_STATUS_WORDS = 3 };
 typedef struct CuProg {
   const char *device_src;  /* model.cu's device part (compiles with NVRTC alone) */
   const char **kernels;    /* NVRTC name expressions of the kernels launched ("m_run_elem0", "mlcd_add_bias<float>") */

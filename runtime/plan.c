@@ -18,12 +18,17 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-void *mlcrt_alloc(size_t bytes) {
+size_t mlcrt__phys_bytes(void) {
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0 && bytes / (size_t)page >= (size_t)pages) return NULL;
+  if (pages > 0 && page > 0 && (size_t)pages <= SIZE_MAX / (size_t)page)
+    return (size_t)pages * (size_t)page;
 #endif
-  if (bytes > SIZE_MAX - 64) return NULL;
+  return SIZE_MAX;
+}
+
+void *mlcrt_alloc(size_t bytes) {
+  if (bytes >= mlcrt__phys_bytes() || bytes > SIZE_MAX - 64) return NULL;
   return aligned_alloc(64, bytes ? (bytes + 63) / 64 * 64 : 64);
 }
 

@@ -52,6 +52,9 @@ typedef struct mlcrt__bpacker {
   void (*fn)(const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR, float *dst);
   const void *ctx;
 } mlcrt__bpacker;
+/* The machine's physical memory in bytes (SIZE_MAX when unknown): the bound
+ * mlcrt_alloc and the CUDA runtime's pinned allocations refuse to pass. */
+size_t mlcrt__phys_bytes(void);
 /* An epilogue seen from a GEMM that computes part of its rows: the GEMM's
  * row r is the epilogue's row off + r (one batch of a matmul, one image and
  * group of a convolution).  ctx of mlcrt__shifted_tile. */

@@ -8,13 +8,13 @@
  * column-major C^T = op(B)^T op(A)^T, i.e. with the operands swapped.
  */
 #include "mlcrt_cuda.h"
+#include "rt_internal.h" /* mlcrt__phys_bytes */
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define MLCRT_CUDA_GRAPH_SLOTS 4
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* cuBLAS's advice for Hopper */
@@ -101,8 +101,7 @@ mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_
    * the machine's RAM is refused here with the figures, never tried (pinning
    * more host memory than there is can get the process killed) */
   size_t free_b = 0, total_b = 0;
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  const size_t ram = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)-1;
+  const size_t ram = mlcrt__phys_bytes();
   if ((e = cudaSetDevice(dev)) != cudaSuccess)
     rc = cuda_err(err, e, "cudaSetDevice");
   else if ((e = cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, dev)) !=

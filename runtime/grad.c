@@ -32,7 +32,6 @@ static inline float select_f32(uint32_t mask, float a, float b) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 /* One row pair of the 2x2 gradient, 16 windows at a time (masked at the
  * row's end): the window's four values de-interleaved from the two rows,
  * the winner found with the scalar loop's rule, the four results
@@ -40,19 +39,13 @@ static inline float select_f32(uint32_t mask, float a, float b) {
 __attribute__((target("avx512f"))) static void pool2x2_dx_row_avx512(const float *r0, const float *r1,
                                                                      const float *g, float *d0,
                                                                      float *d1, int64_t OW) {
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
   for (int64_t ow = 0; ow < OW; ow += 16) {
     const int64_t n = OW - ow < 16 ? OW - ow : 16; /* windows in this block */
-    const __mmask16 mg = (__mmask16)((1u << n) - 1);
-    const __mmask16 m0 = (__mmask16)(n >= 8 ? 0xffffu : (1u << (2 * n)) - 1);
-    const __mmask16 m1 = (__mmask16)(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
-    const __m512 x0l = _mm512_maskz_loadu_ps(m0, r0 + 2 * ow), x0h = _mm512_maskz_loadu_ps(m1, r0 + 2 * ow + 16);
-    const __m512 x1l = _mm512_maskz_loadu_ps(m0, r1 + 2 * ow), x1h = _mm512_maskz_loadu_ps(m1, r1 + 2 * ow + 16);
-    const __m512 a = _mm512_permutex2var_ps(x0l, even, x0h), b = _mm512_permutex2var_ps(x0l, odd, x0h);
-    const __m512 c = _mm512_permutex2var_ps(x1l, even, x1h), d = _mm512_permutex2var_ps(x1l, odd, x1h);
+    const mlcrt__windows2x2 w = mlcrt__load_windows2x2(r0, r1, ow, n);
+    const __mmask16 m0 = w.m0, m1 = w.m1;
+    const __m512 a = w.v[0], b = w.v[1], c = w.v[2], d = w.v[3];
     /* v takes over from m: greater, or NaN where m is not */
 #define TAKES(v, m)                                                                                \
   (_mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) |                                                          \
@@ -63,7 +56,7 @@ __attribute__((target("avx512f"))) static void pool2x2_dx_row_avx512(const float
     const __m512 mabc = _mm512_mask_blend_ps(tc, mab, c);
     const __mmask16 td = TAKES(d, mabc);
 #undef TAKES
-    const __m512 gv = _mm512_maskz_loadu_ps(mg, g + ow);
+    const __m512 gv = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), g + ow);
     const __m512 wd = _mm512_maskz_mov_ps(td, gv), wc = _mm512_maskz_mov_ps(tc & ~td, gv);
     const __m512 wb = _mm512_maskz_mov_ps(tb & ~tc & ~td, gv);
     const __m512 wa = _mm512_maskz_mov_ps(~(tb | tc | td), gv);

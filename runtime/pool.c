@@ -36,32 +36,20 @@ static inline float pick_max(float m, float v) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 /* One output row of the 2x2 max, 16 windows at a time (masked at the row's
  * end): the pairs of both input rows de-interleaved, pick_max's rule in
  * masks.  Bit for bit the scalar loop. */
 __attribute__((target("avx512f"))) static void max2x2_row_avx512(const float *r0, const float *r1,
                                                                  float *y, int64_t OW) {
-  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   for (int64_t ow = 0; ow < OW; ow += 16) {
     const int64_t n = OW - ow < 16 ? OW - ow : 16;
-    const __mmask16 mg = (__mmask16)((1u << n) - 1);
-    const __mmask16 m0 = (__mmask16)(n >= 8 ? 0xffffu : (1u << (2 * n)) - 1);
-    const __mmask16 m1 = (__mmask16)(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
-    const __m512 x0l = _mm512_maskz_loadu_ps(m0, r0 + 2 * ow),
-                 x0h = _mm512_maskz_loadu_ps(m1, r0 + 2 * ow + 16);
-    const __m512 x1l = _mm512_maskz_loadu_ps(m0, r1 + 2 * ow),
-                 x1h = _mm512_maskz_loadu_ps(m1, r1 + 2 * ow + 16);
-    const __m512 v[4] = {
-        _mm512_permutex2var_ps(x0l, even, x0h), _mm512_permutex2var_ps(x0l, odd, x0h),
-        _mm512_permutex2var_ps(x1l, even, x1h), _mm512_permutex2var_ps(x1l, odd, x1h)};
-    __m512 m = v[0];
+    const mlcrt__windows2x2 w = mlcrt__load_windows2x2(r0, r1, ow, n);
+    __m512 m = w.v[0];
     for (int q = 1; q < 4; q++) /* pick_max(m, v): v when greater or NaN */
-      m = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v[q], m, _CMP_GT_OQ) |
-                                   _mm512_cmp_ps_mask(v[q], v[q], _CMP_UNORD_Q),
-                               m, v[q]);
-    _mm512_mask_storeu_ps(y + ow, mg, m);
+      m = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(w.v[q], m, _CMP_GT_OQ) |
+                                   _mm512_cmp_ps_mask(w.v[q], w.v[q], _CMP_UNORD_Q),
+                               m, w.v[q]);
+    _mm512_mask_storeu_ps(y + ow, (__mmask16)((1u << n) - 1), m);
   }
 }
 #endif

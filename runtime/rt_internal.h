@@ -65,8 +65,35 @@ typedef struct mlcrt__shifted_epi {
 void mlcrt__shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
 /* C = A B + beta C with A row-major (lda) and B given by bp; threads and
  * epilogue as mlcrt_sgemm_epi. */
-void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                        const mlcrt__bpacker *bp, float beta, float *C, int64_t ldc,
+void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A,
+                        int64_t lda, const mlcrt__bpacker *bp, float beta, float *C, int64_t ldc,
                         const mlcrt_epilogue *epi);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* 2x2 stride-2 pooling, AVX-512 (pool.c's forward, grad.c's gradient): the
+ * windows ow..ow+n-1 (n <= 16) of the row pair r0, r1 de-interleaved into
+ * v[0..3] (top-left, top-right, bottom-left, bottom-right; zeros past n),
+ * with the masks of the first and second 16 floats of each input row. */
+typedef struct {
+  __m512 v[4];
+  __mmask16 m0, m1;
+} mlcrt__windows2x2;
+__attribute__((target("avx512f"), always_inline)) static inline mlcrt__windows2x2
+mlcrt__load_windows2x2(const float *r0, const float *r1, int64_t ow, int64_t n) {
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  mlcrt__windows2x2 w;
+  w.m0 = (__mmask16)(n >= 8 ? 0xffffu : (1u << (2 * n)) - 1);
+  w.m1 = (__mmask16)(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
+  const __m512 x0l = _mm512_maskz_loadu_ps(w.m0, r0 + 2 * ow),
+               x0h = _mm512_maskz_loadu_ps(w.m1, r0 + 2 * ow + 16);
+  const __m512 x1l = _mm512_maskz_loadu_ps(w.m0, r1 + 2 * ow),
+               x1h = _mm512_maskz_loadu_ps(w.m1, r1 + 2 * ow + 16);
+  w.v[0] = _mm512_permutex2var_ps(x0l, even, x0h), w.v[1] = _mm512_permutex2var_ps(x0l, odd, x0h);
+  w.v[2] = _mm512_permutex2var_ps(x1l, even, x1h), w.v[3] = _mm512_permutex2var_ps(x1l, odd, x1h);
+  return w;
+}
+#endif
 
 #endif

@@ -11,7 +11,11 @@
  *            (+ bias).  cols is never stored (implicit GEMM): the GEMM's
  *            B panels are packed straight from the chunk's images, padded
  *            once per chunk (pack_unfolded, one copy per output-row run,
- *            compiled per ISA);
+ *            compiled per ISA), or unpadded by permutes (AVX-512, short
+ *            rows: pack_permute_avx512).  w_g is packed for the GEMM once
+ *            per call; taps that read only padding are left out
+ *            (live_taps), and a few positions that each read the whole
+ *            image are a GEMM apiece over the batch (by_position);
  *   dx:      dcols = w_g^T @ dY (dy gathered to [OCg, nb*L]), folded back
  *            onto dx by col2im, the adjoint of im2col;
  *   dw:      dw_g += dY @ cols^T over the chunks, cols unfolded by im2col.
@@ -39,24 +43,73 @@ static int is_pointwise(const mlcrt_conv2d_params *p) {
  * arithmetic it feeds. */
 #define MIN_COLS 256
 
+/* Taps of the forward's kernel window that see the image for at least one
+ * output position.  The others read only padding: with 3x3 padding 1 on a
+ * 1x1 input (ResNet-18's last layer at CIFAR size) 8 taps of 9 multiply
+ * zeros.  The forward leaves them out of the GEMM (its depth is cg times the
+ * live taps, the weights compacted to match: the scratch's last floats)
+ * when the batch has at least COMPACT_MIN_COLS output positions: compacting
+ * reads every weight, which for a column or two costs as much as the GEMM
+ * it shortens.  Kernels of more than MAX_TAPS taps keep every tap. */
+enum { MAX_TAPS = 256, COMPACT_MIN_COLS = 32 };
+
+static int64_t live_taps(const mlcrt_conv2d_params *p, int16_t *taps) {
+  const int64_t KK = p->KH * p->KW;
+  if (KK > MAX_TAPS) return KK;
+  int64_t n = 0;
+  for (int64_t t = 0; t < KK; t++) {
+    const int64_t kh = t / p->KW, kw = t % p->KW;
+    int live_h = 0, live_w = 0;
+    for (int64_t oh = 0; oh < p->OH && !live_h; oh++) {
+      const int64_t ih = oh * p->sh - p->ph + kh * p->dh;
+      live_h = ih >= 0 && ih < p->H;
+    }
+    for (int64_t ow = 0; ow < p->OW && !live_w; ow++) {
+      const int64_t iw = ow * p->sw - p->pw + kw * p->dw;
+      live_w = iw >= 0 && iw < p->W;
+    }
+    if (live_h && live_w && taps) taps[n] = (int16_t)t;
+    n += live_h && live_w;
+  }
+  return n;
+}
+
 typedef struct {
   int64_t L, kdim, ocg, cg; /* output positions, GEMM depth, channels per group */
+  int64_t ntaps;            /* the forward's live taps (live_taps) */
+  size_t wc;                /* floats of its compacted weights (0: every tap live) */
+  size_t ap, apg;           /* floats of its weights packed for the GEMM, one group's */
   int64_t nb, nchunks;      /* images per chunk, chunks */
   int tasks;                /* members working on separate chunks */
   size_t cols, yb, part;    /* floats of a member's buffers (0: not needed) */
   size_t xpad;              /* ... and of the padded image (forward and dw) */
 } conv_shape;
 
-static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads) {
+static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads, int compact) {
   conv_shape s = {0};
   if (p->groups <= 0) return s;
   s.L = p->OH * p->OW;
   s.cg = p->C / p->groups;
   s.ocg = p->OC / p->groups;
   s.kdim = s.cg * p->KH * p->KW;
+  s.ntaps = p->KH * p->KW;
+  if (op == MLCRT_CONV_FWD && (p->ph || p->pw) && compact) {
+    s.ntaps = live_taps(p, NULL);
+    if (s.ntaps == 0) s.ntaps = p->KH * p->KW; /* (no tap sees the image: y is the bias) */
+    if (s.ntaps < p->KH * p->KW) {
+      s.kdim = s.cg * s.ntaps;
+      s.wc = (size_t)(p->OC * s.kdim) + 16;
+    }
+  }
   s.nb = s.L > 0 ? (MIN_COLS + s.L - 1) / s.L : 1;
   if (s.nb > p->N) s.nb = p->N;
   if (s.nb < 1) s.nb = 1;
+  if (op == MLCRT_CONV_FWD && !(is_pointwise(p) && s.nb == 1) &&
+      mlcrt__packb_packs(s.nb * s.L, s.kdim)) {
+    /* the weights packed for the GEMM once, not once per chunk */
+    s.apg = mlcrt__apack_floats(s.ocg, s.kdim) + 16;
+    s.ap = (size_t)p->groups * s.apg;
+  }
   s.nchunks = (p->N + s.nb - 1) / s.nb;
   if (nthreads < 1) nthreads = 1;
   s.tasks = s.nchunks < nthreads ? (int)s.nchunks : nthreads;
@@ -77,6 +130,78 @@ static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads) {
   return s;
 }
 
+/* ---- a few output positions, each reading the whole image ------------------ */
+
+/* A late layer at CIFAR size has an output of 2x2 or 1x1 from an input of
+ * the same size or twice it, with a 3x3 window and padding 1: every output
+ * position reads every input pixel once, each through a different tap, and
+ * the other taps read padding (5 of 9 at 2x2).  Then output position l is
+ * one GEMM over the images,
+ *   Y_l[n, oc] = x[n, :] (as a [N, C*H*W] matrix) @ W_l[oc, :]^T,
+ *   W_l[oc, c*H*W + pix] = w[oc, c, tap_l(pix)],
+ * with no unfolding and no multiply by padding: at 2x2 this does 4/9 of the
+ * implicit GEMM's multiply-adds.  by_position finds tap_l (or says the layer
+ * is not of this kind); the path is taken for a batch of at least BYPOS_MIN_N
+ * images (W_l is rebuilt on every call) and when it does no more
+ * multiply-adds than the implicit GEMM over the live taps. */
+enum { BYPOS_MAX_L = 16, BYPOS_MAX_HW = 64, BYPOS_MIN_N = 8 };
+
+static int by_position(const mlcrt_conv2d_params *p, int16_t tap[BYPOS_MAX_L][BYPOS_MAX_HW]) {
+  const int64_t L = p->OH * p->OW, HW = p->H * p->W;
+  if (p->groups != 1 || L > BYPOS_MAX_L || HW > BYPOS_MAX_HW || HW > live_taps(p, NULL))
+    return 0;
+  for (int64_t l = 0; l < L; l++) {
+    const int64_t oh = l / p->OW, ow = l % p->OW;
+    int64_t n = 0;
+    for (int64_t t = 0; t < p->KH * p->KW; t++) {
+      const int64_t ih = oh * p->sh - p->ph + t / p->KW * p->dh;
+      const int64_t iw = ow * p->sw - p->pw + t % p->KW * p->dw;
+      if (ih < 0 || ih >= p->H || iw < 0 || iw >= p->W) continue;
+      if (ih * p->W + iw != n) return 0; /* pixels in order, each once */
+      tap[l][n++] = (int16_t)t;
+    }
+    if (n != HW) return 0;
+  }
+  return 1;
+}
+
+/* floats of its scratch: the W_l, then Y_l (unless one position) */
+static size_t bypos_floats(const mlcrt_conv2d_params *p) {
+  const int64_t L = p->OH * p->OW;
+  return (size_t)(L * p->OC * p->C * p->H * p->W) + 16 + (L > 1 ? (size_t)(p->N * p->OC) : 0);
+}
+
+static void conv_by_position(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
+                             const float *w, const float *b, float *y, float *scratch,
+                             const mlcrt_epilogue *epi, int16_t tap[BYPOS_MAX_L][BYPOS_MAX_HW]) {
+  const int64_t L = p->OH * p->OW, HW = p->H * p->W, K = p->C * HW, KK = p->KH * p->KW;
+  const int64_t N = p->N, OC = p->OC;
+  float *wl = scratch, *yl = scratch + L * OC * K + 16;
+  for (int64_t l = 0; l < L; l++)
+    for (int64_t oc = 0; oc < OC; oc++)
+      for (int64_t c = 0; c < p->C; c++) {
+        float *d = wl + (l * OC + oc) * K + c * HW;
+        const float *src = w + (oc * p->C + c) * KK;
+        for (int64_t i = 0; i < HW; i++) d[i] = src[tap[l][i]];
+      }
+  for (int64_t l = 0; l < L; l++) {
+    float *out = L == 1 ? y : yl; /* one position: y is [N, OC] already */
+    if (b)
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t oc = 0; oc < OC; oc++) out[n * OC + oc] = b[oc];
+    mlcrt_sgemm_team(team, 0, 1, N, OC, K, 1.0f, x, K, wl + l * OC * K, K, b ? 1.0f : 0.0f, out,
+                     OC);
+    if (L > 1)
+      for (int64_t r = 0; r < N * OC; r++) y[r * L + l] = yl[r];
+  }
+  if (epi) mlcrt_tiles(team, N * OC, L, epi->fn, epi->ctx);
+}
+
+/* Whether this call's forward leaves the taps that read only padding out */
+static int compact_taps(const mlcrt_conv2d_params *p) {
+  return p->N * p->OH * p->OW >= COMPACT_MIN_COLS;
+}
+
 /* floats of one slot of the scratch: columns, Y or dY, partial dw, padded image */
 static size_t slot_floats(const conv_shape *s) {
   return s->cols + s->yb + s->part + s->xpad;
@@ -86,8 +211,17 @@ size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads) 
   if (mlcrt__conv_direct_ok(p, op)) /* a tiny kernel volume: conv_direct.c */
     return (size_t)mlcrt__conv_direct_tasks(p, nthreads) * mlcrt__conv_direct_slot(p, op) *
            sizeof(float);
-  const conv_shape s = shape_of(p, op, nthreads);
-  return (size_t)s.tasks * slot_floats(&s) * sizeof(float);
+  /* p->N is the largest batch: room for either choice of compact_taps */
+  size_t n = 0;
+  for (int compact = 0; compact < 2; compact++) {
+    const conv_shape s = shape_of(p, op, nthreads, compact);
+    const size_t f = (size_t)s.tasks * slot_floats(&s) + s.wc + s.ap;
+    if (f > n) n = f;
+  }
+  int16_t tap[BYPOS_MAX_L][BYPOS_MAX_HW];
+  if (op == MLCRT_CONV_FWD && p->N >= BYPOS_MIN_N && by_position(p, tap) && bypos_floats(p) > n)
+    n = bypos_floats(p);
+  return n * sizeof(float);
 }
 
 /* Unfolds one group's channels of one image: cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow]. */
@@ -176,7 +310,15 @@ typedef struct {
   const mlcrt_conv2d_params *p;
   const float *x;          /* image n0, channel g*cg (padded) */
   int64_t istride, PH, PW; /* floats from one image to the next; padded size */
+  int64_t nt;              /* taps per channel (rows of B per channel) */
+  const int16_t *taps;     /* their kernel positions kh*KW + kw (NULL: all, in order) */
 } unfold_ctx;
+
+/* Offset in a padded channel plane of tap ti's first input. */
+static inline int64_t tap_offset(const unfold_ctx *u, int64_t ti) {
+  const int64_t t = u->taps ? u->taps[ti] : ti;
+  return t / u->p->KW * u->p->dh * u->PW + t % u->p->KW * u->p->dw;
+}
 
 typedef void (*copy_fn)(float *d, const float *s, int64_t n);
 
@@ -205,14 +347,14 @@ __attribute__((always_inline)) static inline void unfold_panel(const void *ctx, 
                                                                int NR, float *dst, copy_fn copy) {
   const unfold_ctx *u = ctx;
   const mlcrt_conv2d_params *p = u->p;
-  const int64_t OH = p->OH, OW = p->OW, PW = u->PW, L = OH * OW, KK = p->KH * p->KW, sw = p->sw;
+  const int64_t OH = p->OH, OW = p->OW, PW = u->PW, L = OH * OW, nt = u->nt, sw = p->sw;
   /* divisions once per panel: the tap of row k0 and the position of column j0 */
-  int64_t c = k0 / KK, kh = k0 % KK / p->KW, kw = k0 % p->KW;
+  int64_t c = k0 / nt, ti = k0 % nt;
   const int64_t i0 = j0 / L, oh0 = j0 % L / OW, ow0 = j0 % OW;
   for (int64_t kk = 0; kk < kc; kk++) {
     float *d = dst + kk * NR;
     int64_t oh = oh0, ow = ow0;
-    const float *img = u->x + i0 * u->istride + (c * u->PH + kh * p->dh) * PW + kw * p->dw;
+    const float *img = u->x + i0 * u->istride + c * u->PH * PW + tap_offset(u, ti);
     for (int64_t j = 0; j < nj;) {
       const int64_t run = OW - ow < nj - j ? OW - ow : nj - j;
       const float *row = img + oh * p->sh * PW + ow * sw;
@@ -231,10 +373,7 @@ __attribute__((always_inline)) static inline void unfold_panel(const void *ctx, 
       }
     }
     for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
-    if (++kw == p->KW) { /* the next row's tap */
-      kw = 0;
-      if (++kh == p->KH) kh = 0, c++;
-    }
+    if (++ti == nt) ti = 0, c++; /* the next row's tap */
   }
 }
 
@@ -248,6 +387,116 @@ UNFOLD_VARIANT(generic, , copy_plain)
 #if defined(__x86_64__) && defined(__GNUC__)
 UNFOLD_VARIANT(avx2, __attribute__((target("avx2,fma"))), copy_plain)
 UNFOLD_VARIANT(avx512, __attribute__((target("avx512f"))), copy_avx512)
+
+/* AVX-512: output rows of a few floats (ResNet's 8, 4) or strided make the
+ * run copy above mostly bookkeeping.  When every 16 consecutive columns of a
+ * chunk read, for each tap, from 32 consecutive floats of the input
+ * (permute_ok: two or more short rows of one image, or one strided row), a
+ * packed row is, per 16 columns, two masked loads of that window and one
+ * two-register permute.  It reads the images as they are, unpadded: a tap's
+ * lanes whose input is outside the image are zero (the padding) and are
+ * not loaded.  The indices, the window starts and each tap's lane masks are
+ * worked out once per panel. */
+static inline int64_t col_at(const mlcrt_conv2d_params *p, int64_t col, int64_t istride) {
+  const int64_t L = p->OH * p->OW, oh = col % L / p->OW, ow = col % p->OW;
+  return col / L * istride + (oh * p->sh - p->ph) * p->W + ow * p->sw - p->pw;
+}
+
+static int permute_ok(const mlcrt_conv2d_params *p, int64_t nb, int64_t istride) {
+  if (p->KH * p->KW > MAX_TAPS || (double)nb * (double)istride > 1e9) return 0;
+  const int64_t n = nb * p->OH * p->OW;
+  for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    const int64_t at0 = col_at(p, j0, istride);
+    for (int64_t j = j0 + 1; j < j0 + 16 && j < n; j++) {
+      const int64_t rel = col_at(p, j, istride) - at0;
+      if (rel < 0 || rel >= 32) return 0;
+    }
+  }
+  return 1;
+}
+
+__attribute__((target("avx512f"))) static void
+pack_permute_avx512(const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR,
+                    float *dst) {
+  const unfold_ctx *u = ctx;
+  const mlcrt_conv2d_params *p = u->p;
+  const int64_t H = p->H, W = p->W, nt = u->nt;
+  enum { MAXV = 4 };
+  const int nv = NR / 16;
+  if (NR % 16 || nv > MAXV) { /* (no kernel of mlc's: element by element) */
+    for (int64_t kk = 0; kk < kc; kk++) {
+      const int64_t c = (k0 + kk) / nt, ti = (k0 + kk) % nt, t = u->taps ? u->taps[ti] : ti;
+      const int64_t dh = t / p->KW * p->dh, dw = t % p->KW * p->dw, L = p->OH * p->OW;
+      for (int64_t j = 0; j < NR; j++) {
+        const int64_t col = j0 + j, ih = col % L / p->OW * p->sh - p->ph + dh,
+                      iw = col % p->OW * p->sw - p->pw + dw;
+        dst[kk * NR + j] = j < nj && ih >= 0 && ih < H && iw >= 0 && iw < W
+                               ? u->x[col / L * u->istride + (c * H + ih) * W + iw]
+                               : 0.0f;
+      }
+    }
+    return;
+  }
+  int64_t start[MAXV];
+  __m512i idx[MAXV], ih0[MAXV], iw0[MAXV];
+  __m512i bits[MAXV]; /* lane l: the bit of its float in the 32-float window */
+  __mmask16 in[MAXV];
+  for (int q = 0; q < nv; q++) {
+    int32_t d[16], h0[16], w0[16], bit[16];
+    unsigned m = 0;
+    start[q] = col_at(p, j0 + 16 * q < j0 + nj ? j0 + 16 * q : j0, u->istride);
+    for (int l = 0; l < 16; l++) {
+      const int64_t j = 16 * q + l, col = j0 + (j < nj ? j : 0);
+      const int64_t L = p->OH * p->OW, oh = col % L / p->OW, ow = col % p->OW;
+      const int64_t rel = col_at(p, col, u->istride) - start[q];
+      d[l] = (int32_t)(rel & 31);
+      h0[l] = (int32_t)(oh * p->sh - p->ph);
+      w0[l] = (int32_t)(ow * p->sw - p->pw);
+      bit[l] = j < nj ? (int32_t)(1u << (rel & 31)) : 0;
+      m |= (unsigned)(j < nj) << l;
+    }
+    idx[q] = _mm512_loadu_si512(d);
+    ih0[q] = _mm512_loadu_si512(h0);
+    iw0[q] = _mm512_loadu_si512(w0);
+    in[q] = (__mmask16)m;
+    bits[q] = _mm512_loadu_si512(bit);
+  }
+  /* per tap: its offset, the lanes inside the image, the floats to load */
+  int64_t toff[MAX_TAPS];
+  __mmask16 keep[MAX_TAPS][MAXV], lo[MAX_TAPS][MAXV], hi[MAX_TAPS][MAXV];
+  const __m512i zero = _mm512_setzero_si512(), hv = _mm512_set1_epi32((int32_t)H),
+                wv = _mm512_set1_epi32((int32_t)W);
+  for (int64_t ti = 0; ti < nt; ti++) {
+    const int64_t t = u->taps ? u->taps[ti] : ti;
+    const int64_t dh = t / p->KW * p->dh, dw = t % p->KW * p->dw;
+    toff[ti] = dh * W + dw;
+    for (int q = 0; q < nv; q++) {
+      const __m512i ih = _mm512_add_epi32(ih0[q], _mm512_set1_epi32((int32_t)dh));
+      const __m512i iw = _mm512_add_epi32(iw0[q], _mm512_set1_epi32((int32_t)dw));
+      const __mmask16 k = in[q] & _mm512_cmpge_epi32_mask(ih, zero) &
+                          _mm512_cmplt_epi32_mask(ih, hv) & _mm512_cmpge_epi32_mask(iw, zero) &
+                          _mm512_cmplt_epi32_mask(iw, wv);
+      const uint32_t need = (uint32_t)_mm512_mask_reduce_or_epi32(k, bits[q]);
+      keep[ti][q] = k;
+      lo[ti][q] = (__mmask16)(need & 0xffffu);
+      hi[ti][q] = (__mmask16)(need >> 16);
+    }
+  }
+  /* tap by tap (its masks stay in registers), every channel's row of it */
+  for (int64_t ti = 0; ti < nt; ti++) {
+    int64_t k = k0 + ((ti - k0 % nt) % nt + nt) % nt; /* the block's first row of tap ti */
+    for (int q = 0; q < nv; q++) {
+      const __mmask16 kq = keep[ti][q], lq = lo[ti][q], hq = hi[ti][q];
+      const __m512i iq = idx[q];
+      const float *src = u->x + toff[ti] + start[q] + k / nt * H * W;
+      float *d = dst + (k - k0) * NR + 16 * q;
+      for (int64_t kk = k; kk < k0 + kc; kk += nt, src += H * W, d += nt * NR) {
+        const __m512 a = _mm512_maskz_loadu_ps(lq, src), b = _mm512_maskz_loadu_ps(hq, src + 16);
+        _mm512_storeu_ps(d, _mm512_maskz_permutex2var_ps(kq, a, iq, b));
+      }
+    }
+  }
+}
 #endif
 
 typedef void (*unfold_fn)(const void *, int64_t, int64_t, int64_t, int64_t, int, float *);
@@ -270,6 +519,9 @@ typedef struct {
   mlcrt_team *gemm_team;     /* threads inside each GEMM (a batch of one chunk) */
   unfold_fn unfold;          /* the forward's B packer for the team's ISA */
   const mlcrt_epilogue *epi; /* the forward's epilogue, or NULL */
+  const int16_t *taps;       /* the forward's live taps (NULL: every tap) */
+  const float *apacked;      /* the forward's weights packed for the GEMM */
+  int permute;               /* the forward packs B with pack_permute_avx512 */
 } conv_job;
 
 /* Slot m's partial dw (valid for dw with more than one task). */
@@ -326,14 +578,16 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
       }
       if (j->op == MLCRT_CONV_FWD) {
         /* B: x itself (pointwise, one image), else unfolded as it is packed */
-        unfold_ctx u = {p, j->x + (n0 * p->C + g * cg) * HW, p->C * HW, p->H, p->W};
-        if (s->xpad && !src) { /* the chunk's images padded, side by side */
+        unfold_ctx u = {p,    j->x + (n0 * p->C + g * cg) * HW, p->C * HW, p->H, p->W, s->ntaps,
+                        j->taps};
+        if (s->xpad && !src && !j->permute) { /* the chunk's images padded, side by side */
           u.PH = p->H + 2 * p->ph, u.PW = p->W + 2 * p->pw, u.istride = cg * u.PH * u.PW;
           for (int64_t i = 0; i < nb; i++)
             pad_image(p, j->x + ((n0 + i) * p->C + g * cg) * HW, cg, xpad + i * u.istride);
           u.x = xpad;
         }
-        const mlcrt__bpacker bp = {j->unfold, &u};
+        const mlcrt__bpacker bp = {j->permute ? pack_permute_avx512 : j->unfold, &u};
+        const float *ag = j->apacked ? j->apacked + g * s->apg : NULL;
         if (!s->yb) { /* one image: straight into y, onto the bias */
           float *yg = j->y + (n0 * p->OC + g * ocg) * L;
           if (j->b)
@@ -348,10 +602,10 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
             mlcrt_sgemm_epi(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
                             j->b ? 1.0f : 0.0f, yg, L, e);
           else
-            mlcrt__sgemm_packb(j->gemm_team, ocg, L, kdim, wg, kdim, &bp, j->b ? 1.0f : 0.0f, yg, L,
-                               e);
+            mlcrt__sgemm_packb(j->gemm_team, ocg, L, kdim, wg, kdim, ag, &bp, j->b ? 1.0f : 0.0f,
+                               yg, L, e);
         } else {
-          mlcrt__sgemm_packb(j->gemm_team, ocg, ld, kdim, wg, kdim, &bp, 0.0f, yb, ld, NULL);
+          mlcrt__sgemm_packb(j->gemm_team, ocg, ld, kdim, wg, kdim, ag, &bp, 0.0f, yb, ld, NULL);
           for (int64_t i = 0; i < nb; i++) {
             const int64_t row0 = (n0 + i) * p->OC + g * ocg;
             for (int64_t oc = 0; oc < ocg; oc++) {
@@ -397,9 +651,16 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
       mlcrt_tiles(team, p->N * p->OC, p->OH * p->OW, epi->fn, epi->ctx);
     return;
   }
+  if (op == MLCRT_CONV_FWD && p->N >= BYPOS_MIN_N) {
+    int16_t tap[BYPOS_MAX_L][BYPOS_MAX_HW];
+    if (by_position(p, tap)) {
+      conv_by_position(team, p, x, w, b, y, scratch, epi, tap);
+      return;
+    }
+  }
   conv_job j = {p,
                 op,
-                shape_of(p, op, mlcrt_team_size(team)),
+                shape_of(p, op, mlcrt_team_size(team), compact_taps(p)),
                 x,
                 w,
                 b,
@@ -408,9 +669,34 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
                 scratch,
                 NULL,
                 unfold_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
-                epi};
+                epi,
+                NULL,
+                NULL,
+                0};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;
+#if defined(__x86_64__) && defined(__GNUC__)
+  j.permute = op == MLCRT_CONV_FWD && j.unfold == pack_unfolded_avx512 &&
+              permute_ok(p, j.s.nb, p->C * p->H * p->W);
+#endif
+  int16_t taps[MAX_TAPS];
+  if (j.s.wc) { /* taps that read only padding left out: the weights to match */
+    live_taps(p, taps);
+    float *wc = (float *)scratch + (size_t)t * slot_floats(&j.s);
+    const int64_t KK = p->KH * p->KW, nt = j.s.ntaps, rows = p->OC * j.s.cg;
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t ti = 0; ti < nt; ti++) wc[r * nt + ti] = w[r * KK + taps[ti]];
+    j.w = wc;
+    j.taps = taps;
+  }
+  if (j.s.ap) { /* the GEMMs' instruction set: their team's, else the CPU's */
+    float *ap = (float *)scratch + (size_t)t * slot_floats(&j.s) + j.s.wc;
+    const int isa = j.gemm_team ? mlcrt_team_isa(j.gemm_team) : mlcrt_cpu_isa();
+    for (int64_t g = 0; g < p->groups; g++)
+      mlcrt__gemm_pack_a(isa, j.s.ocg, j.s.kdim, j.w + g * j.s.ocg * j.s.kdim, j.s.kdim,
+                         ap + g * j.s.apg);
+    j.apacked = ap;
+  }
   const int64_t wn = p->OC * j.s.kdim;
   if (op == MLCRT_CONV_DW && p->N == 0) {
     memset(y, 0, (size_t)wn * sizeof *y);

@@ -137,9 +137,56 @@ typedef struct {
   int64_t step;              /* slice width, a multiple of the tile */
   const mlcrt_epilogue *epi; /* on each finished block of C, or NULL */
   const mlcrt__bpacker *bp;  /* packs B (B is NULL), or NULL */
+  const float *apacked;      /* A packed by mlcrt__gemm_pack_a, or NULL */
 } gemm_job;
 
 #define STACK_WS_FLOATS (48 * 1024)
+
+/* alpha * op(A)[ii:ii+mi, pc:pc+kc] as one panel of MR rows, k-major, rows
+ * past mi zero */
+static void pack_a_panel(const mlcrt__gemm_isa *k, const float *A, int64_t a_si, int64_t a_sk,
+                         float alpha, int64_t ii, int64_t mi, int64_t pc, int64_t kc, float *dst) {
+  const int MR = k->mr;
+  if (a_sk == 1 && alpha == 1.0f && k->pack_t) { /* rows of A: a transpose */
+    k->pack_t(A + ii * a_si + pc, a_si, kc, mi, MR, dst);
+    return;
+  } else if (a_sk == 1) {
+    for (int64_t r = 0; r < mi; r++) {
+      const float *src = A + (ii + r) * a_si + pc;
+      for (int64_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = alpha * src[kk];
+    }
+  } else {
+    for (int64_t kk = 0; kk < kc; kk++) {
+      const float *src = A + ii + (pc + kk) * a_sk;
+      for (int64_t r = 0; r < mi; r++) dst[kk * MR + r] = alpha * src[r];
+    }
+  }
+  for (int64_t r = mi; r < MR; r++)
+    for (int64_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = 0.0f;
+}
+
+/* M rounded up to whole panels of MR rows */
+static int64_t apack_rows(const mlcrt__gemm_isa *k, int64_t M) {
+  return (M + k->mr - 1) / k->mr * k->mr;
+}
+
+size_t mlcrt__apack_floats(int64_t M, int64_t K) {
+  return (size_t)((M + 15) * K); /* every ISA's MR is at most 16 */
+}
+
+/* A whole, once: for each KC block of k (in order), its panels of MR rows,
+ * exactly as gemm_block packs them one block at a time, so the panel of rows
+ * ii.. of block pc is at pc * apack_rows + ii * kc. */
+void mlcrt__gemm_pack_a(int isa, int64_t M, int64_t K, const float *A, int64_t lda, float *dst) {
+  const mlcrt__gemm_isa *k = mlcrt__gemm_for(isa);
+  const int64_t Mp = apack_rows(k, M);
+  for (int64_t pc = 0; pc < K; pc += k->kc) {
+    const int64_t kc = K - pc < k->kc ? K - pc : k->kc;
+    for (int64_t ii = 0; ii < M; ii += k->mr)
+      pack_a_panel(k, A, lda, 1, 1.0f, ii, M - ii < k->mr ? M - ii : k->mr, pc, kc,
+                   dst + pc * Mp + ii * kc);
+  }
+}
 
 /* C[i0:i1, j0:j1] of the job, on one thread with workspace ws (wsn floats). */
 static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float *ws,
@@ -193,33 +240,19 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
       for (int64_t ic = i0; ic < i1; ic += MC) {
         const int64_t mc = i1 - ic < MC ? i1 - ic : MC;
         const int64_t mpanels = (mc + MR - 1) / MR;
-        /* pack alpha * op(A)[ic:ic+mc, pc:pc+kc] into panels of MR rows */
-        for (int64_t p = 0; p < mpanels; p++) {
-          float *dst = apack + p * kc * MR;
+        /* pack alpha * op(A)[ic:ic+mc, pc:pc+kc] into panels of MR rows,
+         * or find them packed already (mlcrt__gemm_pack_a's layout) */
+        const float *ablock = g->apacked ? g->apacked + pc * apack_rows(k, g->M) + ic * kc : apack;
+        for (int64_t p = 0; p < mpanels && !g->apacked; p++) {
           const int64_t ii = ic + p * MR, mi = i1 - ii < MR ? i1 - ii : MR;
-          if (a_sk == 1 && g->alpha == 1.0f && k->pack_t) { /* rows of A: a transpose */
-            k->pack_t(A + ii * a_si + pc, a_si, kc, mi, MR, dst);
-            continue;
-          } else if (a_sk == 1) {
-            for (int64_t r = 0; r < mi; r++) {
-              const float *src = A + (ii + r) * a_si + pc;
-              for (int64_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = g->alpha * src[kk];
-            }
-          } else {
-            for (int64_t kk = 0; kk < kc; kk++) {
-              const float *src = A + ii + (pc + kk) * a_sk;
-              for (int64_t r = 0; r < mi; r++) dst[kk * MR + r] = g->alpha * src[r];
-            }
-          }
-          for (int64_t r = mi; r < MR; r++)
-            for (int64_t kk = 0; kk < kc; kk++) dst[kk * MR + r] = 0.0f;
+          pack_a_panel(k, A, a_si, a_sk, g->alpha, ii, mi, pc, kc, apack + p * kc * MR);
         }
         for (int64_t p = 0; p < npanels; p++) {
           const int64_t jj = jc + p * NR, nj = j1 - jj < NR ? j1 - jj : NR;
           for (int64_t q = 0; q < mpanels; q++) {
             const int64_t ii = ic + q * MR, mi = i1 - ii < MR ? i1 - ii : MR;
             const int in_place = direct && nj == NR;
-            k->kernel(kc, apack + q * kc * MR, in_place ? B + pc * b_sk + jj : bpack + p * kc * NR,
+            k->kernel(kc, ablock + q * kc * MR, in_place ? B + pc * b_sk + jj : bpack + p * kc * NR,
                       in_place ? b_sk : NR, g->C + ii * g->ldc + jj, g->ldc, (int)mi, (int)nj,
                       beta);
           }
@@ -330,6 +363,7 @@ void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int6
                 1,
                 0,
                 epi,
+                NULL,
                 NULL};
   const int nt = mlcrt_team_size(team);
   const double macs = (double)M * (double)N * (double)K;
@@ -356,15 +390,19 @@ void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int6
   gemm_packed(&g, use);
 }
 
+int mlcrt__packb_packs(int64_t N, int64_t K) {
+  return !(N <= 4 && N * K <= 16384);
+}
+
 void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A,
-                        int64_t lda, const mlcrt__bpacker *bp, float beta, float *C, int64_t ldc,
-                        const mlcrt_epilogue *epi) {
+                        int64_t lda, const float *apacked, const mlcrt__bpacker *bp, float beta,
+                        float *C, int64_t ldc, const mlcrt_epilogue *epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     mlcrt_sgemm_epi(team, 0, 0, M, N, 0, 1.0f, A, lda, NULL, N, beta, C, ldc, epi);
     return;
   }
-  if (N <= 4 && N * K <= 16384) { /* a column or a few: B stored, then the unpacked paths */
+  if (!mlcrt__packb_packs(N, K)) { /* a column or a few: B stored, then the unpacked paths */
     float b[16384 + 16];          /* + the packer's slack */
     bp->fn(bp->ctx, 0, K, 0, N, (int)N, b);
     mlcrt_sgemm_epi(team, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
@@ -388,7 +426,8 @@ void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const
                 1,
                 0,
                 epi,
-                bp};
+                bp,
+                apacked};
   gemm_packed(&g, (double)M * (double)N * (double)K < MT_MIN_MACS ? 1 : mlcrt_team_size(team));
 }
 

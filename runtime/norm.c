@@ -32,15 +32,24 @@ static void bn_task(void *arg, int task, int ntasks) {
   (void)ntasks;
   const int64_t n0 = (int64_t)task * j->step, n1 = n0 + j->step < j->N ? n0 + j->step : j->N;
   const int64_t C = j->C, inner = j->inner;
-  for (int64_t c = 0; c < C; c++) {
-    const float invstd = 1.0f / sqrtf(j->var[c] + j->eps);
-    const float a = j->w ? j->w[c] * invstd : invstd;
-    const float sh = (j->b ? j->b[c] : 0.0f) - j->mean[c] * a;
-    for (int64_t n = n0; n < n1; n++) {
-      const float *xp = j->x + (n * C + c) * inner;
-      float *yp = j->y + (n * C + c) * inner;
-      for (int64_t i = 0; i < inner; i++) yp[i] = xp[i] * a + sh;
+  enum { CB = 256 }; /* channels whose scale and shift are worked out at a time */
+  float a[CB], sh[CB];
+  for (int64_t c0 = 0; c0 < C; c0 += CB) {
+    const int64_t nc = C - c0 < CB ? C - c0 : CB;
+    for (int64_t k = 0; k < nc; k++) {
+      const int64_t c = c0 + k;
+      const float invstd = 1.0f / sqrtf(j->var[c] + j->eps);
+      a[k] = j->w ? j->w[c] * invstd : invstd;
+      sh[k] = (j->b ? j->b[c] : 0.0f) - j->mean[c] * a[k];
     }
+    /* in memory order: image by image (a late layer's planes are a few floats) */
+    for (int64_t n = n0; n < n1; n++)
+      for (int64_t k = 0; k < nc; k++) {
+        const float *xp = j->x + (n * C + c0 + k) * inner;
+        float *yp = j->y + (n * C + c0 + k) * inner;
+        const float ak = a[k], shk = sh[k];
+        for (int64_t i = 0; i < inner; i++) yp[i] = xp[i] * ak + shk;
+      }
   }
 }
 

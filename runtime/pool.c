@@ -52,11 +52,56 @@ __attribute__((target("avx512f"))) static void max2x2_row_avx512(const float *r0
     _mm512_mask_storeu_ps(y + ow, (__mmask16)((1u << n) - 1), m);
   }
 }
+
+/* Any window with stride 1 or 2, one output row 16 windows at a time: for
+ * each window row and column in the scalar loop's order, the 16 inputs come
+ * from one window of at most 32 floats of the input row (two loads, then for
+ * stride 2 a permute taking every other float), the floats outside the row
+ * loaded as -inf.  pick_max(m, -inf) is m, so the padding's -inf lanes give
+ * the scalar loop's result, which skips them, bit for bit. */
+__attribute__((target("avx512f"))) static void max_row_avx512(const mlcrt_pool2d_params *p,
+                                                              const float *xp, int64_t oh,
+                                                              float *yr) {
+  const int64_t W = p->W, sw = p->sw;
+  const int64_t h0 = imax(oh * p->sh - p->ph, 0), h1 = imin(oh * p->sh - p->ph + p->kh, p->H);
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i zero = _mm512_setzero_si512(), sixteen = _mm512_set1_epi32(16);
+  const __m512i wv = _mm512_set1_epi32((int32_t)W);
+  for (int64_t ow = 0; ow < p->OW; ow += 16) {
+    const int64_t n = p->OW - ow < 16 ? p->OW - ow : 16;
+    __m512 m = ninf;
+    for (int64_t h = h0; h < h1; h++)
+      for (int64_t kw = 0; kw < p->kw; kw++) {
+        /* inputs start .. start + sw*15 of row h; lanes of [0, W) loaded */
+        const int64_t start = ow * sw - p->pw + kw;
+        const __m512i at = _mm512_add_epi32(iota, _mm512_set1_epi32((int32_t)start));
+        const __mmask16 m0 = _mm512_cmpge_epi32_mask(at, zero) & _mm512_cmplt_epi32_mask(at, wv);
+        const __m512i at1 = _mm512_add_epi32(at, sixteen);
+        const __mmask16 m1 = _mm512_cmpge_epi32_mask(at1, zero) & _mm512_cmplt_epi32_mask(at1, wv);
+        const float *r = xp + h * W + start; /* (only lanes inside the row are read) */
+        __m512 v = _mm512_mask_loadu_ps(ninf, m0, r);
+        if (sw == 2)
+          v = _mm512_permutex2var_ps(v, even, _mm512_mask_loadu_ps(ninf, m1, r + 16));
+        m = _mm512_mask_blend_ps(
+            _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), m, v);
+      }
+    _mm512_mask_storeu_ps(yr + ow, (__mmask16)((1u << n) - 1), m);
+  }
+}
 #endif
 
 static void max_planes(const mlcrt_pool2d_params *p, const float *x, float *y) {
   const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
 #if defined(__x86_64__) && defined(__GNUC__)
+  if (mlcrt_cpu_isa() == MLCRT_ISA_AVX512 && !mlcrt__pool_is_2x2(p) && (p->sw == 1 || p->sw == 2) &&
+      W + p->OW * p->sw + p->kw < (1 << 30)) {
+    for (int64_t nc = 0; nc < p->N * p->C; nc++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        max_row_avx512(p, x + nc * H * W, oh, y + (nc * OH + oh) * OW);
+    return;
+  }
   if (mlcrt__pool_is_2x2(p) && mlcrt_cpu_isa() == MLCRT_ISA_AVX512) {
     for (int64_t nc = 0; nc < p->N * p->C; nc++)
       for (int64_t oh = 0; oh < OH; oh++) {

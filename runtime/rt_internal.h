@@ -66,8 +66,18 @@ void mlcrt__shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t 
 /* C = A B + beta C with A row-major (lda) and B given by bp; threads and
  * epilogue as mlcrt_sgemm_epi. */
 void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A,
-                        int64_t lda, const mlcrt__bpacker *bp, float beta, float *C, int64_t ldc,
-                        const mlcrt_epilogue *epi);
+                        int64_t lda, const float *apacked, const mlcrt__bpacker *bp, float beta,
+                        float *C, int64_t ldc, const mlcrt_epilogue *epi);
+/* A [M, K] (row-major, lda) packed once for the kernels of instruction set
+ * isa, for many mlcrt__sgemm_packb calls with that A (a convolution's weights
+ * over its chunks of images): their apacked argument (NULL: they pack A
+ * themselves).  The GEMM must run on the same instruction set (its team's,
+ * else mlcrt_cpu_isa()).  dst holds mlcrt__apack_floats(M, K) floats. */
+size_t mlcrt__apack_floats(int64_t M, int64_t K);
+/* Whether mlcrt__sgemm_packb of N columns and depth K packs its operands
+ * (else B is stored whole and A read in place: apacked is not used). */
+int mlcrt__packb_packs(int64_t N, int64_t K);
+void mlcrt__gemm_pack_a(int isa, int64_t M, int64_t K, const float *A, int64_t lda, float *dst);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>

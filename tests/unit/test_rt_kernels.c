@@ -429,6 +429,24 @@ static void test_conv2d(void **state) {
   check_conv(1, 8, 3, 3, 5, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1);     /* one output position: a column */
   check_conv(3, 8, 3, 3, 5, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0);     /* three images, one position each */
   check_conv(2, 16, 9, 9, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);   /* strided, images side by side */
+  /* taps that read only padding, left out of the forward's GEMM (from 32
+   * output positions in the batch; below, kept) */
+  check_conv(36, 20, 1, 1, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1);  /* 1x1 input: only the centre */
+  check_conv(5, 20, 1, 1, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);   /* ... at 5 positions: kept */
+  check_conv(34, 18, 2, 2, 8, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1);  /* 4 taps of 9, stride 2 */
+  check_conv(8, 12, 1, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1);   /* dead rows only, groups */
+  check_conv(9, 40, 1, 1, 2, 1, 1, 3, 3, 2, 2, 1, 1, 1, 1);   /* no tap sees the image: bias */
+  check_conv(2, 12, 3, 3, 4, 3, 3, 1, 1, 3, 3, 2, 2, 1, 0);   /* dilated, 3x3 input */
+  /* a few output positions each reading the whole image: a GEMM per position */
+  check_conv(9, 20, 2, 2, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);   /* 2x2 -> 2x2, 3x3 padding 1 */
+  check_conv(10, 12, 2, 2, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0);  /* 2x2 -> 1x1, stride 2 */
+  check_conv(8, 16, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);   /* 1x1 -> 1x1 */
+  check_conv(12, 5, 3, 2, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);   /* 3x2: more pixels than live taps */
+  /* short output rows: AVX-512 packs them with permutes (pack_permute_avx512) */
+  check_conv(9, 18, 8, 8, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);  /* rows of 8, ragged panels */
+  check_conv(20, 7, 4, 4, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0);   /* rows of 4 */
+  check_conv(3, 4, 6, 6, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1);    /* dilation 2 */
+  check_conv(2, 3, 20, 20, 4, 3, 3, 1, 1, 2, 2, 1, 1, 1, 1);  /* 16 columns over two rows */
   /* a tiny kernel volume (C*KH*KW <= 32): the direct path of conv_direct.c */
   check_conv(3, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1);  /* LeNet's first layer */
   check_conv(2, 1, 9, 40, 9, 3, 7, 2, 1, 1, 3, 1, 1, 1, 1);   /* KW 7, row stride 2, OC 4+4+1, 2 tiles */
@@ -690,6 +708,62 @@ static void test_max_pool_2x2_widths(void **state) {
                      (long long)H, (long long)W, (long long)i, (double)dx[i], (double)want[i]);
         free(x), free(dx), free(want), free(dy), free(y);
       }
+  }
+  unsetenv("MLCRT_ISA");
+}
+
+/* max_pool2d's general windows (AVX-512: stride 1 or 2, 16 windows a block
+ * over one input window of 32 floats, padding loaded as -inf) against the
+ * rule written plainly: from -inf, each real element of the window in
+ * row-major order replaces the maximum when greater or NaN.  Bit for bit
+ * (ties of 0 and -0 keep the first), every row width 1..40 around the
+ * 16-window blocks, kernels 1x1 to 5x2, strides 1 and 2 (and 3: the scalar
+ * path), padding, ceil_mode; on this CPU and MLCRT_ISA=generic. */
+static void test_max_pool_windows(void **state) {
+  (void)state;
+  const float vals[7] = {0.0f, -0.0f, 1.0f, 1.0f, 2.0f, NAN, -INFINITY};
+  const int ks[5][2] = {{3, 3}, {2, 3}, {1, 1}, {5, 2}, {2, 2}};
+  uint32_t seed = 5;
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass) setenv("MLCRT_ISA", "generic", 1);
+    for (int k = 0; k < 5; k++)
+      for (int st = 1; st <= 3; st++)
+        for (int pad = 0; pad <= (ks[k][0] < ks[k][1] ? ks[k][0] : ks[k][1]) / 2; pad++)
+          for (int ceil_mode = 0; ceil_mode < 2; ceil_mode++)
+            for (int64_t W = 1; W <= 40; W++)
+              for (int64_t H = 1; H <= 4; H++) {
+                const int64_t kh = ks[k][0], kw = ks[k][1];
+                if (H + 2 * pad < kh || W + 2 * pad < kw) continue;
+                const int64_t OH = pool_out(H, kh, st, pad, ceil_mode),
+                              OW = pool_out(W, kw, st, pad, ceil_mode);
+                const int64_t NC = 2, nx = NC * H * W, ny = NC * OH * OW;
+                float *x = malloc(sizeof(float) * (size_t)nx), *y = malloc(sizeof(float) * (size_t)ny);
+                for (int64_t i = 0; i < nx; i++) {
+                  seed = seed * 1664525u + 1013904223u;
+                  x[i] = vals[(seed >> 16) % 7];
+                }
+                const mlcrt_pool2d_params p = {1, NC, H, W, OH, OW, kh, kw, st, st, pad, pad, 0};
+                mlcrt_max_pool2d_f32(NULL, &p, x, y);
+                for (int64_t nc = 0; nc < NC; nc++)
+                  for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                      float m = -INFINITY;
+                      for (int64_t i = 0; i < kh; i++)
+                        for (int64_t j = 0; j < kw; j++) {
+                          const int64_t h = oh * st - pad + i, w = ow * st - pad + j;
+                          if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                          const float v = x[(nc * H + h) * W + w];
+                          if (v > m || isnan(v)) m = v;
+                        }
+                      const float got = y[(nc * OH + oh) * OW + ow];
+                      if (memcmp(&got, &m, sizeof m))
+                        fail_msg("%s, k %lldx%lld s %d p %d ceil %d, H %lld W %lld: y[%lld,%lld,%lld] = %g, want %g",
+                                 pass ? "generic" : "this CPU", (long long)kh, (long long)kw, st, pad,
+                                 ceil_mode, (long long)H, (long long)W, (long long)nc, (long long)oh,
+                                 (long long)ow, (double)got, (double)m);
+                    }
+                free(x), free(y);
+              }
   }
   unsetenv("MLCRT_ISA");
 }
@@ -969,6 +1043,7 @@ int main(void) {
       cmocka_unit_test(test_matmul),
       cmocka_unit_test(test_linear),
       cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_max_pool_windows),
       cmocka_unit_test(test_pools_vs_pytorch),
       cmocka_unit_test(test_pools_vs_naive),
       cmocka_unit_test(test_max_pool_nan),

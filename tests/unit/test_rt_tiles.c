@@ -156,8 +156,8 @@ static void test_matmul_epilogue(void **state) {
 
 /* conv2d: the epilogue's rows are n * OC + oc, its columns oh * OW + ow;
  * each path of the forward: the direct kernel (few channels), the implicit
- * GEMM on one image, a 1x1 convolution (x itself as B), and chunks of
- * several small images (a gathered result). */
+ * GEMM on one image, a 1x1 convolution (x itself as B), chunks of several
+ * small images (a gathered result), and a GEMM per output position. */
 static void check_conv_epi(mlcrt_conv2d_params p, int bias) {
   const int64_t L = p.OH * p.OW, n = p.N * p.OC * L, nx = p.N * p.C * p.H * p.W,
                 nw = p.OC * (p.C / p.groups) * p.KH * p.KW;
@@ -207,6 +207,11 @@ static void test_conv_epilogue(void **state) {
   check_conv_epi((mlcrt_conv2d_params){1, 16, 30, 30, 24, 1, 1, 30, 30, 1, 1, 0, 0, 1, 1, 1}, 1);
   /* small images in chunks, two groups, stride 2 */
   check_conv_epi((mlcrt_conv2d_params){9, 8, 6, 6, 10, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 2}, 1);
+  /* a GEMM per output position (2x2 -> 2x2 and 1x1 -> 1x1, 3x3 padding 1) */
+  check_conv_epi((mlcrt_conv2d_params){10, 12, 2, 2, 9, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1}, 1);
+  check_conv_epi((mlcrt_conv2d_params){11, 20, 1, 1, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 0);
+  /* rows of 8 packed by permutes (AVX-512), one tap in padding for the border */
+  check_conv_epi((mlcrt_conv2d_params){6, 9, 8, 8, 13, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1}, 1);
 }
 
 int main(void) {

@@ -148,8 +148,7 @@ enum { BYPOS_MAX_L = 16, BYPOS_MAX_HW = 64, BYPOS_MIN_N = 8 };
 
 static int by_position(const mlcrt_conv2d_params *p, int16_t tap[BYPOS_MAX_L][BYPOS_MAX_HW]) {
   const int64_t L = p->OH * p->OW, HW = p->H * p->W;
-  if (p->groups != 1 || L > BYPOS_MAX_L || HW > BYPOS_MAX_HW || HW > live_taps(p, NULL))
-    return 0;
+  if (p->groups != 1 || L > BYPOS_MAX_L || HW > BYPOS_MAX_HW || HW > live_taps(p, NULL)) return 0;
   for (int64_t l = 0; l < L; l++) {
     const int64_t oh = l / p->OW, ow = l % p->OW;
     int64_t n = 0;
@@ -415,9 +414,9 @@ static int permute_ok(const mlcrt_conv2d_params *p, int64_t nb, int64_t istride)
   return 1;
 }
 
-__attribute__((target("avx512f"))) static void
-pack_permute_avx512(const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR,
-                    float *dst) {
+__attribute__((target("avx512f"))) static void pack_permute_avx512(const void *ctx, int64_t k0,
+                                                                   int64_t kc, int64_t j0,
+                                                                   int64_t nj, int NR, float *dst) {
   const unfold_ctx *u = ctx;
   const mlcrt_conv2d_params *p = u->p;
   const int64_t H = p->H, W = p->W, nt = u->nt;
@@ -578,7 +577,7 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
       }
       if (j->op == MLCRT_CONV_FWD) {
         /* B: x itself (pointwise, one image), else unfolded as it is packed */
-        unfold_ctx u = {p,    j->x + (n0 * p->C + g * cg) * HW, p->C * HW, p->H, p->W, s->ntaps,
+        unfold_ctx u = {p,      j->x + (n0 * p->C + g * cg) * HW, p->C * HW, p->H, p->W, s->ntaps,
                         j->taps};
         if (s->xpad && !src && !j->permute) { /* the chunk's images padded, side by side */
           u.PH = p->H + 2 * p->ph, u.PW = p->W + 2 * p->pw, u.istride = cg * u.PH * u.PW;

@@ -403,7 +403,7 @@ void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const
     return;
   }
   if (!mlcrt__packb_packs(N, K)) { /* a column or a few: B stored, then the unpacked paths */
-    float b[16384 + 16];          /* + the packer's slack */
+    float b[16384 + 16];           /* + the packer's slack */
     bp->fn(bp->ctx, 0, K, 0, N, (int)N, b);
     mlcrt_sgemm_epi(team, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
     return;

@@ -59,9 +59,8 @@ __attribute__((target("avx512f"))) static void max2x2_row_avx512(const float *r0
  * stride 2 a permute taking every other float), the floats outside the row
  * loaded as -inf.  pick_max(m, -inf) is m, so the padding's -inf lanes give
  * the scalar loop's result, which skips them, bit for bit. */
-__attribute__((target("avx512f"))) static void max_row_avx512(const mlcrt_pool2d_params *p,
-                                                              const float *xp, int64_t oh,
-                                                              float *yr) {
+__attribute__((target("avx512f"))) static void
+max_row_avx512(const mlcrt_pool2d_params *p, const float *xp, int64_t oh, float *yr) {
   const int64_t W = p->W, sw = p->sw;
   const int64_t h0 = imax(oh * p->sh - p->ph, 0), h1 = imin(oh * p->sh - p->ph + p->kh, p->H);
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -82,8 +81,7 @@ __attribute__((target("avx512f"))) static void max_row_avx512(const mlcrt_pool2d
         const __mmask16 m1 = _mm512_cmpge_epi32_mask(at1, zero) & _mm512_cmplt_epi32_mask(at1, wv);
         const float *r = xp + h * W + start; /* (only lanes inside the row are read) */
         __m512 v = _mm512_mask_loadu_ps(ninf, m0, r);
-        if (sw == 2)
-          v = _mm512_permutex2var_ps(v, even, _mm512_mask_loadu_ps(ninf, m1, r + 16));
+        if (sw == 2) v = _mm512_permutex2var_ps(v, even, _mm512_mask_loadu_ps(ninf, m1, r + 16));
         m = _mm512_mask_blend_ps(
             _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), m, v);
       }

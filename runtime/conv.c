@@ -253,8 +253,97 @@ INLINE_LOOPS static void pad_image(const mlcrt_conv2d_params *p, const float *x,
 
 /* Unfolds one group's channels of one (padded: pad_image) image:
  * cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow] = xp[c][oh*sh + kh*dh][ow*sw + kw*dw]. */
+/* The gradients' row runs, per instruction set: d[0..n) = s[0..n) and
+ * d[0..n) += s[0..n), n an output row (a few floats to a few dozen).  The
+ * runtime builds for baseline x86-64 at -O2, where GCC leaves these loops
+ * scalar. */
+typedef struct row_ops row_ops;
+typedef void (*col2im_fn)(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, int64_t cg,
+                          float *x, const row_ops *ro);
+struct row_ops {
+  void (*copy)(float *d, const float *s, int64_t n);
+  void (*add)(float *d, const float *s, int64_t n);
+  col2im_fn col2im; /* col2im below, or a faster one */
+};
+static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, int64_t cg,
+                   float *x, const row_ops *ro);
+
+INLINE_LOOPS static void copy_run(float *d, const float *s, int64_t n) {
+  for (int64_t t = 0; t < n; t++) d[t] = s[t];
+}
+static void add_run(float *d, const float *s, int64_t n) {
+  for (int64_t t = 0; t < n; t++) d[t] += s[t];
+}
+static const row_ops rows_generic = {copy_run, add_run, col2im};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static void copy_run_avx512(float *d, const float *s,
+                                                               int64_t n) {
+  for (; n >= 16; n -= 16, d += 16, s += 16) _mm512_storeu_ps(d, _mm512_loadu_ps(s));
+  if (n > 0) {
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(m, s));
+  }
+}
+__attribute__((target("avx512f"))) static void add_run_avx512(float *d, const float *s, int64_t n) {
+  for (; n >= 16; n -= 16, d += 16, s += 16)
+    _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), _mm512_loadu_ps(s)));
+  if (n > 0) {
+    const __mmask16 m = (__mmask16)((1u << n) - 1);
+    _mm512_mask_storeu_ps(d, m,
+                          _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), _mm512_maskz_loadu_ps(m, s)));
+  }
+}
+/* col2im with stride 1 in width, 16 floats of an input row at a time: the
+ * taps' contributions summed in registers in col2im's order (kh, then kw),
+ * stored once.  Adding col2im's runs straight into dx made each tap reload
+ * what the last one had just stored, one float over. */
+__attribute__((target("avx512f"))) static void col2im_avx512(const mlcrt_conv2d_params *p,
+                                                             const float *cols, int64_t ld,
+                                                             int64_t cg, float *x,
+                                                             const row_ops *ro) {
+  if (p->sw != 1 || p->OW >= (1 << 30)) {
+    col2im(p, cols, ld, cg, x, ro);
+    return;
+  }
+  const int64_t OH = p->OH, OW = p->OW, H = p->H, W = p->W, KH = p->KH, KW = p->KW;
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i zero = _mm512_setzero_si512(), owv = _mm512_set1_epi32((int32_t)OW);
+  for (int64_t c = 0; c < cg; c++)
+    for (int64_t ih = 0; ih < H; ih++)
+      for (int64_t iw0 = 0; iw0 < W; iw0 += 16) {
+        const int64_t n = W - iw0 < 16 ? W - iw0 : 16;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t kh = 0; kh < KH; kh++) {
+          const int64_t t = ih + p->ph - kh * p->dh;
+          if (t < 0 || t % p->sh || t / p->sh >= OH) continue;
+          const float *row = cols + (c * KH + kh) * KW * ld + t / p->sh * OW;
+          for (int64_t kw = 0; kw < KW; kw++, row += ld) {
+            const int64_t off = iw0 + p->pw - kw * p->dw; /* lane 0's output column */
+            if (off >= OW || off + n <= 0) continue;
+            const __m512i ow = _mm512_add_epi32(iota, _mm512_set1_epi32((int32_t)off));
+            const __mmask16 m = _mm512_cmpge_epi32_mask(ow, zero) &
+                                _mm512_cmplt_epi32_mask(ow, owv) & (__mmask16)((1u << n) - 1);
+            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, row + off));
+          }
+        }
+        _mm512_mask_storeu_ps(x + (c * H + ih) * W + iw0, (__mmask16)((1u << n) - 1), acc);
+      }
+}
+static const row_ops rows_avx512 = {copy_run_avx512, add_run_avx512, col2im_avx512};
+#endif
+
+static const row_ops *rows_for(int isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (isa == MLCRT_ISA_AVX512) return &rows_avx512;
+#endif
+  (void)isa;
+  return &rows_generic;
+}
+
 INLINE_LOOPS static void im2col(const mlcrt_conv2d_params *p, const float *xp, int64_t cg,
-                                float *cols, int64_t ld) {
+                                float *cols, int64_t ld, const row_ops *ro) {
   const int64_t OH = p->OH, OW = p->OW, PW = p->W + 2 * p->pw, PH = p->H + 2 * p->ph, sw = p->sw;
   for (int64_t c = 0; c < cg; c++)
     for (int64_t kh = 0; kh < p->KH; kh++)
@@ -263,7 +352,7 @@ INLINE_LOOPS static void im2col(const mlcrt_conv2d_params *p, const float *xp, i
         const float *xr = xp + (c * PH + kh * p->dh) * PW + kw * p->dw;
         for (int64_t oh = 0; oh < OH; oh++, r += OW, xr += p->sh * PW) {
           if (sw == 1)
-            for (int64_t ow = 0; ow < OW; ow++) r[ow] = xr[ow];
+            ro->copy(r, xr, OW);
           else
             for (int64_t ow = 0; ow < OW; ow++) r[ow] = xr[ow * sw];
         }
@@ -273,7 +362,7 @@ INLINE_LOOPS static void im2col(const mlcrt_conv2d_params *p, const float *xp, i
 /* col2im, the adjoint of im2col: dx[c, ih, iw] += cols[((c*KH + kh)*KW + kw) * ld + oh*OW + ow]
  * for every tap that lands inside the input; dx is zeroed first. */
 static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, int64_t cg,
-                   float *x) {
+                   float *x, const row_ops *ro) {
   const int64_t OH = p->OH, OW = p->OW, H = p->H, W = p->W;
   memset(x, 0, (size_t)(cg * H * W) * sizeof *x);
   for (int64_t c = 0; c < cg; c++) {
@@ -293,7 +382,10 @@ static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, 
           if (ih < 0 || ih >= H) continue;
           float *xr = xc + ih * W;
           const float *r = row + oh * OW;
-          for (int64_t ow = ow0; ow < ow1; ow++) xr[ow * p->sw + dx] += r[ow];
+          if (p->sw == 1)
+            ro->add(xr + dx + ow0, r + ow0, ow1 - ow0);
+          else
+            for (int64_t ow = ow0; ow < ow1; ow++) xr[ow * p->sw + dx] += r[ow];
         }
       }
   }
@@ -326,7 +418,6 @@ INLINE_LOOPS static inline void copy_plain(float *d, const float *s, int64_t n) 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 /* runs of a few floats (an output row of 4 to 32): whole vectors, then a
  * masked load stored whole, zeros past the run (masked stores are slow on
  * some CPUs): the next run or the zero fill writes over them, and the GEMM
@@ -521,6 +612,7 @@ typedef struct {
   const int16_t *taps;       /* the forward's live taps (NULL: every tap) */
   const float *apacked;      /* the forward's weights packed for the GEMM */
   int permute;               /* the forward packs B with pack_permute_avx512 */
+  const row_ops *rows;       /* the gradients' row copies and sums */
 } conv_job;
 
 /* Slot m's partial dw (valid for dw with more than one task). */
@@ -555,7 +647,7 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
               pad_image(p, xi, cg, xpad);
               xi = xpad;
             }
-            im2col(p, xi, cg, cols + i * L, ld);
+            im2col(p, xi, cg, cols + i * L, ld, j->rows);
           }
           src = cols;
         }
@@ -624,7 +716,8 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
           mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, ld, ocg, 1.0f, wg, kdim, dyg, ld, 0.0f, cols,
                            ld);
           for (int64_t i = 0; i < nb; i++)
-            col2im(p, cols + i * L, ld, cg, j->y + ((n0 + i) * p->C + g * cg) * HW);
+            j->rows->col2im(p, cols + i * L, ld, cg, j->y + ((n0 + i) * p->C + g * cg) * HW,
+                            j->rows);
         }
       } else { /* dw */
         mlcrt_sgemm_team(j->gemm_team, 0, 1, ocg, kdim, ld, 1.0f, dyg, ld, src, ld,
@@ -671,7 +764,8 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
                 epi,
                 NULL,
                 NULL,
-                0};
+                0,
+                rows_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa())};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -492,15 +492,34 @@ static inline int64_t col_at(const mlcrt_conv2d_params *p, int64_t col, int64_t 
   return col / L * istride + (oh * p->sh - p->ph) * p->W + ow * p->sw - p->pw;
 }
 
+/* The n (<= 16) columns from col0 as one or two windows of 32 floats (two
+ * when they cross from one image into the next, say): the windows' starts
+ * and the lanes of the second; 0 when that does not do. */
+static int windows16(const mlcrt_conv2d_params *p, int64_t col0, int n, int64_t istride,
+                     int64_t start[2], unsigned *seg1) {
+  start[0] = start[1] = col_at(p, col0, istride);
+  *seg1 = 0;
+  int second = 0;
+  for (int l = 1; l < n; l++) {
+    const int64_t at = col_at(p, col0 + l, istride);
+    if (!second) {
+      if (at - start[0] >= 0 && at - start[0] < 32) continue;
+      second = 1;
+      start[1] = at;
+    }
+    if (at - start[1] < 0 || at - start[1] >= 32) return 0;
+    *seg1 |= 1u << l;
+  }
+  return 1;
+}
+
 static int permute_ok(const mlcrt_conv2d_params *p, int64_t nb, int64_t istride) {
   if (p->KH * p->KW > MAX_TAPS || (double)nb * (double)istride > 1e9) return 0;
   const int64_t n = nb * p->OH * p->OW;
   for (int64_t j0 = 0; j0 < n; j0 += 16) {
-    const int64_t at0 = col_at(p, j0, istride);
-    for (int64_t j = j0 + 1; j < j0 + 16 && j < n; j++) {
-      const int64_t rel = col_at(p, j, istride) - at0;
-      if (rel < 0 || rel >= 32) return 0;
-    }
+    int64_t st[2];
+    unsigned seg1;
+    if (!windows16(p, j0, n - j0 < 16 ? (int)(n - j0) : 16, istride, st, &seg1)) return 0;
   }
   return 1;
 }
@@ -513,7 +532,16 @@ __attribute__((target("avx512f"))) static void pack_permute_avx512(const void *c
   const int64_t H = p->H, W = p->W, nt = u->nt;
   enum { MAXV = 4 };
   const int nv = NR / 16;
-  if (NR % 16 || nv > MAXV) { /* (no kernel of mlc's: element by element) */
+  int64_t start[MAXV][2];
+  unsigned seg1[MAXV];
+  int ok = NR % 16 == 0 && nv <= MAXV;
+  for (int q = 0; q < nv && ok; q++)
+    ok = windows16(p, j0 + 16 * q,
+                   nj - 16 * q < 0    ? 0
+                   : nj - 16 * q < 16 ? (int)(nj - 16 * q)
+                                      : 16,
+                   u->istride, start[q], &seg1[q]);
+  if (!ok) { /* (not a kernel or a panel permute_ok lets through: element by element) */
     for (int64_t kk = 0; kk < kc; kk++) {
       const int64_t c = (k0 + kk) / nt, ti = (k0 + kk) % nt, t = u->taps ? u->taps[ti] : ti;
       const int64_t dh = t / p->KW * p->dh, dw = t % p->KW * p->dw, L = p->OH * p->OW;
@@ -527,18 +555,16 @@ __attribute__((target("avx512f"))) static void pack_permute_avx512(const void *c
     }
     return;
   }
-  int64_t start[MAXV];
   __m512i idx[MAXV], ih0[MAXV], iw0[MAXV];
   __m512i bits[MAXV]; /* lane l: the bit of its float in the 32-float window */
   __mmask16 in[MAXV];
   for (int q = 0; q < nv; q++) {
     int32_t d[16], h0[16], w0[16], bit[16];
     unsigned m = 0;
-    start[q] = col_at(p, j0 + 16 * q < j0 + nj ? j0 + 16 * q : j0, u->istride);
     for (int l = 0; l < 16; l++) {
       const int64_t j = 16 * q + l, col = j0 + (j < nj ? j : 0);
       const int64_t L = p->OH * p->OW, oh = col % L / p->OW, ow = col % p->OW;
-      const int64_t rel = col_at(p, col, u->istride) - start[q];
+      const int64_t rel = col_at(p, col, u->istride) - start[q][seg1[q] >> l & 1];
       d[l] = (int32_t)(rel & 31);
       h0[l] = (int32_t)(oh * p->sh - p->ph);
       w0[l] = (int32_t)(ow * p->sw - p->pw);
@@ -553,7 +579,7 @@ __attribute__((target("avx512f"))) static void pack_permute_avx512(const void *c
   }
   /* per tap: its offset, the lanes inside the image, the floats to load */
   int64_t toff[MAX_TAPS];
-  __mmask16 keep[MAX_TAPS][MAXV], lo[MAX_TAPS][MAXV], hi[MAX_TAPS][MAXV];
+  __mmask16 keep[MAX_TAPS][MAXV], lo[MAX_TAPS][MAXV][2], hi[MAX_TAPS][MAXV][2];
   const __m512i zero = _mm512_setzero_si512(), hv = _mm512_set1_epi32((int32_t)H),
                 wv = _mm512_set1_epi32((int32_t)W);
   for (int64_t ti = 0; ti < nt; ti++) {
@@ -566,23 +592,40 @@ __attribute__((target("avx512f"))) static void pack_permute_avx512(const void *c
       const __mmask16 k = in[q] & _mm512_cmpge_epi32_mask(ih, zero) &
                           _mm512_cmplt_epi32_mask(ih, hv) & _mm512_cmpge_epi32_mask(iw, zero) &
                           _mm512_cmplt_epi32_mask(iw, wv);
-      const uint32_t need = (uint32_t)_mm512_mask_reduce_or_epi32(k, bits[q]);
       keep[ti][q] = k;
-      lo[ti][q] = (__mmask16)(need & 0xffffu);
-      hi[ti][q] = (__mmask16)(need >> 16);
+      for (int w = 0; w < 2; w++) { /* the floats each window loads */
+        const __mmask16 kw = w ? k & (__mmask16)seg1[q] : k & (__mmask16)~seg1[q];
+        const uint32_t need = (uint32_t)_mm512_mask_reduce_or_epi32(kw, bits[q]);
+        lo[ti][q][w] = (__mmask16)(need & 0xffffu);
+        hi[ti][q][w] = (__mmask16)(need >> 16);
+      }
     }
   }
   /* tap by tap (its masks stay in registers), every channel's row of it */
   for (int64_t ti = 0; ti < nt; ti++) {
     int64_t k = k0 + ((ti - k0 % nt) % nt + nt) % nt; /* the block's first row of tap ti */
     for (int q = 0; q < nv; q++) {
-      const __mmask16 kq = keep[ti][q], lq = lo[ti][q], hq = hi[ti][q];
+      const __mmask16 kq = keep[ti][q], lq = lo[ti][q][0], hq = hi[ti][q][0];
       const __m512i iq = idx[q];
-      const float *src = u->x + toff[ti] + start[q] + k / nt * H * W;
+      const float *src = u->x + toff[ti] + start[q][0] + k / nt * H * W;
       float *d = dst + (k - k0) * NR + 16 * q;
+      if (!seg1[q]) {
+        for (int64_t kk = k; kk < k0 + kc; kk += nt, src += H * W, d += nt * NR) {
+          const __m512 a = _mm512_maskz_loadu_ps(lq, src), b = _mm512_maskz_loadu_ps(hq, src + 16);
+          _mm512_storeu_ps(d, _mm512_maskz_permutex2var_ps(kq, a, iq, b));
+        }
+        continue;
+      }
+      /* two windows: the second's lanes from its own permute */
+      const __mmask16 k0q = kq & (__mmask16)~seg1[q], k1q = kq & (__mmask16)seg1[q];
+      const __mmask16 l1 = lo[ti][q][1], h1 = hi[ti][q][1];
+      const int64_t d1 = start[q][1] - start[q][0];
       for (int64_t kk = k; kk < k0 + kc; kk += nt, src += H * W, d += nt * NR) {
         const __m512 a = _mm512_maskz_loadu_ps(lq, src), b = _mm512_maskz_loadu_ps(hq, src + 16);
-        _mm512_storeu_ps(d, _mm512_maskz_permutex2var_ps(kq, a, iq, b));
+        const __m512 a1 = _mm512_maskz_loadu_ps(l1, src + d1);
+        const __m512 b1 = _mm512_maskz_loadu_ps(h1, src + d1 + 16);
+        _mm512_storeu_ps(d, _mm512_mask_mov_ps(_mm512_maskz_permutex2var_ps(k0q, a, iq, b), k1q,
+                                               _mm512_permutex2var_ps(a1, iq, b1)));
       }
     }
   }

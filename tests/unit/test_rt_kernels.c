@@ -447,6 +447,8 @@ static void test_conv2d(void **state) {
   check_conv(20, 7, 4, 4, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0);   /* rows of 4 */
   check_conv(3, 4, 6, 6, 5, 3, 3, 1, 1, 2, 2, 2, 2, 1, 1);    /* dilation 2 */
   check_conv(2, 3, 20, 20, 4, 3, 3, 1, 1, 2, 2, 1, 1, 1, 1);  /* 16 columns over two rows */
+  check_conv(3, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, 1, 1, 1, 1); /* LeNet's second: 16 columns over two images */
+  check_conv(4, 5, 7, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);    /* ... with padding */
   /* a tiny kernel volume (C*KH*KW <= 32): the direct path of conv_direct.c */
   check_conv(3, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1);  /* LeNet's first layer */
   check_conv(2, 1, 9, 40, 9, 3, 7, 2, 1, 1, 3, 1, 1, 1, 1);   /* KW 7, row stride 2, OC 4+4+1, 2 tiles */

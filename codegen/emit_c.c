@@ -205,6 +205,7 @@ typedef struct ElemLoop {
   int first, n;
   int producer; /* nodes[0] of an epilogue, or -1 */
   bool flat;    /* every leaf has the root's shape: one flat loop */
+  bool conv;    /* not flat, over a convolution's [N * C, the rest] (i0, i1, column j) */
 } ElemLoop;
 
 static bool in_loop(const ElemLoop *L, int id) {
@@ -235,7 +236,20 @@ static const char *elem_value(E *e, const ElemLoop *L, int id) {
       src = e->var[xi]; /* a local computed above */
     else if (L->flat)
       src = arena_printf(e->A, "%s[i]", arr);
-    else {
+    else if (L->conv && (xi == L->producer || same_shape(&x->ty, o)))
+      src = arena_printf(e->A, "%s[r * nc + j]", arr);
+    else if (L->conv) { /* fuse_conv_leaf: image and channel, then the column or nothing */
+      Dim st[MAX_RANK];
+      bool full;
+      bcast_strides(&x->ty, o, st);
+      fuse_conv_leaf(&x->ty, o, &full);
+      const char *at = index_expr(e, st, 2);
+      src = arena_printf(e->A, "%s[%s%s]", arr,
+                         full && strcmp(at, "0") ? arena_printf(e->A, "%s + ", at)
+                         : full                  ? ""
+                                                 : at,
+                         full ? "j" : "");
+    } else {
       Dim st[MAX_RANK];
       bcast_strides(&x->ty, o, st);
       src = arena_printf(e->A, "%s[%s]", arr, index_expr(e, st, o->rank));
@@ -300,7 +314,7 @@ typedef struct ElemKernel {
 /* The loop of a group (nodes[0] its producer when an epilogue): flat when
  * every value it reads has the root's shape. */
 static ElemLoop elem_loop(E *e, const int *nodes, int n, bool epilogue) {
-  ElemLoop L = {nodes, epilogue ? 1 : 0, n, epilogue ? nodes[0] : -1, true};
+  ElemLoop L = {nodes, epilogue ? 1 : 0, n, epilogue ? nodes[0] : -1, true, false};
   const Graph *g = e->g;
   const Type *o = &g->nodes[nodes[n - 1]].ty;
   for (int k = L.first; k < n; k++) {
@@ -334,9 +348,10 @@ static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, int 
   const bool by_row = (view == VIEW_GEMM || !L.flat) && o->rank >= 1;
   K.rows = by_row ? dimc(e, dims_prod(o, 0, o->rank - 1)) : "1";
   K.cols = by_row ? dimc(e, o->dim[o->rank - 1]) : dimc(e, type_numel(o));
-  if (view == VIEW_CONV && L.flat && o->rank >= 3) {
+  if (view == VIEW_CONV && o->rank >= 3) {
     K.rows = dimc(e, dims_prod(o, 0, 2));
     K.cols = dimc(e, dims_prod(o, 2, o->rank));
+    L.conv = !L.flat;
   }
 
   /* the loop body: locals of the members, then the root's store */
@@ -350,7 +365,11 @@ static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, int 
         elem_value(e, &L, nodes[k]), op_info[m->op].name);
   }
   indent(&body, depth);
-  out(&body, "%s[%s] = %s;\n", e->var[root], L.flat ? "i" : "o++", elem_value(e, &L, root));
+  out(&body, "%s[%s] = %s;\n", e->var[root],
+      L.flat   ? "i"
+      : L.conv ? "r * nc + j"
+               : "o++",
+      elem_value(e, &L, root));
 
   /* the loops around it */
   Buf loops = {.A = e->A};
@@ -358,6 +377,12 @@ static ElemKernel elem_kernel(E *e, const int *nodes, int n, bool epilogue, int 
   if (L.flat) {
     out(&loops, "    const int64_t end = r * nc + c1;\n    for (int64_t i = r * nc + c0; i < end; "
                 "i++) {\n");
+  } else if (L.conv) { /* rows are image x channel, columns the rest */
+    if (uses_name(body.s, "i0"))
+      out(&loops, "    const int64_t i0 = r / (%s);\n", dimc(e, o->dim[1]));
+    if (uses_name(body.s, "i1"))
+      out(&loops, "    const int64_t i1 = r %% (%s);\n", dimc(e, o->dim[1]));
+    out(&loops, "    for (int64_t j = c0; j < c1; j++) {\n");
   } else {
     const int R = o->rank;
     for (int k = 0; k < R - 1; k++) { /* the row's index along each leading dim, if read */
@@ -1701,10 +1726,9 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
       const bool gemm =
           pn->op == OP_LINEAR || (pn->op == OP_MATMUL && g->nodes[pn->in[0]].ty.rank >= 2 &&
                                   g->nodes[pn->in[1]].ty.rank >= 2);
-      /* a convolution's tail when it reads only values of its shape (one
-       * flat loop over images x channels); else a second pass */
-      const bool conv =
-          (pn->op == OP_CONV2D || pn->op == OP_CONV1D) && elem_loop(e, gr->nodes, gr->n, true).flat;
+      /* a convolution's tail when fuse.c says so (Group.inside: every value
+       * it reads fits [images x channels, the rest]); else a second pass */
+      const bool conv = (pn->op == OP_CONV2D || pn->op == OP_CONV1D) && gr->inside;
       if (gemm || conv) {
         /* on each block of the result as soon as it is final */
         ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true, gemm ? VIEW_GEMM : VIEW_CONV);

@@ -54,6 +54,46 @@ static bool is_producer(const Graph *g, int id) {
          g->nodes[id].ty.dt == DT_F32;
 }
 
+bool fuse_conv_leaf(const Type *t, const Type *o, bool *full) {
+  bool ones = true, same = true;
+  for (int k = 2; k < o->rank; k++) {
+    const int j = t->rank - o->rank + k;
+    int64_t c;
+    if (dim_is_const(o->dim[k], &c) && c == 1) continue; /* either way */
+    ones &= j < 0 || (dim_is_const(t->dim[j], &c) && c == 1);
+    same &= j >= 0 && dim_eq(t->dim[j], o->dim[k]);
+  }
+  *full = !ones;
+  return o->rank >= 3 && t->rank <= o->rank && (ones || same);
+}
+
+/* Where an epilogue's tail runs (Group.inside), which the C backend and
+ * --report's bytes both follow: the tail of a linear or matmul (2-D
+ * operands) on each block of the GEMM's result while it is in cache, and so
+ * the tail of a convolution when every value it reads fits the view [N * C,
+ * the rest] (fuse_conv_leaf: the root's shape, or constant along each
+ * channel's plane); other tails are a second pass over the root, in place. */
+static bool tail_inside(const Graph *g, const Plan *p, int gi) {
+  const Group *gr = &p->groups[gi];
+  if (gr->kind != GK_EPILOGUE) return false;
+  const Node *prod = &g->nodes[gr->nodes[0]];
+  if (prod->op == OP_LINEAR || (prod->op == OP_MATMUL && g->nodes[prod->in[0]].ty.rank >= 2 &&
+                                g->nodes[prod->in[1]].ty.rank >= 2))
+    return true;
+  if (prod->op != OP_CONV2D && prod->op != OP_CONV1D) return false;
+  for (int k = 1; k < gr->n; k++) {
+    const Node *m = &g->nodes[gr->nodes[k]];
+    for (int j = 0; j < m->nin; j++) {
+      const int x = m->in[j];
+      bool full;
+      if (p->group_of[x] != gi && p->storage[x] != ST_NONE &&
+          !fuse_conv_leaf(&g->nodes[x].ty, &g->nodes[gr->root].ty, &full))
+        return false;
+    }
+  }
+  return true;
+}
+
 void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots, int opt_level) {
   Arena *A = g->A;
   int n = g->n;
@@ -118,8 +158,12 @@ void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots
     p->group_of[i] = -1;
     if (!live[i] || p->storage[i] != ST_ARENA || into[i] >= 0) continue;
     Group *gr = &p->groups[p->ngroups];
-    *gr = (Group){size[i] == 1 ? GK_SINGLE : GK_ELEM, i,
-                  arena_alloc(A, sizeof(int) * (size_t)size[i]), 0, -1};
+    *gr = (Group){size[i] == 1 ? GK_SINGLE : GK_ELEM,
+                  i,
+                  arena_alloc(A, sizeof(int) * (size_t)size[i]),
+                  0,
+                  -1,
+                  false};
     gid[i] = p->ngroups++;
   }
   for (int j = 0; j < n; j++) {
@@ -136,6 +180,7 @@ void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots
     p->group_of[j] = gid[head[j]];
     if (into[j] >= 0) p->storage[j] = ST_FUSED;
   }
+  for (int gi = 0; gi < p->ngroups; gi++) p->groups[gi].inside = tail_inside(g, p, gi);
 }
 
 /* ---- --report and --dot ------------------------------------------------------ */
@@ -202,26 +247,9 @@ void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symva
       if (!dup) b += nbytes(&g->nodes[x].ty, symvals);
     }
   }
-  /* The C backend applies the tail of a linear or matmul (2-D operands) to
-   * each block of the GEMM's result while it is in cache, and so the tail of
-   * a convolution when it reads only values of the root's shape (one flat
-   * loop); other convolution tails are a second pass over the root, in place. */
-  const Node *prod = gr->kind == GK_EPILOGUE ? &g->nodes[gr->nodes[0]] : NULL;
-  bool flat = true;
-  for (int k = 1; prod && k < gr->n; k++) {
-    const Node *m = &g->nodes[gr->nodes[k]];
-    for (int j = 0; j < m->nin; j++) {
-      const int x = m->in[j];
-      if (p->group_of[x] != gi && p->storage[x] != ST_NONE &&
-          !same_shape(&g->nodes[x].ty, &g->nodes[gr->root].ty))
-        flat = false;
-    }
-  }
-  if (prod && !(prod->op == OP_LINEAR ||
-                (prod->op == OP_MATMUL && g->nodes[prod->in[0]].ty.rank >= 2 &&
-                 g->nodes[prod->in[1]].ty.rank >= 2) ||
-                ((prod->op == OP_CONV2D || prod->op == OP_CONV1D) && flat)))
-    b += 2 * nbytes(&g->nodes[gr->root].ty, symvals);
+  /* a tail that is not run inside its producer (Group.inside) is a second
+   * pass over the root, in place */
+  if (gr->kind == GK_EPILOGUE && !gr->inside) b += 2 * nbytes(&g->nodes[gr->root].ty, symvals);
   *flops = f;
   *bytes = b;
 }

@@ -272,7 +272,15 @@ typedef struct Group {
   int *nodes; /* members in schedule order */
   int n;
   int inplace; /* the leaf whose buffer the root overwrites, or -1 */
+  bool inside; /* GK_EPILOGUE: the tail runs inside its producer, on each block
+                  of the result while it is in cache (fuse.c: tail_inside) */
 } Group;
+/* Whether a leaf of type t, read along a convolution's result o ([N, C,
+ * ...]), fits the view [N * C, the rest] that a tail inside the convolution
+ * runs over: along the dims after the first two it has either o's extents
+ * (*full: read at the row's column) or 1 (constant along the row, e.g. a
+ * per-channel scale [C, 1, 1]).  Its first two dims broadcast freely. */
+bool fuse_conv_leaf(const Type *t, const Type *o, bool *full);
 
 typedef struct Plan {
   Storage *storage;   /* per node */

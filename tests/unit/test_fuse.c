@@ -487,20 +487,40 @@ static void test_report_and_dot(void **state) {
     assert_int_equal(pc->groups[0].kind, GK_EPILOGUE);
     fuse_group_cost(lc->g, pc, 0, sv, &fc, &bc);
     assert_true(bc == 640 + 72 + 320); /* x, w read; y written once */
+    assert_true(pc->groups[0].inside);
     done(lc);
-    /* one that broadcasts (a per-channel scale) is a second pass, in place */
+    /* so does one that reads a value constant along each channel's plane (a
+     * per-channel scale [C, 1, 1], a per-image shift [B, 1, 1, 1]) */
     lc = lower_ok("model c {\n"
                   "  input x: f32[B, 1, 4, 4]\n"
+                  "  input t: f32[B, 1, 1, 1]\n"
                   "  param w: f32[2, 1, 3, 3]\n"
                   "  param s: f32[2, 1, 1]\n"
-                  "  output y = relu(conv2d(x, w)) * s\n"
+                  "  output y = relu(conv2d(x, w)) * s + t\n"
                   "}\n",
                   false);
     pc = plan_graph(lc->g, 2);
     assert_int_equal(pc->ngroups, 1);
     assert_int_equal(pc->groups[0].kind, GK_EPILOGUE);
+    assert_true(pc->groups[0].inside);
     fuse_group_cost(lc->g, pc, 0, sv, &fc, &bc);
-    assert_true(bc == 640 + 72 + 8 + 320 + 2 * 320); /* x, w, s read; y written, then read and written */
+    assert_true(bc == 640 + 40 + 72 + 8 + 320); /* x, t, w, s read; y written once */
+    done(lc);
+    /* one that varies along only part of the plane (a per-row scale [4, 1])
+     * does not fit [B * C, the rest]: a second pass, in place */
+    lc = lower_ok("model c {\n"
+                  "  input x: f32[B, 1, 4, 4]\n"
+                  "  param w: f32[2, 1, 3, 3]\n"
+                  "  param s: f32[4, 1]\n"
+                  "  output y = relu(conv2d(x, w, padding=1)) * s\n"
+                  "}\n",
+                  false);
+    pc = plan_graph(lc->g, 2);
+    assert_int_equal(pc->ngroups, 1);
+    assert_int_equal(pc->groups[0].kind, GK_EPILOGUE);
+    assert_false(pc->groups[0].inside);
+    fuse_group_cost(lc->g, pc, 0, sv, &fc, &bc);
+    assert_true(bc == 640 + 72 + 16 + 1280 + 2 * 1280); /* x, w, s read; y written, then read and written */
     done(lc);
   }
   char *text = NULL;

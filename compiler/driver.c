@@ -46,6 +46,7 @@ Compiled *compile_source(Arena *A, const Source *src, const Options *o, bool che
     }
     diag_free(&quiet);
   }
+  if (o->opt_level > 0 && !o->cuda && !bn_expand(g, d)) return NULL;
   /* plans after autodiff: both see every node (the run plan skips the
    * backward nodes because no output needs them) */
   c->plan = plan_graph(g, o->opt_level);

@@ -196,7 +196,10 @@ static int model_from(const char *path, const char *text, const mlc_options *mo,
     return MLC_EUSAGE;
   }
   Arena *A = arena_new();
-  Options o = {.model = mo ? mo->model : NULL, .opt_level = mo && mo->opt_level == 0 ? 0 : 2, .seed = mo ? mo->seed : 0};
+  Options o = {.model = mo ? mo->model : NULL,
+               .opt_level = mo && mo->opt_level == 0 ? 0 : 2,
+               .seed = mo ? mo->seed : 0,
+               .cuda = mo && mo->device == MLCRT_CUDA};
   Source *src = text ? source_from_string(A, path, text) : source_from_file(A, path, &d);
   Compiled *c = src ? compile_source(A, src, &o, false, &d) : NULL;
   unsigned char *w = NULL;

@@ -825,6 +825,7 @@ static int cmd_train(int argc, char **argv) {
   }
   Diag d = {0};
   d.echo = stderr;
+  a.o.cuda = cuda;
   Compiled *c = compile_file(A, a.model_path, &a.o, false, &d);
   if (c && !c->train_plan) {
     fprintf(stderr, "%s: error: model '%s' has no train section\n", a.model_path, c->g->name);
@@ -998,6 +999,12 @@ int main(int argc, char **argv) {
   Arena *A = arena_new();
   Diag d = {0};
   d.echo = stderr;
+  /* the CUDA backend: -o NAME.cu (or --target cuda), or run --device cuda */
+  {
+    const size_t n = a.out ? strlen(a.out) : 0;
+    a.o.cuda = (a.device && streq(a.device, "cuda")) || (a.target && streq(a.target, "cuda")) ||
+               (!cmd && n > 3 && streq(a.out + n - 3, ".cu"));
+  }
   /* check --embed-weights W checks W against the model too: that needs the plan */
   Compiled *c = compile_file(A, a.model_path, &a.o, check_only && !a.emit_ir && !a.embed && !a.report && !a.dot, &d);
   if (!c) {

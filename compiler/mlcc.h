@@ -173,6 +173,11 @@ typedef struct Graph {
   int *train_updates, ntrain_updates;
 } Graph;
 
+/* bnexpand.c: batch_norm with running statistics as elementwise ops (x * a
+ * + s, a and s per channel), bit for bit the runtime kernel's, so that they
+ * fuse (-O2, C backend).  After autodiff; false only on an internal error. */
+bool bn_expand(Graph *g, Diag *d);
+
 /* ir.c */
 Graph *ir_new(Arena *A, const char *name);
 int ir_add(Graph *g, Op op, Loc loc, int nin, const int *in); /* returns the id */
@@ -455,6 +460,7 @@ typedef struct Options {
   int opt_level;     /* 0 or 2 */
   uint64_t seed;
   bool need_train; /* mlc train: a missing gradient rule is an error */
+  bool cuda;       /* compiled for the CUDA backend (no bn_expand) */
 } Options;
 
 typedef struct Compiled {

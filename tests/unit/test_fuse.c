@@ -410,6 +410,67 @@ static void test_per_function(void **state) {
   done(l);
 }
 
+/* ---- batch_norm as elementwise ops (bnexpand.c) --------------------------------------------- */
+
+/* Every node's inputs come before it (the schedule is node order). */
+static void check_topological(const Graph *g) {
+  for (int i = 0; i < g->n; i++)
+    for (int j = 0; j < g->nodes[i].nin; j++) assert_true(g->nodes[i].in[j] < i);
+}
+
+static void test_bn_expand(void **state) {
+  (void)state;
+  Low *l = lower_ok("model m {\n"
+                    "  input img: f32[B, 3, 6, 6]\n"
+                    "  input v: f32[B, 5]\n"
+                    "  param k: f32[4, 3, 3, 3]\n"
+                    "  param bw: f32[4]\n"
+                    "  param bb: f32[4]\n"
+                    "  buffer mean: f32[4] = zeros\n"
+                    "  buffer var: f32[4] = ones\n"
+                    "  buffer mean5: f32[5] = zeros\n"
+                    "  buffer var5: f32[5] = ones\n"
+                    "  output cv = relu(batch_norm(conv2d(img, k, padding=1), mean, var, bw, bb))\n"
+                    "  output flat = batch_norm(v, mean5, var5) * 2.0\n"
+                    "}\n"
+                    "train m {\n"
+                    "  input t: i64[B]\n"
+                    "  loss = cross_entropy(flatten(cv), t)\n"
+                    "  optimizer = sgd(lr=0.1)\n"
+                    "}\n",
+                    true);
+  Graph *g = l->g;
+  /* what the train step refers to, before */
+  const int ngrads = g->ntensors, loss_op = g->nodes[g->loss].op, begin_op = g->nodes[g->train_begin].op;
+  Op *grad_op = calloc((size_t)ngrads + 1, sizeof *grad_op);
+  for (int t = 0; t < ngrads; t++) grad_op[t] = g->grads[t] >= 0 ? g->nodes[g->grads[t]].op : OP_CONST;
+  const int n0 = g->n, cv0 = hinted(g, "cv");
+  assert_true(bn_expand(g, &l->d));
+  check_topological(g);
+  /* 4-D with weight and bias: eps, add, rsqrt, mul, mul, sub, 2 reshapes, mul (9);
+   * 2-D without: eps, add, rsqrt, mul, 0, sub, mul (7) */
+  assert_int_equal(g->n, n0 + 9 + 7);
+  for (int i = 0; i < g->n; i++) assert_int_not_equal(g->nodes[i].op, OP_BATCH_NORM);
+  assert_int_equal(g->nodes[g->loss].op, loss_op);
+  assert_int_equal(g->nodes[g->train_begin].op, begin_op);
+  assert_int_equal(hinted(g, "cv"), cv0 + 16); /* moved with everything after the first */
+  for (int t = 0; t < ngrads; t++)
+    if (g->grads[t] >= 0) assert_int_equal(g->nodes[g->grads[t]].op, grad_op[t]);
+  free(grad_op);
+  /* -O2: the multiply and add fold into the convolution with the relu,
+   * inside it (per-channel values); a and s are two small groups */
+  Plan *p = plan_graph(g, 2);
+  check_run(g, p);
+  const Group *gr = group(p, g->outputs[0].node); /* cv */
+  assert_int_equal(gr->kind, GK_EPILOGUE);
+  assert_int_equal(g->nodes[gr->nodes[0]].op, OP_CONV2D);
+  assert_int_equal(gr->n, 4); /* conv2d + mul + add + relu */
+  assert_true(gr->inside);
+  Plan *tr = plan_train(g, 2);
+  check_groups(g, tr);
+  done(l);
+}
+
 /* ---- in place ------------------------------------------------------------------------------ */
 
 static void test_inplace(void **state) {
@@ -647,6 +708,7 @@ int main(void) {
       cmocka_unit_test(test_epilogue),
       cmocka_unit_test(test_epilogue_not_fused),
       cmocka_unit_test(test_per_function),
+      cmocka_unit_test(test_bn_expand),
       cmocka_unit_test(test_inplace),
       cmocka_unit_test(test_report_and_dot),
       cmocka_unit_test(test_property_random_graphs),

@@ -2077,11 +2077,12 @@ static char *emit_cu(E *e, const char *header_name, CuPrecision prec, CuProg **p
       "out of memory\");\n    return NULL;\n  }\n",
       M, M, M);
   for (int s = 1; s <= g->nsym; s++) out(&src, "  m->max_%s = max_%s;\n", g->sym[s], g->sym[s]);
-  out(&src, "  m->cu = mlcrt_cuda_create(opts, dev, host, %s, msg);\n",
+  out(&src, "  int status = MLCRT_OK;\n");
+  out(&src, "  m->cu = mlcrt_cuda_create(opts, dev, host, %s, &status, msg);\n",
       prec == CU_PREC_TF32 ? "MLCRT_PRECISION_TF32 /* --precision tf32 */" : "MLCRT_PRECISION_F32");
   out(&src,
       "  if (!m->cu) {\n    char full[MLCRT_ERRLEN + 128];\n"
-      "    if (strncmp(msg, \"cannot allocate\", 15) == 0) /* say what the memory is for */\n"
+      "    if (status == MLCRT_ENOMEM) /* say what the memory is for */\n"
       "      snprintf(full, sizeof full, \"%s_create: cannot allocate %%zu bytes of weights and "
       "%%zu "
       "of activations (%%s)\", (size_t)WEIGHT_BYTES, arena_bytes, msg);\n"

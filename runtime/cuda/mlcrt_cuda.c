@@ -59,37 +59,40 @@ static int blas_err(char *err, cublasStatus_t s, const char *what) {
   } while (0)
 
 mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_t host_bytes,
-                              int precision, char *err) {
-  int n = 0, dev = opts ? opts->device_index : 0;
+                              int precision, int *status, char *err) {
+  int n = 0, dev = opts ? opts->device_index : 0, st_ = MLCRT_OK;
+  if (!status) status = &st_;
+  *status = MLCRT_OK;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0) {
     int drv = 0, rt = 0;
     cudaDriverGetVersion(&drv);
     cudaRuntimeGetVersion(&rt);
     if (e == cudaSuccess || e == cudaErrorNoDevice)
-      mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "no CUDA device found (the CUDA driver lists none)");
+      *status = mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
+                             "no CUDA device found (the CUDA driver lists none)");
     else if (e == cudaErrorInsufficientDriver && drv == 0)
-      mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
-                   "no CUDA device: the CUDA driver was not found (libcuda.so; is the NVIDIA "
-                   "driver installed?)");
+      *status = mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
+                             "no CUDA device: the CUDA driver was not found (libcuda.so; is the "
+                             "NVIDIA driver installed?)");
     else if (e == cudaErrorInsufficientDriver)
-      mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
-                   "the CUDA driver (CUDA %d.%d) is older than the CUDA runtime this model was "
-                   "built with (%d.%d)",
-                   drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+      *status = mlcrt_seterr(err, MLCRT_EUNSUPPORTED,
+                             "the CUDA driver (CUDA %d.%d) is older than the CUDA runtime this "
+                             "model was built with (%d.%d)",
+                             drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
     else
-      cuda_err(err, e, "no usable CUDA driver or device (cudaGetDeviceCount)");
+      *status = cuda_err(err, e, "no usable CUDA driver or device (cudaGetDeviceCount)");
     return NULL;
   }
   if (dev < 0 || dev >= n) {
-    mlcrt_seterr(err, MLCRT_EINVAL,
-                 "CUDA device index %d is out of range (this machine has %d device%s)", dev, n,
-                 n == 1 ? "" : "s");
+    *status = mlcrt_seterr(err, MLCRT_EINVAL,
+                           "CUDA device index %d is out of range (this machine has %d device%s)",
+                           dev, n, n == 1 ? "" : "s");
     return NULL;
   }
   mlcrt_cuda *c = calloc(1, sizeof *c);
   if (!c) {
-    mlcrt_seterr(err, MLCRT_ENOMEM, "out of host memory");
+    *status = mlcrt_seterr(err, MLCRT_ENOMEM, "out of host memory");
     return NULL;
   }
   c->device = dev;
@@ -141,6 +144,7 @@ mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_
                                                 : CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
     rc = blas_err(err, bs, "cublasSetMathMode");
   if (rc) {
+    *status = rc;
     mlcrt_cuda_destroy(c);
     return NULL;
   }

@@ -19,8 +19,10 @@
  * compiled into each generated .cu, and by NVRTC for the JIT).
  *
  * Example (what generated create does):
- *     mlcrt_cuda *cu = mlcrt_cuda_create(opts, dev_bytes, host_bytes, err);
- *     if (!cu) ... err says why (no device, no driver, out of memory)
+ *     int status;
+ *     mlcrt_cuda *cu = mlcrt_cuda_create(opts, dev_bytes, host_bytes, MLCRT_PRECISION_F32,
+ *                                        &status, err);
+ *     if (!cu) ... err says why (no device, no driver, out of memory), status which
  *     unsigned char *d = mlcrt_cuda_device_base(cu), *h = mlcrt_cuda_host_base(cu);
  */
 #ifndef MLCRT_CUDA_H
@@ -40,10 +42,12 @@ enum { MLCRT_PRECISION_F32 = 0, MLCRT_PRECISION_TF32 = 1 };
 
 /* Selects device opts->device_index (opts NULL: device 0), creates the
  * stream and cuBLAS handle, allocates dev_bytes on the device and host_bytes
- * of pinned host memory (both zeroed).  Returns NULL with the reason in err:
- * no CUDA driver, no device, a bad device index, out of memory. */
+ * of pinned host memory (both zeroed).  Returns NULL with the reason in err
+ * and its status in *status (may be NULL; MLCRT_OK on success): no CUDA
+ * driver or device (MLCRT_EUNSUPPORTED), a bad device index (MLCRT_EINVAL),
+ * out of memory (MLCRT_ENOMEM). */
 mlcrt_cuda *mlcrt_cuda_create(const mlcrt_options *opts, size_t dev_bytes, size_t host_bytes,
-                              int precision, char *err);
+                              int precision, int *status, char *err);
 void mlcrt_cuda_destroy(mlcrt_cuda *c);
 unsigned char *mlcrt_cuda_device_base(mlcrt_cuda *c);
 unsigned char *mlcrt_cuda_host_base(mlcrt_cuda *c);

@@ -913,6 +913,58 @@ static void test_softmax(void **state) {
   assert_true(isnan(y[0]) && isnan(y[1]) && isnan(y[2]));
 }
 
+/* Softmax over the last dim on every row length around the AVX-512 blocks
+ * (and MLCRT_ISA=generic), against double; and, rows of at most 16 whose
+ * exponentials sum exactly in double, bit for bit what mlcrt_expf gives
+ * (the vector path runs its algorithm). */
+static void test_softmax_rows(void **state) {
+  (void)state;
+  const int64_t lens[] = {1, 7, 16, 17, 37, 300};
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass) setenv("MLCRT_ISA", "generic", 1);
+    for (size_t q = 0; q < sizeof lens / sizeof lens[0]; q++) {
+      const int64_t n = lens[q], O = 3;
+      float *x = rand_buf((size_t)(O * n)), *y = malloc(sizeof(float) * (size_t)(O * n));
+      float *ly = malloc(sizeof(float) * (size_t)(O * n));
+      for (int64_t i = 0; i < O * n; i++) x[i] *= 30.0f;
+      mlcrt_softmax_f32(x, O, n, 1, 0, y);
+      mlcrt_softmax_f32(x, O, n, 1, 1, ly);
+      for (int64_t o = 0; o < O; o++) {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t k = 0; k < n; k++) mx = fmax(mx, x[o * n + k]);
+        for (int64_t k = 0; k < n; k++) sum += exp((double)x[o * n + k] - mx);
+        for (int64_t k = 0; k < n; k++) {
+          const double want = exp((double)x[o * n + k] - mx) / sum;
+          const double wl = (double)x[o * n + k] - mx - log(sum);
+          if (!(fabs(y[o * n + k] - want) <= 1e-6 + 1e-5 * want) ||
+              !(fabs(ly[o * n + k] - wl) <= 1e-5 + 1e-5 * fabs(wl)))
+            fail_msg("%s, n %lld: [%lld, %lld] = %g / %g, want %g / %g", pass ? "generic" : "this CPU",
+                     (long long)n, (long long)o, (long long)k, (double)y[o * n + k],
+                     (double)ly[o * n + k], want, wl);
+        }
+      }
+      if (!pass && mlcrt_cpu_isa() == MLCRT_ISA_AVX512 && n <= 16) {
+        for (int64_t i = 0; i < O * n; i++) x[i] = x[i] / 6.0f; /* within [-5, 5] */
+        mlcrt_softmax_f32(x, O, n, 1, 0, y);
+        for (int64_t o = 0; o < O; o++) {
+          float mx = -INFINITY;
+          for (int64_t k = 0; k < n; k++) mx = x[o * n + k] > mx ? x[o * n + k] : mx;
+          double sum = 0;
+          for (int64_t k = 0; k < n; k++) sum += mlcrt_expf(x[o * n + k] - mx);
+          for (int64_t k = 0; k < n; k++) {
+            const float want = mlcrt_expf(x[o * n + k] - mx) * (float)(1.0 / sum);
+            if (memcmp(&y[o * n + k], &want, sizeof want))
+              fail_msg("n %lld: [%lld, %lld] = %a, mlcrt_expf gives %a", (long long)n, (long long)o,
+                       (long long)k, (double)y[o * n + k], (double)want);
+          }
+        }
+      }
+      free(x), free(y), free(ly);
+    }
+  }
+  unsetenv("MLCRT_ISA");
+}
+
 /* ---- half precision -------------------------------------------------------------- */
 
 static float bits_to_f(uint32_t u) {
@@ -1046,6 +1098,7 @@ int main(void) {
       cmocka_unit_test(test_linear),
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_max_pool_windows),
+      cmocka_unit_test(test_softmax_rows),
       cmocka_unit_test(test_pools_vs_pytorch),
       cmocka_unit_test(test_pools_vs_naive),
       cmocka_unit_test(test_max_pool_nan),

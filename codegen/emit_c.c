@@ -1311,6 +1311,31 @@ static void emit_gemm_call(E *e, Buf *b, int id, const char *epi) {
       n->nin == 3 ? e->var[n->in[2]] : "NULL", y, epi ? ", " : "", epi ? epi : "");
 }
 
+/* max_pool2d's or avg_pool2d's backward: dy = in[0] (the forward output's
+ * gradient), x = in[1] (max: the forward input), dx = the node (the forward
+ * input's shape); epi (max only) runs on each plane of dx once final. */
+static void emit_pool_dx_call(E *e, Buf *b, int id, const char *epi) {
+  const Node *n = &e->g->nodes[id];
+  const Type *xs = &n->ty, *ys = &e->g->nodes[n->in[0]].ty;
+  const char *dy = e->var[n->in[0]], *dx = e->var[id];
+  out(b,
+      "  {\n    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, "
+      ".OW = %s,\n"
+      "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, "
+      ".count_include_pad = %d};\n",
+      dimc(e, xs->dim[0]), dimc(e, xs->dim[1]), dimc(e, xs->dim[2]), dimc(e, xs->dim[3]),
+      dimc(e, ys->dim[2]), dimc(e, ys->dim[3]), (long long)n->ia[0], (long long)n->ia[1],
+      (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
+      (int)n->ia[9]);
+  if (n->op == OP_MAX_POOL2D_DX && epi)
+    out(b, "    mlcrt_max_pool2d_dx_epi_f32(&pp, %s, %s, %s, %s);\n  }\n", dy, e->var[n->in[1]], dx,
+        epi);
+  else if (n->op == OP_MAX_POOL2D_DX)
+    out(b, "    mlcrt_max_pool2d_dx_f32(&pp, %s, %s, %s);\n  }\n", dy, e->var[n->in[1]], dx);
+  else
+    out(b, "    mlcrt_avg_pool2d_dx_f32(&pp, %s, %s);\n  }\n", dy, dx);
+}
+
 static void emit_node(E *e, Buf *b, int id) {
   Node *n = &e->g->nodes[id];
   const char *y = e->var[id];
@@ -1420,23 +1445,9 @@ static void emit_node(E *e, Buf *b, int id) {
     return;
   }
   case OP_MAX_POOL2D_DX:
-  case OP_AVG_POOL2D_DX: { /* x = the forward input (n->ty), dy = the forward output's gradient */
-    const Type *xs = &n->ty;
-    out(b,
-        "  {\n    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, "
-        ".OW = %s,\n"
-        "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, "
-        ".count_include_pad = %d};\n",
-        dimc(e, xs->dim[0]), dimc(e, xs->dim[1]), dimc(e, xs->dim[2]), dimc(e, xs->dim[3]),
-        dimc(e, xt->dim[2]), dimc(e, xt->dim[3]), (long long)n->ia[0], (long long)n->ia[1],
-        (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
-        (int)n->ia[9]);
-    if (n->op == OP_MAX_POOL2D_DX)
-      out(b, "    mlcrt_max_pool2d_dx_f32(&pp, %s, %s, %s);\n  }\n", x, e->var[n->in[1]], y);
-    else
-      out(b, "    mlcrt_avg_pool2d_dx_f32(&pp, %s, %s);\n  }\n", x, y);
+  case OP_AVG_POOL2D_DX:
+    emit_pool_dx_call(e, b, id, NULL);
     return;
-  }
   case OP_ADAPTIVE_AVG_POOL2D_DX:
     out(b, "  mlcrt_adaptive_avg_pool2d_dx_f32(%s, %s, %s, %s, %s, %s, %s, %s);\n",
         dimc(e, n->ty.dim[0]), dimc(e, n->ty.dim[1]), dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]),
@@ -1726,10 +1737,12 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
       const bool gemm =
           pn->op == OP_LINEAR || (pn->op == OP_MATMUL && g->nodes[pn->in[0]].ty.rank >= 2 &&
                                   g->nodes[pn->in[1]].ty.rank >= 2);
-      /* a convolution's tail when fuse.c says so (Group.inside: every value
-       * it reads fits [images x channels, the rest]); else a second pass */
+      /* a convolution's (or max_pool2d backward's) tail when fuse.c says so
+       * (Group.inside: every value it reads fits [images x channels, the
+       * rest]); else a second pass */
       const bool conv = (pn->op == OP_CONV2D || pn->op == OP_CONV1D) && gr->inside;
-      if (gemm || conv) {
+      const bool pool = pn->op == OP_MAX_POOL2D_DX && gr->inside;
+      if (gemm || conv || pool) {
         /* on each block of the result as soon as it is final */
         ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true, gemm ? VIEW_GEMM : VIEW_CONV);
         out(b, "  {\n    struct %s a = %s;\n    const mlcrt_epilogue epi = {%s, &a};\n", K.name,
@@ -1737,6 +1750,8 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
         Buf call = {.A = e->A};
         if (gemm)
           emit_gemm_call(e, &call, prod, "&epi");
+        else if (pool)
+          emit_pool_dx_call(e, &call, prod, "&epi");
         else
           emit_conv_call(e, &call, prod, "&epi");
         for (const char *ln = call.s; *ln;) { /* one level deeper */

@@ -20,8 +20,9 @@
  *                  - the group stays at most MAX_MEMBERS nodes.
  *                A reduction or any other non-elementwise op between two
  *                elementwise nodes ends a group, since it is not F_ELEM.
- *   epilogue     A producer P (linear, matmul, conv1d, conv2d: the F_ELEM-
- *                free ops whose kernel writes a dense f32 result) folds into
+ *   epilogue     A producer P (linear, matmul, conv1d, conv2d,
+ *                max_pool2d_backward: the F_ELEM-free ops whose kernel
+ *                writes a dense f32 result and can run a tail) folds into
  *                the elementwise group that consumes it when P's only
  *                consumer is in that group, P is not a root, and the group's
  *                root has P's shape and dtype (bias add, activation,
@@ -50,7 +51,8 @@ static bool is_elem(const Graph *g, int id) {
  * write every element of a dense f32 output exactly once. */
 static bool is_producer(const Graph *g, int id) {
   Op o = g->nodes[id].op;
-  return (o == OP_LINEAR || o == OP_MATMUL || o == OP_CONV2D || o == OP_CONV1D) &&
+  return (o == OP_LINEAR || o == OP_MATMUL || o == OP_CONV2D || o == OP_CONV1D ||
+          o == OP_MAX_POOL2D_DX) &&
          g->nodes[id].ty.dt == DT_F32;
 }
 
@@ -70,9 +72,11 @@ bool fuse_conv_leaf(const Type *t, const Type *o, bool *full) {
 /* Where an epilogue's tail runs (Group.inside), which the C backend and
  * --report's bytes both follow: the tail of a linear or matmul (2-D
  * operands) on each block of the GEMM's result while it is in cache, and so
- * the tail of a convolution when every value it reads fits the view [N * C,
- * the rest] (fuse_conv_leaf: the root's shape, or constant along each
- * channel's plane); other tails are a second pass over the root, in place. */
+ * the tail of a convolution or of max_pool2d's backward (relu's backward
+ * after it, in a CNN's train step) when every value it reads fits the view
+ * [N * C, the rest] (fuse_conv_leaf: the root's shape, or constant along
+ * each channel's plane); other tails are a second pass over the root, in
+ * place. */
 static bool tail_inside(const Graph *g, const Plan *p, int gi) {
   const Group *gr = &p->groups[gi];
   if (gr->kind != GK_EPILOGUE) return false;
@@ -80,7 +84,7 @@ static bool tail_inside(const Graph *g, const Plan *p, int gi) {
   if (prod->op == OP_LINEAR || (prod->op == OP_MATMUL && g->nodes[prod->in[0]].ty.rank >= 2 &&
                                 g->nodes[prod->in[1]].ty.rank >= 2))
     return true;
-  if (prod->op != OP_CONV2D && prod->op != OP_CONV1D) return false;
+  if (prod->op != OP_CONV2D && prod->op != OP_CONV1D && prod->op != OP_MAX_POOL2D_DX) return false;
   for (int k = 1; k < gr->n; k++) {
     const Node *m = &g->nodes[gr->nodes[k]];
     for (int j = 0; j < m->nin; j++) {

@@ -69,6 +69,12 @@ __attribute__((target("avx512f"))) static void pool2x2_dx_row_avx512(const float
 #endif
 
 void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx) {
+  mlcrt_max_pool2d_dx_epi_f32(p, dy, x, dx, NULL);
+}
+
+void mlcrt_max_pool2d_dx_epi_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx,
+                                 const mlcrt_epilogue *epi) {
+  const int64_t HW = p->H * p->W;
   if (mlcrt__pool_is_2x2(p)) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (mlcrt_cpu_isa() == MLCRT_ISA_AVX512) {
@@ -81,6 +87,7 @@ void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, cons
           for (int64_t w = 2 * OW; w < W; w++) d0[w] = d0[W + w] = 0.0f;
         }
         if (H > 2 * OH) memset(dx + (nc * H + 2 * OH) * W, 0, sizeof(float) * (size_t)((H - 2 * OH) * W));
+        if (epi) epi->fn(epi->ctx, nc, nc + 1, 0, HW); /* the plane is final */
       }
       return;
     }
@@ -112,6 +119,7 @@ void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, cons
         for (int64_t w = 2 * OW; w < W; w++) d0[w] = d1[w] = 0.0f;
       }
       if (H > 2 * OH) memset(dx + (nc * H + 2 * OH) * W, 0, sizeof(float) * (size_t)((H - 2 * OH) * W));
+      if (epi) epi->fn(epi->ctx, nc, nc + 1, 0, HW); /* the plane is final */
     }
     return;
   }
@@ -131,6 +139,7 @@ void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, cons
           }
         if (best >= 0) dxp[best] += dy[(nc * p->OH + oh) * p->OW + ow];
       }
+    if (epi) epi->fn(epi->ctx, nc, nc + 1, 0, HW); /* (windows stay inside a plane) */
   }
 }
 

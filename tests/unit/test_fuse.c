@@ -135,7 +135,7 @@ static void check_groups(const Graph *g, const Plan *p) {
     if (gr->kind == GK_EPILOGUE) {
       const Node *pr = &g->nodes[gr->nodes[0]];
       assert_true(pr->op == OP_LINEAR || pr->op == OP_MATMUL || pr->op == OP_CONV2D ||
-                  pr->op == OP_CONV1D);
+                  pr->op == OP_CONV1D || pr->op == OP_MAX_POOL2D_DX);
       assert_true(same_shape(&pr->ty, &r->ty));
       assert_int_equal(pr->ty.dt, r->ty.dt);
       assert_int_equal(gr->inplace, -1);
@@ -471,6 +471,37 @@ static void test_bn_expand(void **state) {
   done(l);
 }
 
+/* In a CNN's train step, relu's backward runs inside max_pool2d's backward. */
+static void test_pool_backward_epilogue(void **state) {
+  (void)state;
+  Low *l = lower_ok("model m {\n"
+                    "  input img: f32[B, 2, 8, 8]\n"
+                    "  param k: f32[3, 2, 3, 3]\n"
+                    "  param w: f32[4, 48]\n"
+                    "  output y = linear(flatten(max_pool2d(relu(conv2d(img, k, padding=1)), 2)), w)\n"
+                    "}\n"
+                    "train m {\n"
+                    "  input t: i64[B]\n"
+                    "  loss = cross_entropy(y, t)\n"
+                    "  optimizer = sgd(lr=0.1)\n"
+                    "}\n",
+                    true);
+  Graph *g = l->g;
+  Plan *tr = plan_train(g, 2);
+  check_groups(g, tr);
+  int found = 0;
+  for (int gi = 0; gi < tr->ngroups; gi++) {
+    const Group *gr = &tr->groups[gi];
+    if (gr->kind != GK_EPILOGUE || g->nodes[gr->nodes[0]].op != OP_MAX_POOL2D_DX) continue;
+    assert_int_equal(gr->n, 2);
+    assert_int_equal(g->nodes[gr->root].op, OP_RELU_BWD);
+    assert_true(gr->inside);
+    found++;
+  }
+  assert_int_equal(found, 1);
+  done(l);
+}
+
 /* ---- in place ------------------------------------------------------------------------------ */
 
 static void test_inplace(void **state) {
@@ -709,6 +740,7 @@ int main(void) {
       cmocka_unit_test(test_epilogue_not_fused),
       cmocka_unit_test(test_per_function),
       cmocka_unit_test(test_bn_expand),
+      cmocka_unit_test(test_pool_backward_epilogue),
       cmocka_unit_test(test_inplace),
       cmocka_unit_test(test_report_and_dot),
       cmocka_unit_test(test_property_random_graphs),

@@ -214,12 +214,54 @@ static void test_conv_epilogue(void **state) {
   check_conv_epi((mlcrt_conv2d_params){6, 9, 8, 8, 13, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1}, 1);
 }
 
+/* max_pool2d's backward with an epilogue (relu's backward after it in a
+ * CNN's train step): rows n * C + c, columns h * W + w, each plane once and
+ * only when final; the 2x2 paths (AVX-512 and the portable one:
+ * MLCRT_ISA=generic) and the general windows. */
+static void check_pool_dx_epi(mlcrt_pool2d_params p) {
+  const int64_t n = p.N * p.C * p.H * p.W, ny = p.N * p.C * p.OH * p.OW;
+  uint32_t seed = 5;
+  float *x = malloc((size_t)n * sizeof *x), *dy = malloc((size_t)ny * sizeof *dy);
+  float *r = malloc((size_t)n * sizeof *r), *dx = malloc((size_t)n * sizeof *dx);
+  float *want = malloc((size_t)n * sizeof *want), *y = malloc((size_t)n * sizeof *y);
+  int *visits = malloc((size_t)n * sizeof *visits);
+  for (int64_t i = 0; i < n; i++) x[i] = frand(&seed), r[i] = frand(&seed);
+  for (int64_t i = 0; i < ny; i++) dy[i] = frand(&seed);
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass) setenv("MLCRT_ISA", "generic", 1);
+    mlcrt_max_pool2d_dx_f32(&p, dy, x, dx); /* alone */
+    for (int64_t i = 0; i < n; i++) want[i] = (dx[i] < 0 ? 0 : dx[i]) * 2.0f + r[i];
+    memset(visits, 0, (size_t)n * sizeof *visits);
+    for (int64_t i = 0; i < n; i++) y[i] = -9.0f; /* garbage: every element must be written */
+    tile_ctx a = {y, r, dx, visits, p.H * p.W, 0};
+    const mlcrt_epilogue epi = {tile, &a};
+    mlcrt_max_pool2d_dx_epi_f32(&p, dy, x, y, &epi);
+    if (a.bad) fail_msg("pool dx %lldx%lld k%lld (%s): a partial result seen", (long long)p.H,
+                        (long long)p.W, (long long)p.kh, pass ? "generic" : "this CPU");
+    for (int64_t i = 0; i < n; i++)
+      if (visits[i] != 1)
+        fail_msg("pool dx %lldx%lld k%lld: element %lld visited %d times", (long long)p.H,
+                 (long long)p.W, (long long)p.kh, (long long)i, visits[i]);
+    assert_memory_equal(y, want, (size_t)n * sizeof *y);
+  }
+  unsetenv("MLCRT_ISA");
+  free(x), free(dy), free(r), free(dx), free(want), free(y), free(visits);
+}
+
+static void test_pool_dx_epilogue(void **state) {
+  (void)state;
+  check_pool_dx_epi((mlcrt_pool2d_params){3, 6, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, 0}); /* LeNet's */
+  check_pool_dx_epi((mlcrt_pool2d_params){2, 3, 9, 37, 4, 18, 2, 2, 2, 2, 0, 0, 0});  /* odd sizes */
+  check_pool_dx_epi((mlcrt_pool2d_params){2, 4, 16, 16, 8, 8, 3, 3, 2, 2, 1, 1, 0});  /* ResNet's */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_tiles_cover_once),
       cmocka_unit_test(test_linear_epilogue),
       cmocka_unit_test(test_matmul_epilogue),
       cmocka_unit_test(test_conv_epilogue),
+      cmocka_unit_test(test_pool_dx_epilogue),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1327,11 +1327,9 @@ static void emit_pool_dx_call(E *e, Buf *b, int id, const char *epi) {
       dimc(e, ys->dim[2]), dimc(e, ys->dim[3]), (long long)n->ia[0], (long long)n->ia[1],
       (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
       (int)n->ia[9]);
-  if (n->op == OP_MAX_POOL2D_DX && epi)
-    out(b, "    mlcrt_max_pool2d_dx_epi_f32(&pp, %s, %s, %s, %s);\n  }\n", dy, e->var[n->in[1]], dx,
-        epi);
-  else if (n->op == OP_MAX_POOL2D_DX)
-    out(b, "    mlcrt_max_pool2d_dx_f32(&pp, %s, %s, %s);\n  }\n", dy, e->var[n->in[1]], dx);
+  if (n->op == OP_MAX_POOL2D_DX)
+    out(b, "    mlcrt_max_pool2d_dx_epi_f32(m->team, &pp, %s, %s, %s, %s);\n  }\n", dy,
+        e->var[n->in[1]], dx, epi ? epi : "NULL");
   else
     out(b, "    mlcrt_avg_pool2d_dx_f32(&pp, %s, %s);\n  }\n", dy, dx);
 }

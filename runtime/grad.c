@@ -68,18 +68,15 @@ __attribute__((target("avx512f"))) static void pool2x2_dx_row_avx512(const float
 }
 #endif
 
-void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx) {
-  mlcrt_max_pool2d_dx_epi_f32(p, dy, x, dx, NULL);
-}
-
-void mlcrt_max_pool2d_dx_epi_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx,
-                                 const mlcrt_epilogue *epi) {
+/* Planes nc0..nc1-1 of max_pool2d's backward (then epi on each) */
+static void max_dx_planes(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx,
+                          const mlcrt_epilogue *epi, int64_t nc0, int64_t nc1) {
   const int64_t HW = p->H * p->W;
   if (mlcrt__pool_is_2x2(p)) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (mlcrt_cpu_isa() == MLCRT_ISA_AVX512) {
       const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
-      for (int64_t nc = 0; nc < p->N * p->C; nc++) {
+      for (int64_t nc = nc0; nc < nc1; nc++) {
         for (int64_t oh = 0; oh < OH; oh++) {
           const float *r0 = x + (nc * H + 2 * oh) * W;
           float *d0 = dx + (nc * H + 2 * oh) * W;
@@ -97,7 +94,7 @@ void mlcrt_max_pool2d_dx_epi_f32(const mlcrt_pool2d_params *p, const float *dy, 
      * a last odd row or column no window covers gets 0), without branches:
      * random data mispredicts every compare of the general loop. */
     const int64_t H = p->H, W = p->W, OH = p->OH, OW = p->OW;
-    for (int64_t nc = 0; nc < p->N * p->C; nc++) {
+    for (int64_t nc = nc0; nc < nc1; nc++) {
       for (int64_t oh = 0; oh < OH; oh++) {
         const float *r0 = x + (nc * H + 2 * oh) * W, *r1 = r0 + W;
         float *d0 = dx + (nc * H + 2 * oh) * W, *d1 = d0 + W;
@@ -123,10 +120,10 @@ void mlcrt_max_pool2d_dx_epi_f32(const mlcrt_pool2d_params *p, const float *dy, 
     }
     return;
   }
-  memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
-  for (int64_t nc = 0; nc < p->N * p->C; nc++) {
+  for (int64_t nc = nc0; nc < nc1; nc++) {
     const float *xp = x + nc * p->H * p->W;
     float *dxp = dx + nc * p->H * p->W;
+    memset(dxp, 0, sizeof(float) * (size_t)HW);
     for (int64_t oh = 0; oh < p->OH; oh++)
       for (int64_t ow = 0; ow < p->OW; ow++) {
         int64_t h0 = oh * p->sh - p->ph, w0 = ow * p->sw - p->pw, best = -1;
@@ -141,6 +138,36 @@ void mlcrt_max_pool2d_dx_epi_f32(const mlcrt_pool2d_params *p, const float *dy, 
       }
     if (epi) epi->fn(epi->ctx, nc, nc + 1, 0, HW); /* (windows stay inside a plane) */
   }
+}
+
+/* The planes split over the team in contiguous slices: each plane is
+ * computed by the same code whoever runs it. */
+typedef struct {
+  const mlcrt_pool2d_params *p;
+  const float *dy, *x;
+  float *dx;
+  const mlcrt_epilogue *epi;
+  int64_t step;
+} max_dx_job;
+
+static void max_dx_task(void *arg, int task, int ntasks) {
+  const max_dx_job *j = arg;
+  (void)ntasks;
+  const int64_t planes = j->p->N * j->p->C, lo = (int64_t)task * j->step;
+  max_dx_planes(j->p, j->dy, j->x, j->dx, j->epi, lo, lo + j->step < planes ? lo + j->step : planes);
+}
+
+void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx) {
+  mlcrt_max_pool2d_dx_epi_f32(NULL, p, dy, x, dx, NULL);
+}
+
+void mlcrt_max_pool2d_dx_epi_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *dy,
+                                 const float *x, float *dx, const mlcrt_epilogue *epi) {
+  const int64_t planes = p->N * p->C;
+  if (planes <= 0) return;
+  const int n = (double)planes * (double)(p->H * p->W) < 65536.0 ? 1 : mlcrt_team_size(team);
+  max_dx_job j = {p, dy, x, dx, epi, (planes + n - 1) / n};
+  mlcrt_team_run(n > 1 ? team : NULL, (int)((planes + j.step - 1) / j.step), max_dx_task, &j);
 }
 
 /* Spreads each dy over its window, with the divisor PyTorch's forward used. */

@@ -325,11 +325,12 @@ void mlcrt_sdpa_bwd_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const floa
 void mlcrt_linear_dw_f32(mlcrt_team *team, const float *dy, const float *x, int64_t M, int64_t N, int64_t K,
                          float *dw);
 void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx);
-/* The same, then epi (may be NULL) on dx viewed as [N * C, H * W]: on each
- * plane as soon as it is final (an elementwise tail such as relu's backward,
- * while the plane is in cache). */
-void mlcrt_max_pool2d_dx_epi_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x,
-                                 float *dx, const mlcrt_epilogue *epi);
+/* The same with the planes split over team (may be NULL), then epi (may be
+ * NULL) on dx viewed as [N * C, H * W]: on each plane as soon as it is final
+ * (an elementwise tail such as relu's backward, while the plane is in
+ * cache), on the thread that wrote it. */
+void mlcrt_max_pool2d_dx_epi_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *dy,
+                                 const float *x, float *dx, const mlcrt_epilogue *epi);
 void mlcrt_avg_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, float *dx);
 void mlcrt_adaptive_avg_pool2d_dx_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW,
                                       const float *dy, float *dx);

@@ -231,18 +231,21 @@ static void check_pool_dx_epi(mlcrt_pool2d_params p) {
     if (pass) setenv("MLCRT_ISA", "generic", 1);
     mlcrt_max_pool2d_dx_f32(&p, dy, x, dx); /* alone */
     for (int64_t i = 0; i < n; i++) want[i] = (dx[i] < 0 ? 0 : dx[i]) * 2.0f + r[i];
-    memset(visits, 0, (size_t)n * sizeof *visits);
-    for (int64_t i = 0; i < n; i++) y[i] = -9.0f; /* garbage: every element must be written */
-    tile_ctx a = {y, r, dx, visits, p.H * p.W, 0};
-    const mlcrt_epilogue epi = {tile, &a};
-    mlcrt_max_pool2d_dx_epi_f32(&p, dy, x, y, &epi);
-    if (a.bad) fail_msg("pool dx %lldx%lld k%lld (%s): a partial result seen", (long long)p.H,
-                        (long long)p.W, (long long)p.kh, pass ? "generic" : "this CPU");
-    for (int64_t i = 0; i < n; i++)
-      if (visits[i] != 1)
-        fail_msg("pool dx %lldx%lld k%lld: element %lld visited %d times", (long long)p.H,
-                 (long long)p.W, (long long)p.kh, (long long)i, visits[i]);
-    assert_memory_equal(y, want, (size_t)n * sizeof *y);
+    for (int t = 0; t <= 3; t++) { /* no team, then 1..3 threads */
+      memset(visits, 0, (size_t)n * sizeof *visits);
+      for (int64_t i = 0; i < n; i++) y[i] = -9.0f; /* garbage: every element must be written */
+      tile_ctx a = {y, r, dx, visits, p.H * p.W, 0};
+      const mlcrt_epilogue epi = {tile, &a};
+      mlcrt_max_pool2d_dx_epi_f32(t ? teams[mlcrt_cpu_isa()][t] : NULL, &p, dy, x, y, &epi);
+      if (a.bad)
+        fail_msg("pool dx %lldx%lld k%lld (%s, %d threads): a partial result seen", (long long)p.H,
+                 (long long)p.W, (long long)p.kh, pass ? "generic" : "this CPU", t);
+      for (int64_t i = 0; i < n; i++)
+        if (visits[i] != 1)
+          fail_msg("pool dx %lldx%lld k%lld: element %lld visited %d times", (long long)p.H,
+                   (long long)p.W, (long long)p.kh, (long long)i, visits[i]);
+      assert_memory_equal(y, want, (size_t)n * sizeof *y);
+    }
   }
   unsetenv("MLCRT_ISA");
   free(x), free(dy), free(r), free(dx), free(want), free(y), free(visits);

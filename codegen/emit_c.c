@@ -1732,15 +1732,13 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
       const Node *pn = &g->nodes[prod];
       const char *own = e->var[prod];
       e->var[prod] = e->var[i];
-      const bool gemm =
-          pn->op == OP_LINEAR || (pn->op == OP_MATMUL && g->nodes[pn->in[0]].ty.rank >= 2 &&
-                                  g->nodes[pn->in[1]].ty.rank >= 2);
-      /* a convolution's (or max_pool2d backward's) tail when fuse.c says so
-       * (Group.inside: every value it reads fits [images x channels, the
-       * rest]); else a second pass */
-      const bool conv = (pn->op == OP_CONV2D || pn->op == OP_CONV1D) && gr->inside;
-      const bool pool = pn->op == OP_MAX_POOL2D_DX && gr->inside;
-      if (gemm || conv || pool) {
+      /* inside the producer when fuse.c says so (Group.inside: a GEMM's
+       * blocks, or a convolution's or max_pool2d backward's rows when every
+       * value the tail reads fits [images x channels, the rest]); else a
+       * second pass */
+      if (gr->inside) {
+        const bool gemm = pn->op == OP_LINEAR || pn->op == OP_MATMUL;
+        const bool pool = pn->op == OP_MAX_POOL2D_DX;
         /* on each block of the result as soon as it is final */
         ElemKernel K = elem_kernel(e, gr->nodes, gr->n, true, gemm ? VIEW_GEMM : VIEW_CONV);
         out(b, "  {\n    struct %s a = %s;\n    const mlcrt_epilogue epi = {%s, &a};\n", K.name,

@@ -268,13 +268,14 @@ struct row_ops {
 static void col2im(const mlcrt_conv2d_params *p, const float *cols, int64_t ld, int64_t cg,
                    float *x, const row_ops *ro);
 
-INLINE_LOOPS static void copy_run(float *d, const float *s, int64_t n) {
+/* d[0..n) = s[0..n): also the implicit GEMM's portable run copy (unfold_panel) */
+INLINE_LOOPS static inline void copy_plain(float *d, const float *s, int64_t n) {
   for (int64_t t = 0; t < n; t++) d[t] = s[t];
 }
 static void add_run(float *d, const float *s, int64_t n) {
   for (int64_t t = 0; t < n; t++) d[t] += s[t];
 }
-static const row_ops rows_generic = {copy_run, add_run, col2im};
+static const row_ops rows_generic = {copy_plain, add_run, col2im};
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -412,10 +413,6 @@ static inline int64_t tap_offset(const unfold_ctx *u, int64_t ti) {
 }
 
 typedef void (*copy_fn)(float *d, const float *s, int64_t n);
-
-INLINE_LOOPS static inline void copy_plain(float *d, const float *s, int64_t n) {
-  for (int64_t t = 0; t < n; t++) d[t] = s[t];
-}
 
 #if defined(__x86_64__) && defined(__GNUC__)
 /* runs of a few floats (an output row of 4 to 32): whole vectors, then a

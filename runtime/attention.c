@@ -21,6 +21,7 @@
  * one's dk and dv sum over its own rows).
  */
 #include "mlcrt.h"
+#include "rt_internal.h"
 
 #include <math.h>
 
@@ -177,16 +178,13 @@ typedef struct {
   float *out, *dq, *dk, *dv;
   fwd_fn fwd;
   bwd_fn bwd;
-  int64_t total, step; /* rows (forward) or batch indices (backward) per task */
 } sdpa_job;
 
-static void sdpa_task(void *arg, int task, int ntasks) {
+/* rows (forward) or batch indices (backward) lo..hi-1 */
+static void sdpa_range(void *arg, int64_t lo, int64_t hi) {
   const sdpa_job *j = arg;
-  (void)ntasks;
-  const int64_t lo = (int64_t)task * j->step,
-                hi = lo + j->step < j->total ? lo + j->step : j->total;
   if (j->fwd) {
-    if (lo < hi) j->fwd(j->p, j->q, j->k, j->v, j->mask, j->out, lo, hi);
+    j->fwd(j->p, j->q, j->k, j->v, j->mask, j->out, lo, hi);
     return;
   }
   for (int64_t bi = lo; bi < hi; bi++)
@@ -197,14 +195,6 @@ static int64_t batches(const mlcrt_sdpa_params *p) {
   int64_t nb = 1;
   for (int i = 0; i < p->nbatch; i++) nb *= p->batch[i];
   return nb;
-}
-
-/* tasks for `total` units of about `work` multiply-adds each: one below
- * ~50 us of work, else one per member */
-static int64_t slice_step(mlcrt_team *team, int64_t total, double work) {
-  const int n = mlcrt_team_size(team);
-  const int use = (double)total * work < 65536.0 || n == 1 ? 1 : n;
-  return (total + use - 1) / use;
 }
 
 static int sdpa_isa(mlcrt_team *team) {
@@ -225,10 +215,9 @@ void mlcrt_sdpa_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const float *q
 #else
   (void)isa;
 #endif
-  j.total = batches(p) * p->Tq;
-  if (j.total <= 0) return;
-  j.step = slice_step(team, j.total, (double)p->Tk * (double)(p->D + p->Dv));
-  mlcrt_team_run(team, (int)((j.total + j.step - 1) / j.step), sdpa_task, &j);
+  /* one slice below ~50 us of multiply-adds, else one per member */
+  const int64_t rows = batches(p) * p->Tq;
+  mlcrt__ranges(team, rows, (double)rows * (double)p->Tk * (double)(p->D + p->Dv), sdpa_range, &j);
 }
 
 /* The backward of mlcrt_sdpa_f32 (flash-attention style, nothing stored but
@@ -256,9 +245,8 @@ void mlcrt_sdpa_bwd_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const floa
 #else
   (void)isa;
 #endif
-  j.total = batches(p);
-  if (j.total <= 0) return;
-  j.step =
-      slice_step(team, j.total, (double)p->Tq * (double)p->Tk * (double)(2 * p->D + 2 * p->Dv));
-  mlcrt_team_run(team, (int)((j.total + j.step - 1) / j.step), sdpa_task, &j);
+  const int64_t nb = batches(p);
+  mlcrt__ranges(team, nb,
+                (double)nb * (double)p->Tq * (double)p->Tk * (double)(2 * p->D + 2 * p->Dv),
+                sdpa_range, &j);
 }

@@ -68,9 +68,22 @@ __attribute__((target("avx512f"))) static void pool2x2_dx_row_avx512(const float
 }
 #endif
 
-/* Planes nc0..nc1-1 of max_pool2d's backward (then epi on each) */
-static void max_dx_planes(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx,
-                          const mlcrt_epilogue *epi, int64_t nc0, int64_t nc1) {
+typedef struct {
+  const mlcrt_pool2d_params *p;
+  const float *dy, *x;
+  float *dx;
+  const mlcrt_epilogue *epi;
+} max_dx_job;
+
+/* Planes nc0..nc1-1 of max_pool2d's backward (then epi on each): the
+ * planes split over the team (mlcrt__ranges), each computed by the same
+ * code whoever runs it. */
+static void max_dx_planes(void *arg, int64_t nc0, int64_t nc1) {
+  const max_dx_job *j = arg;
+  const mlcrt_pool2d_params *p = j->p;
+  const float *dy = j->dy, *x = j->x;
+  float *dx = j->dx;
+  const mlcrt_epilogue *epi = j->epi;
   const int64_t HW = p->H * p->W;
   if (mlcrt__pool_is_2x2(p)) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -140,23 +153,6 @@ static void max_dx_planes(const mlcrt_pool2d_params *p, const float *dy, const f
   }
 }
 
-/* The planes split over the team in contiguous slices: each plane is
- * computed by the same code whoever runs it. */
-typedef struct {
-  const mlcrt_pool2d_params *p;
-  const float *dy, *x;
-  float *dx;
-  const mlcrt_epilogue *epi;
-  int64_t step;
-} max_dx_job;
-
-static void max_dx_task(void *arg, int task, int ntasks) {
-  const max_dx_job *j = arg;
-  (void)ntasks;
-  const int64_t planes = j->p->N * j->p->C, lo = (int64_t)task * j->step;
-  max_dx_planes(j->p, j->dy, j->x, j->dx, j->epi, lo, lo + j->step < planes ? lo + j->step : planes);
-}
-
 void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, const float *x, float *dx) {
   mlcrt_max_pool2d_dx_epi_f32(NULL, p, dy, x, dx, NULL);
 }
@@ -164,10 +160,8 @@ void mlcrt_max_pool2d_dx_f32(const mlcrt_pool2d_params *p, const float *dy, cons
 void mlcrt_max_pool2d_dx_epi_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *dy,
                                  const float *x, float *dx, const mlcrt_epilogue *epi) {
   const int64_t planes = p->N * p->C;
-  if (planes <= 0) return;
-  const int n = (double)planes * (double)(p->H * p->W) < 65536.0 ? 1 : mlcrt_team_size(team);
-  max_dx_job j = {p, dy, x, dx, epi, (planes + n - 1) / n};
-  mlcrt_team_run(n > 1 ? team : NULL, (int)((planes + j.step - 1) / j.step), max_dx_task, &j);
+  max_dx_job j = {p, dy, x, dx, epi};
+  mlcrt__ranges(team, planes, (double)planes * (double)(p->H * p->W), max_dx_planes, &j);
 }
 
 /* Spreads each dy over its window, with the divisor PyTorch's forward used. */

@@ -16,21 +16,20 @@
  * A row of length 0 writes nothing; NaN and inf propagate as in PyTorch.
  */
 #include "mlcrt.h"
+#include "rt_internal.h"
 
 #include <math.h>
 
 typedef struct {
   const float *x, *mean, *var, *w, *b;
   float *y;
-  int64_t N, C, inner, step;
+  int64_t C, inner;
   float eps;
 } bn_job;
 
 /* images [n0, n1): every channel's affine, computed per channel as PyTorch */
-static void bn_task(void *arg, int task, int ntasks) {
+static void bn_range(void *arg, int64_t n0, int64_t n1) {
   const bn_job *j = arg;
-  (void)ntasks;
-  const int64_t n0 = (int64_t)task * j->step, n1 = n0 + j->step < j->N ? n0 + j->step : j->N;
   const int64_t C = j->C, inner = j->inner;
   enum { CB = 256 }; /* channels whose scale and shift are worked out at a time */
   float a[CB], sh[CB];
@@ -58,9 +57,8 @@ void mlcrt_batch_norm_f32(mlcrt_team *team, const float *x, int64_t N, int64_t C
                           float eps, float *y) {
   if (N <= 0 || C <= 0 || inner <= 0) return;
   /* images split over the team from 64K elements */
-  const int n = (double)N * (double)C * (double)inner < 65536.0 ? 1 : mlcrt_team_size(team);
-  bn_job j = {x, mean, var, w, b, y, N, C, inner, (N + n - 1) / n, eps};
-  mlcrt_team_run(n > 1 ? team : NULL, (int)((N + j.step - 1) / j.step), bn_task, &j);
+  bn_job j = {x, mean, var, w, b, y, C, inner, eps};
+  mlcrt__ranges(team, N, (double)N * (double)C * (double)inner, bn_range, &j);
 }
 
 enum { LANES = 8 };
@@ -105,15 +103,13 @@ static void moments(const float *x, int64_t M, float eps, int rms, float *mean, 
 typedef struct {
   const float *x, *w, *b;
   float *y;
-  int64_t rows, M, step;
+  int64_t M;
   float eps;
   int rms;
 } ln_job;
 
-static void ln_task(void *arg, int task, int ntasks) {
+static void ln_range(void *arg, int64_t r0, int64_t r1) {
   const ln_job *j = arg;
-  (void)ntasks;
-  const int64_t r0 = (int64_t)task * j->step, r1 = r0 + j->step < j->rows ? r0 + j->step : j->rows;
   const int64_t M = j->M;
   const float *w = j->w, *b = j->b;
   for (int64_t r = r0; r < r1; r++) {
@@ -134,9 +130,8 @@ void mlcrt_layer_norm_f32(mlcrt_team *team, const float *x, int64_t rows, int64_
                           const float *b, float eps, int rms, float *y) {
   if (M <= 0 || rows <= 0) return;
   /* threads for 64K elements and up; contiguous row slices, one per member */
-  const int n = (double)rows * (double)M < 65536.0 ? 1 : mlcrt_team_size(team);
-  ln_job j = {x, w, b, y, rows, M, (rows + n - 1) / n, eps, rms};
-  mlcrt_team_run(n > 1 ? team : NULL, (int)((rows + j.step - 1) / j.step), ln_task, &j);
+  ln_job j = {x, w, b, y, M, eps, rms};
+  mlcrt__ranges(team, rows, (double)rows * (double)M, ln_range, &j);
 }
 
 void mlcrt_group_norm_f32(const float *x, int64_t N, int64_t C, int64_t inner, int64_t G,

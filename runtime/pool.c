@@ -173,16 +173,11 @@ typedef struct {
   const mlcrt_pool2d_params *p;
   const float *x;
   float *y;
-  int64_t step;
   int max;
 } pool_job;
 
-static void pool_task(void *arg, int task, int ntasks) {
+static void pool_range(void *arg, int64_t lo, int64_t hi) {
   const pool_job *j = arg;
-  (void)ntasks;
-  const int64_t planes = j->p->N * j->p->C, lo = (int64_t)task * j->step;
-  const int64_t hi = lo + j->step < planes ? lo + j->step : planes;
-  if (lo >= hi) return;
   mlcrt_pool2d_params q = *j->p;
   q.N = 1, q.C = hi - lo;
   const float *x = j->x + lo * q.H * q.W;
@@ -198,9 +193,8 @@ static void pool_run(mlcrt_team *team, const mlcrt_pool2d_params *p, const float
   const int64_t planes = p->N * p->C;
   if (planes <= 0 || p->OH <= 0 || p->OW <= 0) return;
   const double work = (double)planes * (double)(p->OH * p->OW) * (double)(p->kh * p->kw);
-  const int n = work < 65536.0 ? 1 : mlcrt_team_size(team);
-  pool_job j = {p, x, y, (planes + n - 1) / n, max};
-  mlcrt_team_run(n > 1 ? team : NULL, (int)((planes + j.step - 1) / j.step), pool_task, &j);
+  pool_job j = {p, x, y, max};
+  mlcrt__ranges(team, planes, work, pool_range, &j);
 }
 
 void mlcrt_max_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x,

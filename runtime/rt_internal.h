@@ -52,6 +52,13 @@ typedef struct mlcrt__bpacker {
   void (*fn)(const void *ctx, int64_t k0, int64_t kc, int64_t j0, int64_t nj, int NR, float *dst);
   const void *ctx;
 } mlcrt__bpacker;
+/* fn(ctx, lo, hi) over [0, total) cut into contiguous slices of
+ * ceil(total / n) items, n the team's size (1 without a team or below 64K
+ * units of work, the caller's estimate): each item is handled by the same
+ * code whoever runs it, so results do not depend on timing.  The pools,
+ * max_pool2d's backward, batch_norm and layer_norm split this way. */
+typedef void (*mlcrt__range_fn)(void *ctx, int64_t lo, int64_t hi);
+void mlcrt__ranges(mlcrt_team *t, int64_t total, double work, mlcrt__range_fn fn, void *ctx);
 /* The machine's physical memory in bytes (SIZE_MAX when unknown): the bound
  * mlcrt_alloc and the CUDA runtime's pinned allocations refuse to pass. */
 size_t mlcrt__phys_bytes(void);

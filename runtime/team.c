@@ -16,6 +16,7 @@
  * allocated here so that no kernel allocates while running.
  */
 #include "mlcrt.h"
+#include "rt_internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -190,6 +191,33 @@ void mlcrt_team_run(mlcrt_team *t, int ntasks, mlcrt_task_fn fn, void *arg) {
   pthread_mutex_unlock(&t->mu);
   take_tasks(t, t->job);
   while (atomic_load(&t->done) < ntasks) cpu_relax();
+}
+
+/* ---- contiguous slices ---------------------------------------------------------- */
+
+typedef struct {
+  mlcrt__range_fn fn;
+  void *ctx;
+  int64_t total, step;
+} ranges_job;
+
+static void ranges_task(void *arg, int task, int ntasks) {
+  const ranges_job *j = arg;
+  (void)ntasks;
+  const int64_t lo = (int64_t)task * j->step,
+                hi = lo + j->step < j->total ? lo + j->step : j->total;
+  if (lo < hi) j->fn(j->ctx, lo, hi);
+}
+
+void mlcrt__ranges(mlcrt_team *t, int64_t total, double work, mlcrt__range_fn fn, void *ctx) {
+  if (total <= 0) return;
+  const int n = work < 65536.0 ? 1 : mlcrt_team_size(t);
+  if (n == 1) {
+    fn(ctx, 0, total);
+    return;
+  }
+  ranges_job j = {fn, ctx, total, (total + n - 1) / n};
+  mlcrt_team_run(t, (int)((total + j.step - 1) / j.step), ranges_task, &j);
 }
 
 /* ---- elementwise tiles ---------------------------------------------------------- */

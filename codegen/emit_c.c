@@ -614,7 +614,8 @@ static void emit_shape_array(E *e, Buf *b, const char *name, const Type *t) {
   out(b, "};\n");
 }
 
-static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
+/* N: the batch as a C expression, or NULL for the input's dim 0 */
+static void conv_params_n(E *e, Buf *b, const Node *n, const char *pre, const char *N) {
   const Type *x, *w, *y;
   int h; /* conv1d [N, C, L] runs as conv2d with H = KH = OH = 1 */
   conv_types(e->g, n, &x, &w, &y, &h);
@@ -622,11 +623,21 @@ static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
       "%s{.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s, .OH = %s, .OW = "
       "%s,\n%s .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = "
       "%lld}",
-      "", dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]),
+      "", N ? N : dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]),
       dimc(e, x->dim[h + 1]), dimc(e, w->dim[0]), h < 2 ? "1" : dimc(e, w->dim[2]),
       dimc(e, w->dim[h + 1]), h < 2 ? "1" : dimc(e, y->dim[2]), dimc(e, y->dim[h + 1]), pre,
       (long long)n->ia[0], (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3],
       (long long)n->ia[4], (long long)n->ia[5], (long long)n->ia[6]);
+}
+
+static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
+  conv_params_n(e, b, n, pre, NULL);
+}
+
+/* The smaller of the batch (dim 0 of node id) and a chunk of images, in C. */
+static const char *chunk_n(E *e, int id, int chunk) {
+  const char *n = dimc(e, e->g->nodes[id].ty.dim[0]);
+  return arena_printf(e->A, "((%s) < %d ? (%s) : %d)", n, chunk, n, chunk);
 }
 
 /* batch_norm, layer_norm, group_norm, rms_norm (runtime/norm.c). */
@@ -673,8 +684,9 @@ static void emit_sdpa(E *e, Buf *b, int id) {
   Node *n = &e->g->nodes[id];
   bool bwd = n->op == OP_SDPA_BWD;
   int mask_in = bwd ? 5 : 3;
-  const Type *q = &e->g->nodes[n->in[0]].ty, *k = &e->g->nodes[n->in[1]].ty,
-             *v = &e->g->nodes[n->in[2]].ty;
+  const Type qt = sdpa_operand_type(e->g, id, 0), kt = sdpa_operand_type(e->g, id, 1),
+             vt = sdpa_operand_type(e->g, id, 2);
+  const Type *q = &qt, *k = &kt, *v = &vt;
   int r = q->rank;
   out(b, "  {\n    const mlcrt_sdpa_params sp = {.nbatch = %d, .batch = {", r - 2);
   for (int i = 0; i < r - 2; i++) out(b, "%s%s", i ? ", " : "", dimc(e, q->dim[i]));
@@ -707,8 +719,22 @@ static void emit_sdpa(E *e, Buf *b, int id) {
         e->var[n->in[3]], e->var[id], e->var[id], nq, e->var[id], nq, nk);
     return;
   }
-  out(b, "};\n    mlcrt_sdpa_f32(m->team, &sp, %s, %s, %s, %s, %s);\n  }\n", e->var[n->in[0]],
-      e->var[n->in[1]], e->var[n->in[2]], mask, e->var[id]);
+  const char *ptr[4] = {e->var[n->in[0]], e->var[n->in[1]], e->var[n->in[2]], e->var[id]};
+  if (n->ia[3]) { /* operands read (and the result written) in place, at strides (views.c) */
+    static const char *const name[4] = {"q", "k", "v", "y"};
+    out(b, ",\n        .strided = 1");
+    for (int j = 0; j < 4; j++) {
+      Dim off;
+      const Dim *st = sdpa_operand_view(e->g, id, j, &off);
+      out(b, ", .%s_stride = {", name[j]);
+      for (int i = 0; i < r - 1; i++) out(b, "%s%s", i ? ", " : "", dimc(e, st[i]));
+      out(b, "}");
+      int64_t c;
+      if (!dim_is_const(off, &c) || c) ptr[j] = arena_printf(e->A, "%s + %s", ptr[j], dimc(e, off));
+    }
+  }
+  out(b, "};\n    mlcrt_sdpa_f32(m->team, &sp, %s, %s, %s, %s, %s);\n  }\n", ptr[0], ptr[1], ptr[2],
+      mask, ptr[3]);
 }
 
 /* conv_transpose2d and its input / weight gradients (runtime/conv_transpose.c);
@@ -1271,6 +1297,50 @@ static bool emit_train_op(E *e, Buf *b, int id) {
   }
 }
 
+/* `const mlcrt_pool2d_params pp = ...;` of max_pool2d / avg_pool2d node id. */
+static void pool_params(E *e, Buf *b, int id) {
+  const Node *n = &e->g->nodes[id];
+  const Type *xt = &e->g->nodes[n->in[0]].ty;
+  out(b,
+      "    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, "
+      ".OW = %s,\n"
+      "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, "
+      ".count_include_pad = %d};\n",
+      dimc(e, xt->dim[0]), dimc(e, xt->dim[1]), dimc(e, xt->dim[2]), dimc(e, xt->dim[3]),
+      dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), (long long)n->ia[0], (long long)n->ia[1],
+      (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
+      (int)n->ia[9]);
+}
+
+/* A GK_POOLED group (fuse.c): the convolution and its tail into mlc_chunk,
+ * a chunk of images at a time, each chunk pooled into the root's buffer. */
+static void emit_pooled(E *e, Buf *b, const Group *gr) {
+  Graph *g = e->g;
+  const int conv = gr->nodes[0], tail = gr->nodes[gr->n - 2], pool = gr->root;
+  const Node *cn = &g->nodes[conv], *pn = &g->nodes[pool];
+  const char *own_c = e->var[conv], *own_t = e->var[tail];
+  e->var[conv] = e->var[tail] = "mlc_chunk";
+  out(b, "  {\n    float *mlc_chunk = (float *)(m->arena + m->%s[%d]); /* %d images at a time */\n",
+      e->off, e->p->scratch[pool], gr->chunk);
+  const char *epi = "NULL";
+  if (gr->n > 2) { /* the tail, on each block of the chunk's result */
+    ElemKernel K = elem_kernel(e, gr->nodes, gr->n - 1, true, VIEW_CONV);
+    out(b, "    struct %s a = %s;\n    const mlcrt_epilogue epi = {%s, &a};\n", K.name, K.init,
+        K.name);
+    epi = "&epi";
+  }
+  out(b, "    const mlcrt_conv2d_params cp = ");
+  conv_params(e, b, cn, "       ");
+  out(b, ";\n");
+  pool_params(e, b, pool);
+  out(b,
+      "    mlcrt_conv2d_pool_f32(m->team, &cp, %s, %s, %s, m->arena + m->%s[%d], %s, &pp, %d, %d, "
+      "mlc_chunk, %s);\n  }\n",
+      e->var[cn->in[0]], e->var[cn->in[1]], cn->nin == 3 ? e->var[cn->in[2]] : "NULL", e->off,
+      e->p->scratch[conv], epi, pn->op == OP_AVG_POOL2D, gr->chunk, e->var[pool]);
+  e->var[conv] = own_c, e->var[tail] = own_t;
+}
+
 /* The call of a convolution, with an epilogue (epi: a mlcrt_epilogue
  * expression) or without (NULL). */
 static void emit_conv_call(E *e, Buf *b, int id, const char *epi) {
@@ -1373,16 +1443,10 @@ static void emit_node(E *e, Buf *b, int id) {
     return;
   case OP_MAX_POOL2D:
   case OP_AVG_POOL2D:
-    out(b,
-        "  {\n    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, "
-        ".OW = %s,\n"
-        "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, "
-        ".count_include_pad = %d};\n"
-        "    mlcrt_%s_f32(m->team, &pp, %s, %s);\n  }\n",
-        dimc(e, xt->dim[0]), dimc(e, xt->dim[1]), dimc(e, xt->dim[2]), dimc(e, xt->dim[3]),
-        dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), (long long)n->ia[0], (long long)n->ia[1],
-        (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
-        (int)n->ia[9], n->op == OP_MAX_POOL2D ? "max_pool2d" : "avg_pool2d", x, y);
+    out(b, "  {\n");
+    pool_params(e, b, id);
+    out(b, "    mlcrt_%s_f32(m->team, &pp, %s, %s);\n  }\n",
+        n->op == OP_MAX_POOL2D ? "max_pool2d" : "avg_pool2d", x, y);
     return;
   case OP_ADAPTIVE_AVG_POOL2D:
     out(b, "  mlcrt_adaptive_avg_pool2d_f32(%s, %s, %s, %s, %lld, %lld, %s, %s);\n",
@@ -1726,6 +1790,10 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
       if (!seen) out(b, "   *   line %d: %s\n", loc.line, src_line(e, loc));
     }
     out(b, "   */\n");
+    if (gr->kind == GK_POOLED) {
+      emit_pooled(e, b, gr);
+      continue;
+    }
     if (gr->kind ==
         GK_EPILOGUE) { /* the producer writes the root's buffer; the tail finishes it in place */
       int prod = gr->nodes[0];
@@ -1812,12 +1880,19 @@ void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, const c
     Node *n = &g->nodes[pb->node];
     if (pb->scratch) {
       out(b, "      {mlcrt_conv2d_scratch(&(mlcrt_conv2d_params)");
-      conv_params(e, b, n, "          ");
+      conv_params_n(e, b, n, "          ",
+                    pb->chunk ? chunk_n(e, n->in[0], pb->chunk) : NULL); /* a pooled conv's */
       out(b, ", %s, nthreads), %d, %d, 0}, /* scratch of %%%d */\n",
           n->op == OP_CONV2D_DX   ? "MLCRT_CONV_DX"
           : n->op == OP_CONV2D_DW ? "MLCRT_CONV_DW"
                                   : "MLCRT_CONV_FWD",
           pb->first, pb->last, pb->node);
+    } else if (pb->chunk) { /* GK_POOLED: images of a convolution's result, a chunk at a time */
+      Dim per;              /* one image's bytes (a constant: fuse.c pools only such results) */
+      dim_div(plan_buf_bytes(g, p, i), dim_const(pb->chunk), &per);
+      out(b, "      {(size_t)(%s) * %s, %d, %d, 0}, /* %%%d %s: %s, %d images at a time */\n",
+          dimc(e, per), chunk_n(e, pb->node, pb->chunk), pb->first, pb->last, pb->node,
+          n->hint ? n->hint : describe(e, n), type_str(e->A, g, &n->ty), pb->chunk);
     } else {
       Dim bytes = plan_buf_bytes(g, p, i);
       out(b, "      {(size_t)%s, %d, %d, 0}, /* %%%d %s: %s */\n", dimc(e, bytes), pb->first,

@@ -6,10 +6,11 @@
  * result (`run` or `model.so`) and `sum`, the result's size and checksum.
  * BASE is $MLC_CACHE_DIR, else $XDG_CACHE_HOME/mlc, else ~/.cache/mlc.  The
  * key hashes every source, the compiler's identity (its resolved path, size
- * and modification time), the flags, the runtime (mlcrt.h and libmlcrt.a,
- * bytes) and the embedded weights.  An entry is built in BASE/tmp.XXXXXX and
- * renamed into place, so concurrent processes never see half an entry; one
- * whose result does not match its `sum` is moved aside and rebuilt.
+ * and modification time), the CPU (model and feature flags), the flags, the
+ * runtime (mlcrt.h and libmlcrt.a, bytes) and the embedded weights.  An
+ * entry is built in BASE/tmp.XXXXXX and renamed into place, so concurrent
+ * processes never see half an entry; one whose result does not match its
+ * `sum` is moved aside and rebuilt.
  */
 #include "mlcc.h"
 #include "mlcrt.h"
@@ -183,6 +184,24 @@ static uint64_t compiler_identity(Arena *A, const char *cc, uint64_t h) {
   return h;
 }
 
+/* The CPU's identity for the cache key (-march=native builds for it): its
+ * model name and feature flags as /proc/cpuinfo gives them for the first
+ * processor, so that a cache shared between machines (a network home) never
+ * hands one machine's code to another; where the file is missing, nothing. */
+static uint64_t cpu_identity(uint64_t h) {
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return build_hash_str(h, "no /proc/cpuinfo");
+  char line[8192];
+  int seen = 0;
+  while (seen < 2 && fgets(line, sizeof line, f))
+    if (!strncmp(line, "model name", 10) || !strncmp(line, "flags", 5)) {
+      h = build_hash_str(h, line);
+      seen++;
+    }
+  fclose(f);
+  return h;
+}
+
 /* Runs argv with stdout and stderr into log (a file path) and waits.  Returns
  * the exit status, or -1 (message in d) when it cannot run. */
 static int run_logged(char **argv, const char *log, Diag *d) {
@@ -284,6 +303,7 @@ const char *build_cached(Arena *A, const BuildSpec *s, Diag *d, bool *was_cached
   for (int i = 0; i < s->nfiles; i++)
     h = build_hash_str(build_hash_str(h, s->files[i].name), s->files[i].text);
   h = compiler_identity(A, cc, h);
+  h = cpu_identity(h);
   h = build_hash_str(h, BUILD_CFLAGS);
   h = build_hash_str(h, flags);
   h = build_hash_str(h, inc);
@@ -318,6 +338,8 @@ const char *build_cached(Arena *A, const BuildSpec *s, Diag *d, bool *was_cached
   argv[n++] = (char *)cc;
   argv[n++] = "-std=c11"; /* BUILD_CFLAGS */
   argv[n++] = "-O3";
+  argv[n++] = "-march=native";
+  argv[n++] = "-ffp-contract=off";
   argv[n++] = "-fno-trapping-math";
   char *extra = arena_strdup(A, flags);
   for (char *t = strtok(extra, " "); t && n < 48; t = strtok(NULL, " ")) argv[n++] = t;

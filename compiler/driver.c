@@ -47,6 +47,8 @@ Compiled *compile_source(Arena *A, const Source *src, const Options *o, bool che
     diag_free(&quiet);
   }
   if (o->opt_level > 0 && !o->cuda && !bn_expand(g, d)) return NULL;
+  if (o->opt_level > 0 && !o->cuda) sdpa_views(g);
+  g->cuda = o->cuda;
   /* plans after autodiff: both see every node (the run plan skips the
    * backward nodes because no output needs them) */
   c->plan = plan_graph(g, o->opt_level);

@@ -98,6 +98,77 @@ static bool tail_inside(const Graph *g, const Plan *p, int gi) {
   return true;
 }
 
+/* Images per call of a pooled convolution: its result for them in about
+ * 128 KB (in L2 while it is pooled); 0 when an image's size is symbolic. */
+static int pool_chunk(const Type *y) {
+  int64_t per = 1, c;
+  for (int k = 1; k < y->rank; k++) {
+    if (!dim_is_const(y->dim[k], &c)) return 0;
+    per *= c;
+  }
+  const int64_t chunk = per > 0 ? 32768 / per : 0;
+  return chunk < 1 ? 1 : chunk > 1024 ? 1024 : (int)chunk;
+}
+
+/* GK_POOLED (see mlcc.h): a max_pool2d or avg_pool2d whose input is a
+ * conv2d's result (or its tail's, run inside the convolution) that nothing
+ * else reads takes that group in: the convolution then runs a chunk of
+ * images at a time into a small buffer and the pool reads it from there,
+ * instead of the whole batch's result going out to memory and back (LeNet-5's
+ * first layer: 1.2 MB at batch 64).  Not where the tail reads a value
+ * indexed by image (the chunked calls count rows from the chunk's first
+ * image), nor where an image's size is symbolic. */
+static void pool_groups(Graph *g, Plan *p, const int *consumer) {
+  bool *merged = arena_alloc(g->A, (size_t)p->ngroups + 1); /* groups taken into a pool's */
+  bool any = false;
+  for (int gi = 0; gi < p->ngroups; gi++) {
+    Group *gp = &p->groups[gi];
+    const Node *pn = &g->nodes[gp->root];
+    if (gp->kind != GK_SINGLE || (pn->op != OP_MAX_POOL2D && pn->op != OP_AVG_POOL2D) ||
+        pn->ty.dt != DT_F32)
+      continue;
+    const int x = pn->in[0], xi = p->group_of[x];
+    if (p->storage[x] != ST_ARENA || consumer[x] != gp->root || xi < 0) continue;
+    const Group *gx = &p->groups[xi];
+    const Node *cv = &g->nodes[gx->nodes[0]];
+    if (gx->root != x || cv->op != OP_CONV2D || cv->ty.rank != 4 || cv->ty.dt != DT_F32 ||
+        !(gx->kind == GK_SINGLE || (gx->kind == GK_EPILOGUE && gx->inside)))
+      continue;
+    const int chunk = pool_chunk(&cv->ty);
+    bool ok = chunk > 0;
+    for (int k = 1; k < gx->n && ok; k++) {
+      const Node *m = &g->nodes[gx->nodes[k]];
+      for (int j = 0; j < m->nin; j++) {
+        const Node *leaf = &g->nodes[m->in[j]];
+        int64_t c;
+        if (p->group_of[m->in[j]] != xi && p->storage[m->in[j]] != ST_NONE && leaf->ty.rank == 4 &&
+            !(dim_is_const(leaf->ty.dim[0], &c) && c == 1))
+          ok = false; /* read per image */
+      }
+    }
+    if (!ok) continue;
+    int *nodes = arena_alloc(g->A, sizeof(int) * (size_t)(gx->n + 1));
+    memcpy(nodes, gx->nodes, sizeof(int) * (size_t)gx->n);
+    nodes[gx->n] = gp->root;
+    for (int k = 0; k < gx->n; k++) {
+      p->group_of[nodes[k]] = gi;
+      p->storage[nodes[k]] = ST_FUSED;
+    }
+    *gp = (Group){GK_POOLED, gp->root, nodes, gx->n + 1, -1, true, chunk};
+    merged[xi] = any = true;
+  }
+  if (!any) return;
+  int *to = arena_alloc(g->A, sizeof(int) * (size_t)(p->ngroups + 1)); /* old index -> new */
+  int k = 0;
+  for (int gi = 0; gi < p->ngroups; gi++) {
+    to[gi] = k;
+    if (!merged[gi]) p->groups[k++] = p->groups[gi];
+  }
+  p->ngroups = k;
+  for (int i = 0; i < g->n; i++)
+    if (p->group_of[i] >= 0) p->group_of[i] = to[p->group_of[i]];
+}
+
 void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots, int opt_level) {
   Arena *A = g->A;
   int n = g->n;
@@ -167,7 +238,8 @@ void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots
                   arena_alloc(A, sizeof(int) * (size_t)size[i]),
                   0,
                   -1,
-                  false};
+                  false,
+                  0};
     gid[i] = p->ngroups++;
   }
   for (int j = 0; j < n; j++) {
@@ -185,6 +257,7 @@ void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots
     if (into[j] >= 0) p->storage[j] = ST_FUSED;
   }
   for (int gi = 0; gi < p->ngroups; gi++) p->groups[gi].inside = tail_inside(g, p, gi);
+  if (opt_level > 0 && !g->cuda) pool_groups(g, p, consumer);
 }
 
 /* ---- --report and --dot ------------------------------------------------------ */
@@ -218,11 +291,13 @@ static double node_flops(const Graph *g, const Node *n, const int64_t *sv) {
   case OP_SDPA:
   case OP_SDPA_BWD: { /* q k^T and p v: 2 * Tq * Tk * (D + Dv) per batch (the backward about twice)
                        */
-    const Type *k = &g->nodes[n->in[1]].ty, *v = &g->nodes[n->in[2]].ty;
-    int r = x->rank;
-    double f = 2.0 * numel(x, sv) / (double)dim_eval(x->dim[r - 1], sv) *
-               (double)dim_eval(k->dim[r - 2], sv) *
-               (double)(dim_eval(x->dim[r - 1], sv) + dim_eval(v->dim[r - 1], sv));
+    const int id = (int)(n - g->nodes); /* operands as the kernel sees them (views.c) */
+    const Type q = sdpa_operand_type(g, id, 0), k = sdpa_operand_type(g, id, 1),
+               v = sdpa_operand_type(g, id, 2);
+    int r = q.rank;
+    double f = 2.0 * numel(&q, sv) / (double)dim_eval(q.dim[r - 1], sv) *
+               (double)dim_eval(k.dim[r - 2], sv) *
+               (double)(dim_eval(q.dim[r - 1], sv) + dim_eval(v.dim[r - 1], sv));
     return n->op == OP_SDPA ? f : 2.0 * f;
   }
   default: { /* elementwise: one per element; others about one per element read or written */
@@ -259,7 +334,10 @@ void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symva
 }
 
 static const char *kind_name(GroupKind k) {
-  return k == GK_SINGLE ? "single" : k == GK_ELEM ? "elem" : "epilogue";
+  return k == GK_SINGLE     ? "single"
+         : k == GK_ELEM     ? "elem"
+         : k == GK_EPILOGUE ? "epilogue"
+                            : "pooled";
 }
 
 /* The sum of the bytes of every value p gives an arena buffer (scratch not

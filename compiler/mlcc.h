@@ -141,6 +141,7 @@ typedef struct Optimizer {
 
 typedef struct Graph {
   Arena *A;
+  bool cuda; /* planned for the CUDA backend (no GK_POOLED groups) */
   const char *name; /* model name */
   const char *source_path;
   Node *nodes;
@@ -177,6 +178,17 @@ typedef struct Graph {
  * + s, a and s per channel), bit for bit the runtime kernel's, so that they
  * fuse (-O2, C backend).  After autodiff; false only on an internal error. */
 bool bn_expand(Graph *g, Diag *d);
+
+/* views.c: scaled_dot_product_attention reads q, k, v through the slices,
+ * transposes and reshapes that copied them, and writes through the
+ * transpose that reads its result, at strides (-O2, C backend).  Such a node
+ * is marked ia[3] = 1 and keeps its logical operand shapes in da. */
+bool sdpa_views(Graph *g);
+/* Operand j (0 q, 1 k, 2 v) of attention node id as the kernel sees it. */
+Type sdpa_operand_type(const Graph *g, int id, int j);
+/* For a strided attention: operand j's (3: the result's) element offset in
+ * *off, and its strides (rank of the result). */
+const Dim *sdpa_operand_view(const Graph *g, int id, int j, Dim *off);
 
 /* ir.c */
 Graph *ir_new(Arena *A, const char *name);
@@ -235,6 +247,9 @@ typedef struct PlanBuf {
   int node;          /* the node that defines it (or owns the scratch) */
   bool scratch;      /* kernel scratch space rather than a value */
   int first, last;   /* live range in schedule steps (node ids) */
+  int chunk;         /* > 0: a value buffer holds this many images (dim 0) of
+                        node's value, a convolution's scratch is sized for a
+                        batch of this many (GK_POOLED); 0: all of it */
 } PlanBuf;
 
 /* A fusion group: nodes one backend kernel (one C loop nest, one CUDA
@@ -261,6 +276,13 @@ typedef struct PlanBuf {
  *                Valid to emit as: producer writes into the root's buffer,
  *                then the tail runs in place over it (a backend may instead
  *                apply the tail per output tile while the tile is in cache).
+ *   GK_POOLED    (-O2, C backend) nodes[0] is a conv2d, nodes[1..n-2] its
+ *                elementwise tail as in GK_EPILOGUE, run inside it (none of
+ *                it reads a value indexed by image), and the root nodes[n-1]
+ *                a max_pool2d or avg_pool2d, the only reader of nodes[n-2].
+ *                Every member but the root is ST_FUSED: the convolution's
+ *                result lives only `chunk` images at a time, in the buffer
+ *                p->scratch[root] (PlanBuf.chunk), pooled from there.
  *
  * A group runs at its root's place in the schedule, so plan.c keeps every
  * value a member reads live until the root.  In place (-O2): the root of a
@@ -270,7 +292,7 @@ typedef struct PlanBuf {
  * p->buf[root] is then that leaf's buffer, so emitters need do nothing
  * (each element is read before it is written, in the same iteration).
  */
-typedef enum GroupKind { GK_SINGLE, GK_ELEM, GK_EPILOGUE } GroupKind;
+typedef enum GroupKind { GK_SINGLE, GK_ELEM, GK_EPILOGUE, GK_POOLED } GroupKind;
 typedef struct Group {
   GroupKind kind;
   int root;   /* the node whose value leaves the group */
@@ -279,6 +301,7 @@ typedef struct Group {
   int inplace; /* the leaf whose buffer the root overwrites, or -1 */
   bool inside; /* GK_EPILOGUE: the tail runs inside its producer, on each block
                   of the result while it is in cache (fuse.c: tail_inside) */
+  int chunk;   /* GK_POOLED: images per convolution call */
 } Group;
 /* Whether a leaf of type t, read along a convolution's result o ([N, C,
  * ...]), fits the view [N * C, the rest] that a tail inside the convolution
@@ -328,7 +351,9 @@ void fuse_dot(FILE *out, const Graph *g, const Plan *p);
 
 /* Arena bytes for given symbol values (uses the runtime planner). */
 size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals);
-/* Bytes of a node's value (or a conv scratch) as a Dim, for emitters. */
+/* Bytes of a value buffer as a Dim, for emitters: the node's value, or for
+ * a chunk buffer (PlanBuf.chunk) that many images of it (the emitted size
+ * takes the smaller of chunk and the batch). */
 Dim plan_buf_bytes(const Graph *g, const Plan *p, int b);
 
 /* ---- codegen/emit_c.c: the C backend --------------------------------------- */
@@ -486,12 +511,16 @@ int build_mkdirs(const char *path); /* mkdir -p; 0 or -1 with errno */
 /* mlcrt.h's directory and libmlcrt.a (see build.c for the search order). */
 void build_runtime_paths(Arena *A, const char **inc, const char **lib);
 /* The flags generated code is built with (part of the cache key; $MLC_CFLAGS
- * adds more): -O3, as GCC 12 vectorizes little at -O2 (its "very cheap" cost
- * model) and the generated loops are written for the vectorizer;
- * -fno-trapping-math lets GCC turn the selects of mlcrt_expf/mlcrt_tanhf
- * (mlcrt.h) into SIMD blends (nothing reads FP exception flags, so results
- * do not change). */
-#define BUILD_CFLAGS "-std=c11 -O3 -fno-trapping-math"
+ * adds more, and a later -march there wins): -O3, as GCC 12 vectorizes little
+ * at -O2 (its "very cheap" cost model) and the generated loops are written
+ * for the vectorizer; -march=native, as the result runs on this machine (the
+ * key holds the CPU's identity), so those loops use its widest vectors;
+ * -ffp-contract=off, so that no multiply and add fuse into an FMA and results
+ * stay bit for bit those of a plain -O2 build (vectors change no result: no
+ * reassociation without -ffast-math); -fno-trapping-math lets GCC turn
+ * selects into SIMD blends (nothing reads FP exception flags, so results do
+ * not change). */
+#define BUILD_CFLAGS "-std=c11 -O3 -march=native -ffp-contract=off -fno-trapping-math"
 typedef struct BuildFile {
   const char *name, *text; /* written into the entry */
   bool compile;            /* a .c file to compile (else a header) */

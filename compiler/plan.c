@@ -23,7 +23,7 @@ static int new_buf(Arena *A, Plan *p, int node, bool scratch, int *cap) {
     p->bufs = nb;
     *cap = nc;
   }
-  p->bufs[p->nbufs] = (PlanBuf){node, scratch, node, node};
+  p->bufs[p->nbufs] = (PlanBuf){node, scratch, node, node, 0};
   return p->nbufs++;
 }
 
@@ -175,6 +175,17 @@ static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
       p->bufs[p->scratch[i]].first = p->bufs[p->scratch[i]].last = at[i]; /* an epilogue's producer runs late */
     }
   }
+  /* a pooled convolution's result, a chunk of images at a time, and its
+   * scratch for a batch of that many */
+  for (int gi = 0; gi < p->ngroups; gi++) {
+    const Group *gr = &p->groups[gi];
+    if (gr->kind != GK_POOLED) continue;
+    const int b = new_buf(A, p, gr->nodes[gr->n - 2], false, &cap);
+    p->bufs[b].first = p->bufs[b].last = gr->root;
+    p->bufs[b].chunk = gr->chunk;
+    p->scratch[gr->root] = b;
+    p->bufs[p->scratch[gr->nodes[0]]].chunk = gr->chunk;
+  }
   /* each buffer lives from its definition to the last read of it or of any
    * view of it (reads by group members happen at the group's root) */
   for (int i = 0; i < n; i++) {
@@ -188,7 +199,12 @@ static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
 
 Dim plan_buf_bytes(const Graph *g, const Plan *p, int b) {
   const Node *nd = &g->nodes[p->bufs[b].node];
-  return dim_mul(type_numel(&nd->ty), dim_const((int64_t)dtype_size(nd->ty.dt)));
+  Dim n = type_numel(&nd->ty);
+  if (p->bufs[b].chunk) { /* chunk images (GK_POOLED; at most the batch: plan_chunk_images) */
+    n = dim_const(p->bufs[b].chunk);
+    for (int k = 1; k < nd->ty.rank; k++) n = dim_mul(n, nd->ty.dim[k]);
+  }
+  return dim_mul(n, dim_const((int64_t)dtype_size(nd->ty.dt)));
 }
 
 /* the runtime's MLCRT_CONV_* kernel of a conv node */
@@ -214,9 +230,13 @@ size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals) {
           .KW = dim_eval(w->dim[h + 1], symvals), .OH = h < 2 ? 1 : dim_eval(y->dim[2], symvals),
           .OW = dim_eval(y->dim[h + 1], symvals), .sh = nd->ia[0], .sw = nd->ia[1],
           .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5], .groups = nd->ia[6]};
+      if (p->bufs[b].chunk && p->bufs[b].chunk < cp.N) cp.N = p->bufs[b].chunk;
       size = mlcrt_conv2d_scratch(&cp, conv_op(nd), 1); /* for one thread */
     } else {
       size = (size_t)dim_eval(plan_buf_bytes(g, p, b), symvals);
+      const int64_t n0 = nd->ty.rank ? dim_eval(nd->ty.dim[0], symvals) : 1;
+      if (p->bufs[b].chunk > n0) /* a batch smaller than the chunk */
+        size = size / (size_t)p->bufs[b].chunk * (size_t)n0;
     }
     items[b] = (mlcrt_plan_item){size, p->bufs[b].first, p->bufs[b].last, 0};
   }

@@ -16,6 +16,8 @@
  * the row bodies are compiled once per instruction set (AVX-512, AVX2+FMA,
  * baseline) and chosen by the team's ISA like the GEMM kernels, so the last
  * bits may differ between ISAs (FMA), never between runs or thread counts.
+ * The forward reads q, k, v and writes y at the strides the params give
+ * (dense unless strided is set; the backward takes dense tensors only).
  * The forward splits its Tq rows of every batch index into contiguous
  * slices, one per team member; the backward splits the batch indices (each
  * one's dk and dv sum over its own rows).
@@ -37,14 +39,19 @@ static inline float dot(const float *a, const float *b, int64_t n) {
   return acc[0];
 }
 
-/* the mask's offset for batch index bi (broadcast dims have stride 0) */
-static int64_t mask_offset(const mlcrt_sdpa_params *p, int64_t bi) {
-  int64_t moff = 0, rest = bi;
+/* the offset of batch index bi at strides st[] (the mask's broadcast dims
+ * have stride 0) */
+static int64_t batch_offset(const mlcrt_sdpa_params *p, const int64_t *st, int64_t bi) {
+  int64_t off = 0, rest = bi;
   for (int i = p->nbatch - 1; i >= 0; i--) {
-    moff += (rest % p->batch[i]) * p->mask_stride[i];
+    off += (rest % p->batch[i]) * st[i];
     rest /= p->batch[i];
   }
-  return moff;
+  return off;
+}
+
+static int64_t mask_offset(const mlcrt_sdpa_params *p, int64_t bi) {
+  return batch_offset(p, p->mask_stride, bi);
 }
 
 /* the score of query row qi against key j (-inf: masked) */
@@ -60,22 +67,26 @@ static inline float score(const mlcrt_sdpa_params *p, const void *mask, int64_t 
   return dot(qi, kj, p->D) * p->scale + bias;
 }
 
-/* Forward rows r0..r1 of the flattened (batch, Tq) rows. */
+/* Forward rows r0..r1 of the flattened (batch, Tq) rows; p's strides are
+ * set (mlcrt_sdpa_f32 fills them in for dense tensors). */
 static inline void fwd_rows(const mlcrt_sdpa_params *p, const float *q, const float *k,
                             const float *v, const void *mask, float *y, int64_t r0, int64_t r1) {
-  const int64_t Tq = p->Tq, Tk = p->Tk, D = p->D, Dv = p->Dv;
+  const int64_t Tq = p->Tq, Tk = p->Tk, Dv = p->Dv, nb = p->nbatch;
+  const int64_t krow = p->k_stride[nb], vrow = p->v_stride[nb];
   for (int64_t r = r0; r < r1; r++) {
     const int64_t bi = r / Tq, i = r % Tq;
-    const float *qi = q + r * D, *kb = k + bi * Tk * D, *vb = v + bi * Tk * Dv;
-    float *acc = y + r * Dv;
+    const float *qi = q + batch_offset(p, p->q_stride, bi) + i * p->q_stride[nb];
+    const float *kb = k + batch_offset(p, p->k_stride, bi),
+                *vb = v + batch_offset(p, p->v_stride, bi);
+    float *acc = y + batch_offset(p, p->y_stride, bi) + i * p->y_stride[nb];
     const int64_t mrow = mask_offset(p, bi) + i * p->mask_stride[p->nbatch];
     for (int64_t c = 0; c < Dv; c++) acc[c] = 0.0f;
     float m = -INFINITY, l = 0.0f;
     const int64_t jend = p->causal && i + 1 < Tk ? i + 1 : Tk;
     for (int64_t j = 0; j < jend; j++) {
-      const float s = score(p, mask, mrow, qi, kb + j * D, j);
+      const float s = score(p, mask, mrow, qi, kb + j * krow, j);
       if (s == -INFINITY) continue; /* weight exp(-inf) = 0 */
-      const float *vj = vb + j * Dv;
+      const float *vj = vb + j * vrow;
       if (s > m) {
         const float corr = expf(m - s); /* 0 on the first key */
         l = l * corr + 1.0f;
@@ -201,8 +212,26 @@ static int sdpa_isa(mlcrt_team *team) {
   return team ? mlcrt_team_isa(team) : mlcrt_cpu_isa();
 }
 
-void mlcrt_sdpa_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const float *q, const float *k,
+/* Dense strides: batch dims, then rows of `row` elements. */
+static void dense(const mlcrt_sdpa_params *p, int64_t T, int64_t row, int64_t *st) {
+  int64_t s = T * row;
+  st[p->nbatch] = row;
+  for (int i = p->nbatch - 1; i >= 0; i--) {
+    st[i] = s;
+    s *= p->batch[i];
+  }
+}
+
+void mlcrt_sdpa_f32(mlcrt_team *team, const mlcrt_sdpa_params *p0, const float *q, const float *k,
                     const float *v, const void *mask, float *y) {
+  mlcrt_sdpa_params pd = *p0; /* with its strides filled in */
+  const mlcrt_sdpa_params *p = &pd;
+  if (!p0->strided) {
+    dense(p, p->Tq, p->D, pd.q_stride);
+    dense(p, p->Tk, p->D, pd.k_stride);
+    dense(p, p->Tk, p->Dv, pd.v_stride);
+    dense(p, p->Tq, p->Dv, pd.y_stride);
+  }
   sdpa_job j = {0};
   j.p = p, j.q = q, j.k = k, j.v = v, j.mask = mask, j.out = y;
   const int isa = sdpa_isa(team);

@@ -647,6 +647,7 @@ typedef struct {
   float *y; /* y, dx or dw */
   float *scratch;
   mlcrt_team *gemm_team;     /* threads inside each GEMM (a batch of one chunk) */
+  int isa;                   /* the team's instruction set, for every GEMM */
   unfold_fn unfold;          /* the forward's B packer for the team's ISA */
   const mlcrt_epilogue *epi; /* the forward's epilogue, or NULL */
   const int16_t *taps;       /* the forward's live taps (NULL: every tap) */
@@ -730,13 +731,14 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
           const mlcrt_epilogue shifted = {mlcrt__shifted_tile, (void *)&sh};
           const mlcrt_epilogue *e = j->epi ? &shifted : NULL;
           if (src)
-            mlcrt_sgemm_epi(j->gemm_team, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
-                            j->b ? 1.0f : 0.0f, yg, L, e);
+            mlcrt__sgemm_isa(j->gemm_team, j->isa, 0, 0, ocg, L, kdim, 1.0f, wg, kdim, src, L,
+                             j->b ? 1.0f : 0.0f, yg, L, e);
           else
-            mlcrt__sgemm_packb(j->gemm_team, ocg, L, kdim, wg, kdim, ag, &bp, j->b ? 1.0f : 0.0f,
-                               yg, L, e);
+            mlcrt__sgemm_packb(j->gemm_team, j->isa, ocg, L, kdim, wg, kdim, ag, &bp,
+                               j->b ? 1.0f : 0.0f, yg, L, e);
         } else {
-          mlcrt__sgemm_packb(j->gemm_team, ocg, ld, kdim, wg, kdim, ag, &bp, 0.0f, yb, ld, NULL);
+          mlcrt__sgemm_packb(j->gemm_team, j->isa, ocg, ld, kdim, wg, kdim, ag, &bp, 0.0f, yb, ld,
+                             NULL);
           for (int64_t i = 0; i < nb; i++) {
             const int64_t row0 = (n0 + i) * p->OC + g * ocg;
             for (int64_t oc = 0; oc < ocg; oc++) {
@@ -750,18 +752,18 @@ static void conv_chunks(const conv_job *j, int64_t c0, int64_t c1, int member) {
         }
       } else if (j->op == MLCRT_CONV_DX) {
         if (!s->cols) { /* pointwise, one image: dx = w^T dy in place */
-          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, L, ocg, 1.0f, wg, kdim, dyg, L, 0.0f,
-                           j->y + (n0 * p->C + g * cg) * HW, L);
+          mlcrt__sgemm_isa(j->gemm_team, j->isa, 1, 0, kdim, L, ocg, 1.0f, wg, kdim, dyg, L, 0.0f,
+                           j->y + (n0 * p->C + g * cg) * HW, L, NULL);
         } else {
-          mlcrt_sgemm_team(j->gemm_team, 1, 0, kdim, ld, ocg, 1.0f, wg, kdim, dyg, ld, 0.0f, cols,
-                           ld);
+          mlcrt__sgemm_isa(j->gemm_team, j->isa, 1, 0, kdim, ld, ocg, 1.0f, wg, kdim, dyg, ld, 0.0f,
+                           cols, ld, NULL);
           for (int64_t i = 0; i < nb; i++)
             j->rows->col2im(p, cols + i * L, ld, cg, j->y + ((n0 + i) * p->C + g * cg) * HW,
                             j->rows);
         }
       } else { /* dw */
-        mlcrt_sgemm_team(j->gemm_team, 0, 1, ocg, kdim, ld, 1.0f, dyg, ld, src, ld,
-                         c == c0 ? 0.0f : 1.0f, dw + g * ocg * kdim, kdim);
+        mlcrt__sgemm_isa(j->gemm_team, j->isa, 0, 1, ocg, kdim, ld, 1.0f, dyg, ld, src, ld,
+                         c == c0 ? 0.0f : 1.0f, dw + g * ocg * kdim, kdim, NULL);
       }
     }
   }
@@ -800,6 +802,7 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
                 y,
                 scratch,
                 NULL,
+                0,
                 unfold_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
                 epi,
                 NULL,
@@ -808,6 +811,7 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
                 rows_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa())};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;
+  j.isa = team ? mlcrt_team_isa(team) : mlcrt_cpu_isa();
 #if defined(__x86_64__) && defined(__GNUC__)
   j.permute = op == MLCRT_CONV_FWD && j.unfold == pack_unfolded_avx512 &&
               permute_ok(p, j.s.nb, p->C * p->H * p->W);
@@ -824,9 +828,8 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
   }
   if (j.s.ap) { /* the GEMMs' instruction set: their team's, else the CPU's */
     float *ap = (float *)scratch + (size_t)t * slot_floats(&j.s) + j.s.wc;
-    const int isa = j.gemm_team ? mlcrt_team_isa(j.gemm_team) : mlcrt_cpu_isa();
     for (int64_t g = 0; g < p->groups; g++)
-      mlcrt__gemm_pack_a(isa, j.s.ocg, j.s.kdim, j.w + g * j.s.ocg * j.s.kdim, j.s.kdim,
+      mlcrt__gemm_pack_a(j.isa, j.s.ocg, j.s.kdim, j.w + g * j.s.ocg * j.s.kdim, j.s.kdim,
                          ap + g * j.s.apg);
     j.apacked = ap;
   }
@@ -852,6 +855,24 @@ void mlcrt_conv2d_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const 
                           const mlcrt_epilogue *epi) {
   if (p->OH * p->OW <= 0 || p->OC <= 0) return;
   conv_run(team, p, MLCRT_CONV_FWD, x, w, b, NULL, y, scratch, epi);
+}
+
+void mlcrt_conv2d_pool_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
+                           const float *w, const float *b, void *scratch, const mlcrt_epilogue *epi,
+                           const mlcrt_pool2d_params *pp, int avg, int64_t chunk, float *buf,
+                           float *y) {
+  if (chunk < 1) chunk = 1;
+  const int64_t xin = p->C * p->H * p->W, yout = pp->C * pp->OH * pp->OW;
+  for (int64_t n0 = 0; n0 < p->N; n0 += chunk) {
+    mlcrt_conv2d_params c = *p;
+    mlcrt_pool2d_params q = *pp;
+    c.N = q.N = p->N - n0 < chunk ? p->N - n0 : chunk;
+    mlcrt_conv2d_epi_f32(team, &c, x + n0 * xin, w, b, buf, scratch, epi);
+    if (avg)
+      mlcrt_avg_pool2d_f32(team, &q, buf, y + n0 * yout);
+    else
+      mlcrt_max_pool2d_f32(team, &q, buf, y + n0 * yout);
+  }
 }
 
 void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy,

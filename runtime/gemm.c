@@ -333,6 +333,17 @@ void mlcrt_sgemm_team(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int
 void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                      float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                      float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi) {
+  mlcrt__sgemm_isa(team, -1, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
+}
+
+/* the kernels of instruction set isa, or (isa < 0) the team's, else the CPU's */
+static const mlcrt__gemm_isa *kernels(mlcrt_team *team, int isa) {
+  return mlcrt__gemm_for(isa >= 0 ? isa : team ? mlcrt_team_isa(team) : mlcrt_cpu_isa());
+}
+
+void mlcrt__sgemm_isa(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) { /* C = beta * C */
     for (int64_t i = 0; i < M; i++) {
@@ -345,7 +356,7 @@ void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int6
     if (epi) epi->fn(epi->ctx, 0, M, 0, N);
     return;
   }
-  gemm_job g = {mlcrt__gemm_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
+  gemm_job g = {kernels(team, isa),
                 trans_a,
                 trans_b,
                 M,
@@ -394,21 +405,21 @@ int mlcrt__packb_packs(int64_t N, int64_t K) {
   return !(N <= 4 && N * K <= 16384);
 }
 
-void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A,
+void mlcrt__sgemm_packb(mlcrt_team *team, int isa, int64_t M, int64_t N, int64_t K, const float *A,
                         int64_t lda, const float *apacked, const mlcrt__bpacker *bp, float beta,
                         float *C, int64_t ldc, const mlcrt_epilogue *epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
-    mlcrt_sgemm_epi(team, 0, 0, M, N, 0, 1.0f, A, lda, NULL, N, beta, C, ldc, epi);
+    mlcrt__sgemm_isa(team, isa, 0, 0, M, N, 0, 1.0f, A, lda, NULL, N, beta, C, ldc, epi);
     return;
   }
   if (!mlcrt__packb_packs(N, K)) { /* a column or a few: B stored, then the unpacked paths */
     float b[16384 + 16];           /* + the packer's slack */
     bp->fn(bp->ctx, 0, K, 0, N, (int)N, b);
-    mlcrt_sgemm_epi(team, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
+    mlcrt__sgemm_isa(team, isa, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
     return;
   }
-  gemm_job g = {mlcrt__gemm_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
+  gemm_job g = {kernels(team, isa),
                 0,
                 0,
                 M,

@@ -253,6 +253,16 @@ typedef struct mlcrt_pool2d_params {
 } mlcrt_pool2d_params;
 void mlcrt_max_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x, float *y);
 void mlcrt_avg_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x, float *y);
+/* A convolution (then epi, as mlcrt_conv2d_epi_f32) and a pooling of its
+ * result (max, or avg when avg != 0), `chunk` images at a time through buf
+ * (chunk * OC * OH * OW floats; scratch sized for p with N = chunk): the
+ * convolution's whole result is never stored.  The epilogue runs on buf
+ * with rows n * OC + oc counted from the chunk's first image, so it may read
+ * per-channel values but nothing indexed by image. */
+void mlcrt_conv2d_pool_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
+                           const float *w, const float *b, void *scratch,
+                           const mlcrt_epilogue *epi, const mlcrt_pool2d_params *pp, int avg,
+                           int64_t chunk, float *buf, float *y);
 void mlcrt_adaptive_avg_pool2d_f32(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OH,
                                    int64_t OW, const float *x, float *y);
 /* The sum of n floats in four double lanes (reductions of generated code). */
@@ -302,9 +312,14 @@ void mlcrt_conv_transpose2d_dw_f32(const mlcrt_conv_transpose2d_params *p, const
 
 /* ---- attention (attention.c) ---------------------------------------------- */
 /* q [batch..., Tq, D], k [batch..., Tk, D], v [batch..., Tk, Dv] -> y [batch..., Tq, Dv],
- * all dense.  mask: NULL (mask == 0), bool bytes (1: keep where nonzero) or
- * float (2: added to the scores), read at element strides mask_stride[] along
- * the batch dims, then Tq, then Tk (0 where it broadcasts). */
+ * dense, or (forward only) with strided = 1 at the element strides
+ * q_stride[]..y_stride[]: entries 0..nbatch-1 for the batch dims, nbatch for
+ * the rows (Tq or Tk); the last dim is contiguous.  So q, k, v can be read
+ * where a [B, T, 3 * H * D] projection put them (heads side by side) and y
+ * written as [B, Tq, H, Dv], without copies.  y must not overlap q, k or v.
+ * mask: NULL (mask == 0), bool bytes (1: keep where nonzero) or float (2:
+ * added to the scores), read at element strides mask_stride[] along the
+ * batch dims, then Tq, then Tk (0 where it broadcasts). */
 typedef struct mlcrt_sdpa_params {
   int nbatch;
   int64_t batch[MLCRT_MAX_RANK];
@@ -313,6 +328,9 @@ typedef struct mlcrt_sdpa_params {
   int causal; /* key j visible to query i iff j <= i */
   int mask;
   int64_t mask_stride[MLCRT_MAX_RANK];
+  int strided;
+  int64_t q_stride[MLCRT_MAX_RANK], k_stride[MLCRT_MAX_RANK], v_stride[MLCRT_MAX_RANK],
+      y_stride[MLCRT_MAX_RANK];
 } mlcrt_sdpa_params;
 void mlcrt_sdpa_f32(mlcrt_team *team, const mlcrt_sdpa_params *p, const float *q, const float *k, const float *v,
                     const void *mask, float *y);
@@ -411,10 +429,8 @@ int mlcrt_train_main(const mlcrt_trainer *t, int argc, char **argv);
 
 /* ---- vectorizable exp and tanh for generated elementwise loops -------------
  * libm's expf/tanhf are calls the C compiler cannot vectorize; these are
- * branch-free, so a loop over them becomes SIMD code (GCC -O3 with
- * -fno-trapping-math, as `mlc run` builds: without it GCC keeps the selects
- * as branches, because a comparison may raise an FP exception; the results
- * are the same either way).  Accuracy:
+ * branch-free (selects are bit blends, see below), so a loop over them
+ * becomes SIMD code at GCC -O3 or Clang -O2 under any FP flags.  Accuracy:
  * within 2 ulp of the exact result over the whole float range (tested in
  * test_rt_kernels against double precision), with IEEE special values as
  * libm: exp(NaN) = NaN, exp(+inf) = +inf, exp(-inf) = 0, overflow to +inf
@@ -432,10 +448,31 @@ static inline uint32_t mlcrt__f32_to_bits(float f) {
   return v.u;
 }
 
+/* Branch-free on purpose: the selects below are bit blends on integer
+ * compares, so that a compiler keeps every operation unconditional and
+ * vectorises a loop calling these (with FP compares and ?:, gcc sinks each
+ * arm into a branch and, under the default -ftrapping-math, cannot turn it
+ * back into a select).  mlcrt__key orders floats as signed integers (NaNs
+ * beyond the infinities); mlcrt__sel(c, a, b) is c ? a : b for c in {0, 1}. */
+static inline int32_t mlcrt__key(float f) {
+  const int32_t i = (int32_t)mlcrt__f32_to_bits(f);
+  return i ^ (int32_t)((uint32_t)(i >> 31) & 0x7fffffffu);
+}
+static inline float mlcrt__sel(int c, float a, float b) {
+  const uint32_t m = 0u - (uint32_t)c;
+  return mlcrt__bits_to_f32((mlcrt__f32_to_bits(a) & m) | (mlcrt__f32_to_bits(b) & ~m));
+}
+static inline int mlcrt__isnan(float f) {
+  return (mlcrt__f32_to_bits(f) & 0x7fffffffu) > 0x7f800000u;
+}
+
 static inline float mlcrt_expf(float x) {
-  float xc = x < -104.0f ? -104.0f : x; /* NaN stays NaN ... */
-  xc = xc > 89.0f ? 89.0f : xc;
-  xc = xc == xc ? xc : 0.0f; /* ... until here: the integer conversion needs a number */
+  const int32_t k = mlcrt__key(x);
+  const int nan = mlcrt__isnan(x);
+  /* the integer conversion below needs a number in range */
+  float xc = mlcrt__sel(k < mlcrt__key(-104.0f), -104.0f, x);
+  xc = mlcrt__sel(k > mlcrt__key(89.0f), 89.0f, xc);
+  xc = mlcrt__sel(nan, 0.0f, xc);
   /* x = n ln2 + r, |r| <= ln2 / 2 (n rounded by the 1.5 * 2^23 trick) */
   const float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   const float r = (xc - fn * 0.693359375f) + fn * 2.12194440e-4f;
@@ -449,10 +486,9 @@ static inline float mlcrt_expf(float x) {
   /* times 2^n as two normal powers of two: n is in -150..129 */
   const int32_t n = (int32_t)fn, n1 = n / 2, n2 = n - n1;
   const float y = e * mlcrt__bits_to_f32((uint32_t)(n1 + 127) << 23) * mlcrt__bits_to_f32((uint32_t)(n2 + 127) << 23);
-  const int over = x > 88.7228394f, under = x < -103.972084f, nan = x != x;
-  float out = over ? mlcrt__bits_to_f32(0x7f800000u) : y;
-  out = under ? 0.0f : out;
-  return nan ? x : out;
+  float out = mlcrt__sel(k > mlcrt__key(88.7228394f), mlcrt__bits_to_f32(0x7f800000u), y);
+  out = mlcrt__sel(k < mlcrt__key(-103.972084f), 0.0f, out);
+  return mlcrt__sel(nan, x, out);
 }
 
 static inline float mlcrt_tanhf(float x) {
@@ -467,7 +503,9 @@ static inline float mlcrt_tanhf(float x) {
   p = p * z - 3.33332819422e-1f;
   const float small = ax + ax * z * p;
   const float big = 1.0f - 2.0f / (mlcrt_expf(2.0f * ax) + 1.0f);
-  const float t = ax < 0.625f ? small : big; /* tanh(|x|); then x's sign (odd, and -0 stays -0) */
+  /* tanh(|x|) (|x| < 0.625 compared as bits: both are non-negative); then
+   * x's sign (odd, and -0 stays -0) */
+  const float t = mlcrt__sel(mlcrt__f32_to_bits(ax) < mlcrt__f32_to_bits(0.625f), small, big);
   return mlcrt__bits_to_f32(mlcrt__f32_to_bits(t) | (mlcrt__f32_to_bits(x) & 0x80000000u));
 }
 #endif

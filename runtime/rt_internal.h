@@ -70,16 +70,22 @@ typedef struct mlcrt__shifted_epi {
   int64_t off;
 } mlcrt__shifted_epi;
 void mlcrt__shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
-/* C = A B + beta C with A row-major (lda) and B given by bp; threads and
- * epilogue as mlcrt_sgemm_epi. */
-void mlcrt__sgemm_packb(mlcrt_team *team, int64_t M, int64_t N, int64_t K, const float *A,
+/* mlcrt_sgemm_epi with the kernels of instruction set isa (MLCRT_ISA_*), or
+ * for isa < 0 the team's, else the CPU's: a kernel that runs GEMMs on one
+ * member each (team NULL) keeps to its team's instruction set. */
+void mlcrt__sgemm_isa(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi);
+/* C = A B + beta C with A row-major (lda) and B given by bp; threads,
+ * instruction set and epilogue as mlcrt__sgemm_isa. */
+void mlcrt__sgemm_packb(mlcrt_team *team, int isa, int64_t M, int64_t N, int64_t K, const float *A,
                         int64_t lda, const float *apacked, const mlcrt__bpacker *bp, float beta,
                         float *C, int64_t ldc, const mlcrt_epilogue *epi);
 /* A [M, K] (row-major, lda) packed once for the kernels of instruction set
  * isa, for many mlcrt__sgemm_packb calls with that A (a convolution's weights
  * over its chunks of images): their apacked argument (NULL: they pack A
- * themselves).  The GEMM must run on the same instruction set (its team's,
- * else mlcrt_cpu_isa()).  dst holds mlcrt__apack_floats(M, K) floats. */
+ * themselves).  The GEMM must run on the same instruction set.  dst holds
+ * mlcrt__apack_floats(M, K) floats. */
 size_t mlcrt__apack_floats(int64_t M, int64_t K);
 /* Whether mlcrt__sgemm_packb of N columns and depth K packs its operands
  * (else B is stored whole and A read in place: apacked is not used). */

@@ -111,10 +111,17 @@ static size_t buf_size(const Graph *g, const Plan *p, int b, const int64_t *sv) 
         .KW = dim_eval(w->dim[3], sv), .OH = dim_eval(y->dim[2], sv), .OW = dim_eval(y->dim[3], sv),
         .sh = nd->ia[0], .sw = nd->ia[1], .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5],
         .groups = nd->ia[6]};
+    if (p->bufs[b].chunk && p->bufs[b].chunk < cp.N) cp.N = p->bufs[b].chunk; /* GK_POOLED */
     return mlcrt_conv2d_scratch(&cp, nd->op == OP_CONV2D_DW ? MLCRT_CONV_DW : nd->op == OP_CONV2D_DX ? MLCRT_CONV_DX : MLCRT_CONV_FWD, 1);
   }
   int64_t n = 1;
   for (int i = 0; i < nd->ty.rank; i++) n *= dim_eval(nd->ty.dim[i], sv);
+  const int64_t n0 = dim_eval(nd->ty.dim[0], sv), chunk = p->bufs[b].chunk;
+  if (chunk) { /* GK_POOLED: chunk images, or the batch if smaller */
+    assert_int_equal((size_t)dim_eval(plan_buf_bytes(g, p, b), sv),
+                     (size_t)(n / n0 * chunk) * dtype_size(nd->ty.dt));
+    return (size_t)(n / n0 * (chunk < n0 ? chunk : n0)) * dtype_size(nd->ty.dt);
+  }
   size_t bytes = (size_t)n * dtype_size(nd->ty.dt);
   /* plan_buf_bytes agrees for values */
   assert_int_equal((size_t)dim_eval(plan_buf_bytes(g, p, b), sv), bytes);
@@ -183,6 +190,16 @@ static size_t check_plan(const Graph *g, const Plan *p, bool reuse, const int64_
       assert_true(p->bufs[s].scratch);
       assert_int_equal(p->bufs[s].node, i);
       seen[s]++;
+    } else if (p->group_of[i] >= 0 && p->groups[p->group_of[i]].kind == GK_POOLED &&
+               p->groups[p->group_of[i]].root == i) {
+      /* a pooled convolution's result, a chunk of images at a time */
+      const Group *gr = &p->groups[p->group_of[i]];
+      int s = p->scratch[i];
+      assert_true(s >= 0 && s < p->nbufs);
+      assert_false(p->bufs[s].scratch);
+      assert_int_equal(p->bufs[s].chunk, gr->chunk);
+      assert_int_equal(p->bufs[s].node, gr->nodes[gr->n - 2]);
+      seen[s]++;
     } else {
       assert_int_equal(p->scratch[i], -1);
     }
@@ -197,7 +214,9 @@ static size_t check_plan(const Graph *g, const Plan *p, bool reuse, const int64_
   for (int b = 0; b < p->nbufs; b++) {
     const PlanBuf *pb = &p->bufs[b];
     int want = pb->node, first = pb->node;
-    if (!pb->scratch) {
+    if (pb->chunk && !pb->scratch) { /* a pooled convolution's chunks: while its group runs */
+      first = want = p->groups[p->group_of[pb->node]].root;
+    } else if (!pb->scratch) {
       for (int v = 0; v < n; v++) { /* every value stored in b: the owner and in-place roots */
         if (p->storage[v] != ST_ARENA || p->buf[v] != b) continue;
         int vlast = v;

@@ -112,13 +112,17 @@ static void check_groups(const Graph *g, const Plan *p) {
       int m = gr->nodes[k];
       assert_int_equal(p->group_of[m], gi);
       if (k < gr->n - 1) assert_int_equal(p->storage[m], ST_FUSED);
-      if (k > 0 && !(gr->kind == GK_EPILOGUE && k == 1))
+      if (k > 0 && !((gr->kind == GK_EPILOGUE || gr->kind == GK_POOLED) && k == 1))
         assert_true(gr->nodes[k - 1] < m); /* schedule order */
       bool elem = op_info[g->nodes[m].op].flags & F_ELEM;
       if (gr->kind == GK_ELEM || (gr->kind == GK_EPILOGUE && k > 0)) {
         assert_true(elem);
         assert_true(
             same_shape(&g->nodes[m].ty, &r->ty)); /* no value is recomputed per broadcast element */
+      }
+      if (gr->kind == GK_POOLED && k > 0 && k < gr->n - 1) { /* the convolution's tail */
+        assert_true(elem);
+        assert_true(same_shape(&g->nodes[m].ty, &g->nodes[gr->nodes[0]].ty));
       }
       /* a fused value is read only inside its group */
       if (p->storage[m] == ST_FUSED)
@@ -139,6 +143,16 @@ static void check_groups(const Graph *g, const Plan *p) {
       assert_true(same_shape(&pr->ty, &r->ty));
       assert_int_equal(pr->ty.dt, r->ty.dt);
       assert_int_equal(gr->inplace, -1);
+    }
+    if (gr->kind == GK_POOLED) { /* conv2d [+ tail] -> pool, a chunk of images at a time */
+      assert_int_equal(g->nodes[gr->nodes[0]].op, OP_CONV2D);
+      assert_true(r->op == OP_MAX_POOL2D || r->op == OP_AVG_POOL2D);
+      assert_int_equal(r->in[0], gr->nodes[gr->n - 2]);
+      assert_true(gr->chunk >= 1 && gr->inside && gr->inplace == -1);
+      const int cb = p->scratch[gr->root];
+      assert_true(cb >= 0 && !p->bufs[cb].scratch);
+      assert_int_equal(p->bufs[cb].chunk, gr->chunk);
+      assert_int_equal(p->bufs[p->scratch[gr->nodes[0]]].chunk, gr->chunk);
     }
     if (gr->inplace >= 0) {
       const Node *L = &g->nodes[gr->inplace];
@@ -471,6 +485,137 @@ static void test_bn_expand(void **state) {
   done(l);
 }
 
+/* views.c: attention reads q, k, v from the projection and writes through
+ * the transpose after it; what must stay a copy stays one. */
+static const char *attn_model(const char *q_extra, const char *out_perm, const char *end) {
+  static char buf[2048];
+  snprintf(buf, sizeof buf,
+           "model m {\n"
+           "  input x: f32[B, T, 24]\n"
+           "  param w: f32[72, 24]\n"
+           "  q, k, v = split(linear(x, w), [24, 24, 24], -1)\n"
+           "  q = transpose(reshape(q, [B, T, 4, 6]), 1, 2)%s\n"
+           "  k = transpose(reshape(k, [B, T, 4, 6]), 1, 2)\n"
+           "  v = transpose(reshape(slice(v, -1, 0, %s), [B, T, 4, 6]), 1, 2)\n"
+           "  h = scaled_dot_product_attention(q, k, v, causal=true)\n"
+           "  output y = %s\n"
+           "}\n",
+           q_extra, end, out_perm);
+  return buf;
+}
+
+static void test_sdpa_views(void **state) {
+  (void)state;
+  /* GPT-2's block: everything in place */
+  Low *l = lower_ok(attn_model("", "reshape(transpose(h, 1, 2), [B, T, 24])", "24"), false);
+  Graph *g = l->g;
+  assert_true(sdpa_views(g));
+  check_topological(g);
+  Plan *p = plan_graph(g, 2);
+  check_run(g, p);
+  const int a = only_op(g, p, OP_SDPA), lin = only_op(g, p, OP_LINEAR);
+  assert_int_equal(g->nodes[a].ia[3], 1);
+  for (int j = 0; j < 3; j++) assert_int_equal(g->nodes[a].in[j], lin);
+  for (int i = 0; i < g->n; i++) /* no copy is left to run */
+    if (p->storage[i] != ST_NONE)
+      assert_true(g->nodes[i].op != OP_SLICE && g->nodes[i].op != OP_TRANSPOSE);
+  /* the result is the transpose's [B, T, 4, 6], written at its strides */
+  assert_int_equal(g->nodes[a].ty.rank, 4);
+  assert_true(dim_is_const(g->nodes[a].ty.dim[2], NULL));
+  Dim off;
+  const Dim *st = sdpa_operand_view(g, a, 3, &off); /* y [b, h, t, d] -> [b, t, h, d] */
+  int64_t c;
+  assert_true(dim_is_const(st[1], &c) && c == 6);
+  assert_true(dim_is_const(st[2], &c) && c == 24);
+  assert_true(dim_is_const(st[3], &c) && c == 1);
+  st = sdpa_operand_view(g, a, 1, &off); /* k: columns 24.. of rows of 72 */
+  assert_true(dim_is_const(off, &c) && c == 24);
+  assert_true(dim_is_const(st[1], &c) && c == 6);
+  assert_true(dim_is_const(st[2], &c) && c == 72);
+  const Type qt = sdpa_operand_type(g, a, 0);
+  assert_int_equal(qt.rank, 4);
+  assert_true(dim_is_const(qt.dim[1], &c) && c == 4); /* [B, 4, T, 6] */
+  done(l);
+
+  /* q also an output: its copy stays; the attention still reads in place */
+  l = lower_ok(attn_model("\n  output qq = q * 1.0", "h", "24"), false);
+  g = l->g;
+  sdpa_views(g);
+  p = plan_graph(g, 2);
+  check_run(g, p);
+  int ntr = 0;
+  for (int i = 0; i < g->n; i++) ntr += p->storage[i] != ST_NONE && g->nodes[i].op == OP_TRANSPOSE;
+  assert_int_equal(ntr, 1); /* q's, for the output */
+  assert_int_equal(g->nodes[only_op(g, p, OP_SDPA)].ia[3], 1);
+  done(l);
+
+  /* a permute that moves the last dim is not the attention's layout; a
+   * slice whose end is checked at run time (T) is not looked through */
+  l = lower_ok(attn_model("", "permute(h, [0, 1, 3, 2])", "24"), false);
+  g = l->g;
+  sdpa_views(g);
+  p = plan_graph(g, 2);
+  assert_int_equal(g->nodes[only_op(g, p, OP_PERMUTE)].op, OP_PERMUTE);
+  done(l);
+  l = lower_ok("model m {\n"
+               "  input q: f32[B, 4, T, 6]\n"
+               "  input kv: f32[B, 4, 40, 6]\n"
+               "  k = slice(kv, 2, 0, T)\n"
+               "  output y = scaled_dot_product_attention(q, k, k)\n"
+               "}\n",
+               false);
+  g = l->g;
+  sdpa_views(g);
+  p = plan_graph(g, 2);
+  assert_int_equal(g->nodes[only_op(g, p, OP_SDPA)].ia[3], 0); /* k cannot be seen through */
+  only_op(g, p, OP_SLICE);
+  done(l);
+}
+
+/* A pool takes in the convolution (and tail) it alone reads: GK_POOLED, at
+ * -O2 on the C backend only, never where the tail reads per-image values,
+ * or the result is read twice (the train step). */
+static void test_pooled(void **state) {
+  (void)state;
+  Low *l = lower_ok("model m {\n"
+                    "  input x: f32[B, 3, 12, 12]\n"
+                    "  input s: f32[B, 1, 1, 1]\n"
+                    "  param k: f32[4, 3, 3, 3]\n"
+                    "  param c: f32[4, 1, 1]\n"
+                    "  output a = max_pool2d(relu(conv2d(x, k, padding=1) * c), 2)\n"
+                    "  output b = avg_pool2d(conv2d(x, k), 2)\n"
+                    "  output d = max_pool2d(conv2d(x, k, padding=1) + s, 2)\n"
+                    "}\n"
+                    "train m {\n"
+                    "  loss = mean(a) + mean(b)\n"
+                    "  optimizer = sgd(lr=0.1)\n"
+                    "}\n",
+                    true);
+  Graph *g = l->g;
+  Plan *p = plan_graph(g, 2);
+  check_run(g, p);
+  const Group *ga = group(p, g->outputs[0].node), *gb = group(p, g->outputs[1].node);
+  assert_int_equal(ga->kind, GK_POOLED);
+  assert_int_equal(ga->n, 4); /* conv2d + mul + relu + max_pool2d */
+  assert_int_equal(g->nodes[ga->nodes[0]].op, OP_CONV2D);
+  assert_int_equal(ga->chunk, 32768 / (4 * 12 * 12)); /* 128 KB of the convolution's result */
+  assert_int_equal(gb->kind, GK_POOLED);
+  assert_int_equal(gb->n, 2); /* a convolution alone */
+  assert_int_equal(group(p, g->outputs[2].node)->kind, GK_SINGLE); /* + s: per image */
+  Plan *p0 = plan_graph(g, 0);
+  for (int gi = 0; gi < p0->ngroups; gi++) assert_int_not_equal(p0->groups[gi].kind, GK_POOLED);
+  /* train step: max_pool2d's backward reads relu's result, so a's is stored;
+   * avg_pool2d's backward reads no values, so b's stays pooled */
+  Plan *tr = plan_train(g, 2);
+  check_groups(g, tr);
+  assert_int_not_equal(group(tr, g->outputs[0].node)->kind, GK_POOLED);
+  assert_int_equal(group(tr, g->outputs[1].node)->kind, GK_POOLED);
+  g->cuda = true;
+  Plan *pc = plan_graph(g, 2);
+  for (int gi = 0; gi < pc->ngroups; gi++) assert_int_not_equal(pc->groups[gi].kind, GK_POOLED);
+  done(l);
+}
+
 /* In a CNN's train step, relu's backward runs inside max_pool2d's backward. */
 static void test_pool_backward_epilogue(void **state) {
   (void)state;
@@ -740,6 +885,8 @@ int main(void) {
       cmocka_unit_test(test_epilogue_not_fused),
       cmocka_unit_test(test_per_function),
       cmocka_unit_test(test_bn_expand),
+      cmocka_unit_test(test_sdpa_views),
+      cmocka_unit_test(test_pooled),
       cmocka_unit_test(test_pool_backward_epilogue),
       cmocka_unit_test(test_inplace),
       cmocka_unit_test(test_report_and_dot),

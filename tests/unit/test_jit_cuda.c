@@ -277,7 +277,7 @@ static void test_models(void **state) {
       Arena *A = arena_new();
       const char *path = arena_printf(A, "%s/%s", dirs[k], e->d_name);
       Diag dg = {0};
-      Options o = {.opt_level = 2};
+      Options o = {.opt_level = 2, .cuda = true}; /* as libmlc and mlc plan for CUDA */
       Compiled *c = compile_file(A, path, &o, false, &dg);
       diag_free(&dg);
       n++;
@@ -566,7 +566,7 @@ static void test_stub_models(void **state) {
       Arena *A = arena_new();
       const char *path = arena_printf(A, "%s/%s", dirs[d], de->d_name);
       Diag dg = {0};
-      Options o = {.opt_level = 2};
+      Options o = {.opt_level = 2, .cuda = true}; /* as libmlc and mlc plan for CUDA */
       Compiled *c = compile_file(A, path, &o, false, &dg);
       diag_free(&dg);
       if (!c) {

@@ -2,7 +2,9 @@
  * double-precision reference (scores, softmax, products), with causal, bool
  * and float masks and head sizes that are not multiples of the vector width,
  * on every instruction set the CPU has; a given ISA gives the same bits with
- * any number of threads. */
+ * any number of threads.  The strided forward (q, k, v read from one
+ * [B, T, 3 heads-wide] projection, y written as [B, T, H, Dv]) gives the bits
+ * of the dense call on copies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -134,7 +136,70 @@ static void test_sdpa(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
 }
 
+/* X [B, T, H*D | H*D | H*Dv] -> y [B, T, H, Dv] at strides, against the dense
+ * call on [B, H, T, *] copies, bit for bit. */
+static void check_strided(int64_t B, int64_t H, int64_t T, int64_t D, int64_t Dv, int causal,
+                          int mask) {
+  const int64_t W = H * (2 * D + Dv), nx = B * T * W, ny = B * T * H * Dv;
+  uint32_t seed = 11;
+  float *x = malloc(sizeof(float) * (size_t)nx), *y = malloc(sizeof(float) * (size_t)ny);
+  float *qd = malloc(sizeof(float) * (size_t)(B * H * T * D)),
+        *kd = malloc(sizeof(float) * (size_t)(B * H * T * D));
+  float *vd = malloc(sizeof(float) * (size_t)(B * H * T * Dv)),
+        *yd = malloc(sizeof(float) * (size_t)ny);
+  uint8_t *bm = malloc((size_t)(T * T));
+  for (int64_t i = 0; i < nx; i++) x[i] = 2 * frand(&seed);
+  for (int64_t i = 0; i < T * T; i++) bm[i] = (i % 5) != 2 || i % T == 0;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t t = 0; t < T; t++) {
+        const float *row = x + (b * T + t) * W;
+        memcpy(qd + ((b * H + h) * T + t) * D, row + h * D, sizeof(float) * (size_t)D);
+        memcpy(kd + ((b * H + h) * T + t) * D, row + H * D + h * D, sizeof(float) * (size_t)D);
+        memcpy(vd + ((b * H + h) * T + t) * Dv, row + 2 * H * D + h * Dv,
+               sizeof(float) * (size_t)Dv);
+      }
+  mlcrt_sdpa_params p = {.nbatch = 2,
+                         .batch = {B, H},
+                         .Tq = T,
+                         .Tk = T,
+                         .D = D,
+                         .Dv = Dv,
+                         .scale = 1.0f / sqrtf((float)D),
+                         .causal = causal,
+                         .mask = mask,
+                         .mask_stride = {0, 0, mask ? T : 0, mask ? 1 : 0}};
+  mlcrt_sdpa_params ps = p;
+  ps.strided = 1;
+  const int64_t qs[] = {T * W, D, W}, ys[] = {T * H * Dv, Dv, H * Dv};
+  const int64_t vs[] = {T * W, Dv, W};
+  memcpy(ps.q_stride, qs, sizeof qs);
+  memcpy(ps.k_stride, qs, sizeof qs);
+  memcpy(ps.v_stride, vs, sizeof vs);
+  memcpy(ps.y_stride, ys, sizeof ys);
+  for (int isa = 0; isa <= mlcrt_cpu_isa(); isa++)
+    for (int t = 1; t <= 3; t++) {
+      memset(y, 0xff, sizeof(float) * (size_t)ny); /* NaN: every element must be written */
+      mlcrt_sdpa_f32(teams[isa][t], &p, qd, kd, vd, mask ? bm : NULL, yd);
+      mlcrt_sdpa_f32(teams[isa][t], &ps, x, x + H * D, x + 2 * H * D, mask ? bm : NULL, y);
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+          for (int64_t i = 0; i < T; i++)
+            assert_memory_equal(y + ((b * T + i) * H + h) * Dv, yd + ((b * H + h) * T + i) * Dv,
+                                sizeof(float) * (size_t)Dv);
+    }
+  free(x), free(y), free(qd), free(kd), free(vd), free(yd), free(bm);
+}
+
+static void test_sdpa_strided(void **state) {
+  (void)state;
+  check_strided(2, 3, 9, 16, 16, 1, 0);  /* causal, GPT-2's layout */
+  check_strided(3, 2, 7, 5, 3, 0, 1);    /* bool mask broadcast over batch and heads; D != Dv */
+  check_strided(2, 4, 40, 32, 32, 1, 0); /* enough rows to split over threads */
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_sdpa)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_sdpa),
+                                     cmocka_unit_test(test_sdpa_strided)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,6 +1,6 @@
 /* test_rt_tiles.c — elementwise tiles (mlcrt_tiles) and GEMM and convolution
  * epilogues (mlcrt_sgemm_epi, mlcrt_linear_epi_f32, mlcrt_matmul_epi_f32,
- * mlcrt_conv2d_epi_f32): every
+ * mlcrt_conv2d_epi_f32, mlcrt_conv2d_pool_f32): every
  * element of the output is handed to the kernel exactly once, after its
  * GEMM value is final, on every instruction set and thread count, and the
  * result equals the GEMM followed by the same elementwise pass. */
@@ -214,6 +214,79 @@ static void test_conv_epilogue(void **state) {
   check_conv_epi((mlcrt_conv2d_params){6, 9, 8, 8, 13, 3, 3, 8, 8, 1, 1, 1, 1, 1, 1, 1}, 1);
 }
 
+/* mlcrt_conv2d_pool_f32: a convolution and its per-channel tail a chunk of
+ * images at a time, each chunk pooled, equals the whole batch's convolution
+ * then the pool, bit for bit: chunks of 1, ones that do not divide the
+ * batch, one larger than it; max and avg; every ISA and thread count. */
+typedef struct {
+  float *y;
+  const float *s; /* per channel */
+  int64_t oc, nc;
+} chan_ctx;
+
+static void chan_tile(void *arg, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  chan_ctx *a = arg;
+  for (int64_t r = r0; r < r1; r++)
+    for (int64_t i = r * a->nc + c0; i < r * a->nc + c1; i++)
+      a->y[i] = (a->y[i] < 0 ? 0 : a->y[i]) * a->s[r % a->oc];
+}
+
+static void check_conv_pool(mlcrt_conv2d_params p, mlcrt_pool2d_params q, int64_t chunk) {
+  const int64_t L = p.OH * p.OW, n = p.N * p.OC * L, nx = p.N * p.C * p.H * p.W,
+                nw = p.OC * (p.C / p.groups) * p.KH * p.KW, ny = p.N * p.OC * q.OH * q.OW;
+  uint32_t seed = 7;
+  float *x = malloc((size_t)nx * sizeof *x), *w = malloc((size_t)nw * sizeof *w);
+  float *b = malloc((size_t)p.OC * sizeof *b), *sc = malloc((size_t)p.OC * sizeof *sc);
+  float *conv = malloc((size_t)n * sizeof *conv), *want = malloc((size_t)ny * sizeof *want);
+  float *y = malloc((size_t)ny * sizeof *y);
+  const int64_t nbuf = (chunk < p.N ? chunk : p.N) * p.OC * L;
+  float *buf = malloc((size_t)nbuf * sizeof *buf);
+  for (int64_t i = 0; i < nx; i++) x[i] = frand(&seed);
+  for (int64_t i = 0; i < nw; i++) w[i] = frand(&seed);
+  for (int64_t i = 0; i < p.OC; i++) b[i] = frand(&seed), sc[i] = 1.0f + frand(&seed);
+  mlcrt_conv2d_params pc = p; /* the scratch of a chunk's call */
+  pc.N = chunk < p.N ? chunk : p.N;
+  for (int avg = 0; avg < 2; avg++)
+    for (int isa = 0; isa <= mlcrt_cpu_isa(); isa++)
+      for (int t = 1; t <= 3; t++) {
+        mlcrt_team *team = teams[isa][t];
+        void *scratch = malloc(mlcrt_conv2d_scratch(&p, MLCRT_CONV_FWD, t) + 64);
+        chan_ctx whole = {conv, sc, p.OC, L};
+        const mlcrt_epilogue ew = {chan_tile, &whole};
+        mlcrt_conv2d_epi_f32(team, &p, x, w, b, conv, scratch, &ew);
+        (avg ? mlcrt_avg_pool2d_f32 : mlcrt_max_pool2d_f32)(team, &q, conv, want);
+        free(scratch);
+        scratch = malloc(mlcrt_conv2d_scratch(&pc, MLCRT_CONV_FWD, t) + 64);
+        for (int64_t i = 0; i < ny; i++) y[i] = -9.0f;
+        chan_ctx part = {buf, sc, p.OC, L};
+        const mlcrt_epilogue ep = {chan_tile, &part};
+        mlcrt_conv2d_pool_f32(team, &p, x, w, b, scratch, &ep, &q, avg, chunk, buf, y);
+        if (memcmp(y, want, (size_t)ny * sizeof *y))
+          fail_msg("conv+pool N%lld C%lld %lldx%lld chunk %lld %s, isa %d, %d threads differs",
+                   (long long)p.N, (long long)p.C, (long long)p.H, (long long)p.W, (long long)chunk,
+                   avg ? "avg" : "max", isa, t);
+        free(scratch);
+      }
+  free(x), free(w), free(b), free(sc), free(conv), free(want), free(y), free(buf);
+}
+
+static void test_conv_pool(void **state) {
+  (void)state;
+  /* LeNet-5's layers: 6 and 20 images at a time, as mlc plans them */
+  const mlcrt_conv2d_params c1 = {13, 1, 28, 28, 6, 5, 5, 28, 28, 1, 1, 2, 2, 1, 1, 1};
+  const mlcrt_pool2d_params p1 = {13, 6, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, 0};
+  check_conv_pool(c1, p1, 6);
+  check_conv_pool(c1, p1, 1);
+  const mlcrt_conv2d_params c2 = {7, 6, 14, 14, 16, 5, 5, 10, 10, 1, 1, 0, 0, 1, 1, 1};
+  const mlcrt_pool2d_params p2 = {7, 16, 10, 10, 5, 5, 2, 2, 2, 2, 0, 0, 0};
+  check_conv_pool(c2, p2, 20); /* a chunk beyond the batch */
+  check_conv_pool(c2, p2, 3);
+  /* 3x3 stride 2 padding 1 windows over an odd size, the implicit GEMM */
+  const mlcrt_conv2d_params c3 = {5, 8, 9, 9, 12, 3, 3, 9, 9, 1, 1, 1, 1, 1, 1, 1};
+  const mlcrt_pool2d_params p3 = {5, 12, 9, 9, 5, 5, 3, 3, 2, 2, 1, 1, 1};
+  check_conv_pool(c3, p3, 2);
+}
+
 /* max_pool2d's backward with an epilogue (relu's backward after it in a
  * CNN's train step): rows n * C + c, columns h * W + w, each plane once and
  * only when final; the 2x2 paths (AVX-512 and the portable one:
@@ -254,17 +327,15 @@ static void check_pool_dx_epi(mlcrt_pool2d_params p) {
 static void test_pool_dx_epilogue(void **state) {
   (void)state;
   check_pool_dx_epi((mlcrt_pool2d_params){3, 6, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, 0}); /* LeNet's */
-  check_pool_dx_epi((mlcrt_pool2d_params){2, 3, 9, 37, 4, 18, 2, 2, 2, 2, 0, 0, 0});  /* odd sizes */
-  check_pool_dx_epi((mlcrt_pool2d_params){2, 4, 16, 16, 8, 8, 3, 3, 2, 2, 1, 1, 0});  /* ResNet's */
+  check_pool_dx_epi((mlcrt_pool2d_params){2, 3, 9, 37, 4, 18, 2, 2, 2, 2, 0, 0, 0}); /* odd sizes */
+  check_pool_dx_epi((mlcrt_pool2d_params){2, 4, 16, 16, 8, 8, 3, 3, 2, 2, 1, 1, 0}); /* ResNet's */
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_tiles_cover_once),
-      cmocka_unit_test(test_linear_epilogue),
-      cmocka_unit_test(test_matmul_epilogue),
-      cmocka_unit_test(test_conv_epilogue),
-      cmocka_unit_test(test_pool_dx_epilogue),
+      cmocka_unit_test(test_tiles_cover_once), cmocka_unit_test(test_linear_epilogue),
+      cmocka_unit_test(test_matmul_epilogue),  cmocka_unit_test(test_conv_epilogue),
+      cmocka_unit_test(test_conv_pool),        cmocka_unit_test(test_pool_dx_epilogue),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -73,13 +73,20 @@ static inline void fwd_rows(const mlcrt_sdpa_params *p, const float *q, const fl
                             const float *v, const void *mask, float *y, int64_t r0, int64_t r1) {
   const int64_t Tq = p->Tq, Tk = p->Tk, Dv = p->Dv, nb = p->nbatch;
   const int64_t krow = p->k_stride[nb], vrow = p->v_stride[nb];
+  const float *qb = q, *kb = k, *vb = v;
+  float *yb = y;
+  int64_t mb = 0, cur = -1;
   for (int64_t r = r0; r < r1; r++) {
     const int64_t bi = r / Tq, i = r % Tq;
-    const float *qi = q + batch_offset(p, p->q_stride, bi) + i * p->q_stride[nb];
-    const float *kb = k + batch_offset(p, p->k_stride, bi),
-                *vb = v + batch_offset(p, p->v_stride, bi);
-    float *acc = y + batch_offset(p, p->y_stride, bi) + i * p->y_stride[nb];
-    const int64_t mrow = mask_offset(p, bi) + i * p->mask_stride[p->nbatch];
+    if (bi != cur) { /* a new batch index: its offsets, once */
+      qb = q + batch_offset(p, p->q_stride, bi), kb = k + batch_offset(p, p->k_stride, bi);
+      vb = v + batch_offset(p, p->v_stride, bi), yb = y + batch_offset(p, p->y_stride, bi);
+      mb = mask_offset(p, bi);
+      cur = bi;
+    }
+    const float *qi = qb + i * p->q_stride[nb];
+    float *acc = yb + i * p->y_stride[nb];
+    const int64_t mrow = mb + i * p->mask_stride[p->nbatch];
     for (int64_t c = 0; c < Dv; c++) acc[c] = 0.0f;
     float m = -INFINITY, l = 0.0f;
     const int64_t jend = p->causal && i + 1 < Tk ? i + 1 : Tk;

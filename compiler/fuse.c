@@ -349,8 +349,8 @@ static double values_bytes(const Graph *g, const Plan *p, const int64_t *sv) {
   return s;
 }
 
-void fuse_report(FILE *out, const Graph *g, const Plan *p, const Plan *p0, const int64_t *symvals,
-                 const char *fn) {
+void fuse_report(FILE *out, const Graph *g, const Plan *p, const Graph *g0, const Plan *p0,
+                 const int64_t *symvals, const char *fn) {
   fprintf(out, "%s of model %s at", fn, g->name);
   for (int s = 1; s <= g->nsym; s++) fprintf(out, " %s=%lld", g->sym[s], (long long)symvals[s]);
   fprintf(out, "%s\n", g->nsym ? "" : " (no symbolic dims)");
@@ -375,7 +375,7 @@ void fuse_report(FILE *out, const Graph *g, const Plan *p, const Plan *p0, const
   }
   for (int gi = 0; gi < p0->ngroups; gi++) {
     double f, b;
-    fuse_group_cost(g, p0, gi, symvals, &f, &b);
+    fuse_group_cost(g0, p0, gi, symvals, &f, &b);
     tb0 += b;
   }
   fprintf(out,
@@ -383,8 +383,8 @@ void fuse_report(FILE *out, const Graph *g, const Plan *p, const Plan *p0, const
           "-O2, %.0f at -O0\n",
           p->ngroups, fused, p0->ngroups, tf / 1e6, tb, tb0);
   fprintf(out, "arena: %zu bytes at -O2, %zu at -O0; intermediate tensors %.0f bytes in all\n",
-          plan_arena_bytes(g, p, symvals), plan_arena_bytes(g, p0, symvals),
-          values_bytes(g, p0, symvals));
+          plan_arena_bytes(g, p, symvals), plan_arena_bytes(g0, p0, symvals),
+          values_bytes(g0, p0, symvals));
 }
 
 /* A node's label: op, shape, and the MDL variable it was bound to. */

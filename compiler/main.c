@@ -920,11 +920,21 @@ static int report_groups(const Args *a, const Compiled *c) {
     sv[id] = v;
   }
   if (a->report) {
-    fuse_report(stdout, g, c->plan, plan_graph(g, 0), sv, "run");
-    if (c->train_plan) {
+    /* the -O0 side from the model compiled at -O0: the -O2 passes (bn_expand,
+     * sdpa_views) change the graph */
+    Arena *A0 = arena_new();
+    Options o0 = a->o;
+    o0.opt_level = 0;
+    Diag d0 = {0};
+    const Compiled *c0 = compile_file(A0, a->model_path, &o0, false, &d0);
+    if (!c0) c0 = c; /* (it compiled at -O2) */
+    fuse_report(stdout, g, c->plan, c0->g, c0->plan, sv, "run");
+    if (c->train_plan && c0->train_plan) {
       printf("\n");
-      fuse_report(stdout, g, c->train_plan, plan_train(g, 0), sv, "train step");
+      fuse_report(stdout, g, c->train_plan, c0->g, c0->train_plan, sv, "train step");
     }
+    diag_free(&d0);
+    arena_free(A0);
   }
   if (a->dot) {
     FILE *f = fopen(a->dot, "w");

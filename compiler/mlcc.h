@@ -342,9 +342,11 @@ void fuse_plan(Graph *g, Plan *p, const bool *live, const int *roots, int nroots
  * pass reads and writes the root again, as the C backend runs it). */
 void fuse_group_cost(const Graph *g, const Plan *p, int gi, const int64_t *symvals, double *flops, double *bytes);
 /* --report: per group its ops, FLOPs and bytes moved, then totals and the
- * arena bytes of p (-O2) and p0 (-O0, the same function) for the given
- * symbol values (symvals[id]); fn names the function ("run"). */
-void fuse_report(FILE *out, const Graph *g, const Plan *p, const Plan *p0, const int64_t *symvals, const char *fn);
+ * arena bytes of p (-O2, planning g) and p0 (-O0, the same function of g0:
+ * the model compiled at -O0, whose graph the -O2 passes have not changed)
+ * for the given symbol values (symvals[id]); fn names the function ("run"). */
+void fuse_report(FILE *out, const Graph *g, const Plan *p, const Graph *g0, const Plan *p0,
+                 const int64_t *symvals, const char *fn);
 /* --dot: a Graphviz digraph of the function p plans, fused groups drawn as
  * clusters. */
 void fuse_dot(FILE *out, const Graph *g, const Plan *p);

@@ -763,7 +763,7 @@ static void test_report_and_dot(void **state) {
   char *text = NULL;
   size_t len = 0;
   FILE *f1 = open_memstream(&text, &len);
-  fuse_report(f1, g, p, p0, sv, "run");
+  fuse_report(f1, g, p, g, p0, sv, "run");
   fclose(f1);
   assert_non_null(strstr(text, "epilogue"));
   assert_non_null(strstr(text, "linear + relu + mul"));

@@ -138,6 +138,7 @@ typedef struct {
   const mlcrt_epilogue *epi; /* on each finished block of C, or NULL */
   const mlcrt__bpacker *bp;  /* packs B (B is NULL), or NULL */
   const float *apacked;      /* A packed by mlcrt__gemm_pack_a, or NULL */
+  const float *bpacked;      /* op(B) packed by pack_b_whole, or NULL */
 } gemm_job;
 
 #define STACK_WS_FLOATS (48 * 1024)
@@ -188,6 +189,49 @@ void mlcrt__gemm_pack_a(int isa, int64_t M, int64_t K, const float *A, int64_t l
   }
 }
 
+/* op(B)[pc:pc+kc, jj:jj+nj] as one panel of NR columns, k-major, columns
+ * past nj zero */
+static void pack_b_panel(const mlcrt__gemm_isa *k, const float *B, int64_t b_sk, int64_t b_sj,
+                         int64_t pc, int64_t kc, int64_t jj, int64_t nj, float *dst) {
+  const int NR = k->nr;
+  if (b_sj == 1) {
+    for (int64_t kk = 0; kk < kc; kk++) {
+      const float *src = B + (pc + kk) * b_sk + jj;
+      float *d = dst + kk * NR;
+      memcpy(d, src, (size_t)nj * sizeof *d);
+      for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
+    }
+  } else if (k->pack_t) { /* op(B) = B^T: column j of op(B) is row j of B */
+    k->pack_t(B + jj * b_sj + pc, b_sj, kc, nj, NR, dst);
+  } else { /* op(B) = B^T: column j of op(B) is row j of B, contiguous in k */
+    for (int64_t j = 0; j < nj; j++) {
+      const float *src = B + (jj + j) * b_sj + pc;
+      for (int64_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
+    }
+    for (int64_t j = nj; j < NR; j++)
+      for (int64_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
+  }
+}
+
+/* N rounded up to whole panels of NR columns */
+static int64_t bpack_cols(const mlcrt__gemm_isa *k, int64_t N) {
+  return (N + k->nr - 1) / k->nr * k->nr;
+}
+
+/* op(B) [K, N] whole, once: for each KC block of k (in order), its panels of
+ * NR columns, exactly as gemm_block packs them, so the panel of columns jj..
+ * of block pc is at pc * bpack_cols + jj * kc. */
+static void pack_b_whole(const mlcrt__gemm_isa *k, const float *B, int64_t b_sk, int64_t b_sj,
+                         int64_t K, int64_t N, float *dst) {
+  const int64_t Np = bpack_cols(k, N);
+  for (int64_t pc = 0; pc < K; pc += k->kc) {
+    const int64_t kc = K - pc < k->kc ? K - pc : k->kc;
+    for (int64_t jj = 0; jj < N; jj += k->nr)
+      pack_b_panel(k, B, b_sk, b_sj, pc, kc, jj, N - jj < k->nr ? N - jj : k->nr,
+                   dst + pc * Np + jj * kc);
+  }
+}
+
 /* C[i0:i1, j0:j1] of the job, on one thread with workspace ws (wsn floats). */
 static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float *ws,
                        size_t wsn) {
@@ -216,27 +260,14 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
       for (int64_t p = 0; p < npanels; p++) {
         float *dst = bpack + p * kc * NR;
         const int64_t jj = jc + p * NR, nj = j1 - jj < NR ? j1 - jj : NR;
-        if (direct && nj == NR) continue;
-        if (g->bp) {
+        if ((direct && nj == NR) || g->bpacked) continue;
+        if (g->bp)
           g->bp->fn(g->bp->ctx, pc, kc, jj, nj, NR, dst);
-        } else if (b_sj == 1) {
-          for (int64_t kk = 0; kk < kc; kk++) {
-            const float *src = B + (pc + kk) * b_sk + jj;
-            float *d = dst + kk * NR;
-            memcpy(d, src, (size_t)nj * sizeof *d);
-            for (int64_t j = nj; j < NR; j++) d[j] = 0.0f;
-          }
-        } else if (k->pack_t) { /* op(B) = B^T: column j of op(B) is row j of B */
-          k->pack_t(B + jj * b_sj + pc, b_sj, kc, nj, NR, dst);
-        } else { /* op(B) = B^T: column j of op(B) is row j of B, contiguous in k */
-          for (int64_t j = 0; j < nj; j++) {
-            const float *src = B + (jj + j) * b_sj + pc;
-            for (int64_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = src[kk];
-          }
-          for (int64_t j = nj; j < NR; j++)
-            for (int64_t kk = 0; kk < kc; kk++) dst[kk * NR + j] = 0.0f;
-        }
+        else
+          pack_b_panel(k, B, b_sk, b_sj, pc, kc, jj, nj, dst);
       }
+      /* or find them packed already (pack_b_whole's layout) */
+      const float *bblock = g->bpacked ? g->bpacked + pc * bpack_cols(k, g->N) + jc * kc : bpack;
       for (int64_t ic = i0; ic < i1; ic += MC) {
         const int64_t mc = i1 - ic < MC ? i1 - ic : MC;
         const int64_t mpanels = (mc + MR - 1) / MR;
@@ -252,9 +283,9 @@ static void gemm_block(const gemm_job *g, int64_t i0, int64_t i1, int64_t j0, in
           for (int64_t q = 0; q < mpanels; q++) {
             const int64_t ii = ic + q * MR, mi = i1 - ii < MR ? i1 - ii : MR;
             const int in_place = direct && nj == NR;
-            k->kernel(kc, ablock + q * kc * MR, in_place ? B + pc * b_sk + jj : bpack + p * kc * NR,
-                      in_place ? b_sk : NR, g->C + ii * g->ldc + jj, g->ldc, (int)mi, (int)nj,
-                      beta);
+            k->kernel(kc, ablock + q * kc * MR,
+                      in_place ? B + pc * b_sk + jj : bblock + p * kc * NR, in_place ? b_sk : NR,
+                      g->C + ii * g->ldc + jj, g->ldc, (int)mi, (int)nj, beta);
           }
         }
         if (g->epi && pc + kc >= g->K) /* the block is final and still in cache */
@@ -341,9 +372,23 @@ static const mlcrt__gemm_isa *kernels(mlcrt_team *team, int isa) {
   return mlcrt__gemm_for(isa >= 0 ? isa : team ? mlcrt_team_isa(team) : mlcrt_cpu_isa());
 }
 
+static void sgemm(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
+                  int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  const float *bpacked, float beta, float *C, int64_t ldc,
+                  const mlcrt_epilogue *epi);
+
 void mlcrt__sgemm_isa(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
                       int64_t K, float alpha, const float *A, int64_t lda, const float *B,
                       int64_t ldb, float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi) {
+  sgemm(team, isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, epi);
+}
+
+/* bpacked: op(B) packed whole for these kernels (pack_b_whole), or NULL; B
+ * is still given, for the paths that read it in place. */
+static void sgemm(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
+                  int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  const float *bpacked, float beta, float *C, int64_t ldc,
+                  const mlcrt_epilogue *epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) { /* C = beta * C */
     for (int64_t i = 0; i < M; i++) {
@@ -375,7 +420,8 @@ void mlcrt__sgemm_isa(mlcrt_team *team, int isa, int trans_a, int trans_b, int64
                 0,
                 epi,
                 NULL,
-                NULL};
+                NULL,
+                bpacked};
   const int nt = mlcrt_team_size(team);
   const double macs = (double)M * (double)N * (double)K;
   int use = macs < MT_MIN_MACS ? 1 : nt;
@@ -438,7 +484,8 @@ void mlcrt__sgemm_packb(mlcrt_team *team, int isa, int64_t M, int64_t N, int64_t
                 0,
                 epi,
                 bp,
-                apacked};
+                apacked,
+                NULL};
   gemm_packed(&g, (double)M * (double)N * (double)K < MT_MIN_MACS ? 1 : mlcrt_team_size(team));
 }
 
@@ -526,11 +573,26 @@ void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, co
 
 void mlcrt_linear_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w,
                           int64_t N, const float *b, float *y, const mlcrt_epilogue *epi) {
+  mlcrt_linear_packed_epi_f32(team, x, M, K, w, NULL, N, b, y, epi);
+}
+
+size_t mlcrt_linear_pack_floats(const mlcrt_team *team, int64_t N, int64_t K) {
+  return (size_t)(bpack_cols(kernels((mlcrt_team *)team, -1), N) * K);
+}
+
+void mlcrt_linear_pack_f32(const mlcrt_team *team, const float *w, int64_t N, int64_t K,
+                           float *wp) {
+  pack_b_whole(kernels((mlcrt_team *)team, -1), w, 1, K, K, N, wp);
+}
+
+void mlcrt_linear_packed_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K,
+                                 const float *w, const float *wp, int64_t N, const float *b,
+                                 float *y, const mlcrt_epilogue *epi) {
   if (M <= 0 || N <= 0) return;
   if (b) {
     for (int64_t i = 0; i < M; i++) memcpy(y + i * N, b, (size_t)N * sizeof *y);
-    mlcrt_sgemm_epi(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 1.0f, y, N, epi);
+    sgemm(team, -1, 0, 1, M, N, K, 1.0f, x, K, w, K, wp, 1.0f, y, N, epi);
   } else {
-    mlcrt_sgemm_epi(team, 0, 1, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N, epi);
+    sgemm(team, -1, 0, 1, M, N, K, 1.0f, x, K, w, K, wp, 0.0f, y, N, epi);
   }
 }

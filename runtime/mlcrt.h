@@ -220,6 +220,18 @@ void mlcrt_linear_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, co
  * [numel / N, N], N its last dim; matmul needs ra, rb >= 2. */
 void mlcrt_linear_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K, const float *w, int64_t N,
                           const float *b, float *y, const mlcrt_epilogue *epi);
+/* W [N, K] packed once for the GEMM kernels of team's instruction set (team
+ * may be NULL: the CPU's), for many linear calls with these weights:
+ * mlcrt_linear_pack_floats floats at wp.  Packing W is what a call at a small
+ * batch spends much of its time on (GPT-2 small, 64 tokens: about a fifth). */
+size_t mlcrt_linear_pack_floats(const mlcrt_team *team, int64_t N, int64_t K);
+void mlcrt_linear_pack_f32(const mlcrt_team *team, const float *w, int64_t N, int64_t K, float *wp);
+/* mlcrt_linear_epi_f32 reading W's panels from wp (packed for this team; NULL:
+ * packed per call); w is still read by the unpacked paths (a row or two of
+ * x).  The same bits as the unpacked call. */
+void mlcrt_linear_packed_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K,
+                                 const float *w, const float *wp, int64_t N, const float *b,
+                                 float *y, const mlcrt_epilogue *epi);
 void mlcrt_matmul_epi_f32(mlcrt_team *team, const float *a, int ra, const int64_t *ashape, const float *b, int rb,
                           const int64_t *bshape, float *y, int yr, const int64_t *yshape, const mlcrt_epilogue *epi);
 

@@ -75,9 +75,10 @@ static void test_tiles_cover_once(void **state) {
   assert_int_equal(visits, 0);
 }
 
-/* linear with an epilogue == linear, then the elementwise pass; for every
- * path of the GEMM (packed blocks, several K blocks, rows by dot products,
- * one row) on every instruction set and thread count. */
+/* linear with an epilogue == linear, then the elementwise pass, with W
+ * packed per call and packed once beforehand; for every path of the GEMM
+ * (packed blocks, several K and N blocks, rows by dot products, one row) on
+ * every instruction set and thread count. */
 static void check_linear_epi(int64_t M, int64_t K, int64_t N, int bias) {
   const int64_t n = M * N;
   uint32_t seed = 11;
@@ -95,18 +96,29 @@ static void check_linear_epi(int64_t M, int64_t K, int64_t N, int bias) {
       mlcrt_team *team = teams[isa][t];
       mlcrt_linear_f32(team, x, M, K, w, N, bias ? b : NULL, gemm); /* the GEMM alone */
       for (int64_t i = 0; i < n; i++) want[i] = (gemm[i] < 0 ? 0 : gemm[i]) * 2.0f + r[i];
-      memset(visits, 0, (size_t)n * sizeof *visits);
-      tile_ctx a = {y, r, gemm, visits, N, 0};
-      const mlcrt_epilogue epi = {tile, &a};
-      mlcrt_linear_epi_f32(team, x, M, K, w, N, bias ? b : NULL, y, &epi);
-      if (a.bad)
-        fail_msg("%lldx%lldx%lld isa %d, %d threads: the epilogue saw a partial result",
-                 (long long)M, (long long)K, (long long)N, isa, t);
-      for (int64_t i = 0; i < n; i++)
-        if (visits[i] != 1)
-          fail_msg("%lldx%lldx%lld isa %d, %d threads: element %lld visited %d times", (long long)M,
-                   (long long)K, (long long)N, isa, t, (long long)i, visits[i]);
-      assert_memory_equal(y, want, (size_t)n * sizeof *y);
+      /* then with W packed once for the team (mlcrt_linear_pack_f32): the same bits */
+      float *wp = malloc(mlcrt_linear_pack_floats(team, N, K) * sizeof *wp + 1);
+      mlcrt_linear_pack_f32(team, w, N, K, wp);
+      for (int packed = 0; packed < 2; packed++) {
+        memset(visits, 0, (size_t)n * sizeof *visits);
+        for (int64_t i = 0; i < n; i++) y[i] = -7.0f;
+        tile_ctx a = {y, r, gemm, visits, N, 0};
+        const mlcrt_epilogue epi = {tile, &a};
+        if (packed)
+          mlcrt_linear_packed_epi_f32(team, x, M, K, w, wp, N, bias ? b : NULL, y, &epi);
+        else
+          mlcrt_linear_epi_f32(team, x, M, K, w, N, bias ? b : NULL, y, &epi);
+        if (a.bad)
+          fail_msg("%lldx%lldx%lld isa %d, %d threads%s: the epilogue saw a partial result",
+                   (long long)M, (long long)K, (long long)N, isa, t, packed ? ", packed W" : "");
+        for (int64_t i = 0; i < n; i++)
+          if (visits[i] != 1)
+            fail_msg("%lldx%lldx%lld isa %d, %d threads%s: element %lld visited %d times",
+                     (long long)M, (long long)K, (long long)N, isa, t, packed ? ", packed W" : "",
+                     (long long)i, visits[i]);
+        assert_memory_equal(y, want, (size_t)n * sizeof *y);
+      }
+      free(wp);
     }
   free(x), free(w), free(b), free(r), free(gemm), free(want), free(y), free(visits);
 }
@@ -118,6 +130,7 @@ static void test_linear_epilogue(void **state) {
   check_linear_epi(70, 259, 301, 1);   /* ragged packed blocks, two K blocks */
   check_linear_epi(300, 200, 37, 1);   /* tall: threads split rows */
   check_linear_epi(130, 600, 1500, 0); /* several N blocks and K blocks */
+  check_linear_epi(40, 1100, 2100, 1); /* N blocks of a wide workspace, a ragged last panel */
   check_linear_epi(9, 0, 5, 1);        /* K == 0: bias only */
 }
 

@@ -614,8 +614,7 @@ static void emit_shape_array(E *e, Buf *b, const char *name, const Type *t) {
   out(b, "};\n");
 }
 
-/* N: the batch as a C expression, or NULL for the input's dim 0 */
-static void conv_params_n(E *e, Buf *b, const Node *n, const char *pre, const char *N) {
+static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
   const Type *x, *w, *y;
   int h; /* conv1d [N, C, L] runs as conv2d with H = KH = OH = 1 */
   conv_types(e->g, n, &x, &w, &y, &h);
@@ -623,21 +622,18 @@ static void conv_params_n(E *e, Buf *b, const Node *n, const char *pre, const ch
       "%s{.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s, .OH = %s, .OW = "
       "%s,\n%s .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = "
       "%lld}",
-      "", N ? N : dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]),
+      "", dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]),
       dimc(e, x->dim[h + 1]), dimc(e, w->dim[0]), h < 2 ? "1" : dimc(e, w->dim[2]),
       dimc(e, w->dim[h + 1]), h < 2 ? "1" : dimc(e, y->dim[2]), dimc(e, y->dim[h + 1]), pre,
       (long long)n->ia[0], (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3],
       (long long)n->ia[4], (long long)n->ia[5], (long long)n->ia[6]);
 }
 
-static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
-  conv_params_n(e, b, n, pre, NULL);
-}
-
-/* The smaller of the batch (dim 0 of node id) and a chunk of images, in C. */
+/* The images a GK_POOLED chunk buffer holds for the batch (dim 0 of node
+ * id) and _create's nthreads, in C. */
 static const char *chunk_n(E *e, int id, int chunk) {
-  const char *n = dimc(e, e->g->nodes[id].ty.dim[0]);
-  return arena_printf(e->A, "((%s) < %d ? (%s) : %d)", n, chunk, n, chunk);
+  return arena_printf(e->A, "(size_t)mlcrt_conv2d_pool_images(%s, %d, nthreads)",
+                      dimc(e, e->g->nodes[id].ty.dim[0]), chunk);
 }
 
 /* batch_norm, layer_norm, group_norm, rms_norm (runtime/norm.c). */
@@ -1320,7 +1316,9 @@ static void emit_pooled(E *e, Buf *b, const Group *gr) {
   const Node *cn = &g->nodes[conv], *pn = &g->nodes[pool];
   const char *own_c = e->var[conv], *own_t = e->var[tail];
   e->var[conv] = e->var[tail] = "mlc_chunk";
-  out(b, "  {\n    float *mlc_chunk = (float *)(m->arena + m->%s[%d]); /* %d images at a time */\n",
+  out(b,
+      "  {\n    float *mlc_chunk = (float *)(m->arena + m->%s[%d]); /* %d images a thread at a "
+      "time */\n",
       e->off, e->p->scratch[pool], gr->chunk);
   const char *epi = "NULL";
   if (gr->n > 2) { /* the tail, on each block of the chunk's result */
@@ -1335,7 +1333,7 @@ static void emit_pooled(E *e, Buf *b, const Group *gr) {
   pool_params(e, b, pool);
   out(b,
       "    mlcrt_conv2d_pool_f32(m->team, &cp, %s, %s, %s, m->arena + m->%s[%d], %s, &pp, %d, %d, "
-      "mlc_chunk, %s);\n  }\n",
+      "mlc_chunk,\n                          %s);\n  }\n",
       e->var[cn->in[0]], e->var[cn->in[1]], cn->nin == 3 ? e->var[cn->in[2]] : "NULL", e->off,
       e->p->scratch[conv], epi, pn->op == OP_AVG_POOL2D, gr->chunk, e->var[pool]);
   e->var[conv] = own_c, e->var[tail] = own_t;
@@ -1925,10 +1923,14 @@ void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, const c
   for (int i = 0; i < p->nbufs; i++) {
     const PlanBuf *pb = &p->bufs[i];
     Node *n = &g->nodes[pb->node];
-    if (pb->scratch) {
+    if (pb->scratch && pb->chunk) { /* a pooled convolution's, a chunk a thread */
+      out(b, "      {mlcrt_conv2d_pool_scratch(&(mlcrt_conv2d_params)");
+      conv_params(e, b, n, "          ");
+      out(b, ", %d, nthreads), %d, %d, 0}, /* scratch of %%%d */\n", pb->chunk, pb->first, pb->last,
+          pb->node);
+    } else if (pb->scratch) {
       out(b, "      {mlcrt_conv2d_scratch(&(mlcrt_conv2d_params)");
-      conv_params_n(e, b, n, "          ",
-                    pb->chunk ? chunk_n(e, n->in[0], pb->chunk) : NULL); /* a pooled conv's */
+      conv_params(e, b, n, "          ");
       out(b, ", %s, nthreads), %d, %d, 0}, /* scratch of %%%d */\n",
           n->op == OP_CONV2D_DX   ? "MLCRT_CONV_DX"
           : n->op == OP_CONV2D_DW ? "MLCRT_CONV_DW"
@@ -1937,7 +1939,8 @@ void emit_items(E *e, Buf *b, const Plan *p, const char *name, Buf *dbl, const c
     } else if (pb->chunk) { /* GK_POOLED: images of a convolution's result, a chunk at a time */
       Dim per;              /* one image's bytes (a constant: fuse.c pools only such results) */
       dim_div(plan_buf_bytes(g, p, i), dim_const(pb->chunk), &per);
-      out(b, "      {(size_t)(%s) * %s, %d, %d, 0}, /* %%%d %s: %s, %d images at a time */\n",
+      out(b,
+          "      {(size_t)(%s) * %s, %d, %d, 0}, /* %%%d %s: %s, %d images a thread at a time */\n",
           dimc(e, per), chunk_n(e, pb->node, pb->chunk), pb->first, pb->last, pb->node,
           n->hint ? n->hint : describe(e, n), type_str(e->A, g, &n->ty), pb->chunk);
     } else {

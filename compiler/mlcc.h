@@ -247,9 +247,9 @@ typedef struct PlanBuf {
   int node;          /* the node that defines it (or owns the scratch) */
   bool scratch;      /* kernel scratch space rather than a value */
   int first, last;   /* live range in schedule steps (node ids) */
-  int chunk;         /* > 0: a value buffer holds this many images (dim 0) of
-                        node's value, a convolution's scratch is sized for a
-                        batch of this many (GK_POOLED); 0: all of it */
+  int chunk;         /* > 0 (GK_POOLED): a value buffer holds this many images
+                        (dim 0) of node's value a thread, a convolution's
+                        scratch is sized for a batch of that many; 0: all */
 } PlanBuf;
 
 /* A fusion group: nodes one backend kernel (one C loop nest, one CUDA
@@ -281,8 +281,8 @@ typedef struct PlanBuf {
  *                it reads a value indexed by image), and the root nodes[n-1]
  *                a max_pool2d or avg_pool2d, the only reader of nodes[n-2].
  *                Every member but the root is ST_FUSED: the convolution's
- *                result lives only `chunk` images at a time, in the buffer
- *                p->scratch[root] (PlanBuf.chunk), pooled from there.
+ *                result lives only `chunk` images a thread at a time, in the
+ *                buffer p->scratch[root] (PlanBuf.chunk), pooled from there.
  *
  * A group runs at its root's place in the schedule, so plan.c keeps every
  * value a member reads live until the root.  In place (-O2): the root of a
@@ -301,7 +301,7 @@ typedef struct Group {
   int inplace; /* the leaf whose buffer the root overwrites, or -1 */
   bool inside; /* GK_EPILOGUE: the tail runs inside its producer, on each block
                   of the result while it is in cache (fuse.c: tail_inside) */
-  int chunk;   /* GK_POOLED: images per convolution call */
+  int chunk;   /* GK_POOLED: images per convolution call, for each thread */
 } Group;
 /* Whether a leaf of type t, read along a convolution's result o ([N, C,
  * ...]), fits the view [N * C, the rest] that a tail inside the convolution
@@ -354,8 +354,8 @@ void fuse_dot(FILE *out, const Graph *g, const Plan *p);
 /* Arena bytes for given symbol values (uses the runtime planner). */
 size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals);
 /* Bytes of a value buffer as a Dim, for emitters: the node's value, or for
- * a chunk buffer (PlanBuf.chunk) that many images of it (the emitted size
- * takes the smaller of chunk and the batch). */
+ * a chunk buffer (PlanBuf.chunk) that many images of it (for one thread;
+ * the emitted size takes the smaller of the batch and a chunk a thread). */
 Dim plan_buf_bytes(const Graph *g, const Plan *p, int b);
 
 /* ---- codegen/emit_c.c: the C backend --------------------------------------- */

@@ -200,7 +200,7 @@ static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
 Dim plan_buf_bytes(const Graph *g, const Plan *p, int b) {
   const Node *nd = &g->nodes[p->bufs[b].node];
   Dim n = type_numel(&nd->ty);
-  if (p->bufs[b].chunk) { /* chunk images (GK_POOLED; at most the batch: plan_chunk_images) */
+  if (p->bufs[b].chunk) { /* chunk images (GK_POOLED; the emitted size: a chunk a thread) */
     n = dim_const(p->bufs[b].chunk);
     for (int k = 1; k < nd->ty.rank; k++) n = dim_mul(n, nd->ty.dim[k]);
   }
@@ -230,13 +230,14 @@ size_t plan_arena_bytes(const Graph *g, const Plan *p, const int64_t *symvals) {
           .KW = dim_eval(w->dim[h + 1], symvals), .OH = h < 2 ? 1 : dim_eval(y->dim[2], symvals),
           .OW = dim_eval(y->dim[h + 1], symvals), .sh = nd->ia[0], .sw = nd->ia[1],
           .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5], .groups = nd->ia[6]};
-      if (p->bufs[b].chunk && p->bufs[b].chunk < cp.N) cp.N = p->bufs[b].chunk;
-      size = mlcrt_conv2d_scratch(&cp, conv_op(nd), 1); /* for one thread */
+      size = p->bufs[b].chunk ? mlcrt_conv2d_pool_scratch(&cp, p->bufs[b].chunk, 1)
+                              : mlcrt_conv2d_scratch(&cp, conv_op(nd), 1); /* for one thread */
     } else {
       size = (size_t)dim_eval(plan_buf_bytes(g, p, b), symvals);
+      const int64_t chunk = p->bufs[b].chunk;
       const int64_t n0 = nd->ty.rank ? dim_eval(nd->ty.dim[0], symvals) : 1;
-      if (p->bufs[b].chunk > n0) /* a batch smaller than the chunk */
-        size = size / (size_t)p->bufs[b].chunk * (size_t)n0;
+      if (chunk) /* GK_POOLED, one thread: a batch smaller than the chunk */
+        size = size / (size_t)chunk * (size_t)mlcrt_conv2d_pool_images(n0, chunk, 1);
     }
     items[b] = (mlcrt_plan_item){size, p->bufs[b].first, p->bufs[b].last, 0};
   }

@@ -857,22 +857,93 @@ void mlcrt_conv2d_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const 
   conv_run(team, p, MLCRT_CONV_FWD, x, w, b, NULL, y, scratch, epi);
 }
 
+/* Bytes of one member's convolution scratch in mlcrt_conv2d_pool_f32: for a
+ * batch of chunk images on one thread, 64-byte aligned. */
+static size_t pool_slot(const mlcrt_conv2d_params *p, int64_t chunk) {
+  mlcrt_conv2d_params c = *p;
+  c.N = p->N < chunk ? p->N : chunk;
+  return (mlcrt_conv2d_scratch(&c, MLCRT_CONV_FWD, 1) + 63) / 64 * 64;
+}
+
+int64_t mlcrt_conv2d_pool_images(int64_t N, int64_t chunk, int nthreads) {
+  if (chunk < 1) chunk = 1;
+  if (nthreads > 1 && N > chunk * (nthreads - 1)) /* a chunk's room for each member */
+    return chunk * nthreads;
+  return N < chunk ? N : chunk; /* the chunks one after another */
+}
+
+size_t mlcrt_conv2d_pool_scratch(const mlcrt_conv2d_params *p, int64_t chunk, int nthreads) {
+  if (chunk < 1) chunk = 1;
+  if (nthreads < 1) nthreads = 1;
+  /* a slot for each member, which also holds the whole team's scratch for a
+   * chunk (the chunks of a small batch run one after another on the team) */
+  mlcrt_conv2d_params c = *p;
+  c.N = p->N < chunk ? p->N : chunk;
+  const size_t all = mlcrt_conv2d_scratch(&c, MLCRT_CONV_FWD, nthreads);
+  const size_t each = (size_t)nthreads * pool_slot(p, chunk);
+  return each > all ? each : all;
+}
+
+typedef struct {
+  mlcrt_team *team;
+  const mlcrt_conv2d_params *p;
+  const mlcrt_pool2d_params *pp;
+  const float *x, *w, *b;
+  char *scratch;
+  size_t slot;
+  const mlcrt_epilogue *epi;
+  int avg;
+  int64_t chunk, nchunks;
+  float *buf, *y;
+} pool_job;
+
+/* Images n0..n0+n (n <= chunk) through member m's buffer and scratch, on
+ * team (member m alone, or the whole team with m = 0). */
+static void pool_images(const pool_job *j, mlcrt_team *team, int m, int64_t n0, int64_t n) {
+  const mlcrt_conv2d_params *p = j->p;
+  const int64_t per = p->OC * p->OH * p->OW;
+  mlcrt_conv2d_params cp = *p;
+  mlcrt_pool2d_params q = *j->pp;
+  cp.N = q.N = n;
+  float *buf = j->buf + (size_t)m * (size_t)(j->chunk * per);
+  /* the epilogue's rows count from the buffer's start */
+  const mlcrt__shifted_epi sh = {j->epi, m * j->chunk * p->OC};
+  const mlcrt_epilogue shifted = {mlcrt__shifted_tile, (void *)&sh};
+  mlcrt_conv2d_epi_f32(team, &cp, j->x + n0 * p->C * p->H * p->W, j->w, j->b, buf,
+                       j->scratch + (size_t)m * j->slot, j->epi ? &shifted : NULL);
+  if (j->avg)
+    mlcrt_avg_pool2d_f32(team, &q, buf, j->y + n0 * q.C * q.OH * q.OW);
+  else
+    mlcrt_max_pool2d_f32(team, &q, buf, j->y + n0 * q.C * q.OH * q.OW);
+}
+
+/* member `task` alone: its share of the images (ntasks near-equal ranges),
+ * a chunk at a time */
+static void pool_task(void *arg, int task, int ntasks) {
+  const pool_job *j = arg;
+  const int64_t N = j->p->N, lo = N * task / ntasks, hi = N * (task + 1) / ntasks;
+  for (int64_t n0 = lo; n0 < hi; n0 += j->chunk)
+    pool_images(j, mlcrt__team_solo(j->team, task), task, n0,
+                hi - n0 < j->chunk ? hi - n0 : j->chunk);
+}
+
 void mlcrt_conv2d_pool_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
                            const float *w, const float *b, void *scratch, const mlcrt_epilogue *epi,
                            const mlcrt_pool2d_params *pp, int avg, int64_t chunk, float *buf,
                            float *y) {
   if (chunk < 1) chunk = 1;
-  const int64_t xin = p->C * p->H * p->W, yout = pp->C * pp->OH * pp->OW;
-  for (int64_t n0 = 0; n0 < p->N; n0 += chunk) {
-    mlcrt_conv2d_params c = *p;
-    mlcrt_pool2d_params q = *pp;
-    c.N = q.N = p->N - n0 < chunk ? p->N - n0 : chunk;
-    mlcrt_conv2d_epi_f32(team, &c, x + n0 * xin, w, b, buf, scratch, epi);
-    if (avg)
-      mlcrt_avg_pool2d_f32(team, &q, buf, y + n0 * yout);
-    else
-      mlcrt_max_pool2d_f32(team, &q, buf, y + n0 * yout);
+  const int nt = mlcrt_team_size(team);
+  pool_job j = {team, p,   pp,      x,
+                w,    b,   scratch, pool_slot(p, chunk),
+                epi,  avg, chunk,   (p->N + chunk - 1) / chunk,
+                buf,  y};
+  if (nt > 1 && j.nchunks >= nt) { /* each member its own images, start to end */
+    mlcrt_team_run(team, nt, pool_task, &j);
+    return;
   }
+  j.slot = 0; /* a small batch: each chunk on the whole team */
+  for (int64_t n0 = 0; n0 < p->N; n0 += chunk)
+    pool_images(&j, team, 0, n0, p->N - n0 < chunk ? p->N - n0 : chunk);
 }
 
 void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy,

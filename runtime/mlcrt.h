@@ -266,11 +266,18 @@ typedef struct mlcrt_pool2d_params {
 void mlcrt_max_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x, float *y);
 void mlcrt_avg_pool2d_f32(mlcrt_team *team, const mlcrt_pool2d_params *p, const float *x, float *y);
 /* A convolution (then epi, as mlcrt_conv2d_epi_f32) and a pooling of its
- * result (max, or avg when avg != 0), `chunk` images at a time through buf
- * (chunk * OC * OH * OW floats; scratch sized for p with N = chunk): the
- * convolution's whole result is never stored.  The epilogue runs on buf
- * with rows n * OC + oc counted from the chunk's first image, so it may read
- * per-channel values but nothing indexed by image. */
+ * result (max, or avg when avg != 0), `chunk` images at a time through buf:
+ * the convolution's whole result is never stored.  With a team and at least
+ * a chunk for each member, each member runs its own chunks alone in its own
+ * slice of buf and of scratch; else the chunks run one after another on the
+ * whole team.  buf holds mlcrt_conv2d_pool_images(N, chunk, members) images
+ * of the result (OC * OH * OW floats each), scratch
+ * mlcrt_conv2d_pool_scratch bytes (for N its largest batch).  The
+ * epilogue sees buf's rows n * OC + oc (n counted from buf's start), so it
+ * may read per-channel values but nothing indexed by image.  The same bits
+ * as the convolution of the whole batch, then the pool. */
+int64_t mlcrt_conv2d_pool_images(int64_t N, int64_t chunk, int nthreads);
+size_t mlcrt_conv2d_pool_scratch(const mlcrt_conv2d_params *p, int64_t chunk, int nthreads);
 void mlcrt_conv2d_pool_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
                            const float *w, const float *b, void *scratch,
                            const mlcrt_epilogue *epi, const mlcrt_pool2d_params *pp, int avg,

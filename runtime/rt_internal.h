@@ -70,6 +70,12 @@ typedef struct mlcrt__shifted_epi {
   int64_t off;
 } mlcrt__shifted_epi;
 void mlcrt__shifted_tile(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+/* Member `member` of t as a team of one: t's instruction set and that
+ * member's workspace, no threads.  A task of t that runs a whole kernel by
+ * itself passes it (NULL would mean the CPU's instruction set and the
+ * stack).  t itself when t is NULL or has one member. */
+mlcrt_team *mlcrt__team_solo(mlcrt_team *t, int member);
+
 /* mlcrt_sgemm_epi with the kernels of instruction set isa (MLCRT_ISA_*), or
  * for isa < 0 the team's, else the CPU's: a kernel that runs GEMMs on one
  * member each (team NULL) keeps to its team's instruction set. */

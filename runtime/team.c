@@ -49,7 +49,8 @@ struct mlcrt_team {
   uint64_t job;     /* the caller's job counter */
   mlcrt_task_fn fn; /* the current job (written before the ticket) */
   void *arg;
-  float *ws[MAX_TEAM]; /* per-member workspace, MLCRT_TEAM_WS_FLOATS each */
+  float *ws[MAX_TEAM];     /* per-member workspace, MLCRT_TEAM_WS_FLOATS each */
+  struct mlcrt_team *solo; /* per member: a team of one (mlcrt__team_solo), or NULL */
 };
 
 static uint64_t now_ns(void) {
@@ -135,6 +136,18 @@ mlcrt_team *mlcrt_team_create(int nthreads, int isa) {
       return NULL;
     }
   }
+  if (nthreads > 1) { /* each member alone, with its own workspace (no threads, no locks) */
+    t->solo = calloc((size_t)nthreads, sizeof *t->solo);
+    if (!t->solo) {
+      mlcrt_team_destroy(t);
+      return NULL;
+    }
+    for (int i = 0; i < nthreads; i++) {
+      t->solo[i].n = 1;
+      t->solo[i].isa = t->isa;
+      t->solo[i].ws[0] = t->ws[i];
+    }
+  }
   for (int i = 1; i < nthreads; i++) { /* workers need only the team: tasks pick their own slots */
     if (pthread_create(&t->th[i], NULL, worker, t) != 0) break;
     t->started = i;
@@ -158,7 +171,13 @@ void mlcrt_team_destroy(mlcrt_team *t) {
   pthread_mutex_destroy(&t->mu);
   pthread_cond_destroy(&t->cv);
   for (int i = 0; i < t->n; i++) free(t->ws[i]);
+  free(t->solo);
   free(t);
+}
+
+mlcrt_team *mlcrt__team_solo(mlcrt_team *t, int member) {
+  if (!t || t->n == 1) return t;
+  return member >= 0 && member < t->n ? &t->solo[member] : NULL;
 }
 
 int mlcrt_team_size(const mlcrt_team *t) {

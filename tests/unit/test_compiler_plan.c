@@ -111,7 +111,8 @@ static size_t buf_size(const Graph *g, const Plan *p, int b, const int64_t *sv) 
         .KW = dim_eval(w->dim[3], sv), .OH = dim_eval(y->dim[2], sv), .OW = dim_eval(y->dim[3], sv),
         .sh = nd->ia[0], .sw = nd->ia[1], .ph = nd->ia[2], .pw = nd->ia[3], .dh = nd->ia[4], .dw = nd->ia[5],
         .groups = nd->ia[6]};
-    if (p->bufs[b].chunk && p->bufs[b].chunk < cp.N) cp.N = p->bufs[b].chunk; /* GK_POOLED */
+    if (p->bufs[b].chunk) /* GK_POOLED */
+      return mlcrt_conv2d_pool_scratch(&cp, p->bufs[b].chunk, 1);
     return mlcrt_conv2d_scratch(&cp, nd->op == OP_CONV2D_DW ? MLCRT_CONV_DW : nd->op == OP_CONV2D_DX ? MLCRT_CONV_DX : MLCRT_CONV_FWD, 1);
   }
   int64_t n = 1;
@@ -120,7 +121,7 @@ static size_t buf_size(const Graph *g, const Plan *p, int b, const int64_t *sv) 
   if (chunk) { /* GK_POOLED: chunk images, or the batch if smaller */
     assert_int_equal((size_t)dim_eval(plan_buf_bytes(g, p, b), sv),
                      (size_t)(n / n0 * chunk) * dtype_size(nd->ty.dt));
-    return (size_t)(n / n0 * (chunk < n0 ? chunk : n0)) * dtype_size(nd->ty.dt);
+    return (size_t)(n / n0 * mlcrt_conv2d_pool_images(n0, chunk, 1)) * dtype_size(nd->ty.dt);
   }
   size_t bytes = (size_t)n * dtype_size(nd->ty.dt);
   /* plan_buf_bytes agrees for values */

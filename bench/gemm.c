@@ -24,16 +24,6 @@ static int cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* A pause before each sample: both libraries' worker threads spin for a
- * while after a call (OpenBLAS's for up to ~2^28 cycles, mlc's 200 us)
- * before they sleep, and on this 2-core machine a spinning worker of one
- * side takes a core from the other side's next sample (mlc's 2-thread GEMM
- * at n = 256 measured at its 1-thread speed right after OpenBLAS's calls). */
-static void settle(void) {
-  struct timespec ts = {0, 150 * 1000 * 1000};
-  nanosleep(&ts, NULL);
-}
-
 /* Median seconds of one call of f and of g, timed in alternating samples of
  * ~20 ms each, so that both see the same machine load (this machine is
  * shared: load comes and goes). */
@@ -47,11 +37,9 @@ static void median_times(fn_t f, fn_t g, void *ctx, double *tf, double *tg) {
   const int inner = (int)(0.02 / ((now() - t0) / reps)) + 1;
   double sf[9], sg[9];
   for (int i = 0; i < 9; i++) {
-    settle();
     t0 = now();
     for (int r = 0; r < inner; r++) f(ctx);
     sf[i] = (now() - t0) / inner;
-    settle();
     t0 = now();
     for (int r = 0; r < inner; r++) g(ctx);
     sg[i] = (now() - t0) / inner;

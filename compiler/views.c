@@ -144,7 +144,7 @@ bool sdpa_views(Graph *g) {
     }
     /* the result: written through the one permute that reads it? */
     int user = -1, perm[MAX_RANK];
-    if (ok && readers(g, i, &user) == 1 && user < end &&
+    if (ok && readers(g, i, &user) == 1 && user >= 0 && user < end && /* (-1: an output) */
         (g->nodes[user].op == OP_TRANSPOSE || g->nodes[user].op == OP_PERMUTE) &&
         g->nodes[user].ia[8 + r - 1] == r - 1) {
       for (int k = 0; k < r; k++) perm[k] = (int)g->nodes[user].ia[8 + k];

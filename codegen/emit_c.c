@@ -1293,17 +1293,16 @@ static bool emit_train_op(E *e, Buf *b, int id) {
   }
 }
 
-/* `const mlcrt_pool2d_params pp = ...;` of max_pool2d / avg_pool2d node id. */
-static void pool_params(E *e, Buf *b, int id) {
-  const Node *n = &e->g->nodes[id];
-  const Type *xt = &e->g->nodes[n->in[0]].ty;
+/* `const mlcrt_pool2d_params pp = ...;` of a pooling node (forward or
+ * backward) whose window input is x and result y. */
+static void pool_params(E *e, Buf *b, const Node *n, const Type *xt, const Type *yt) {
   out(b,
       "    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, "
       ".OW = %s,\n"
       "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, "
       ".count_include_pad = %d};\n",
       dimc(e, xt->dim[0]), dimc(e, xt->dim[1]), dimc(e, xt->dim[2]), dimc(e, xt->dim[3]),
-      dimc(e, n->ty.dim[2]), dimc(e, n->ty.dim[3]), (long long)n->ia[0], (long long)n->ia[1],
+      dimc(e, yt->dim[2]), dimc(e, yt->dim[3]), (long long)n->ia[0], (long long)n->ia[1],
       (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
       (int)n->ia[9]);
 }
@@ -1330,7 +1329,7 @@ static void emit_pooled(E *e, Buf *b, const Group *gr) {
   out(b, "    const mlcrt_conv2d_params cp = ");
   conv_params(e, b, cn, "       ");
   out(b, ";\n");
-  pool_params(e, b, pool);
+  pool_params(e, b, pn, &g->nodes[pn->in[0]].ty, &pn->ty);
   out(b,
       "    mlcrt_conv2d_pool_f32(m->team, &cp, %s, %s, %s, m->arena + m->%s[%d], %s, &pp, %d, %d, "
       "mlc_chunk,\n                          %s);\n  }\n",
@@ -1419,17 +1418,9 @@ static void plan_wpacks(E *e, const Plan *p) {
  * input's shape); epi (max only) runs on each plane of dx once final. */
 static void emit_pool_dx_call(E *e, Buf *b, int id, const char *epi) {
   const Node *n = &e->g->nodes[id];
-  const Type *xs = &n->ty, *ys = &e->g->nodes[n->in[0]].ty;
   const char *dy = e->var[n->in[0]], *dx = e->var[id];
-  out(b,
-      "  {\n    const mlcrt_pool2d_params pp = {.N = %s, .C = %s, .H = %s, .W = %s, .OH = %s, "
-      ".OW = %s,\n"
-      "        .kh = %lld, .kw = %lld, .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, "
-      ".count_include_pad = %d};\n",
-      dimc(e, xs->dim[0]), dimc(e, xs->dim[1]), dimc(e, xs->dim[2]), dimc(e, xs->dim[3]),
-      dimc(e, ys->dim[2]), dimc(e, ys->dim[3]), (long long)n->ia[0], (long long)n->ia[1],
-      (long long)n->ia[2], (long long)n->ia[3], (long long)n->ia[4], (long long)n->ia[5],
-      (int)n->ia[9]);
+  out(b, "  {\n");
+  pool_params(e, b, n, &n->ty, &e->g->nodes[n->in[0]].ty);
   if (n->op == OP_MAX_POOL2D_DX)
     out(b, "    mlcrt_max_pool2d_dx_epi_f32(m->team, &pp, %s, %s, %s, %s);\n  }\n", dy,
         e->var[n->in[1]], dx, epi ? epi : "NULL");
@@ -1477,7 +1468,7 @@ static void emit_node(E *e, Buf *b, int id) {
   case OP_MAX_POOL2D:
   case OP_AVG_POOL2D:
     out(b, "  {\n");
-    pool_params(e, b, id);
+    pool_params(e, b, n, xt, &n->ty);
     out(b, "    mlcrt_%s_f32(m->team, &pp, %s, %s);\n  }\n",
         n->op == OP_MAX_POOL2D ? "max_pool2d" : "avg_pool2d", x, y);
     return;
@@ -2323,7 +2314,7 @@ static char *emit_source(E *e, const char *header_name) {
         "(!path) return mlcrt_seterr(m->err, MLCRT_EINVAL, \"%s_load_checkpoint: NULL path\");\n%s "
         " "
         "return mlcrt_load_safetensors(path, %s_checkpoint, NCKPT, m->weights, m->err);\n}\n\n",
-        M, M, M, e->nwpack ? "  m->wpack_ok = 0;\n" : "", M);
+        M, M, M, stale, M);
     out(&b,
         "int64_t %s_step(const %s *m) { return m ? *(const int64_t *)(m->weights + %zu) : 0; }\n",
         M, M, e->step_off);

@@ -125,7 +125,9 @@ static int readers(const Graph *g, int id, int *only) {
   return c;
 }
 
-static Dim *slot(Node *n, int r, int j) { /* offset then r strides of operand j (3: the result) */
+/* the offset, then r strides, of operand j (3: the result) of a strided
+ * attention whose da holds them (rank r) */
+static Dim *slot(const Node *n, int r, int j) {
   return n->da + 3 * r + j * (r + 1);
 }
 
@@ -195,9 +197,7 @@ Type sdpa_operand_type(const Graph *g, int id, int j) {
 }
 
 const Dim *sdpa_operand_view(const Graph *g, int id, int j, Dim *off) {
-  const Node *n = &g->nodes[id];
-  const int r = n->ty.rank;
-  const Dim *q = n->da + 3 * r + j * (r + 1);
+  const Dim *q = slot(&g->nodes[id], g->nodes[id].ty.rank, j);
   *off = q[0];
   return q + 1;
 }

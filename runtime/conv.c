@@ -802,16 +802,15 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
                 y,
                 scratch,
                 NULL,
-                0,
-                unfold_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa()),
+                mlcrt_team_isa(team), /* the CPU's without a team */
+                unfold_for(mlcrt_team_isa(team)),
                 epi,
                 NULL,
                 NULL,
                 0,
-                rows_for(team ? mlcrt_team_isa(team) : mlcrt_cpu_isa())};
+                rows_for(mlcrt_team_isa(team))};
   const int t = j.s.tasks;
   j.gemm_team = t > 1 ? NULL : team;
-  j.isa = team ? mlcrt_team_isa(team) : mlcrt_cpu_isa();
 #if defined(__x86_64__) && defined(__GNUC__)
   j.permute = op == MLCRT_CONV_FWD && j.unfold == pack_unfolded_avx512 &&
               permute_ok(p, j.s.nb, p->C * p->H * p->W);
@@ -893,7 +892,7 @@ typedef struct {
   size_t slot;
   const mlcrt_epilogue *epi;
   int avg;
-  int64_t chunk, nchunks;
+  int64_t chunk;
   float *buf, *y;
 } pool_job;
 
@@ -933,11 +932,8 @@ void mlcrt_conv2d_pool_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const
                            float *y) {
   if (chunk < 1) chunk = 1;
   const int nt = mlcrt_team_size(team);
-  pool_job j = {team, p,   pp,      x,
-                w,    b,   scratch, pool_slot(p, chunk),
-                epi,  avg, chunk,   (p->N + chunk - 1) / chunk,
-                buf,  y};
-  if (nt > 1 && j.nchunks >= nt) { /* each member its own images, start to end */
+  pool_job j = {team, p, pp, x, w, b, scratch, pool_slot(p, chunk), epi, avg, chunk, buf, y};
+  if (nt > 1 && (p->N + chunk - 1) / chunk >= nt) { /* each member its own images, start to end */
     mlcrt_team_run(team, nt, pool_task, &j);
     return;
   }

@@ -367,20 +367,10 @@ void mlcrt_sgemm_epi(mlcrt_team *team, int trans_a, int trans_b, int64_t M, int6
   mlcrt__sgemm_isa(team, -1, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, epi);
 }
 
-/* the kernels of instruction set isa, or (isa < 0) the team's, else the CPU's */
-static const mlcrt__gemm_isa *kernels(mlcrt_team *team, int isa) {
-  return mlcrt__gemm_for(isa >= 0 ? isa : team ? mlcrt_team_isa(team) : mlcrt_cpu_isa());
-}
-
-static void sgemm(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
-                  int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                  const float *bpacked, float beta, float *C, int64_t ldc,
-                  const mlcrt_epilogue *epi);
-
-void mlcrt__sgemm_isa(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
-                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi) {
-  sgemm(team, isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, epi);
+/* the kernels of instruction set isa, or (isa < 0) the team's (no team: the
+ * CPU's) */
+static const mlcrt__gemm_isa *kernels(const mlcrt_team *team, int isa) {
+  return mlcrt__gemm_for(isa >= 0 ? isa : mlcrt_team_isa(team));
 }
 
 /* bpacked: op(B) packed whole for these kernels (pack_b_whole), or NULL; B
@@ -445,6 +435,12 @@ static void sgemm(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M
     return;
   }
   gemm_packed(&g, use);
+}
+
+void mlcrt__sgemm_isa(mlcrt_team *team, int isa, int trans_a, int trans_b, int64_t M, int64_t N,
+                      int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc, const mlcrt_epilogue *epi) {
+  sgemm(team, isa, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc, epi);
 }
 
 int mlcrt__packb_packs(int64_t N, int64_t K) {
@@ -577,12 +573,12 @@ void mlcrt_linear_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K
 }
 
 size_t mlcrt_linear_pack_floats(const mlcrt_team *team, int64_t N, int64_t K) {
-  return (size_t)(bpack_cols(kernels((mlcrt_team *)team, -1), N) * K);
+  return (size_t)(bpack_cols(kernels(team, -1), N) * K);
 }
 
 void mlcrt_linear_pack_f32(const mlcrt_team *team, const float *w, int64_t N, int64_t K,
                            float *wp) {
-  pack_b_whole(kernels((mlcrt_team *)team, -1), w, 1, K, K, N, wp);
+  pack_b_whole(kernels(team, -1), w, 1, K, K, N, wp);
 }
 
 void mlcrt_linear_packed_epi_f32(mlcrt_team *team, const float *x, int64_t M, int64_t K,

@@ -10,18 +10,7 @@
 #include <string.h>
 
 #include "instances.h"
-
-static int nchecks, nfailed;
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    nchecks++;                                                      \
-    if (!(cond)) {                                                  \
-      nfailed++;                                                    \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
-      printf(__VA_ARGS__);                                          \
-      printf("\n");                                                 \
-    }                                                               \
-  } while (0)
+#include "check.h"
 
 enum { MAXB = 6, MAXT = 5, NX = MAXB * 3 * 8 * 8 };
 static uint8_t x[NX];
@@ -158,10 +147,5 @@ int main(void) {
 
   instances_destroy(a);
   instances_destroy(b);
-  if (nfailed) {
-    printf("%d of %d checks failed\n", nfailed, nchecks);
-    return 1;
-  }
-  printf("%d checks passed\n", nchecks);
-  return 0;
+  return checks_result();
 }

@@ -9,18 +9,7 @@
 #include <string.h>
 
 #include "packed.h"
-
-static int nchecks, nfailed;
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    nchecks++;                                                      \
-    if (!(cond)) {                                                  \
-      nfailed++;                                                    \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
-      printf(__VA_ARGS__);                                          \
-      printf("\n");                                                 \
-    }                                                               \
-  } while (0)
+#include "check.h"
 
 enum { B = 8, NY = B * 3 };
 static float x[B * 40];
@@ -77,10 +66,5 @@ int main(void) {
 
   packed_destroy(a);
   packed_destroy(c);
-  if (nfailed) {
-    printf("%d of %d checks failed\n", nfailed, nchecks);
-    return 1;
-  }
-  printf("%d checks passed\n", nchecks);
-  return 0;
+  return checks_result();
 }

@@ -5,9 +5,13 @@
  * when all are done.  The caller splits the work into n fixed slices (task i
  * always gets the same slice and uses the buffers of slot i), so a given
  * thread count gives bit-identical results on every run; which thread runs a
- * task is decided at run time: the caller and the awake workers take tasks
- * from one atomic ticket, so a worker the OS has not scheduled yet (a busy
- * machine) delays nothing: the caller does its share.
+ * task is decided at run time: the caller and the awake workers claim tasks
+ * from one atomic mask of open tasks, so a worker the OS has not scheduled
+ * yet (a busy machine) delays nothing: the caller does its share.  Each
+ * member first claims the task of its own index (the caller task 0, worker i
+ * task i), so from one run to the next the same core works on the same slice
+ * of a weight matrix and finds it in its own cache (a batch-1 linear layer
+ * streams its weights from L2: 7.4 us on one core for the MLP's 0.8 MB).
  *
  * Workers spin for a short while after each job before sleeping on a condition
  * variable: back-to-back kernels of one forward pass then hand off in well
@@ -39,16 +43,20 @@ struct mlcrt_team {
   int n;   /* members, the caller included */
   int isa; /* MLCRT_ISA_* of the GEMM kernels */
   pthread_t th[MAX_TEAM];
-  int started; /* workers successfully started */
+  struct member {
+    struct mlcrt_team *team;
+    int index;
+  } member[MAX_TEAM]; /* each worker's argument */
+  int started;        /* workers successfully started */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  atomic_uint gen;             /* bumped once per job: wakes the workers */
-  atomic_uint_fast64_t ticket; /* job << 16 | ntasks << 8 | next task */
-  atomic_int done;             /* tasks of the current job finished */
+  atomic_uint gen;           /* bumped once per job: wakes the workers */
+  atomic_uint_fast64_t open; /* bit i: task i of the current job not yet claimed */
+  atomic_int done;           /* tasks of the current job finished */
   atomic_int quit;
-  uint64_t job;     /* the caller's job counter */
-  mlcrt_task_fn fn; /* the current job (written before the ticket) */
+  mlcrt_task_fn fn; /* the current job (written before `open`) */
   void *arg;
+  int ntasks;
   float *ws[MAX_TEAM];     /* per-member workspace, MLCRT_TEAM_WS_FLOATS each */
   struct mlcrt_team *solo; /* per member: a team of one (mlcrt__team_solo), or NULL */
 };
@@ -82,27 +90,30 @@ static unsigned wait_job(mlcrt_team *t, unsigned seen) {
   return g;
 }
 
-/* Takes and runs tasks of job `job` until none is left.  A ticket taken for
- * the current job keeps that job unfinished until its task is done, so fn and
- * arg cannot change under a thread that holds one. */
-static void take_tasks(mlcrt_team *t, uint64_t job) {
+/* Claims and runs tasks of the current job until none is open, the task of
+ * the member's own index first.  A claimed task keeps its job unfinished
+ * until it is done, so fn, arg and ntasks cannot change under a thread that
+ * holds one (the caller starts the next job only when all are done). */
+static void take_tasks(mlcrt_team *t, int member) {
   for (;;) {
-    uint_fast64_t cur = atomic_load(&t->ticket);
-    const int ntasks = (int)((cur >> 8) & 0xff), next = (int)(cur & 0xff);
-    if ((cur >> 16) != (job & 0xffffffffffffull) || next >= ntasks) return;
-    if (!atomic_compare_exchange_weak(&t->ticket, &cur, cur + 1)) continue;
-    t->fn(t->arg, next, ntasks);
+    const uint_fast64_t open = atomic_load(&t->open);
+    if (!open) return;
+    const int task = open >> member & 1 ? member : __builtin_ctzll(open);
+    const uint_fast64_t bit = (uint_fast64_t)1 << task;
+    if (!(atomic_fetch_and(&t->open, ~bit) & bit)) continue; /* another took it */
+    t->fn(t->arg, task, t->ntasks);
     atomic_fetch_add(&t->done, 1);
   }
 }
 
 static void *worker(void *p) {
-  mlcrt_team *t = p;
+  const struct member *m = p;
+  mlcrt_team *t = m->team;
   unsigned seen = 0;
   for (;;) {
     seen = wait_job(t, seen);
     if (atomic_load(&t->quit)) return NULL;
-    take_tasks(t, atomic_load(&t->ticket) >> 16);
+    take_tasks(t, m->index);
   }
 }
 
@@ -126,7 +137,7 @@ mlcrt_team *mlcrt_team_create(int nthreads, int isa) {
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
   atomic_init(&t->gen, 0);
-  atomic_init(&t->ticket, 0);
+  atomic_init(&t->open, 0);
   atomic_init(&t->done, 0);
   atomic_init(&t->quit, 0);
   for (int i = 0; i < nthreads; i++) {
@@ -148,8 +159,9 @@ mlcrt_team *mlcrt_team_create(int nthreads, int isa) {
       t->solo[i].ws[0] = t->ws[i];
     }
   }
-  for (int i = 1; i < nthreads; i++) { /* workers need only the team: tasks pick their own slots */
-    if (pthread_create(&t->th[i], NULL, worker, t) != 0) break;
+  for (int i = 1; i < nthreads; i++) {
+    t->member[i] = (struct member){t, i};
+    if (pthread_create(&t->th[i], NULL, worker, &t->member[i]) != 0) break;
     t->started = i;
   }
   if (t->started != nthreads - 1) {
@@ -201,14 +213,14 @@ void mlcrt_team_run(mlcrt_team *t, int ntasks, mlcrt_task_fn fn, void *arg) {
   if (ntasks > t->n) ntasks = t->n; /* callers split into at most n tasks */
   t->fn = fn;
   t->arg = arg;
+  t->ntasks = ntasks;
   atomic_store(&t->done, 0);
-  t->job = (t->job + 1) & 0xffffffffffffull;
-  atomic_store(&t->ticket, (uint_fast64_t)t->job << 16 | (uint_fast64_t)ntasks << 8);
+  atomic_store(&t->open, ntasks == 64 ? ~(uint_fast64_t)0 : ((uint_fast64_t)1 << ntasks) - 1);
   pthread_mutex_lock(&t->mu);
   atomic_fetch_add(&t->gen, 1);
   pthread_cond_broadcast(&t->cv);
   pthread_mutex_unlock(&t->mu);
-  take_tasks(t, t->job);
+  take_tasks(t, 0);
   while (atomic_load(&t->done) < ntasks) cpu_relax();
 }
 

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -78,6 +79,42 @@ static void test_isa_detection(void **state) {
   }
   assert_string_equal(mlcrt_isa_name(MLCRT_ISA_GENERIC), "generic");
   assert_int_equal(mlcrt_team_size(NULL), 1);
+}
+
+/* mlcrt_team_run: every task of every job runs exactly once, with the job's
+ * task count, before the call returns; on teams of 1..3 and of 64 members
+ * (the largest: its open-task mask is full), for task counts 1..n, over many
+ * back-to-back jobs (workers spinning) and after pauses (workers asleep). */
+typedef struct {
+  _Atomic int runs[64];
+  int ntasks, bad;
+} team_count;
+
+static void count_task(void *arg, int task, int ntasks) {
+  team_count *c = arg;
+  if (ntasks != c->ntasks || task < 0 || task >= ntasks) c->bad = 1;
+  else c->runs[task]++;
+}
+
+static void check_team_jobs(mlcrt_team *t, int jobs) {
+  const int n = mlcrt_team_size(t);
+  for (int j = 0; j < jobs; j++) {
+    team_count c = {.ntasks = 1 + j % n};
+    mlcrt_team_run(t, c.ntasks, count_task, &c);
+    assert_false(c.bad);
+    for (int i = 0; i < 64; i++) assert_int_equal(c.runs[i], i < c.ntasks);
+    if (j % 997 == 0) usleep(300); /* past the workers' spin: they sleep */
+  }
+}
+
+static void test_team_run(void **state) {
+  (void)state;
+  for (int n = 1; n <= 3; n++) check_team_jobs(teams[mlcrt_cpu_isa()][n], 5000);
+  mlcrt_team *big = mlcrt_team_create(64, mlcrt_cpu_isa());
+  assert_non_null(big);
+  assert_int_equal(mlcrt_team_size(big), 64);
+  check_team_jobs(big, 300);
+  mlcrt_team_destroy(big);
 }
 
 static void check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta,
@@ -1091,6 +1128,7 @@ static void test_dtype_names(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_isa_detection),
+      cmocka_unit_test(test_team_run),
       cmocka_unit_test(test_sgemm_odd_sizes),
       cmocka_unit_test(test_sgemm_blocking),
       cmocka_unit_test(test_sgemm_degenerate),

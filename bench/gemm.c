@@ -80,7 +80,10 @@ int main(int argc, char **argv) {
   };
   const int nshapes = quick ? 6 : (int)(sizeof shapes / sizeof shapes[0]);
   int isa = mlcrt_cpu_isa();
-  printf("mlc GEMM (%s kernels) vs OpenBLAS cblas_sgemm; GFLOP/s, median of 9 alternating samples\n", mlcrt_isa_name(isa));
+  const char *timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
+  printf("mlc GEMM (%s kernels) vs OpenBLAS cblas_sgemm (OPENBLAS_THREAD_TIMEOUT=%s); GFLOP/s, median of 9 alternating "
+         "samples\n",
+         mlcrt_isa_name(isa), timeout ? timeout : "unset");
   printf("%5s %5s %5s %3s %3s | %7s %9s %6s | %7s %9s %6s\n", "M", "N", "K", "tA", "tB", "mlc1", "openblas1", "ratio",
          "mlc2", "openblas2", "ratio");
   for (int s = 0; s < nshapes; s++) {

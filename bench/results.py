@@ -38,7 +38,9 @@ def main():
     q = ["--quick"] if a.quick else []
     runs = [
         ("GEMM: `bench/gemm`", "mlc's GEMM against OpenBLAS `cblas_sgemm`, GFLOP/s (median of 9 alternating samples), 1 and 2 threads; "
-         "ratio = mlc / OpenBLAS throughput (above 1: mlc faster). Target: at least 0.9 for n >= 256.",
+         "ratio = mlc / OpenBLAS throughput (above 1: mlc faster). Target: at least 0.9 for n >= 256. "
+         "Both sides' idle threads spin ~0.2 ms after a call (OPENBLAS_THREAD_TIMEOUT=19, set by bench/gemm): by "
+         "default OpenBLAS's busy-wait ~0.1 s and, on 2 cores, take the core from mlc's worker in the next sample.",
          [os.path.join(ROOT, "bench", "gemm")] + q),
         ("Inference: `bench/infer.py`", "median latency of the generated `<model>_run` (`mlc run --repeat`) and of "
          "the same network in PyTorch under `torch.no_grad()`, 1 and 2 threads each; ratio = mlc / PyTorch at each "

@@ -68,6 +68,7 @@ typedef struct E {
   struct Buf *kern;  /* emit_c.c: file-scope elementwise kernels, written before run */
   int nkern;
   struct KernSeen *kseen; /* ... each once: run, train and evaluate share them */
+  const char *update;     /* emit_c.c: the optimizer's kernel (in kern), once written */
   const Plan *run;        /* emit_c.c: the run function's plan */
   int *wpack;             /* ... per node: the index of a linear weight packed once for
                              run's GEMMs (-O2), else -1 */

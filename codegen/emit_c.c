@@ -1953,49 +1953,77 @@ void emit_desc(E *e, Buf *b, const char *name, DType dt, const Type *t, size_t o
   out(b, "}, %zu, %s, %.17g, %.17g},\n", off, init_name(init), ia, ib);
 }
 
-/* The optimizer update of one param, after its gradient is known. */
+/* The optimizer's update as an elementwise kernel over elements c0..c1 of one
+ * param (viewed as one row), written to e->kern the first time a param needs
+ * it: the train step runs it on each param through mlcrt_tiles, so a large
+ * param's update (a memory-bound pass over weights, gradient and state) is
+ * split over the team.  Elementwise: the same bits for any split. */
+static const char *update_kernel(E *e) {
+  if (e->update) return e->update;
+  const Optimizer *o = &e->g->opt;
+  const char *K = arena_printf(e->A, "%s_%s", e->M, o->kind == OPT_SGD ? "sgd" : "adam");
+  Buf *f = e->kern;
+  const char *lr = literal_plain(e, o->lr), *wd = literal_plain(e, o->weight_decay);
+  if (o->kind == OPT_SGD) {
+    const bool mom = o->momentum > 0;
+    const char *mu = literal_plain(e, o->momentum);
+    out(f, "/* sgd(lr=%s, momentum=%s, weight_decay=%s, nesterov=%s) on elements c0..c1 of one "
+           "param */\n",
+        lr, mu, wd, o->nesterov ? "true" : "false");
+    out(f, "struct %s {\n  float *w;\n  const float *grad;\n%s};\n", K,
+        mom ? "  float *buf; /* momentum_buffer */\n  int64_t step;\n" : "");
+    out(f, "static void %s(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {\n", K);
+    out(f, "  const struct %s *a = ctx;\n  float *restrict w = a->w;\n  const float *restrict "
+           "grad = a->grad;\n", K);
+    if (mom) out(f, "  float *restrict buf = a->buf;\n  const int first = a->step == 1;\n");
+    out(f, "  (void)r0, (void)r1;\n  for (int64_t i = c0; i < c1; i++) {\n    float d = grad[i]%s;\n",
+        o->weight_decay > 0 ? arena_printf(e->A, " + %sf * w[i]", wd) : "");
+    if (mom) {
+      out(f, "    buf[i] = first ? d : %sf * buf[i] + d;\n", mu);
+      out(f, o->nesterov ? "    d = d + %sf * buf[i];\n" : "    d = buf[i];%s\n",
+          o->nesterov ? mu : "");
+    }
+    out(f, "    w[i] -= %sf * d;\n  }\n}\n\n", lr);
+  } else {
+    out(f, "/* %s(lr=%s, betas=(%s, %s), eps=%s, weight_decay=%s) on elements c0..c1 of one param; "
+           "step_size and bc2_sqrt carry the step's bias corrections */\n",
+        o->kind == OPT_ADAM ? "adam" : "adamw", lr, literal_plain(e, o->beta1),
+        literal_plain(e, o->beta2), literal_plain(e, o->eps), wd);
+    out(f, "struct %s {\n  float *w;\n  const float *grad;\n  float *exp_avg, *exp_avg_sq;\n  "
+           "float step_size, bc2_sqrt;\n};\n", K);
+    out(f, "static void %s(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {\n", K);
+    out(f, "  const struct %s *a = ctx;\n  float *restrict w = a->w, *restrict exp_avg = "
+           "a->exp_avg, *restrict exp_avg_sq = a->exp_avg_sq;\n  const float *restrict grad = "
+           "a->grad;\n  const float step_size = a->step_size, bc2_sqrt = a->bc2_sqrt;\n", K);
+    out(f, "  (void)r0, (void)r1;\n  for (int64_t i = c0; i < c1; i++) {\n    float d = grad[i];\n");
+    if (o->kind == OPT_ADAMW && o->weight_decay > 0)
+      out(f, "    w[i] *= 1.0f - %sf * %sf;\n", lr, wd);
+    if (o->kind == OPT_ADAM && o->weight_decay > 0) out(f, "    d += %sf * w[i];\n", wd);
+    out(f, "    exp_avg[i] += %sf * (d - exp_avg[i]);\n", literal_plain(e, 1 - o->beta1));
+    out(f, "    exp_avg_sq[i] = exp_avg_sq[i] * %sf + %sf * d * d;\n", literal_plain(e, o->beta2),
+        literal_plain(e, 1 - o->beta2));
+    out(f, "    w[i] -= step_size * exp_avg[i] / (sqrtf(exp_avg_sq[i]) / bc2_sqrt + %sf);\n  }\n}\n\n",
+        literal_plain(e, o->eps));
+  }
+  return e->update = K;
+}
+
+/* The optimizer update of one param, after its gradient is known: the
+ * optimizer's kernel on its elements, split over the team when large. */
 static void emit_update(E *e, Buf *b, int t) {
   Graph *g = e->g;
   int id = g->tensors[t];
   Node *n = &g->nodes[id];
   const Optimizer *o = &g->opt;
-  const char *numel = dimc(e, type_numel(&n->ty));
-  out(b, "  { /* %s %s */\n", n->name, type_str(e->A, g, &n->ty));
-  out(b, "    float *w = (float *)(m->weights + %zu);\n    const float *grad = %s;\n",
-      e->p->weight_off[id], e->var[g->grads[t]]);
-  if (o->kind == OPT_SGD) {
-    if (o->momentum > 0)
-      out(b, "    float *buf = (float *)(m->weights + %zu); /* momentum_buffer */\n",
-          e->slot_off[t]);
-    out(b, "    for (int64_t i = 0; i < %s; i++) {\n      float d = grad[i]%s;\n", numel,
-        o->weight_decay > 0 ? arena_printf(e->A, " + %sf * w[i]", literal_plain(e, o->weight_decay))
-                            : "");
-    if (o->momentum > 0) {
-      const char *mu = literal_plain(e, o->momentum);
-      out(b, "      buf[i] = step == 1 ? d : %sf * buf[i] + d;\n", mu);
-      out(b, o->nesterov ? "      d = d + %sf * buf[i];\n" : "      d = buf[i];%s\n",
-          o->nesterov ? mu : "");
-    }
-    out(b, "      w[i] -= %sf * d;\n    }\n  }\n", literal_plain(e, o->lr));
-    return;
-  }
-  out(b,
-      "    float *exp_avg = (float *)(m->weights + %zu), *exp_avg_sq = (float *)(m->weights + "
-      "%zu);\n",
-      e->slot_off[t], e->slot_off[t] + e->slot2_gap[t]);
-  out(b, "    for (int64_t i = 0; i < %s; i++) {\n      float d = grad[i];\n", numel);
-  if (o->kind == OPT_ADAMW && o->weight_decay > 0)
-    out(b, "      w[i] *= 1.0f - %sf * %sf;\n", literal_plain(e, o->lr),
-        literal_plain(e, o->weight_decay));
-  if (o->kind == OPT_ADAM && o->weight_decay > 0)
-    out(b, "      d += %sf * w[i];\n", literal_plain(e, o->weight_decay));
-  out(b, "      exp_avg[i] += %sf * (d - exp_avg[i]);\n", literal_plain(e, 1 - o->beta1));
-  out(b, "      exp_avg_sq[i] = exp_avg_sq[i] * %sf + %sf * d * d;\n", literal_plain(e, o->beta2),
-      literal_plain(e, 1 - o->beta2));
-  out(b,
-      "      w[i] -= step_size * exp_avg[i] / (sqrtf(exp_avg_sq[i]) / bc2_sqrt + %sf);\n    }\n  "
-      "}\n",
-      literal_plain(e, o->eps));
+  const char *K = update_kernel(e);
+  out(b, "  { /* %s %s */\n    struct %s a = {(float *)(m->weights + %zu), %s", n->name,
+      type_str(e->A, g, &n->ty), K, e->p->weight_off[id], e->var[g->grads[t]]);
+  if (o->kind != OPT_SGD)
+    out(b, ", (float *)(m->weights + %zu), (float *)(m->weights + %zu), step_size, bc2_sqrt",
+        e->slot_off[t], e->slot_off[t] + e->slot2_gap[t]);
+  else if (o->momentum > 0)
+    out(b, ", (float *)(m->weights + %zu), step", e->slot_off[t]);
+  out(b, "};\n    mlcrt_tiles(m->team, 1, %s, %s, &a);\n  }\n", dimc(e, type_numel(&n->ty)), K);
 }
 
 /* Tied names: a descriptor at the original's offset, after the originals
@@ -2226,6 +2254,7 @@ static char *emit_source(E *e, const char *header_name) {
   e->kern = &kern;
   e->nkern = 0;
   e->kseen = NULL;
+  e->update = NULL;
   out(&b,
       "@MLC_KERNELS@"); /* replaced below by the elementwise kernels of run, train and evaluate */
   out(&b, "/* The forward pass, one step per operation of %s. */\n", g->source_path);

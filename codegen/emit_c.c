@@ -1967,16 +1967,20 @@ static const char *update_kernel(E *e) {
   if (o->kind == OPT_SGD) {
     const bool mom = o->momentum > 0;
     const char *mu = literal_plain(e, o->momentum);
-    out(f, "/* sgd(lr=%s, momentum=%s, weight_decay=%s, nesterov=%s) on elements c0..c1 of one "
-           "param */\n",
+    out(f,
+        "/* sgd(lr=%s, momentum=%s, weight_decay=%s, nesterov=%s) on elements c0..c1 of one "
+        "param */\n",
         lr, mu, wd, o->nesterov ? "true" : "false");
     out(f, "struct %s {\n  float *w;\n  const float *grad;\n%s};\n", K,
         mom ? "  float *buf; /* momentum_buffer */\n  int64_t step;\n" : "");
     out(f, "static void %s(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {\n", K);
-    out(f, "  const struct %s *a = ctx;\n  float *restrict w = a->w;\n  const float *restrict "
-           "grad = a->grad;\n", K);
+    out(f,
+        "  const struct %s *a = ctx;\n  float *restrict w = a->w;\n  const float *restrict "
+        "grad = a->grad;\n",
+        K);
     if (mom) out(f, "  float *restrict buf = a->buf;\n  const int first = a->step == 1;\n");
-    out(f, "  (void)r0, (void)r1;\n  for (int64_t i = c0; i < c1; i++) {\n    float d = grad[i]%s;\n",
+    out(f,
+        "  (void)r0, (void)r1;\n  for (int64_t i = c0; i < c1; i++) {\n    float d = grad[i]%s;\n",
         o->weight_decay > 0 ? arena_printf(e->A, " + %sf * w[i]", wd) : "");
     if (mom) {
       out(f, "    buf[i] = first ? d : %sf * buf[i] + d;\n", mu);
@@ -1985,24 +1989,31 @@ static const char *update_kernel(E *e) {
     }
     out(f, "    w[i] -= %sf * d;\n  }\n}\n\n", lr);
   } else {
-    out(f, "/* %s(lr=%s, betas=(%s, %s), eps=%s, weight_decay=%s) on elements c0..c1 of one param; "
-           "step_size and bc2_sqrt carry the step's bias corrections */\n",
+    out(f,
+        "/* %s(lr=%s, betas=(%s, %s), eps=%s, weight_decay=%s) on elements c0..c1 of one param; "
+        "step_size and bc2_sqrt carry the step's bias corrections */\n",
         o->kind == OPT_ADAM ? "adam" : "adamw", lr, literal_plain(e, o->beta1),
         literal_plain(e, o->beta2), literal_plain(e, o->eps), wd);
-    out(f, "struct %s {\n  float *w;\n  const float *grad;\n  float *exp_avg, *exp_avg_sq;\n  "
-           "float step_size, bc2_sqrt;\n};\n", K);
+    out(f,
+        "struct %s {\n  float *w;\n  const float *grad;\n  float *exp_avg, *exp_avg_sq;\n  "
+        "float step_size, bc2_sqrt;\n};\n",
+        K);
     out(f, "static void %s(void *ctx, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {\n", K);
-    out(f, "  const struct %s *a = ctx;\n  float *restrict w = a->w, *restrict exp_avg = "
-           "a->exp_avg, *restrict exp_avg_sq = a->exp_avg_sq;\n  const float *restrict grad = "
-           "a->grad;\n  const float step_size = a->step_size, bc2_sqrt = a->bc2_sqrt;\n", K);
-    out(f, "  (void)r0, (void)r1;\n  for (int64_t i = c0; i < c1; i++) {\n    float d = grad[i];\n");
+    out(f,
+        "  const struct %s *a = ctx;\n  float *restrict w = a->w, *restrict exp_avg = "
+        "a->exp_avg, *restrict exp_avg_sq = a->exp_avg_sq;\n  const float *restrict grad = "
+        "a->grad;\n  const float step_size = a->step_size, bc2_sqrt = a->bc2_sqrt;\n",
+        K);
+    out(f,
+        "  (void)r0, (void)r1;\n  for (int64_t i = c0; i < c1; i++) {\n    float d = grad[i];\n");
     if (o->kind == OPT_ADAMW && o->weight_decay > 0)
       out(f, "    w[i] *= 1.0f - %sf * %sf;\n", lr, wd);
     if (o->kind == OPT_ADAM && o->weight_decay > 0) out(f, "    d += %sf * w[i];\n", wd);
     out(f, "    exp_avg[i] += %sf * (d - exp_avg[i]);\n", literal_plain(e, 1 - o->beta1));
     out(f, "    exp_avg_sq[i] = exp_avg_sq[i] * %sf + %sf * d * d;\n", literal_plain(e, o->beta2),
         literal_plain(e, 1 - o->beta2));
-    out(f, "    w[i] -= step_size * exp_avg[i] / (sqrtf(exp_avg_sq[i]) / bc2_sqrt + %sf);\n  }\n}\n\n",
+    out(f,
+        "    w[i] -= step_size * exp_avg[i] / (sqrtf(exp_avg_sq[i]) / bc2_sqrt + %sf);\n  }\n}\n\n",
         literal_plain(e, o->eps));
   }
   return e->update = K;

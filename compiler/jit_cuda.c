@@ -1,6 +1,6 @@
 /* compiler/jit_cuda.c — the CUDA JIT plumbing: CUDA C compiled in-process to
- * PTX with NVRTC (cached on disk), PTX loaded and kernels launched with the
- * CUDA driver API.
+ * machine code (CUBIN) or PTX with NVRTC (cached on disk), loaded and its
+ * kernels launched with the CUDA driver API.
  *
  * Neither library is linked: libcuda.so.1 (the driver, present only where a
  * GPU is) and libnvrtc (the toolkit's run-time compiler) are opened with
@@ -11,11 +11,13 @@
  * types used are declared here (handles are pointers, results ints), so no CUDA header is needed to
  * build.
  *
- * PTX cache: BASE/ptx/<16 hex digits>.ptx, keyed by a hash of the source, the
- * in-memory headers, the options, the architecture and NVRTC's version.  The
- * file's first line is "// mlc-ptx SIZE CHECKSUM" of the rest; it is written
- * to a temporary file and renamed, and one that does not match its first
- * line is compiled again and replaced, never loaded.
+ * Kernel cache: BASE/ptx/<16 hex digits>.ptx (PTX) and .image (what a model
+ * loads: a CUBIN where NVRTC knows the GPU's architecture exactly, else PTX),
+ * keyed by a hash of the source, the in-memory headers, the options, the
+ * architecture and the kernel names.  The file's first line is
+ * "// mlc-ptx SIZE CHECKSUM" (or mlc-cubin) of the rest; it is written to a
+ * temporary file and renamed, and one that does not match its first line is
+ * compiled again and replaced, never loaded.
  */
 #include "mlcc.h"
 #include "mlcrt_cuda.h" /* mlcrt_matmul_plan */
@@ -44,6 +46,8 @@ typedef struct Nvrtc {
   int (*GetLoweredName)(nvrtcProgram, const char *, const char **);
   int (*GetNumSupportedArchs)(int *); /* CUDA 11.2 and later; may be NULL */
   int (*GetSupportedArchs)(int *);
+  int (*GetCUBINSize)(nvrtcProgram, size_t *); /* CUDA 11.1 and later; may be NULL */
+  int (*GetCUBIN)(nvrtcProgram, char *);
 } Nvrtc;
 
 #define SYM(lib, field, name) (*(void **)&(field) = dlsym(lib, name))
@@ -86,6 +90,8 @@ static bool nvrtc_open(Nvrtc *n, char *err) {
             SYM(l, n->GetLoweredName, "nvrtcGetLoweredName");
   SYM(l, n->GetNumSupportedArchs, "nvrtcGetNumSupportedArchs");
   SYM(l, n->GetSupportedArchs, "nvrtcGetSupportedArchs");
+  SYM(l, n->GetCUBINSize, "nvrtcGetCUBINSize");
+  SYM(l, n->GetCUBIN, "nvrtcGetCUBIN");
   if (!ok) {
     dlclose(l);
     mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "the NVRTC library found lacks a function mlc needs");
@@ -94,39 +100,57 @@ static bool nvrtc_open(Nvrtc *n, char *err) {
   return true;
 }
 
-/* The PTX file's first line and its checksum over the rest. */
+/* The entry's checksum over everything after its first line. */
 static uint64_t ptx_sum(const char *ptx, size_t n) {
   return build_hash(BUILD_HASH_INIT, ptx, n);
 }
 
-/* Reads a cache entry; NULL if absent or damaged.  Its text starts with a
- * line "// mlc-name LOWERED" per name expression (a PTX comment). */
-static char *ptx_read(Arena *A, const char *path, int nnames, const char **lowered) {
+/* A cache entry: the first line "// mlc-ptx SIZE CHECKSUM" (or mlc-cubin)
+ * of the SIZE bytes after it, which start with a line "// mlc-name LOWERED"
+ * per name expression and go on with the code: PTX text (the name lines
+ * are PTX comments, loaded with it) or a CUBIN (an ELF image). */
+typedef struct Entry {
+  char *code; /* in the arena; PTX is 0-terminated, and starts at the name lines */
+  size_t size;
+  bool cubin;
+} Entry;
+
+/* Reads a cache entry; false if absent or damaged. */
+static bool ptx_read(Arena *A, const char *path, int nnames, const char **lowered, Entry *e) {
   FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
+  if (!f) return false;
   unsigned long long size, sum;
-  char *ptx = NULL;
-  if (fscanf(f, "// mlc-ptx %llu %llx", &size, &sum) == 2 && fgetc(f) == '\n' &&
-      size < ((size_t)1 << 34)) {
-    ptx = arena_alloc(A, (size_t)size + 1);
-    if (fread(ptx, 1, (size_t)size, f) != size || fgetc(f) != EOF ||
-        ptx_sum(ptx, (size_t)size) != sum)
-      ptx = NULL;
+  char kind[8] = "";
+  char *body = NULL;
+  if (fscanf(f, "// mlc-%5[a-z] %llu %llx", kind, &size, &sum) == 3 && fgetc(f) == '\n' &&
+      (!strcmp(kind, "ptx") || !strcmp(kind, "cubin")) && size < ((size_t)1 << 34)) {
+    body = arena_alloc(A, (size_t)size + 1);
+    if (fread(body, 1, (size_t)size, f) != size || fgetc(f) != EOF ||
+        ptx_sum(body, (size_t)size) != sum)
+      body = NULL;
+    else
+      body[size] = 0;
   }
   fclose(f);
-  char *p = ptx;
+  char *p = body;
   for (int i = 0; p && i < nnames; i++) {
-    char *nl = strchr(p, '\n');
-    if (strncmp(p, "// mlc-name ", 12) || !nl) return NULL;
+    char *nl = memchr(p, '\n', (size_t)(body + size - p));
+    if (strncmp(p, "// mlc-name ", 12) || !nl) return false;
     lowered[i] = arena_printf(A, "%.*s", (int)(nl - p - 12), p + 12);
     p = nl + 1;
   }
-  return ptx;
+  if (!p) return false;
+  e->cubin = !strcmp(kind, "cubin");
+  e->code = e->cubin ? p : body;
+  e->size = (size_t)size - (size_t)(e->code - body);
+  /* a CUBIN is an ELF image; PTX has no NUL before its end */
+  return e->cubin ? e->size > 4 && !memcmp(e->code, "\177ELF", 4) : strlen(body) == size;
 }
 
 /* Writes an entry via a temporary file and rename (best effort: a cache that
  * cannot be written only costs the next start a compile). */
-static void ptx_write(Arena *A, const char *dir, const char *path, const char *ptx) {
+static void ptx_write(Arena *A, const char *dir, const char *path, const char *body, size_t n,
+                      bool cubin) {
   if (build_mkdirs(dir) != 0) return;
   char *tmp = arena_printf(A, "%s/tmp.XXXXXX", dir);
   int fd = mkstemp(tmp);
@@ -137,46 +161,53 @@ static void ptx_write(Arena *A, const char *dir, const char *path, const char *p
     unlink(tmp);
     return;
   }
-  size_t n = strlen(ptx);
-  fprintf(f, "// mlc-ptx %zu %016llx\n", n, (unsigned long long)ptx_sum(ptx, n));
-  bool ok = fwrite(ptx, 1, n, f) == n;
+  fprintf(f, "// mlc-%s %zu %016llx\n", cubin ? "cubin" : "ptx", n,
+          (unsigned long long)ptx_sum(body, n));
+  bool ok = fwrite(body, 1, n, f) == n;
   ok &= fclose(f) == 0;
   if (!ok || rename(tmp, path) != 0) unlink(tmp);
 }
 
-char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh,
-                const char *const *opts, int nopts, const char *const *names, int nnames,
-                const char **lowered, int arch, bool *cached, char *err) {
+/* jitcu_ptx and jitcu_image: want_cubin asks for a CUBIN where this NVRTC
+ * can build one for arch (else PTX).  Separate cache entries. */
+static bool jit_compile(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh,
+                        const char *const *opts, int nopts, const char *const *names, int nnames,
+                        const char **lowered, int arch, bool want_cubin, bool *cached, Entry *out,
+                        char *err) {
   if (cached) *cached = false;
   /* the key needs no NVRTC: loading it costs 40-100 ms, too much for a warm
-   * start (so a new toolkit reuses the PTX cached by an older one) */
-  uint64_t key = build_hash_str(BUILD_HASH_INIT, "ptx");
+   * start (so a new toolkit reuses the code cached by an older one) */
+  uint64_t key = build_hash_str(BUILD_HASH_INIT, want_cubin ? "image" : "ptx");
   key = build_hash_str(build_hash_str(key, name), src);
   for (int i = 0; i < nh; i++) key = build_hash_str(build_hash_str(key, h[i].name), h[i].text);
   for (int i = 0; i < nopts; i++) key = build_hash_str(key, opts[i]);
   for (int i = 0; i < nnames; i++) key = build_hash_str(build_hash_str(key, "name"), names[i]);
   key = build_hash(key, &arch, sizeof arch);
   const char *dir = arena_printf(A, "%s/ptx", build_cache_dir(A));
-  const char *path = arena_printf(A, "%s/%016llx.ptx", dir, (unsigned long long)key);
-  char *ptx = ptx_read(A, path, nnames, lowered);
-  if (ptx) {
+  const char *path =
+      arena_printf(A, "%s/%016llx.%s", dir, (unsigned long long)key, want_cubin ? "image" : "ptx");
+  if (ptx_read(A, path, nnames, lowered, out)) {
     if (cached) *cached = true;
-    return ptx;
+    return true;
   }
   Nvrtc nv;
-  if (!nvrtc_open(&nv, err)) return NULL;
+  if (!nvrtc_open(&nv, err)) return false;
   /* a GPU newer than this NVRTC: its newest virtual architecture (the driver
-   * compiles PTX for later GPUs) */
+   * compiles PTX for later GPUs); machine code only for an architecture it
+   * knows exactly */
   int nsup = 0;
+  bool exact = false;
   if (nv.GetNumSupportedArchs && nv.GetSupportedArchs && !nv.GetNumSupportedArchs(&nsup) &&
       nsup > 0 && nsup < 256) {
     int sup[256], best = 0;
     nv.GetSupportedArchs(sup);
     for (int i = 0; i < nsup; i++)
       if (sup[i] <= arch && sup[i] > best) best = sup[i];
+    exact = best == arch;
     if (best) arch = best;
   }
-  const char *archopt = arena_printf(A, "--gpu-architecture=compute_%d", arch);
+  const bool cubin = want_cubin && exact && nv.GetCUBINSize && nv.GetCUBIN;
+  const char *archopt = arena_printf(A, "--gpu-architecture=%s_%d", cubin ? "sm" : "compute", arch);
   const char **hn = arena_alloc(A, sizeof(char *) * (size_t)(nh + 1)),
              **ht = arena_alloc(A, sizeof(char *) * (size_t)(nh + 1));
   for (int i = 0; i < nh; i++) hn[i] = h[i].name, ht[i] = h[i].text;
@@ -188,10 +219,11 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
   if (rc) {
     mlcrt_seterr(err, MLCRT_EUNSUPPORTED, "%s: NVRTC cannot create the program: %s", name,
                  nv.GetErrorString(rc));
-    return NULL;
+    return false;
   }
   for (int i = 0; i < nnames && !rc; i++) rc = nv.AddNameExpression(prog, names[i]);
   if (!rc) rc = nv.CompileProgram(prog, nopts + 1, o);
+  bool ok = false;
   if (rc) {
     size_t n = 0;
     nv.GetProgramLogSize(prog, &n);
@@ -206,21 +238,52 @@ char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *
       if (nv.GetLoweredName(prog, names[i], &low) || !low) {
         mlcrt_seterr(err, MLCRT_EFORMAT, "%s: NVRTC: no kernel '%s'", name, names[i]);
         nv.DestroyProgram(&prog);
-        return NULL;
+        return false;
       }
       lowered[i] = arena_strdup(A, low);
       names_text = arena_printf(A, "%s// mlc-name %s\n", names_text, low);
     }
-    size_t n = 0;
-    nv.GetPTXSize(prog, &n);
-    char *code = arena_alloc(A, n + 1);
-    nv.GetPTX(prog, code);
-    code[n] = 0;
-    ptx = arena_printf(A, "%s%s", names_text, code);
-    ptx_write(A, dir, path, ptx);
+    size_t n = 0, nt = strlen(names_text);
+    rc = cubin ? nv.GetCUBINSize(prog, &n) : nv.GetPTXSize(prog, &n);
+    char *body = arena_alloc(A, nt + n + 1);
+    memcpy(body, names_text, nt);
+    if (!rc) rc = cubin ? nv.GetCUBIN(prog, body + nt) : nv.GetPTX(prog, body + nt);
+    if (rc || !n) {
+      mlcrt_seterr(err, MLCRT_EFORMAT, "%s: NVRTC gave no %s: %s", name, cubin ? "CUBIN" : "PTX",
+                   nv.GetErrorString(rc));
+    } else {
+      if (!cubin) n = strlen(body + nt); /* PTX: its size counts the terminating 0 */
+      body[nt + n] = 0;
+      ptx_write(A, dir, path, body, nt + n, cubin);
+      *out = (Entry){cubin ? body + nt : body, cubin ? n : nt + n, cubin};
+      ok = true;
+    }
   }
   nv.DestroyProgram(&prog);
-  return ptx;
+  return ok;
+}
+
+char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh,
+                const char *const *opts, int nopts, const char *const *names, int nnames,
+                const char **lowered, int arch, bool *cached, char *err) {
+  Entry e;
+  return jit_compile(A, name, src, h, nh, opts, nopts, names, nnames, lowered, arch, false, cached,
+                     &e, err)
+             ? e.code
+             : NULL;
+}
+
+const char *jitcu_image(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh,
+                        const char *const *opts, int nopts, const char *const *names, int nnames,
+                        const char **lowered, int arch, bool *cached, size_t *size, bool *cubin,
+                        char *err) {
+  Entry e;
+  if (!jit_compile(A, name, src, h, nh, opts, nopts, names, nnames, lowered, arch, true, cached, &e,
+                   err))
+    return NULL;
+  if (size) *size = e.size;
+  if (cubin) *cubin = e.cubin;
+  return e.code;
 }
 
 /* ---- the driver ------------------------------------------------------------------ */
@@ -357,9 +420,9 @@ void jitcu_close(JitCuda *cu) {
   free(cu);
 }
 
-int jitcu_module_load(JitCuda *cu, const char *ptx, void **module, char *err) {
+int jitcu_module_load(JitCuda *cu, const void *image, void **module, char *err) {
   int rc = cu->CtxSetCurrent(cu->ctx);
-  if (!rc) rc = cu->ModuleLoadData((CUmodule *)module, ptx);
+  if (!rc) rc = cu->ModuleLoadData((CUmodule *)module, image);
   return rc ? cu_fail(cu, rc, err, "cannot load the compiled kernels (cuModuleLoadData)")
             : MLCRT_OK;
 }
@@ -489,7 +552,7 @@ struct JitCuModel {
   void **fns; /* per pr->kernels */
   Cublas blas;
   bool has_blas;
-  bool ptx_cached;
+  bool code_cached;
   const unsigned char *embedded; /* the weights region's params (p->weight_bytes), or NULL */
   mlcrt_tensor_desc *tensors, *ckpt;
   int ntensors, nckpt;
@@ -866,10 +929,26 @@ JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, i
     }
   const JitCuHeader hdr = {"mlcrt_kernels.cuh", mlc_kernels_cuh};
   const char **lowered = arena_alloc(A, sizeof(char *) * (size_t)(pr->nkernels + 1));
-  char *ptx = jitcu_ptx(A, arena_printf(A, "%s.cu", c->g->name), pr->device_src, &hdr, 1, NULL, 0,
-                        pr->kernels, pr->nkernels, lowered, jitcu_arch(cu), &mm->ptx_cached, err);
-  jt_phase(mm->ptx_cached ? "ptx (cached)" : "ptx (nvrtc)", &t);
-  int rc = ptx ? jitcu_module_load(cu, ptx, &mm->module, err) : MLCRT_EUNSUPPORTED;
+  const char *cuname = arena_printf(A, "%s.cu", c->g->name);
+  /* machine code (CUBIN) unless $MLC_JIT_PTX asks for PTX: the driver then
+   * compiles it at every load, tens of ms for GPT-2's kernels */
+  const char *want_ptx = getenv("MLC_JIT_PTX");
+  bool cubin = false;
+  const char *image =
+      want_ptx && *want_ptx && strcmp(want_ptx, "0")
+          ? jitcu_ptx(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
+                      lowered, jitcu_arch(cu), &mm->code_cached, err)
+          : jitcu_image(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
+                        lowered, jitcu_arch(cu), &mm->code_cached, NULL, &cubin, err);
+  jt_phase(!mm->code_cached ? (cubin ? "cubin (nvrtc)" : "ptx (nvrtc)")
+                            : (cubin ? "cubin (cached)" : "ptx (cached)"),
+           &t);
+  int rc = image ? jitcu_module_load(cu, image, &mm->module, err) : MLCRT_EUNSUPPORTED;
+  if (rc && cubin) { /* a driver older than this NVRTC's machine code: PTX, which it compiles */
+    image = jitcu_ptx(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
+                      lowered, jitcu_arch(cu), &mm->code_cached, err);
+    rc = image ? jitcu_module_load(cu, image, &mm->module, err) : MLCRT_EUNSUPPORTED;
+  }
   jt_phase("module load", &t);
   mm->fns = arena_alloc(A, sizeof(void *) * (size_t)(pr->nkernels + 1));
   for (int i = 0; i < pr->nkernels && !rc; i++)

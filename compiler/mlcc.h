@@ -593,13 +593,21 @@ typedef struct JitCuHeader {
 char *jitcu_ptx(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh, const char *const *opts,
                 int nopts, const char *const *names, int nnames, const char **lowered, int arch, bool *cached,
                 char *err);
+/* The same, for loading: a CUBIN (machine code for arch, *cubin set) where
+ * this NVRTC knows arch exactly, else PTX; *size is the image's bytes.  A
+ * cached CUBIN loads without the driver compiling anything (a PTX module is
+ * compiled at every load).  A separate cache entry from jitcu_ptx's. */
+const char *jitcu_image(Arena *A, const char *name, const char *src, const JitCuHeader *h, int nh,
+                        const char *const *opts, int nopts, const char *const *names, int nnames,
+                        const char **lowered, int arch, bool *cached, size_t *size, bool *cubin,
+                        char *err);
 /* The driver and device `ordinal` (its primary context made current), or
  * NULL with "no CUDA driver: ..." / "no CUDA device: ..." in err. */
 typedef struct JitCuda JitCuda;
 JitCuda *jitcu_open(int ordinal, char *err);
 int jitcu_arch(const JitCuda *cu); /* compute capability, 90 for sm_90 */
 void jitcu_close(JitCuda *cu);
-int jitcu_module_load(JitCuda *cu, const char *ptx, void **module, char *err);
+int jitcu_module_load(JitCuda *cu, const void *image, void **module, char *err);
 void jitcu_module_unload(JitCuda *cu, void *module);
 int jitcu_function(JitCuda *cu, void *module, const char *name, void **fn, char *err);
 /* args: pointers to each kernel argument, as cuLaunchKernel takes them */

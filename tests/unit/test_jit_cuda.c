@@ -45,6 +45,8 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   char cmd[300];
+  unsetenv("MLC_JIT_PTX");
+  unsetenv("MLC_CUDA_STUB_NO_CUBIN");
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
   unsetenv("MLC_LIBCUDA");
   unsetenv("MLC_LIBCUBLAS");
@@ -182,6 +184,84 @@ static void test_cache(void **state) {
   char *p4 = jitcu_ptx(A, "saxpy.cu", SAXPY, &SCALE, 1, NULL, 0, NULL, 0, NULL, 80, &cached, err);
   assert_false(cached);
   assert_string_equal(p1, p4);
+  arena_free(A);
+}
+
+/* The one cache file whose name ends in suffix, or "" when there is none. */
+static void cache_entry(const char *suffix, char *path, size_t n) {
+  char dir[300];
+  snprintf(dir, sizeof dir, "%s/ptx", cache);
+  path[0] = 0;
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));) {
+    size_t l = strlen(e->d_name), ls = strlen(suffix);
+    if (l > ls && !strcmp(e->d_name + l - ls, suffix)) snprintf(path, n, "%s/%s", dir, e->d_name);
+  }
+  closedir(d);
+}
+
+/* jitcu_image: machine code (a CUBIN, an ELF image) for an architecture
+ * NVRTC knows, with the kernels' lowered names; cached apart from the PTX,
+ * found again byte for byte, rebuilt when damaged; PTX for a GPU newer than
+ * NVRTC. */
+static void test_image(void **state) {
+  (void)state;
+  Arena *A = arena_new();
+  char err[MLCRT_ERRLEN], path[600];
+  const char *src2 =
+      "static __global__ void twice(float *y) { y[threadIdx.x] *= 2.0f; }\n"
+      "template <typename F> __global__ void add(F *y, F v) { y[threadIdx.x] += v; }\n";
+  const char *names[] = {"twice", "add<float>"}, *low[2] = {0}, *low2[2] = {0}, *plow[2] = {0};
+  bool cached = true, cubin = false;
+  size_t n = 0, n2 = 0;
+  const char *img =
+      jitcu_image(A, "two.cu", src2, NULL, 0, NULL, 0, names, 2, low, 80, &cached, &n, &cubin, err);
+  if (!img) fprintf(stderr, "%s\n", err);
+  assert_non_null(img);
+  assert_false(cached);
+  assert_true(cubin);
+  assert_true(n > 64);
+  assert_memory_equal(img, "\177ELF", 4);
+  /* the same lowered names as the PTX gives, and they are in the image */
+  assert_non_null(jitcu_ptx(A, "two.cu", src2, NULL, 0, NULL, 0, names, 2, plow, 80, NULL, err));
+  for (int i = 0; i < 2; i++) {
+    assert_string_equal(low[i], plow[i]);
+    assert_non_null(memmem(img, n, low[i], strlen(low[i]) + 1));
+  }
+  const char *img2 = jitcu_image(A, "two.cu", src2, NULL, 0, NULL, 0, names, 2, low2, 80, &cached,
+                                 &n2, &cubin, err);
+  assert_true(cached && cubin);
+  assert_int_equal(n2, n);
+  assert_memory_equal(img2, img, n);
+  assert_string_equal(low2[1], low[1]);
+  /* one byte of the machine code changed: compiled again */
+  cache_entry(".image", path, sizeof path);
+  assert_true(path[0]);
+  FILE *f = fopen(path, "r+b");
+  assert_non_null(f);
+  fseek(f, -9, SEEK_END);
+  fputc(0x5a ^ fgetc(f), f);
+  fclose(f);
+  img2 = jitcu_image(A, "two.cu", src2, NULL, 0, NULL, 0, names, 2, low2, 80, &cached, &n2, &cubin,
+                     err);
+  assert_false(cached);
+  assert_memory_equal(img2, img, n);
+  /* an entry that says cubin but holds no ELF image is not loaded */
+  f = fopen(path, "wb");
+  fprintf(f, "// mlc-cubin 44 %016llx\n// mlc-name twice\n// mlc-name add\nxyzxyzxyz",
+          (unsigned long long)build_hash(BUILD_HASH_INIT,
+                                         "// mlc-name twice\n// mlc-name add\nxyzxyzxyz", 44));
+  fclose(f);
+  jitcu_image(A, "two.cu", src2, NULL, 0, NULL, 0, names, 2, low2, 80, &cached, &n2, &cubin, err);
+  assert_false(cached);
+  /* a GPU newer than this NVRTC: PTX for its newest architecture */
+  img = jitcu_image(A, "two.cu", src2, NULL, 0, NULL, 0, names, 2, low, 10000, &cached, &n, &cubin,
+                    err);
+  assert_non_null(img);
+  assert_false(cubin);
+  assert_non_null(strstr(img, ".target sm_"));
+  assert_int_equal(strlen(img), n);
   arena_free(A);
 }
 
@@ -397,6 +477,21 @@ static void test_launch(void **state) {
   CU_OK(jitcu_sync(cu, err));
   CU_OK(jitcu_copy(cu, dy, y, sizeof y, false, err));
   for (int i = 0; i < N; i++) assert_true(y[i] == 0.5f * (float)i + 1.5f);
+  /* the same kernels as machine code (a CUBIN where NVRTC knows the GPU) */
+  bool cubin = false;
+  const char *img = jitcu_image(A, "saxpy.cu", SAXPY, &SCALE, 1, NULL, 0, NULL, 0, NULL,
+                                jitcu_arch(cu), NULL, NULL, &cubin, err);
+  assert_non_null(img);
+  void *mod2 = NULL, *fill2 = NULL;
+  CU_OK(jitcu_module_load(cu, img, &mod2, err));
+  CU_OK(jitcu_function(cu, mod2, "fill", &fill2, err));
+  v = 4.0f;
+  CU_OK(jitcu_launch(cu, fill2, g1, b1, 0, (void *[]){&dy, &v, &n}, err));
+  CU_OK(jitcu_sync(cu, err));
+  CU_OK(jitcu_copy(cu, dy, y, sizeof y, false, err));
+  for (int i = 0; i < N; i++) assert_true(y[i] == 4.0f);
+  fprintf(stderr, "launched from %s\n", cubin ? "a CUBIN" : "PTX (NVRTC does not know this GPU)");
+  jitcu_module_unload(cu, mod2);
   jitcu_free(cu, dx);
   jitcu_free(cu, dy);
   jitcu_module_unload(cu, mod);
@@ -426,6 +521,7 @@ typedef struct Stub {
 } Stub;
 
 static void stub_open(Stub *st) {
+  setenv("MLC_JIT_PTX", "1", 1); /* the stub reads kernels' parameters from PTX, not a CUBIN */
   setenv("MLC_LIBCUDA", MLC_CUDA_STUB, 1);
   setenv("MLC_LIBCUBLAS", MLC_CUDA_STUB, 1);
   st->lib = dlopen(MLC_CUDA_STUB, RTLD_NOW | RTLD_LOCAL);
@@ -768,6 +864,37 @@ static void test_stub_weights(void **state) {
   }
 }
 
+/* A model loaded as CUBIN through the stub driver: every kernel found in its
+ * symbol table, a run launches them; a driver that refuses the CUBIN gets
+ * the PTX instead. */
+static void test_stub_cubin(void **state) {
+  (void)state;
+  Stub st;
+  stub_open(&st);
+  unsetenv("MLC_JIT_PTX");
+  char err[MLCRT_ERRLEN], path[600];
+  for (int refuse = 0; refuse < 2; refuse++) {
+    if (refuse) setenv("MLC_CUDA_STUB_NO_CUBIN", "1", 1);
+    Arena *A = arena_new();
+    Diag dg = {0};
+    Options o = {.opt_level = 2, .cuda = true};
+    Compiled *c = compile_file(A, MLC_SOURCE_DIR "/examples/lenet5.mdl", &o, false, &dg);
+    diag_free(&dg);
+    assert_non_null(c);
+    JitCuModel *mm = jitcu_model_load(c, NULL, CU_PREC_F32, err);
+    if (!mm) fprintf(stderr, "%s\n", err);
+    assert_non_null(mm);
+    cache_entry(".image", path, sizeof path);
+    assert_true(path[0]);
+    assert_non_null(strstr(read_text(A, path), "// mlc-cubin "));
+    cache_entry(".ptx", path, sizeof path);
+    assert_int_equal(path[0] != 0, refuse); /* the PTX compiled only when the CUBIN is refused */
+    jitcu_model_free(mm);
+    arena_free(A);
+  }
+  unsetenv("MLC_CUDA_STUB_NO_CUBIN");
+}
+
 int main(void) {
   /* no toolkit at build time and none now: nothing to test */
   if (!*MLC_CUDA_LIBDIR) {
@@ -785,6 +912,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_ptx, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broken, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_image, setup, teardown),
       cmocka_unit_test_setup_teardown(test_no_driver, setup, teardown),
       cmocka_unit_test_setup_teardown(test_constants, setup, teardown),
       cmocka_unit_test_setup_teardown(test_launch, setup, teardown),
@@ -792,6 +920,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stub_models, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stub_api, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stub_weights, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_stub_cubin, setup, teardown),
   };
   if (getenv("MLC_TEST_FILTER"))
     cmocka_set_test_filter(getenv("MLC_TEST_FILTER")); /* e.g. "test_stub*" */

@@ -70,8 +70,10 @@ typedef struct E {
   struct KernSeen *kseen; /* ... each once: run, train and evaluate share them */
   const char *update;     /* emit_c.c: the optimizer's kernel (in kern), once written */
   const Plan *run;        /* emit_c.c: the run function's plan */
-  int *wpack;             /* ... per node: the index of a linear weight packed once for
-                             run's GEMMs (-O2), else -1 */
+  int *wpack;             /* ... per node: the index of a linear weight (its param) or a
+                             convolution's weights (the conv node) packed once for run
+                             (-O2), else -1 */
+  int *wpnode;            /* ... and the node of each index */
   int nwpack;
 } E;
 

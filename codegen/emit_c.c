@@ -614,7 +614,7 @@ static void emit_shape_array(E *e, Buf *b, const char *name, const Type *t) {
   out(b, "};\n");
 }
 
-static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
+static void conv_params_n(E *e, Buf *b, const Node *n, const char *pre, const char *N) {
   const Type *x, *w, *y;
   int h; /* conv1d [N, C, L] runs as conv2d with H = KH = OH = 1 */
   conv_types(e->g, n, &x, &w, &y, &h);
@@ -622,11 +622,17 @@ static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
       "%s{.N = %s, .C = %s, .H = %s, .W = %s, .OC = %s, .KH = %s, .KW = %s, .OH = %s, .OW = "
       "%s,\n%s .sh = %lld, .sw = %lld, .ph = %lld, .pw = %lld, .dh = %lld, .dw = %lld, .groups = "
       "%lld}",
-      "", dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]),
+      "", N ? N : dimc(e, x->dim[0]), dimc(e, x->dim[1]), h < 2 ? "1" : dimc(e, x->dim[2]),
       dimc(e, x->dim[h + 1]), dimc(e, w->dim[0]), h < 2 ? "1" : dimc(e, w->dim[2]),
       dimc(e, w->dim[h + 1]), h < 2 ? "1" : dimc(e, y->dim[2]), dimc(e, y->dim[h + 1]), pre,
       (long long)n->ia[0], (long long)n->ia[1], (long long)n->ia[2], (long long)n->ia[3],
       (long long)n->ia[4], (long long)n->ia[5], (long long)n->ia[6]);
+}
+
+/* The params of convolution n (conv1d as conv2d) as a C initializer; with
+ * N given, for a batch of N (the weights' packing: any batch). */
+static void conv_params(E *e, Buf *b, const Node *n, const char *pre) {
+  conv_params_n(e, b, n, pre, NULL);
 }
 
 /* The images a GK_POOLED chunk buffer holds for the batch (dim 0 of node
@@ -1344,6 +1350,15 @@ static void emit_conv_call(E *e, Buf *b, int id, const char *epi) {
   const Node *n = &e->g->nodes[id];
   out(b, "  {\n    const mlcrt_conv2d_params cp = ");
   conv_params(e, b, n, "       ");
+  const int wp = e->p == e->run && e->wpack ? e->wpack[id] : -1;
+  if (wp >= 0) { /* the weights kept compacted and packed (when they last changed) */
+    out(b,
+        ";\n    mlcrt_conv2d_packed_epi_f32(m->team, &cp, %s, %s, m->wpack + m->wpoff[%d], %s, %s, "
+        "m->arena + m->%s[%d], %s);\n  }\n",
+        e->var[n->in[0]], e->var[n->in[1]], wp, n->nin == 3 ? e->var[n->in[2]] : "NULL", e->var[id],
+        e->off, e->p->scratch[id], epi ? epi : "NULL");
+    return;
+  }
   out(b,
       ";\n    mlcrt_conv2d%s_f32(m->team, &cp, %s, %s, %s, %s, m->arena + m->%s[%d]%s%s);\n  }\n",
       epi ? "_epi" : "", e->var[n->in[0]], e->var[n->in[1]],
@@ -1387,30 +1402,84 @@ static void emit_gemm_call(E *e, Buf *b, int id, const char *epi) {
       n->nin == 3 ? e->var[n->in[2]] : "NULL", y, epi ? ", " : "", epi ? epi : "");
 }
 
-/* The linear weights run packs once (-O2): params [N, K] (f32, constant
- * shape) that a linear of the run function multiplies by.  Their panels,
- * laid out for the team's GEMM kernels, live beside the weights (m->wpack)
- * and are packed again by the first run after anything changed the weights
- * (create, init, load, load_checkpoint, a train step clear m->wpack_ok):
- * packing W is a large part of a linear at a small batch, and the same
- * work every call. */
+/* The weights run packs once (-O2): params [N, K] (f32, constant shape)
+ * that a linear of the run function multiplies by, and the weights of its
+ * convolutions of constant geometry but the batch (outside GK_POOLED
+ * groups, which run their own calls).  Their panels, laid out for the team's
+ * GEMM kernels (a convolution's compacted to the taps that see the image
+ * first), live beside the weights (m->wpack) and are packed again by the
+ * first run after anything changed the weights (create, init, load,
+ * load_checkpoint, a train step clear m->wpack_ok): packing W is a large
+ * part of a linear at a small batch, and the same work every call. */
+static bool conv_packable(E *e, const Node *n) {
+  const Type *x, *w, *y;
+  int h;
+  conv_types(e->g, n, &x, &w, &y, &h);
+  const Node *wn = &e->g->nodes[n->in[1]];
+  if (wn->op != OP_PARAM || w->dt != DT_F32 || x->dt != DT_F32 || n->ty.dt != DT_F32) return false;
+  for (int i = 1; i < x->rank; i++)
+    if (!dim_is_const(x->dim[i], NULL)) return false;
+  for (int i = 0; i < w->rank; i++)
+    if (!dim_is_const(w->dim[i], NULL)) return false;
+  for (int i = 2; i < y->rank; i++)
+    if (!dim_is_const(y->dim[i], NULL)) return false;
+  return true;
+}
+
 static void plan_wpacks(E *e, const Plan *p) {
   Graph *g = e->g;
   e->wpack = arena_alloc(e->A, sizeof(int) * (size_t)(g->n + 1));
+  e->wpnode = arena_alloc(e->A, sizeof(int) * (size_t)(g->n + 1));
   e->nwpack = 0;
   for (int i = 0; i < g->n; i++) e->wpack[i] = -1;
   if (!p->reuse) return; /* -O0 */
+  bool *pooled = arena_alloc(e->A, sizeof(bool) * (size_t)(g->n + 1));
+  memset(pooled, 0, sizeof(bool) * (size_t)(g->n + 1));
+  for (int gi = 0; gi < p->ngroups; gi++)
+    if (p->groups[gi].kind == GK_POOLED)
+      for (int k = 0; k < p->groups[gi].n; k++) pooled[p->groups[gi].nodes[k]] = true;
   for (int i = 0; i < g->n; i++) {
     const Node *n = &g->nodes[i];
-    if (n->op != OP_LINEAR || n->nin < 2 ||
-        (p->storage[i] != ST_ARENA && p->storage[i] != ST_FUSED))
+    if (n->nin < 2 || (p->storage[i] != ST_ARENA && p->storage[i] != ST_FUSED)) continue;
+    if ((n->op == OP_CONV2D || n->op == OP_CONV1D) && !pooled[i] && conv_packable(e, n)) {
+      e->wpnode[e->nwpack] = i;
+      e->wpack[i] = e->nwpack++;
       continue;
+    }
+    if (n->op != OP_LINEAR) continue;
     const Node *w = &g->nodes[n->in[1]], *x = &g->nodes[n->in[0]];
     if (w->op != OP_PARAM || w->ty.dt != DT_F32 || x->ty.dt != DT_F32 || n->ty.dt != DT_F32 ||
         w->ty.rank != 2 || !dim_is_const(w->ty.dim[0], NULL) || !dim_is_const(w->ty.dim[1], NULL))
       continue;
-    if (e->wpack[n->in[1]] < 0) e->wpack[n->in[1]] = e->nwpack++;
+    if (e->wpack[n->in[1]] < 0) {
+      e->wpnode[e->nwpack] = n->in[1];
+      e->wpack[n->in[1]] = e->nwpack++;
+    }
   }
+}
+
+/* The call that packs entry k (pack) or gives its floats (!pack), as C. */
+static const char *wpack_call(E *e, int k, bool pack) {
+  const int id = e->wpnode[k];
+  const Node *n = &e->g->nodes[id];
+  if (n->op == OP_PARAM) { /* a linear's W [N, K] */
+    const char *N = dimc(e, n->ty.dim[0]), *K = dimc(e, n->ty.dim[1]);
+    return pack
+               ? arena_printf(e->A,
+                              "mlcrt_linear_pack_f32(m->team, %s, %s, %s, m->wpack + m->wpoff[%d])",
+                              e->var[id], N, K, k)
+               : arena_printf(e->A, "mlcrt_linear_pack_floats(m->team, %s, %s)", N, K);
+  }
+  Buf cp = {.A = e->A};
+  out(&cp, "%s", "");
+  conv_params_n(e, &cp, n, "        ", "1");
+  return pack ? arena_printf(e->A,
+                             "mlcrt_conv2d_pack_f32(m->team, &(const mlcrt_conv2d_params)%s, %s, "
+                             "m->wpack + m->wpoff[%d])",
+                             cp.s, e->var[n->in[1]], k)
+              : arena_printf(e->A,
+                             "mlcrt_conv2d_pack_floats(m->team, &(const mlcrt_conv2d_params)%s)",
+                             cp.s);
 }
 
 /* max_pool2d's or avg_pool2d's backward: dy = in[0] (the forward output's
@@ -1792,13 +1861,7 @@ static void emit_body(E *e, Buf *b, const Plan *p, const char *fn) {
   if (p == e->run && e->nwpack) {
     out(b, "\n  /* the weights changed since run last packed them (see %s_create) */\n", e->M);
     out(b, "  if (!m->wpack_ok) {\n");
-    for (int t = 0; t < g->ntensors; t++) {
-      const int id = g->tensors[t];
-      if (e->wpack[id] < 0) continue;
-      const Type *wt = &g->nodes[id].ty;
-      out(b, "    mlcrt_linear_pack_f32(m->team, %s, %s, %s, m->wpack + m->wpoff[%d]);\n",
-          e->var[id], dimc(e, wt->dim[0]), dimc(e, wt->dim[1]), e->wpack[id]);
-    }
+    for (int k = 0; k < e->nwpack; k++) out(b, "    %s;\n", wpack_call(e, k, true));
     out(b, "    m->wpack_ok = 1;\n  }\n");
   }
   out(b, "\n");
@@ -2058,8 +2121,8 @@ static char *emit_source(E *e, const char *header_name) {
   out(&b, " * One instance owns a weights region (params, buffers%s) and one arena of\n",
       tp ? ", optimizer state" : "");
   out(&b, " * activations planned at create time%s;\n * %s_run%s allocate%s nothing. */\n",
-      e->nwpack ? ", and its linear weights packed for run's GEMMs" : "", M,
-      tp ? " and _train_step" : "", tp ? "" : "s");
+      e->nwpack ? ", and its weights packed for run's GEMMs" : "", M, tp ? " and _train_step" : "",
+      tp ? "" : "s");
   out(&b,
       "#include \"%s\"\n\n#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include "
       "<string.h>\n\n",
@@ -2128,7 +2191,7 @@ static char *emit_source(E *e, const char *header_name) {
     out(&b, "  uint64_t seed; /* dropout's generator in train steps: _init or _set_seed */\n");
   if (e->nwpack)
     out(&b,
-        "  float *wpack;      /* linear weights packed for the GEMM kernels of run */\n"
+        "  float *wpack;      /* weights packed for the GEMM kernels of run */\n"
         "  size_t wpoff[%d]; /* ... each one's offset (floats) */\n"
         "  int wpack_ok;      /* 0: the weights changed since they were packed */\n",
         e->nwpack);
@@ -2197,16 +2260,14 @@ static char *emit_source(E *e, const char *header_name) {
       "}\n",
       M, M);
   if (e->nwpack) {
-    out(&b, "  /* room for the linear weights run packs once for the team's GEMM kernels\n"
+    out(&b, "  /* room for the weights run packs once for the team's GEMM kernels\n"
             "   * (they repack when the weights change: wpack_ok) */\n  size_t npack = 0;\n");
-    for (int t = 0; t < g->ntensors; t++) {
-      const int id = g->tensors[t];
-      if (e->wpack[id] < 0) continue;
-      const Type *wt = &g->nodes[id].ty;
-      out(&b,
-          "  m->wpoff[%d] = npack;\n  npack += (mlcrt_linear_pack_floats(m->team, %s, %s) + 15) & "
-          "~(size_t)15; /* %s */\n",
-          e->wpack[id], dimc(e, wt->dim[0]), dimc(e, wt->dim[1]), g->nodes[id].name);
+    for (int k = 0; k < e->nwpack; k++) {
+      const Node *n = &g->nodes[e->wpnode[k]];
+      out(&b, "  m->wpoff[%d] = npack; /* %s%s */\n  npack += (%s + 15) & ~(size_t)15;\n", k,
+          n->op == OP_PARAM ? n->name : g->nodes[n->in[1]].name,
+          n->op == OP_PARAM ? "" : arena_printf(e->A, ", %s", describe(e, n)),
+          wpack_call(e, k, false));
     }
     out(&b,
         "  m->wpack = mlcrt_alloc(npack * sizeof(float));\n  if (!m->wpack) {\n    snprintf(msg, "

@@ -47,11 +47,12 @@ static int is_pointwise(const mlcrt_conv2d_params *p) {
  * output position.  The others read only padding: with 3x3 padding 1 on a
  * 1x1 input (ResNet-18's last layer at CIFAR size) 8 taps of 9 multiply
  * zeros.  The forward leaves them out of the GEMM (its depth is cg times the
- * live taps, the weights compacted to match: the scratch's last floats)
- * when the batch has at least COMPACT_MIN_COLS output positions: compacting
- * reads every weight, which for a column or two costs as much as the GEMM
- * it shortens.  Kernels of more than MAX_TAPS taps keep every tap. */
-enum { MAX_TAPS = 256, COMPACT_MIN_COLS = 32 };
+ * live taps, the weights compacted to match: the scratch's last floats, or
+ * kept compacted across calls, mlcrt_conv2d_pack_f32).  Compacting per call
+ * reads every weight, as the GEMM it shortens would at a batch of one: it
+ * never costs more, and results do not depend on the batch's size through
+ * it.  Kernels of more than MAX_TAPS taps keep every tap. */
+enum { MAX_TAPS = 256 };
 
 static int64_t live_taps(const mlcrt_conv2d_params *p, int16_t *taps) {
   const int64_t KK = p->KH * p->KW;
@@ -85,7 +86,7 @@ typedef struct {
   size_t xpad;              /* ... and of the padded image (forward and dw) */
 } conv_shape;
 
-static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads, int compact) {
+static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads) {
   conv_shape s = {0};
   if (p->groups <= 0) return s;
   s.L = p->OH * p->OW;
@@ -93,7 +94,7 @@ static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads, i
   s.ocg = p->OC / p->groups;
   s.kdim = s.cg * p->KH * p->KW;
   s.ntaps = p->KH * p->KW;
-  if (op == MLCRT_CONV_FWD && (p->ph || p->pw) && compact) {
+  if (op == MLCRT_CONV_FWD && (p->ph || p->pw)) {
     s.ntaps = live_taps(p, NULL);
     if (s.ntaps == 0) s.ntaps = p->KH * p->KW; /* (no tap sees the image: y is the bias) */
     if (s.ntaps < p->KH * p->KW) {
@@ -196,11 +197,6 @@ static void conv_by_position(mlcrt_team *team, const mlcrt_conv2d_params *p, con
   if (epi) mlcrt_tiles(team, N * OC, L, epi->fn, epi->ctx);
 }
 
-/* Whether this call's forward leaves the taps that read only padding out */
-static int compact_taps(const mlcrt_conv2d_params *p) {
-  return p->N * p->OH * p->OW >= COMPACT_MIN_COLS;
-}
-
 /* floats of one slot of the scratch: columns, Y or dY, partial dw, padded image */
 static size_t slot_floats(const conv_shape *s) {
   return s->cols + s->yb + s->part + s->xpad;
@@ -210,13 +206,8 @@ size_t mlcrt_conv2d_scratch(const mlcrt_conv2d_params *p, int op, int nthreads) 
   if (mlcrt__conv_direct_ok(p, op)) /* a tiny kernel volume: conv_direct.c */
     return (size_t)mlcrt__conv_direct_tasks(p, nthreads) * mlcrt__conv_direct_slot(p, op) *
            sizeof(float);
-  /* p->N is the largest batch: room for either choice of compact_taps */
-  size_t n = 0;
-  for (int compact = 0; compact < 2; compact++) {
-    const conv_shape s = shape_of(p, op, nthreads, compact);
-    const size_t f = (size_t)s.tasks * slot_floats(&s) + s.wc + s.ap;
-    if (f > n) n = f;
-  }
+  const conv_shape s = shape_of(p, op, nthreads);
+  size_t n = (size_t)s.tasks * slot_floats(&s) + s.wc + s.ap;
   int16_t tap[BYPOS_MAX_L][BYPOS_MAX_HW];
   if (op == MLCRT_CONV_FWD && p->N >= BYPOS_MIN_N && by_position(p, tap) && bypos_floats(p) > n)
     n = bypos_floats(p);
@@ -776,9 +767,10 @@ static void conv_task(void *arg, int task, int ntasks) {
   conv_chunks(j, c0, c1, task);
 }
 
+/* wpk: the forward's weights as mlcrt_conv2d_pack_f32 keeps them, or NULL */
 static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x,
-                     const float *w, const float *b, const float *dy, float *y, void *scratch,
-                     const mlcrt_epilogue *epi) {
+                     const float *w, const float *wpk, const float *b, const float *dy, float *y,
+                     void *scratch, const mlcrt_epilogue *epi) {
   if (mlcrt__conv_direct_ok(p, op)) {
     mlcrt__conv_direct(team, p, op, x, w, b, dy, y, scratch);
     if (epi) /* (the direct kernels take none: a pass over the result) */
@@ -794,7 +786,7 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
   }
   conv_job j = {p,
                 op,
-                shape_of(p, op, mlcrt_team_size(team), compact_taps(p)),
+                shape_of(p, op, mlcrt_team_size(team)),
                 x,
                 w,
                 b,
@@ -816,22 +808,26 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
               permute_ok(p, j.s.nb, p->C * p->H * p->W);
 #endif
   int16_t taps[MAX_TAPS];
+  if (wpk && op != MLCRT_CONV_FWD) wpk = NULL;
   if (j.s.wc) { /* taps that read only padding left out: the weights to match */
     live_taps(p, taps);
     float *wc = (float *)scratch + (size_t)t * slot_floats(&j.s);
     const int64_t KK = p->KH * p->KW, nt = j.s.ntaps, rows = p->OC * j.s.cg;
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t ti = 0; ti < nt; ti++) wc[r * nt + ti] = w[r * KK + taps[ti]];
-    j.w = wc;
+    if (!wpk)
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t ti = 0; ti < nt; ti++) wc[r * nt + ti] = w[r * KK + taps[ti]];
+    j.w = wpk ? wpk : wc;
     j.taps = taps;
   }
   if (j.s.ap) { /* the GEMMs' instruction set: their team's, else the CPU's */
     float *ap = (float *)scratch + (size_t)t * slot_floats(&j.s) + j.s.wc;
-    for (int64_t g = 0; g < p->groups; g++)
-      mlcrt__gemm_pack_a(j.isa, j.s.ocg, j.s.kdim, j.w + g * j.s.ocg * j.s.kdim, j.s.kdim,
-                         ap + g * j.s.apg);
+    if (!wpk)
+      for (int64_t g = 0; g < p->groups; g++)
+        mlcrt__gemm_pack_a(j.isa, j.s.ocg, j.s.kdim, j.w + g * j.s.ocg * j.s.kdim, j.s.kdim,
+                           ap + g * j.s.apg);
     j.apacked = ap;
   }
+  if (wpk) j.apacked = wpk + j.s.wc; /* (packed, whether or not this call would pack) */
   const int64_t wn = p->OC * j.s.kdim;
   if (op == MLCRT_CONV_DW && p->N == 0) {
     memset(y, 0, (size_t)wn * sizeof *y);
@@ -853,7 +849,47 @@ void mlcrt_conv2d_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const 
                           const float *w, const float *b, float *y, void *scratch,
                           const mlcrt_epilogue *epi) {
   if (p->OH * p->OW <= 0 || p->OC <= 0) return;
-  conv_run(team, p, MLCRT_CONV_FWD, x, w, b, NULL, y, scratch, epi);
+  conv_run(team, p, MLCRT_CONV_FWD, x, w, NULL, b, NULL, y, scratch, epi);
+}
+
+/* The forward's weights kept for run: the live taps' weights when padding
+ * leaves taps out ([OC, C/groups * live taps], shape_of's wc floats), then
+ * each group's GEMM panels for the team's kernels (mlcrt__gemm_pack_a, apg
+ * floats apart).  None for the direct kernels, which read w as it is. */
+static size_t pack_apg(const conv_shape *s) {
+  return mlcrt__apack_floats(s->ocg, s->kdim) + 16;
+}
+
+size_t mlcrt_conv2d_pack_floats(const mlcrt_team *team, const mlcrt_conv2d_params *p) {
+  (void)team; /* (every ISA's panels fit mlcrt__apack_floats) */
+  if (p->groups <= 0 || mlcrt__conv_direct_ok(p, MLCRT_CONV_FWD)) return 0;
+  const conv_shape s = shape_of(p, MLCRT_CONV_FWD, 1);
+  return s.wc + (size_t)p->groups * pack_apg(&s);
+}
+
+void mlcrt_conv2d_pack_f32(const mlcrt_team *team, const mlcrt_conv2d_params *p, const float *w,
+                           float *wp) {
+  if (!mlcrt_conv2d_pack_floats(team, p)) return;
+  const conv_shape s = shape_of(p, MLCRT_CONV_FWD, 1);
+  const float *wg = w;
+  if (s.wc) {
+    int16_t taps[MAX_TAPS];
+    live_taps(p, taps);
+    const int64_t KK = p->KH * p->KW, nt = s.ntaps, rows = p->OC * s.cg;
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t ti = 0; ti < nt; ti++) wp[r * nt + ti] = w[r * KK + taps[ti]];
+    wg = wp;
+  }
+  for (int64_t g = 0; g < p->groups; g++)
+    mlcrt__gemm_pack_a(mlcrt_team_isa(team), s.ocg, s.kdim, wg + g * s.ocg * s.kdim, s.kdim,
+                       wp + s.wc + g * pack_apg(&s));
+}
+
+void mlcrt_conv2d_packed_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
+                                 const float *w, const float *wp, const float *b, float *y,
+                                 void *scratch, const mlcrt_epilogue *epi) {
+  if (p->OH * p->OW <= 0 || p->OC <= 0) return;
+  conv_run(team, p, MLCRT_CONV_FWD, x, w, wp, b, NULL, y, scratch, epi);
 }
 
 /* Bytes of one member's convolution scratch in mlcrt_conv2d_pool_f32: for a
@@ -948,7 +984,7 @@ void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const f
     memset(dx, 0, sizeof(float) * (size_t)(p->N * p->C * p->H * p->W));
     return;
   }
-  conv_run(team, p, MLCRT_CONV_DX, NULL, w, NULL, dy, dx, scratch, NULL);
+  conv_run(team, p, MLCRT_CONV_DX, NULL, w, NULL, NULL, dy, dx, scratch, NULL);
 }
 
 void mlcrt_conv2d_dw_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy,
@@ -957,5 +993,5 @@ void mlcrt_conv2d_dw_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const f
     memset(dw, 0, sizeof(float) * (size_t)(p->OC * (p->C / p->groups) * p->KH * p->KW));
     return;
   }
-  conv_run(team, p, MLCRT_CONV_DW, x, NULL, NULL, dy, dw, scratch, NULL);
+  conv_run(team, p, MLCRT_CONV_DW, x, NULL, NULL, NULL, dy, dw, scratch, NULL);
 }

@@ -455,12 +455,15 @@ void mlcrt__sgemm_packb(mlcrt_team *team, int isa, int64_t M, int64_t N, int64_t
     mlcrt__sgemm_isa(team, isa, 0, 0, M, N, 0, 1.0f, A, lda, NULL, N, beta, C, ldc, epi);
     return;
   }
-  if (!mlcrt__packb_packs(N, K)) { /* a column or a few: B stored, then the unpacked paths */
-    float b[16384 + 16];           /* + the packer's slack */
+  float b[16384 + 16]; /* + the packer's slack */
+  const int stored = !mlcrt__packb_packs(N, K);
+  if (stored) { /* a column or a few: B stored, then the unpacked paths */
     bp->fn(bp->ctx, 0, K, 0, N, (int)N, b);
-    mlcrt__sgemm_isa(team, isa, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
-    return;
-  }
+    if (!apacked || N == 1) {
+      mlcrt__sgemm_isa(team, isa, 0, 0, M, N, K, 1.0f, A, lda, b, N, beta, C, ldc, epi);
+      return;
+    }
+  } /* (or, with A packed already, the packed path on the stored B: the same bits) */
   gemm_job g = {kernels(team, isa),
                 0,
                 0,
@@ -470,16 +473,16 @@ void mlcrt__sgemm_packb(mlcrt_team *team, int isa, int64_t M, int64_t N, int64_t
                 1.0f,
                 beta,
                 A,
-                NULL,
+                stored ? b : NULL,
                 lda,
-                0,
+                stored ? N : 0,
                 ldc,
                 C,
                 team,
                 1,
                 0,
                 epi,
-                bp,
+                stored ? NULL : bp,
                 apacked,
                 NULL};
   gemm_packed(&g, (double)M * (double)N * (double)K < MT_MIN_MACS ? 1 : mlcrt_team_size(team));

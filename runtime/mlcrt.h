@@ -252,6 +252,17 @@ void mlcrt_conv2d_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const floa
  * columns oh * OW + ow. */
 void mlcrt_conv2d_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x, const float *w,
                           const float *b, float *y, void *scratch, const mlcrt_epilogue *epi);
+/* The forward's weights prepared once for many calls on this team (as
+ * mlcrt_linear_pack_f32): those of the taps that see the image when padding
+ * leaves some out (3x3 padding 1 on a 1x1 input: 1 of 9), and their GEMM
+ * panels; mlcrt_conv2d_pack_floats floats at wp (0: the convolution reads w
+ * as it is).  p's geometry without N (the pack serves every batch size). */
+size_t mlcrt_conv2d_pack_floats(const mlcrt_team *team, const mlcrt_conv2d_params *p);
+void mlcrt_conv2d_pack_f32(const mlcrt_team *team, const mlcrt_conv2d_params *p, const float *w, float *wp);
+/* mlcrt_conv2d_epi_f32 reading the weights from wp (packed for this team and
+ * geometry); the same bits. */
+void mlcrt_conv2d_packed_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x, const float *w,
+                                 const float *wp, const float *b, float *y, void *scratch, const mlcrt_epilogue *epi);
 /* Its input and weight gradients (dy [N, OC, OH, OW]; outputs overwritten). */
 void mlcrt_conv2d_dx_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *dy, const float *w, float *dx,
                          void *scratch);

@@ -427,6 +427,16 @@ static void check_conv(int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC, i
     void *scratch = malloc(ss + sdx + sdw + 1);
     mlcrt_conv2d_f32(team, &p, x, w, bias ? b : NULL, y, scratch);
     assert_close(y, want, ny, 1e-5, 1e-5);
+    /* the weights packed once (for any batch: packed at N = 1): the same bits */
+    mlcrt_conv2d_params p1 = p;
+    p1.N = 1;
+    const size_t npk = mlcrt_conv2d_pack_floats(team, &p1);
+    float *wp = malloc(npk * sizeof *wp + 1), *y2 = rand_buf(ny);
+    mlcrt_conv2d_pack_f32(team, &p1, w, wp);
+    mlcrt_conv2d_packed_epi_f32(team, &p, x, w, npk ? wp : NULL, bias ? b : NULL, y2, scratch, NULL);
+    assert_memory_equal(y2, y, ny * sizeof *y);
+    free(wp);
+    free(y2);
     mlcrt_conv2d_dx_f32(team, &p, dy, w, dx, scratch);
     assert_close(dx, want_dx, nx, 1e-4, 1e-4);
     mlcrt_conv2d_dw_f32(team, &p, dy, x, dwt, scratch);
@@ -459,6 +469,14 @@ static void test_conv2d(void **state) {
   check_conv(1, 2, 28, 28, 8, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1);
   check_conv(5, 3, 12, 12, 7, 5, 5, 1, 1, 2, 2, 1, 1, 1, 1); /* batch over threads */
   check_conv(4, 4, 6, 6, 6, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0);   /* pointwise gradients by image */
+  /* 1 tap of 9 sees a 1x1 input (compacted weights, a column), 4 of 9 a 2x2
+   * one at stride 2; a few columns (B stored) with many channels; K past
+   * one GEMM block; by position (N >= 8) */
+  check_conv(1, 64, 1, 1, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+  check_conv(3, 48, 2, 2, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0);
+  check_conv(1, 40, 2, 2, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
+  check_conv(2, 160, 4, 4, 20, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1);
+  check_conv(9, 16, 2, 2, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1);
   check_conv(7, 4, 4, 4, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2, 1);   /* few positions: all images in one GEMM */
   check_conv(40, 3, 4, 4, 5, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1);  /* pointwise, chunks of 16 images */
   check_conv(37, 2, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0);  /* ragged last chunk */
@@ -986,8 +1004,10 @@ static void test_softmax_rows(void **state) {
         for (int64_t o = 0; o < O; o++) {
           float mx = -INFINITY;
           for (int64_t k = 0; k < n; k++) mx = x[o * n + k] > mx ? x[o * n + k] : mx;
-          double sum = 0;
-          for (int64_t k = 0; k < n; k++) sum += mlcrt_expf(x[o * n + k] - mx);
+          /* summed in the kernel's order: lane l holds e[l] + e[l + 8], lanes added in turn */
+          double part[8] = {0}, sum = 0;
+          for (int64_t k = 0; k < n; k++) part[k % 8] += mlcrt_expf(x[o * n + k] - mx);
+          for (int l = 0; l < 8; l++) sum += part[l];
           for (int64_t k = 0; k < n; k++) {
             const float want = mlcrt_expf(x[o * n + k] - mx) * (float)(1.0 / sum);
             if (memcmp(&y[o * n + k], &want, sizeof want))

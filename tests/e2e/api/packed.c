@@ -1,4 +1,5 @@
-/* packed.c — run packs its linear weights once (-O2) and packs them again
+/* packed.c — run packs its weights once (-O2: a convolution's and the
+ * linears') and packs them again
  * after whatever changes them: init, load, a train step, load_checkpoint.
  * Each run after such a change must give what a fresh instance holding the
  * same weights gives (bit for bit, one thread each), and evaluate (which

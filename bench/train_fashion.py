@@ -7,12 +7,12 @@ thread count (as bench/infer.py: PyTorch trains these small models fastest on
 one thread, mlc on two).
 
 usage: /usr/bin/python3 bench/train_fashion.py [--mlc build/mlc] [--models fashion_mlp,lenet5]
-       [--threads 1,2] [--epochs 1]
+       [--threads 1,2] [--epochs 1] [--repeat 3]
 The mlc time is the training loop as `mlc train` reports it (samples divided by
 its samples/s), so compiling the C is not counted; PyTorch's is the loop's wall
 time.  This is a benchmark, not a test: it asserts nothing.
 """
-import argparse, gzip, os, re, subprocess, sys, tempfile, time
+import argparse, gzip, os, re, statistics, subprocess, sys, tempfile, time
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -96,20 +96,27 @@ def main():
     ap.add_argument("--models", default="fashion_mlp,lenet5")
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per side and thread count (the median is shown)")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
     xtr, ytr = idx(f"{D}/train-images-idx3-ubyte.gz"), idx(f"{D}/train-labels-idx1-ubyte.gz")
     xte, yte = idx(f"{D}/t10k-images-idx3-ubyte.gz"), idx(f"{D}/t10k-labels-idx1-ubyte.gz")
     print(f"Fashion-MNIST, {a.epochs} epoch(s), batch 64, SGD(lr=0.05, momentum=0.9), PyTorch {torch.__version__} "
-          f"and mlc's generated C; seconds; ratio = mlc / PyTorch at each side's best thread count")
+          f"and mlc's generated C; seconds (median of {a.repeat} runs); ratio = mlc / PyTorch at each side's best "
+          f"thread count")
     cols = [f"mlc {t}t" for t in threads] + [f"torch {t}t" for t in threads]
     print(f"{'model':<12}" + "".join(f" {c:>9}" for c in cols) + f" {'ratio':>6} {'mlc acc':>8} {'torch acc':>9}")
     for name in a.models.split(","):
         tm, tt = {}, {}
         for t in threads:
-            tm[t], am = bench_mlc(a.mlc, name, a.epochs, t)
-            set_threads(t)  # PyTorch's pool and its BLAS's (bench/torch_threads.py)
-            tt[t], at = bench_torch(name, xtr, ytr, xte, yte, a.epochs)
+            rm, rt = [], []
+            for _ in range(a.repeat):  # the two sides alternate, so both see the same machine load
+                s, am = bench_mlc(a.mlc, name, a.epochs, t)
+                rm.append(s)
+                set_threads(t)  # PyTorch's pool and its BLAS's (bench/torch_threads.py)
+                s, at = bench_torch(name, xtr, ytr, xte, yte, a.epochs)
+                rt.append(s)
+            tm[t], tt[t] = statistics.median(rm), statistics.median(rt)
         ratio = min(tm.values()) / min(tt.values())
         print(f"{name:<12}" + "".join(f" {tm[t]:9.2f}" for t in threads) + "".join(f" {tt[t]:9.2f}" for t in threads)
               + f" {ratio:6.2f} {am:8.4f} {at:9.4f}")

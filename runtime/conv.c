@@ -79,7 +79,8 @@ typedef struct {
   int64_t L, kdim, ocg, cg; /* output positions, GEMM depth, channels per group */
   int64_t ntaps;            /* the forward's live taps (live_taps) */
   size_t wc;                /* floats of its compacted weights (0: every tap live) */
-  size_t ap, apg;           /* floats of its weights packed for the GEMM, one group's */
+  size_t ap, apg;           /* floats of its weights packed for the GEMM (0: not
+                               packed by this call), one group's */
   int64_t nb, nchunks;      /* images per chunk, chunks */
   int tasks;                /* members working on separate chunks */
   size_t cols, yb, part;    /* floats of a member's buffers (0: not needed) */
@@ -105,12 +106,10 @@ static conv_shape shape_of(const mlcrt_conv2d_params *p, int op, int nthreads) {
   s.nb = s.L > 0 ? (MIN_COLS + s.L - 1) / s.L : 1;
   if (s.nb > p->N) s.nb = p->N;
   if (s.nb < 1) s.nb = 1;
+  s.apg = mlcrt__apack_floats(s.ocg, s.kdim) + 16;
   if (op == MLCRT_CONV_FWD && !(is_pointwise(p) && s.nb == 1) &&
-      mlcrt__packb_packs(s.nb * s.L, s.kdim)) {
-    /* the weights packed for the GEMM once, not once per chunk */
-    s.apg = mlcrt__apack_floats(s.ocg, s.kdim) + 16;
-    s.ap = (size_t)p->groups * s.apg;
-  }
+      mlcrt__packb_packs(s.nb * s.L, s.kdim))
+    s.ap = (size_t)p->groups * s.apg; /* the weights packed for the GEMM once, not per chunk */
   s.nchunks = (p->N + s.nb - 1) / s.nb;
   if (nthreads < 1) nthreads = 1;
   s.tasks = s.nchunks < nthreads ? (int)s.nchunks : nthreads;
@@ -195,6 +194,15 @@ static void conv_by_position(mlcrt_team *team, const mlcrt_conv2d_params *p, con
       for (int64_t r = 0; r < N * OC; r++) y[r * L + l] = yl[r];
   }
   if (epi) mlcrt_tiles(team, N * OC, L, epi->fn, epi->ctx);
+}
+
+/* The weights of the live taps only, [OC * cg, ntaps] (s->wc: some left out) */
+static void compact_weights(const mlcrt_conv2d_params *p, const conv_shape *s, const float *w,
+                            int16_t *taps, float *wc) {
+  live_taps(p, taps);
+  const int64_t KK = p->KH * p->KW, nt = s->ntaps, rows = p->OC * s->cg;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t ti = 0; ti < nt; ti++) wc[r * nt + ti] = w[r * KK + taps[ti]];
 }
 
 /* floats of one slot of the scratch: columns, Y or dY, partial dw, padded image */
@@ -810,12 +818,11 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
   int16_t taps[MAX_TAPS];
   if (wpk && op != MLCRT_CONV_FWD) wpk = NULL;
   if (j.s.wc) { /* taps that read only padding left out: the weights to match */
-    live_taps(p, taps);
     float *wc = (float *)scratch + (size_t)t * slot_floats(&j.s);
-    const int64_t KK = p->KH * p->KW, nt = j.s.ntaps, rows = p->OC * j.s.cg;
-    if (!wpk)
-      for (int64_t r = 0; r < rows; r++)
-        for (int64_t ti = 0; ti < nt; ti++) wc[r * nt + ti] = w[r * KK + taps[ti]];
+    if (wpk)
+      live_taps(p, taps);
+    else
+      compact_weights(p, &j.s, w, taps, wc);
     j.w = wpk ? wpk : wc;
     j.taps = taps;
   }
@@ -856,39 +863,29 @@ void mlcrt_conv2d_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const 
  * leaves taps out ([OC, C/groups * live taps], shape_of's wc floats), then
  * each group's GEMM panels for the team's kernels (mlcrt__gemm_pack_a, apg
  * floats apart).  None for the direct kernels, which read w as it is. */
-static size_t pack_apg(const conv_shape *s) {
-  return mlcrt__apack_floats(s->ocg, s->kdim) + 16;
-}
-
 size_t mlcrt_conv2d_pack_floats(const mlcrt_team *team, const mlcrt_conv2d_params *p) {
   (void)team; /* (every ISA's panels fit mlcrt__apack_floats) */
   if (p->groups <= 0 || mlcrt__conv_direct_ok(p, MLCRT_CONV_FWD)) return 0;
   const conv_shape s = shape_of(p, MLCRT_CONV_FWD, 1);
-  return s.wc + (size_t)p->groups * pack_apg(&s);
+  return s.wc + (size_t)p->groups * s.apg;
 }
 
 void mlcrt_conv2d_pack_f32(const mlcrt_team *team, const mlcrt_conv2d_params *p, const float *w,
                            float *wp) {
   if (!mlcrt_conv2d_pack_floats(team, p)) return;
   const conv_shape s = shape_of(p, MLCRT_CONV_FWD, 1);
-  const float *wg = w;
-  if (s.wc) {
-    int16_t taps[MAX_TAPS];
-    live_taps(p, taps);
-    const int64_t KK = p->KH * p->KW, nt = s.ntaps, rows = p->OC * s.cg;
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t ti = 0; ti < nt; ti++) wp[r * nt + ti] = w[r * KK + taps[ti]];
-    wg = wp;
-  }
+  int16_t taps[MAX_TAPS];
+  if (s.wc) compact_weights(p, &s, w, taps, wp);
+  const float *wg = s.wc ? wp : w;
   for (int64_t g = 0; g < p->groups; g++)
     mlcrt__gemm_pack_a(mlcrt_team_isa(team), s.ocg, s.kdim, wg + g * s.ocg * s.kdim, s.kdim,
-                       wp + s.wc + g * pack_apg(&s));
+                       wp + s.wc + g * s.apg);
 }
 
 void mlcrt_conv2d_packed_epi_f32(mlcrt_team *team, const mlcrt_conv2d_params *p, const float *x,
                                  const float *w, const float *wp, const float *b, float *y,
                                  void *scratch, const mlcrt_epilogue *epi) {
-  if (p->OH * p->OW <= 0 || p->OC <= 0) return;
+  if (p->N <= 0 || p->OH * p->OW <= 0 || p->OC <= 0) return;
   conv_run(team, p, MLCRT_CONV_FWD, x, w, wp, b, NULL, y, scratch, epi);
 }
 

@@ -1432,7 +1432,7 @@ static void plan_wpacks(E *e, const Plan *p) {
   e->wpnode = arena_alloc(e->A, sizeof(int) * (size_t)(g->n + 1));
   e->nwpack = 0;
   for (int i = 0; i < g->n; i++) e->wpack[i] = -1;
-  if (!p->reuse) return; /* -O0 */
+  if (!p->pack) return; /* -O0, --no-pack-weights */
   bool *pooled = arena_alloc(e->A, sizeof(bool) * (size_t)(g->n + 1));
   memset(pooled, 0, sizeof(bool) * (size_t)(g->n + 1));
   for (int gi = 0; gi < p->ngroups; gi++)

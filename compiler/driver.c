@@ -52,6 +52,7 @@ Compiled *compile_source(Arena *A, const Source *src, const Options *o, bool che
   /* plans after autodiff: both see every node (the run plan skips the
    * backward nodes because no output needs them) */
   c->plan = plan_graph(g, o->opt_level);
+  if (o->no_pack) c->plan->pack = false;
   if (train_ok) {
     c->train_plan = plan_train(g, o->opt_level);
     c->eval_plan = plan_eval(g, o->opt_level);

@@ -50,7 +50,7 @@ static int compile(const char *path, const char *text, const char *out_c, const 
     goto out;
   }
   A = arena_new();
-  Options o = {.model = mo ? mo->model : NULL, .opt_level = mo && mo->opt_level == 0 ? 0 : 2};
+  Options o = {.model = mo ? mo->model : NULL, .opt_level = mo && mo->opt_level == 0 ? 0 : 2, .no_pack = mo && mo->no_pack_weights};
   Source *src = text ? source_from_string(A, path, text) : source_from_file(A, path, &d);
   Compiled *c = src ? compile_source(A, src, &o, false, &d) : NULL;
   if (!c) goto out;
@@ -198,6 +198,7 @@ static int model_from(const char *path, const char *text, const mlc_options *mo,
   Arena *A = arena_new();
   Options o = {.model = mo ? mo->model : NULL,
                .opt_level = mo && mo->opt_level == 0 ? 0 : 2,
+               .no_pack = mo && mo->no_pack_weights,
                .seed = mo ? mo->seed : 0,
                .cuda = mo && mo->device == MLCRT_CUDA};
   Source *src = text ? source_from_string(A, path, text) : source_from_file(A, path, &d);

@@ -39,6 +39,8 @@ static const char *usage_main =
     "  --model NAME       the model to compile when the file defines several\n"
     "  -O0, -O2           optimisation level (default -O2: fusion and buffer reuse;\n"
     "                     -O0: one kernel per operation, no reuse)\n"
+    "  --no-pack-weights  -O2 without the linear and convolution weights run keeps\n"
+    "                     packed for the GEMM (they cost about their size again)\n"
     "  --emit-ir          print the typed IR to standard output\n"
     "  --report           print the fused kernels (ops, FLOPs, bytes moved) and the\n"
     "                     arena at -O2 and -O0; --dim NAME=V sets a symbolic dim (default 1)\n"
@@ -56,7 +58,7 @@ static const char *usage_main =
     "Exit status: 0 on success, 1 on an error in the model or a file, 2 on a usage error.\n";
 
 static const char *usage_compile =
-    "usage: mlc MODEL.mdl -o OUT.c|OUT.cu [--model NAME] [-O0|-O2] [--emit-ir] [--embed-weights W.safetensors]\n"
+    "usage: mlc MODEL.mdl -o OUT.c|OUT.cu [--model NAME] [-O0|-O2] [--no-pack-weights] [--emit-ir] [--embed-weights W.safetensors]\n"
     "                     [--target c|cuda] [--precision f32|tf32] [--report [--dim NAME=V ...]] [--dot FILE]\n"
     "\n"
     "Compiles the model to a C translation unit OUT.c and its header OUT.h, with\n"
@@ -90,7 +92,7 @@ static const char *usage_check =
 
 static const char *usage_run =
     "usage: mlc run MODEL.mdl --input NAME=FILE.npy [--input ...] [--weights W.safetensors]\n"
-    "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--device cpu|cuda] [--threads N]\n"
+    "               [--seed N] [--out DIR] [--model NAME] [-O0|-O2] [--no-pack-weights] [--device cpu|cuda] [--threads N]\n"
     "               [--repeat N] [--embed-weights W.safetensors] [--precision f32|tf32] [--jit]\n"
     "\n"
     "Compiles the model to C, builds it with the system C compiler ($CC or cc) into a\n"
@@ -237,6 +239,7 @@ static int parse_args(int argc, char **argv, int start, Args *a) {
       if (!set_threads(next)) return usage_error(a->cmd, "--threads needs an integer from 1 to 64, got '%s'", next);
     } else if (streq(s, "-O0")) a->o.opt_level = 0;
     else if (streq(s, "-O2") || streq(s, "-O")) a->o.opt_level = 2;
+    else if (streq(s, "--no-pack-weights")) a->o.no_pack = true;
     else if (streq(s, "--emit-ir")) a->emit_ir = true;
     else if (streq(s, "--jit")) a->jit = true;
     else if (streq(s, "--target")) {
@@ -749,6 +752,7 @@ static int cmd_train(int argc, char **argv) {
       return 0;
     }
     if (streq(s, "-O0") || streq(s, "-O2")) { a.o.opt_level = s[2] - '0'; continue; }
+    if (streq(s, "--no-pack-weights")) { a.o.no_pack = true; continue; }
     if (streq(s, "--shuffle")) { fwd[nf++] = (char *)s; continue; }
     if (streq(s, "--jit")) { a.jit = true; continue; }
     if (s[0] == '-' && !v) { rc = usage_error("train", "option %s needs a value", s); goto out; }

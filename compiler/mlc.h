@@ -59,6 +59,8 @@ typedef struct mlc_options {
   const char *model;         /* --model NAME: the model to compile when there are several; NULL: the only one */
   int opt_level;             /* 0 (-O0: no fusion, no buffer reuse) or 2 (-O2, the default); other values mean 2 */
   const char *embed_weights; /* --embed-weights: a safetensors file to embed as const data, or NULL */
+  int no_pack_weights;       /* --no-pack-weights: at -O2, run packs weights per call instead of keeping
+                                them packed (about their size again in memory) */
   /* JIT only (mlc_model_from_*): */
   uint64_t seed; /* --seed: the dropout seed a new instance's train steps start from (mlc_init and
                     mlc_set_seed change it) */

@@ -320,6 +320,7 @@ typedef struct Plan {
   size_t *weight_off; /* per node: byte offset in the weights region */
   size_t weight_bytes;
   bool reuse;         /* -O0 turns buffer reuse off */
+  bool pack;          /* run keeps its weights packed (-O2 without --no-pack-weights) */
   /* fuse.c */
   Group *groups;      /* in schedule order */
   int ngroups;
@@ -488,6 +489,7 @@ typedef struct Options {
   uint64_t seed;
   bool need_train; /* mlc train: a missing gradient rule is an error */
   bool cuda;       /* compiled for the CUDA backend (no bn_expand) */
+  bool no_pack;    /* --no-pack-weights: -O2 without weights kept packed for run */
 } Options;
 
 typedef struct Compiled {

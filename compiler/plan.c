@@ -100,6 +100,7 @@ static Plan *plan_roots(Graph *g, int opt_level, const int *roots, int nroots) {
   p->scratch = arena_alloc(A, sizeof(int) * (size_t)(n + 1));
   p->weight_off = arena_alloc(A, sizeof(size_t) * (size_t)(n + 1));
   p->reuse = opt_level > 0;
+  p->pack = p->reuse;
 
   /* liveness: which nodes do the outputs need? */
   bool *live = arena_alloc(A, (size_t)(n + 1));

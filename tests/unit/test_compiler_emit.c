@@ -288,6 +288,35 @@ static void test_header_symbols_and_dtypes(void **state) {
 
 /* ---- compiling the output ------------------------------------------------------------------------- */
 
+/* Which weights run keeps packed (-O2): a linear's W and a convolution;
+ * not a convolution pooled a chunk at a time (GK_POOLED, its own calls);
+ * none at -O0 or when the plan says not to (--no-pack-weights). */
+static void test_weight_packs(void **state) {
+  (void)state;
+  const char *src = "model wp {\n"
+                    "  input  x: f32[B, 3, 8, 8]\n"
+                    "  param  c1: f32[4, 3, 3, 3] = kaiming_uniform\n"
+                    "  param  c2: f32[4, 4, 3, 3] = kaiming_uniform\n"
+                    "  param  fc: f32[5, 64] = kaiming_uniform\n"
+                    "  h = max_pool2d(relu(conv2d(x, c1, padding=1)), 2)\n"
+                    "  h = relu(conv2d(h, c2, padding=1))\n"
+                    "  output y = linear(flatten(h), fc)\n"
+                    "}\n";
+  Em *e = emit_src(src, 2);
+  const char *c = e->out.c;
+  expect_in(c, "mlcrt_linear_pack_f32(m->team, p_fc, 5, 64, m->wpack");
+  expect_in(c, "}, p_c2, m->wpack + m->wpoff[");
+  expect_in(c, "mlcrt_conv2d_packed_epi_f32(m->team, &cp, ");
+  expect_not_in(c, "}, p_c1, m->wpack"); /* pooled */
+  e->p->pack = false; /* as --no-pack-weights leaves the plan */
+  EmitC plain = emitc_model(e->g, e->p, NULL, NULL, "wp.h");
+  expect_not_in(plain.c, "wpack");
+  done(e);
+  e = emit_src(src, 0);
+  expect_not_in(e->out.c, "wpack");
+  done(e);
+}
+
 static char runtime_dir[4096];
 static char tmpdir[256];
 
@@ -555,6 +584,7 @@ int main(void) {
       cmocka_unit_test(test_header_symbols_and_dtypes),
       cmocka_unit_test(test_compiles_with_werror),
       cmocka_unit_test(test_name_clashes),
+      cmocka_unit_test(test_weight_packs),
       cmocka_unit_test(test_links_and_runs),
   };
   return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);

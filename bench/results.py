@@ -7,7 +7,7 @@ usage: /usr/bin/python3 bench/results.py [--quick] [--out bench/RESULTS.md]
   --quick   fewer repetitions (bench/gemm --quick, bench/infer.py --quick)
 Builds build/ first if needed.  This is a benchmark run, not a test.
 """
-import argparse, datetime, os, platform, subprocess, sys
+import argparse, time, datetime, os, platform, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
@@ -42,15 +42,15 @@ def main():
          "Both sides' idle threads spin ~0.2 ms after a call (OPENBLAS_THREAD_TIMEOUT=19, set by bench/gemm): by "
          "default OpenBLAS's busy-wait ~0.1 s and, on 2 cores, take the core from mlc's worker in the next sample.",
          [os.path.join(ROOT, "bench", "gemm")] + q),
+        ("Training: `bench/train_fashion.py`", "one Fashion-MNIST epoch, batch 64, SGD(lr=0.05, momentum=0.9), "
+         "1 and 2 threads on each side; ratio = mlc time / PyTorch time at each side's best thread count (PyTorch's "
+         "is one thread: two are slower for these models). Target: at most 0.5.",
+         [PY, os.path.join(ROOT, "bench", "train_fashion.py")]),
         ("Inference: `bench/infer.py`", "median latency of the generated `<model>_run` (`mlc run --repeat`) and of "
          "the same network in PyTorch under `torch.no_grad()`, 1 and 2 threads each; ratio = mlc / PyTorch at each "
          "side's best thread count (below 1: mlc faster). Targets: every model faster than PyTorch; MLP batch 1 at "
          "most 0.3.",
          [PY, os.path.join(ROOT, "bench", "infer.py")] + q),
-        ("Training: `bench/train_fashion.py`", "one Fashion-MNIST epoch, batch 64, SGD(lr=0.05, momentum=0.9), "
-         "1 and 2 threads on each side; ratio = mlc time / PyTorch time at each side's best thread count (PyTorch's "
-         "is one thread: two are slower for these models). Target: at most 0.5.",
-         [PY, os.path.join(ROOT, "bench", "train_fashion.py")]),
         ("Fusion and planning: `bench/fusion.py`", "-O0 (no fusion, no buffer reuse) against -O2 for LeNet-5 and "
          "ResNet-18 at batch 64 and GPT-2 small at 4 x 64 tokens, 1 thread: kernels, arena bytes, the sum of all "
          "intermediate tensors, bytes the kernels move, median run time. Aims: arena at least 3x smaller than the "
@@ -68,7 +68,12 @@ def main():
     # the GPU section (bench/gpu_bench.py, run on a GPU machine) is kept as it is
     old = open(a.out).read() if os.path.exists(a.out) else ""
     gpu = old[old.find("## GPU: "):] if "## GPU: " in old else ""
-    for title, what, cmd in runs:
+    for n, (title, what, cmd) in enumerate(runs):
+        # A pause between benchmarks: after one that touches gigabytes (GPT-2 at batch 256),
+        # this VM's second CPU ran slow for tens of seconds (the host taking the memory back,
+        # we think): the MLP's epoch at 2 threads took 0.51 s right after it, 0.34 s 30 s later.
+        if n and not a.quick:
+            time.sleep(60)
         load = open("/proc/loadavg").read().split()[0]
         print(f"running {' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd)} ...",
               flush=True)

@@ -7,7 +7,7 @@ thread count (as bench/infer.py: PyTorch trains these small models fastest on
 one thread, mlc on two).
 
 usage: /usr/bin/python3 bench/train_fashion.py [--mlc build/mlc] [--models fashion_mlp,lenet5]
-       [--threads 1,2] [--epochs 1] [--repeat 3]
+       [--threads 1,2] [--epochs 1] [--repeat 5]
 The mlc time is the training loop as `mlc train` reports it (samples divided by
 its samples/s), so compiling the C is not counted; PyTorch's is the loop's wall
 time.  This is a benchmark, not a test: it asserts nothing.
@@ -96,7 +96,7 @@ def main():
     ap.add_argument("--models", default="fashion_mlp,lenet5")
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per side and thread count (the median is shown)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per side and thread count (the median is shown)")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
     xtr, ytr = idx(f"{D}/train-images-idx3-ubyte.gz"), idx(f"{D}/train-labels-idx1-ubyte.gz")

@@ -101,8 +101,8 @@ static bool nvrtc_open(Nvrtc *n, char *err) {
 }
 
 /* The entry's checksum over everything after its first line. */
-static uint64_t ptx_sum(const char *ptx, size_t n) {
-  return build_hash(BUILD_HASH_INIT, ptx, n);
+static uint64_t entry_sum(const char *body, size_t n) {
+  return build_hash(BUILD_HASH_INIT, body, n);
 }
 
 /* A cache entry: the first line "// mlc-ptx SIZE CHECKSUM" (or mlc-cubin)
@@ -116,7 +116,7 @@ typedef struct Entry {
 } Entry;
 
 /* Reads a cache entry; false if absent or damaged. */
-static bool ptx_read(Arena *A, const char *path, int nnames, const char **lowered, Entry *e) {
+static bool entry_read(Arena *A, const char *path, int nnames, const char **lowered, Entry *e) {
   FILE *f = fopen(path, "rb");
   if (!f) return false;
   unsigned long long size, sum;
@@ -126,7 +126,7 @@ static bool ptx_read(Arena *A, const char *path, int nnames, const char **lowere
       (!strcmp(kind, "ptx") || !strcmp(kind, "cubin")) && size < ((size_t)1 << 34)) {
     body = arena_alloc(A, (size_t)size + 1);
     if (fread(body, 1, (size_t)size, f) != size || fgetc(f) != EOF ||
-        ptx_sum(body, (size_t)size) != sum)
+        entry_sum(body, (size_t)size) != sum)
       body = NULL;
     else
       body[size] = 0;
@@ -149,8 +149,8 @@ static bool ptx_read(Arena *A, const char *path, int nnames, const char **lowere
 
 /* Writes an entry via a temporary file and rename (best effort: a cache that
  * cannot be written only costs the next start a compile). */
-static void ptx_write(Arena *A, const char *dir, const char *path, const char *body, size_t n,
-                      bool cubin) {
+static void entry_write(Arena *A, const char *dir, const char *path, const char *body, size_t n,
+                        bool cubin) {
   if (build_mkdirs(dir) != 0) return;
   char *tmp = arena_printf(A, "%s/tmp.XXXXXX", dir);
   int fd = mkstemp(tmp);
@@ -162,7 +162,7 @@ static void ptx_write(Arena *A, const char *dir, const char *path, const char *b
     return;
   }
   fprintf(f, "// mlc-%s %zu %016llx\n", cubin ? "cubin" : "ptx", n,
-          (unsigned long long)ptx_sum(body, n));
+          (unsigned long long)entry_sum(body, n));
   bool ok = fwrite(body, 1, n, f) == n;
   ok &= fclose(f) == 0;
   if (!ok || rename(tmp, path) != 0) unlink(tmp);
@@ -186,7 +186,7 @@ static bool jit_compile(Arena *A, const char *name, const char *src, const JitCu
   const char *dir = arena_printf(A, "%s/ptx", build_cache_dir(A));
   const char *path =
       arena_printf(A, "%s/%016llx.%s", dir, (unsigned long long)key, want_cubin ? "image" : "ptx");
-  if (ptx_read(A, path, nnames, lowered, out)) {
+  if (entry_read(A, path, nnames, lowered, out)) {
     if (cached) *cached = true;
     return true;
   }
@@ -254,7 +254,7 @@ static bool jit_compile(Arena *A, const char *name, const char *src, const JitCu
     } else {
       if (!cubin) n = strlen(body + nt); /* PTX: its size counts the terminating 0 */
       body[nt + n] = 0;
-      ptx_write(A, dir, path, body, nt + n, cubin);
+      entry_write(A, dir, path, body, nt + n, cubin);
       *out = (Entry){cubin ? body + nt : body, cubin ? n : nt + n, cubin};
       ok = true;
     }
@@ -933,21 +933,18 @@ JitCuModel *jitcu_model_load(const Compiled *c, const unsigned char *embedded, i
   /* machine code (CUBIN) unless $MLC_JIT_PTX asks for PTX: the driver then
    * compiles it at every load, tens of ms for GPT-2's kernels */
   const char *want_ptx = getenv("MLC_JIT_PTX");
-  bool cubin = false;
-  const char *image =
-      want_ptx && *want_ptx && strcmp(want_ptx, "0")
-          ? jitcu_ptx(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
-                      lowered, jitcu_arch(cu), &mm->code_cached, err)
-          : jitcu_image(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
-                        lowered, jitcu_arch(cu), &mm->code_cached, NULL, &cubin, err);
-  jt_phase(!mm->code_cached ? (cubin ? "cubin (nvrtc)" : "ptx (nvrtc)")
-                            : (cubin ? "cubin (cached)" : "ptx (cached)"),
+  Entry e = {0};
+  bool ok = jit_compile(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
+                        lowered, jitcu_arch(cu), !(want_ptx && *want_ptx && strcmp(want_ptx, "0")),
+                        &mm->code_cached, &e, err);
+  jt_phase(!mm->code_cached ? (e.cubin ? "cubin (nvrtc)" : "ptx (nvrtc)")
+                            : (e.cubin ? "cubin (cached)" : "ptx (cached)"),
            &t);
-  int rc = image ? jitcu_module_load(cu, image, &mm->module, err) : MLCRT_EUNSUPPORTED;
-  if (rc && cubin) { /* a driver older than this NVRTC's machine code: PTX, which it compiles */
-    image = jitcu_ptx(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
-                      lowered, jitcu_arch(cu), &mm->code_cached, err);
-    rc = image ? jitcu_module_load(cu, image, &mm->module, err) : MLCRT_EUNSUPPORTED;
+  int rc = ok ? jitcu_module_load(cu, e.code, &mm->module, err) : MLCRT_EUNSUPPORTED;
+  if (rc && e.cubin) { /* a driver older than this NVRTC's machine code: PTX, which it compiles */
+    ok = jit_compile(A, cuname, pr->device_src, &hdr, 1, NULL, 0, pr->kernels, pr->nkernels,
+                     lowered, jitcu_arch(cu), false, &mm->code_cached, &e, err);
+    rc = ok ? jitcu_module_load(cu, e.code, &mm->module, err) : MLCRT_EUNSUPPORTED;
   }
   jt_phase("module load", &t);
   mm->fns = arena_alloc(A, sizeof(void *) * (size_t)(pr->nkernels + 1));

@@ -775,7 +775,7 @@ static void conv_task(void *arg, int task, int ntasks) {
   conv_chunks(j, c0, c1, task);
 }
 
-/* wpk: the forward's weights as mlcrt_conv2d_pack_f32 keeps them, or NULL */
+/* wpk (forward only): the weights as mlcrt_conv2d_pack_f32 keeps them, or NULL */
 static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, const float *x,
                      const float *w, const float *wpk, const float *b, const float *dy, float *y,
                      void *scratch, const mlcrt_epilogue *epi) {
@@ -816,7 +816,6 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
               permute_ok(p, j.s.nb, p->C * p->H * p->W);
 #endif
   int16_t taps[MAX_TAPS];
-  if (wpk && op != MLCRT_CONV_FWD) wpk = NULL;
   if (j.s.wc) { /* taps that read only padding left out: the weights to match */
     float *wc = (float *)scratch + (size_t)t * slot_floats(&j.s);
     if (wpk)
@@ -826,15 +825,15 @@ static void conv_run(mlcrt_team *team, const mlcrt_conv2d_params *p, int op, con
     j.w = wpk ? wpk : wc;
     j.taps = taps;
   }
-  if (j.s.ap) { /* the GEMMs' instruction set: their team's, else the CPU's */
+  if (wpk) /* packed already, whether or not this call would pack */
+    j.apacked = wpk + j.s.wc;
+  else if (j.s.ap) { /* the GEMMs' instruction set: their team's, else the CPU's */
     float *ap = (float *)scratch + (size_t)t * slot_floats(&j.s) + j.s.wc;
-    if (!wpk)
-      for (int64_t g = 0; g < p->groups; g++)
-        mlcrt__gemm_pack_a(j.isa, j.s.ocg, j.s.kdim, j.w + g * j.s.ocg * j.s.kdim, j.s.kdim,
-                           ap + g * j.s.apg);
+    for (int64_t g = 0; g < p->groups; g++)
+      mlcrt__gemm_pack_a(j.isa, j.s.ocg, j.s.kdim, j.w + g * j.s.ocg * j.s.kdim, j.s.kdim,
+                         ap + g * j.s.apg);
     j.apacked = ap;
   }
-  if (wpk) j.apacked = wpk + j.s.wc; /* (packed, whether or not this call would pack) */
   const int64_t wn = p->OC * j.s.kdim;
   if (op == MLCRT_CONV_DW && p->N == 0) {
     memset(y, 0, (size_t)wn * sizeof *y);

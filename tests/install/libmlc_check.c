@@ -8,17 +8,8 @@
 
 #include <mlc.h>
 
-static int nchecks, nfailed;
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    nchecks++;                                                                                                         \
-    if (!(cond)) {                                                                                                     \
-      nfailed++;                                                                                                       \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                                           \
-      printf(__VA_ARGS__);                                                                                             \
-      printf("\n");                                                                                                    \
-    }                                                                                                                  \
-  } while (0)
+#include "../e2e/api/check.h" /* CHECK, checks_result */
+
 
 static long file_size(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -67,10 +58,5 @@ int main(void) {
   mlc_free(diag);
   CHECK(mlc_compile_file("tiny.mdl", "out.txt", NULL, NULL) == MLC_EUSAGE, "an output not ending in .c");
 
-  if (nfailed) {
-    printf("%d of %d checks failed\n", nfailed, nchecks);
-    return 1;
-  }
-  printf("%d checks passed\n", nchecks);
-  return 0;
+  return checks_result();
 }

@@ -12,23 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../e2e/api/check.h" /* CHECK, checks_result */
 #include "fashion_mlp.h"
 
 enum { N = 512, HALF = N / 2 };
 static int rounds = 20; /* argv[1] */
 static uint8_t x[N * 784];
 static float alone[N * 10];
-static int nchecks, nfailed;
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    nchecks++;                                                                                                         \
-    if (!(cond)) {                                                                                                     \
-      nfailed++;                                                                                                       \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                                           \
-      printf(__VA_ARGS__);                                                                                             \
-      printf("\n");                                                                                                    \
-    }                                                                                                                  \
-  } while (0)
 
 typedef struct Job {
   int half;       /* which half of x */
@@ -92,10 +82,5 @@ int main(int argc, char **argv) {
           jobs[i].mismatches, rounds);
   }
   fashion_mlp_destroy(m);
-  if (nfailed) {
-    printf("%d of %d checks failed\n", nfailed, nchecks);
-    return 1;
-  }
-  printf("%d checks passed\n", nchecks);
-  return 0;
+  return checks_result();
 }

@@ -1,5 +1,6 @@
 /* check.h — the checks of the api/ test programs (each one a single C file
- * built with the code mlc generates for it, see run_e2e.py): CHECK(cond,
+ * built with the code mlc generates for it, see run_e2e.py) and of
+ * tests/install's programs: CHECK(cond,
  * fmt, ...) counts a check and prints each failed one with its reason;
  * checks_result() prints "N checks passed" (what run_e2e.py looks for) and
  * returns 0, or "F of N checks failed" and returns 1, for main to return. */
